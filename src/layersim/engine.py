@@ -1,0 +1,483 @@
+"""Minibatch CKA (Nguyen, Raghu & Kornblith 2021) and its Dask engine over activation stores.
+
+The estimator (see ``docs/design.md``): for every minibatch of ``n`` samples and every layer,
+flatten the activations to ``X (n, p)``, form ``K = X Xᵀ``, set ``diag(K) = 0`` and U-centre it::
+
+    Ũ_ij = K_ij − K_i·/(n−2) − K_·j/(n−2) + K_··/((n−1)(n−2))   (i ≠ j),   Ũ_ii = 0
+
+so that ``HSIC₁(K, L) = ⟨Ũ(K), Ũ(L)⟩ / (n(n−3))`` is the unbiased estimator of Song et al.
+(2012). HSIC values are *summed* (in float64) over batches and passes; only at the end::
+
+    CKA_ab = Σ HSIC(K_a, L_b) / sqrt(Σ HSIC(K_a, K_a) · Σ HSIC(L_b, L_b))
+
+Cost: each Gram once per layer per batch; every U-centred Gram is flattened to a row of
+``G (L, n²)`` so that all layer pairs of two models come from one product ``G_a G_bᵀ``.
+
+The maths here works on numpy or torch arrays (torch stays on its device until the small
+``(La, Lb)`` HSIC block is summed in float64 on the host). Dask only appears in
+:func:`compare_stores`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from layersim.errors import LayersimError
+
+
+class EstimatorError(LayersimError):
+    """Input that the minibatch CKA estimator cannot use."""
+
+
+class UndefinedLayerWarning(UserWarning):
+    """A layer's self-HSIC is not positive (e.g. constant activations): its CKA is undefined."""
+
+
+MIN_BATCH = 4  # the unbiased HSIC divides by n(n−3) and (n−1)(n−2)
+
+
+def _is_torch(x) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def _flatten(x, dtype):
+    """``(n, ...)`` → ``(n, p)`` in ``dtype`` (a numpy dtype; torch inputs keep their device)."""
+    if _is_torch(x):
+        import torch
+
+        tdtype = torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
+        return x.detach().reshape(x.shape[0], -1).to(tdtype)
+    x = np.asarray(x)
+    return np.ascontiguousarray(x.reshape(x.shape[0], -1), dtype=dtype)
+
+
+def u_centred_gram(x, dtype=np.float32):
+    """The U-centred linear Gram matrix ``Ũ(X Xᵀ)`` of one layer's minibatch.
+
+    Parameters
+    ----------
+    x : array ``(n, ...)``
+        Activations of ``n`` samples (numpy or torch); flattened per sample.
+    dtype : numpy dtype
+        Precision of the Gram (float32 by default; float64 on request).
+
+    Returns
+    -------
+    array ``(n, n)``
+        Zero diagonal; every row and column sums to zero.
+    """
+    x = _flatten(x, dtype)
+    n = x.shape[0]
+    if n < MIN_BATCH:
+        raise EstimatorError(
+            f"a minibatch of {n} samples is too small: the unbiased HSIC estimator needs at "
+            f"least {MIN_BATCH} (use a larger batch size)"
+        )
+    k = x @ x.T
+    _zero_diagonal(k)
+    row = k.sum(1)
+    total = row.sum()
+    k -= row[:, None] / (n - 2)
+    k -= row[None, :] / (n - 2)
+    k += total / ((n - 1) * (n - 2))
+    _zero_diagonal(k)
+    return k
+
+
+def _zero_diagonal(k) -> None:
+    if _is_torch(k):
+        k.fill_diagonal_(0)
+    else:
+        np.fill_diagonal(k, 0)
+
+
+def _is_nonconstant(x) -> bool:
+    """Whether the rows of ``x`` are not all identical (else every centred Gram is 0)."""
+    x = x.reshape(x.shape[0], -1)
+    return bool((x != x[:1]).any())
+
+
+def _to_float64(x) -> np.ndarray:
+    if _is_torch(x):
+        return x.detach().double().cpu().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+@dataclass
+class BatchGrams:
+    """The flattened U-centred Grams ``G (L, n²)`` of one model for one minibatch.
+
+    ``self_hsic`` are the ``(L,)`` HSIC(K, K) values (float64); ``nonconstant`` flags layers
+    whose activations vary within the batch.
+    """
+
+    grams: object
+    n: int
+    self_hsic: np.ndarray
+    nonconstant: np.ndarray
+
+    @classmethod
+    def from_layers(cls, layers: Sequence, dtype=np.float32) -> "BatchGrams":
+        """Compute the Grams of every layer of one minibatch (each exactly once)."""
+        if len(layers) == 0:
+            raise EstimatorError("no layers given")
+        n = layers[0].shape[0]
+        for i, x in enumerate(layers):
+            if x.shape[0] != n:
+                raise EstimatorError(f"layer {i} has {x.shape[0]} samples but layer 0 has {n}; every layer of a batch needs the same samples")
+        rows = [u_centred_gram(x, dtype).reshape(1, -1) for x in layers]
+        if _is_torch(rows[0]):
+            import torch
+
+            g = torch.cat(rows)
+            self_hsic = _to_float64((g * g).sum(1)) / (n * (n - 3))
+        else:
+            g = np.concatenate(rows)
+            self_hsic = np.einsum("ij,ij->i", g, g, dtype=np.float64) / (n * (n - 3))
+        nonconstant = np.array([_is_nonconstant(x) for x in layers])
+        return cls(g, n, self_hsic, nonconstant)
+
+    def __len__(self) -> int:
+        return self.grams.shape[0]
+
+
+class MinibatchCKA:
+    """Accumulator of minibatch CKA between the layers of two models (torchmetrics style).
+
+    ``update`` only adds HSIC sums, ``compute`` only normalises, ``merge`` adds another
+    accumulator's sums (so partial states can be reduced in any order), ``reset`` empties it.
+
+    Parameters
+    ----------
+    dtype : numpy dtype
+        Precision of the Grams and their products (float32 default, float64 on request);
+        the HSIC sums are always float64.
+    layer_names_a, layer_names_b : list of str, optional
+        Used to name layers in warnings.
+
+    Invariances: CKA is invariant to orthogonal transforms and isotropic scaling of either
+    layer's features, not to general invertible linear maps.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(64, 10))
+    >>> acc = MinibatchCKA()
+    >>> acc.update([x, x @ rng.normal(size=(10, 5))], [2 * x])
+    >>> np.round(acc.compute(), 3).tolist()[0]
+    [1.0]
+    """
+
+    def __init__(self, dtype=np.float32, layer_names_a=None, layer_names_b=None):
+        self.dtype = np.dtype(dtype)
+        self.layer_names_a = layer_names_a
+        self.layer_names_b = layer_names_b
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every update."""
+        self.hsic_ab: np.ndarray | None = None
+        self.hsic_aa: np.ndarray | None = None
+        self.hsic_bb: np.ndarray | None = None
+        self.nonconstant_a: np.ndarray | None = None
+        self.nonconstant_b: np.ndarray | None = None
+        self.n_batches = 0
+
+    def update(self, layers_a: Sequence, layers_b: Sequence | None = None) -> None:
+        """Add one minibatch: lists of ``(n, ...)`` arrays, the same ``n`` samples in the same order.
+
+        ``layers_b=None`` compares model a with itself (its Grams are computed once).
+        """
+        grams_a = BatchGrams.from_layers(layers_a, self.dtype)
+        grams_b = grams_a if layers_b is None else BatchGrams.from_layers(layers_b, self.dtype)
+        self.update_grams(grams_a, grams_b)
+
+    def update_grams(self, grams_a: BatchGrams, grams_b: BatchGrams) -> None:
+        """Add one minibatch from precomputed Grams (shared by every pair a model is in)."""
+        if grams_a.n != grams_b.n:
+            raise EstimatorError(
+                f"model a's minibatch has {grams_a.n} samples and model b's {grams_b.n}; "
+                "both must hold the same samples"
+            )
+        n = grams_a.n
+        if grams_b is grams_a:
+            cross = grams_a.grams @ grams_a.grams.T
+        else:
+            cross = grams_a.grams @ grams_b.grams.T
+        hsic_ab = _to_float64(cross) / (n * (n - 3))
+        self._add(hsic_ab, grams_a.self_hsic, grams_b.self_hsic, grams_a.nonconstant, grams_b.nonconstant, 1)
+
+    def _add(self, hsic_ab, hsic_aa, hsic_bb, nonconstant_a, nonconstant_b, n_batches) -> None:
+        if self.hsic_ab is None:
+            self.hsic_ab = np.zeros_like(hsic_ab)
+            self.hsic_aa = np.zeros_like(hsic_aa)
+            self.hsic_bb = np.zeros_like(hsic_bb)
+            self.nonconstant_a = np.zeros(len(hsic_aa), bool)
+            self.nonconstant_b = np.zeros(len(hsic_bb), bool)
+        if hsic_ab.shape != self.hsic_ab.shape:
+            raise EstimatorError(
+                f"this batch has {hsic_ab.shape[0]} × {hsic_ab.shape[1]} layers but earlier "
+                f"batches had {self.hsic_ab.shape[0]} × {self.hsic_ab.shape[1]}"
+            )
+        self.hsic_ab += hsic_ab
+        self.hsic_aa += hsic_aa
+        self.hsic_bb += hsic_bb
+        self.nonconstant_a |= nonconstant_a
+        self.nonconstant_b |= nonconstant_b
+        self.n_batches += n_batches
+
+    def merge(self, other: "MinibatchCKA") -> "MinibatchCKA":
+        """Add another accumulator's sums into this one; returns ``self``."""
+        if other.hsic_ab is not None:
+            self._add(other.hsic_ab, other.hsic_aa, other.hsic_bb, other.nonconstant_a, other.nonconstant_b, other.n_batches)
+        return self
+
+    def undefined(self) -> tuple[np.ndarray, np.ndarray]:
+        """Boolean masks of the layers of a and b whose CKA is undefined.
+
+        A layer is undefined when its activations were constant in every batch, or when its
+        summed self-HSIC is not positive.
+        """
+        self._require_data()
+        return (~self.nonconstant_a | (self.hsic_aa <= 0), ~self.nonconstant_b | (self.hsic_bb <= 0))
+
+    def compute(self) -> np.ndarray:
+        """The ``(La, Lb)`` CKA matrix (float64).
+
+        Rows/columns of undefined layers are NaN and reported, by name, as an
+        :class:`UndefinedLayerWarning`.
+        """
+        self._require_data()
+        bad_a, bad_b = self.undefined()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cka = self.hsic_ab / np.sqrt(np.outer(np.where(bad_a, np.nan, self.hsic_aa), np.where(bad_b, np.nan, self.hsic_bb)))
+        for bad, names, side in ((bad_a, self.layer_names_a, "a"), (bad_b, self.layer_names_b, "b")):
+            if bad.any():
+                which = [names[i] if names else f"#{i}" for i in np.flatnonzero(bad)]
+                warnings.warn(
+                    f"CKA is undefined for {len(which)} layer(s) of model {side} (constant "
+                    f"activations or non-positive self-HSIC): {', '.join(which)}; their "
+                    "entries are NaN",
+                    UndefinedLayerWarning,
+                    stacklevel=2,
+                )
+        return cka
+
+    def _require_data(self) -> None:
+        if self.hsic_ab is None:
+            raise EstimatorError("no minibatch was added: call update() before compute()")
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches and stores
+# ---------------------------------------------------------------------------------------------
+
+
+def minibatch_rows(n_samples: int, batch_size: int = 256, passes: int = 10) -> list[np.ndarray]:
+    """Row positions of every minibatch: per pass ``r = 1..passes`` a permutation seeded by
+    ``r``, cut into batches of ``batch_size`` (the remainder dropped), each sorted.
+
+    >>> [b.tolist() for b in minibatch_rows(10, batch_size=4, passes=1)]
+    [[0, 4, 7, 8], [1, 2, 5, 9]]
+    """
+    if batch_size < MIN_BATCH:
+        raise EstimatorError(f"CKA batch size {batch_size} is too small: the unbiased HSIC estimator needs at least {MIN_BATCH}")
+    if n_samples < batch_size:
+        raise EstimatorError(
+            f"only {n_samples} samples for a CKA batch size of {batch_size}: lower the batch "
+            "size or extract more samples"
+        )
+    if passes < 1:
+        raise EstimatorError(f"passes must be at least 1, got {passes}")
+    batches = []
+    for r in range(1, passes + 1):
+        perm = np.random.default_rng(r).permutation(n_samples)
+        usable = (n_samples // batch_size) * batch_size
+        batches.extend(np.sort(b) for b in perm[:usable].reshape(-1, batch_size))
+    return batches
+
+
+def _layer_blocks(n_layers: int, block: int) -> list[slice]:
+    return [slice(i, min(i + block, n_layers)) for i in range(0, n_layers, block)]
+
+
+_STORES: dict[str, object] = {}
+
+
+def _open_store(path: str):
+    """One :class:`~layersim.store.ActivationStore` per path and process (tasks share it)."""
+    from layersim.store import ActivationStore
+
+    if path not in _STORES:
+        _STORES[path] = ActivationStore(path)
+    return _STORES[path]
+
+
+def _store_grams(path: str, layers: list[str], rows: np.ndarray, dtype: str) -> BatchGrams:
+    """Task: read one minibatch of a block of layers and compute their Grams."""
+    store = _open_store(path)
+    return BatchGrams.from_layers([store.read(layer, rows) for layer in layers], np.dtype(dtype))
+
+
+def _concat_grams(blocks: list[BatchGrams]) -> BatchGrams:
+    return BatchGrams(
+        np.concatenate([b.grams for b in blocks]) if len(blocks) > 1 else blocks[0].grams,
+        blocks[0].n,
+        np.concatenate([b.self_hsic for b in blocks]),
+        np.concatenate([b.nonconstant for b in blocks]),
+    )
+
+
+def _batch_states(grams: dict[str, list[BatchGrams]], pairs: list[tuple[str, str]], dtype: str) -> list[MinibatchCKA]:
+    """Task: one minibatch's accumulator state for every pair, from each model's Grams."""
+    full = {name: _concat_grams(blocks) for name, blocks in grams.items()}
+    states = []
+    for a, b in pairs:
+        acc = MinibatchCKA(dtype)
+        acc.update_grams(full[a], full[a] if a == b else full[b])
+        states.append(acc)
+    return states
+
+
+def _merge_states(*groups: list[MinibatchCKA]) -> list[MinibatchCKA]:
+    """Task: element-wise merge of lists of per-pair states (a node of the tree reduction)."""
+    merged = [MinibatchCKA(s.dtype).merge(s) for s in groups[0]]
+    for group in groups[1:]:
+        for acc, other in zip(merged, group):
+            acc.merge(other)
+    return merged
+
+
+def compare_stores(
+    stores: dict[str, str],
+    pairs: list[tuple[str, str]],
+    *,
+    batch_size: int = 256,
+    passes: int = 10,
+    dtype: str = "float32",
+    threads: int = 1,
+    layer_block: int = 16,
+    split_every: int = 8,
+    scheduler_address: str | None = None,
+    progress: bool = True,
+) -> dict[tuple[str, str], "xarray.Dataset"]:
+    """Minibatch CKA between every layer pair of each given pair of activation stores.
+
+    Each model's Grams are computed once per layer per minibatch and shared by every pair it
+    is in. The Dask graph has one task per (minibatch, model, layer block) for the Grams, one
+    per minibatch for the products, and a tree reduction (``split_every`` states a node) of
+    the accumulator states.
+
+    Parameters
+    ----------
+    stores : dict
+        Model name → path of its activation store (all with the same ``sample_id``).
+    pairs : list of (str, str)
+        Names to compare; ``(a, a)`` is a self-comparison.
+    batch_size, passes : int
+        Minibatches of ``batch_size`` from ``passes`` seeded permutations (see
+        :func:`minibatch_rows`).
+    dtype : {"float32", "float64"}
+        Precision of Grams and products; HSIC sums are float64 either way.
+    threads : int
+        Threads of the local Dask scheduler.
+    scheduler_address : str, optional
+        Address of a running ``distributed`` scheduler (e.g. ``tcp://host:8786``) to run on
+        instead of local threads.
+
+    Returns
+    -------
+    dict
+        ``(a, b)`` → ``xarray.Dataset`` with ``cka`` and ``hsic_sum`` ``(layer_a, layer_b)`` and
+        the self-HSIC sums ``hsic_aa_sum (layer_a)``, ``hsic_bb_sum (layer_b)``.
+    """
+    import dask
+
+    from layersim.store import check_comparable
+
+    if dtype not in ("float32", "float64"):
+        raise EstimatorError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    missing = sorted({m for pair in pairs for m in pair} - set(stores))
+    if missing:
+        raise EstimatorError(f"pairs name models without a store: {missing}")
+    used = sorted({m for pair in pairs for m in pair}, key=list(stores).index)
+    opened = {name: _open_store(str(stores[name])) for name in used}
+    first = opened[used[0]]
+    for name in used[1:]:
+        check_comparable(first, opened[name])
+    batches = minibatch_rows(len(first), batch_size, passes)
+
+    states = []
+    for rows in batches:
+        grams = {}
+        for name in used:
+            layers = opened[name].layers
+            grams[name] = [
+                dask.delayed(_store_grams, pure=True)(str(stores[name]), layers[s], rows, dtype)
+                for s in _layer_blocks(len(layers), layer_block)
+            ]
+        states.append(dask.delayed(_batch_states, pure=True)(grams, pairs, dtype))
+    while len(states) > 1:
+        states = [
+            dask.delayed(_merge_states, pure=True)(*states[i : i + split_every])
+            for i in range(0, len(states), split_every)
+        ]
+    final = _run(states[0], threads=threads, scheduler_address=scheduler_address, progress=progress)
+
+    results = {}
+    for (a, b), acc in zip(pairs, final):
+        acc.layer_names_a, acc.layer_names_b = opened[a].layers, opened[b].layers
+        results[(a, b)] = _to_dataset(acc, opened[a], opened[b], batch_size=batch_size, passes=passes, dtype=dtype)
+    return results
+
+
+def _run(graph, *, threads: int, scheduler_address: str | None, progress: bool):
+    import dask
+
+    if scheduler_address:
+        from distributed import Client
+
+        with Client(scheduler_address) as client:
+            return client.compute(graph).result()
+    from layersim.progress import DaskTqdm
+
+    with DaskTqdm(disable=not progress, desc="minibatch CKA"):
+        (result,) = dask.compute(graph, scheduler="threads", num_workers=max(1, threads))
+    return result
+
+
+def _to_dataset(acc: MinibatchCKA, store_a, store_b, **attrs):
+    import xarray as xr
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UndefinedLayerWarning)
+        cka = acc.compute()
+    for w in caught:
+        warnings.warn(f"{store_a.name} vs {store_b.name}: {w.message}", UndefinedLayerWarning, stacklevel=3)
+    bad_a, bad_b = acc.undefined()
+    coords = {"layer_a": list(store_a.layers), "layer_b": list(store_b.layers)}
+    return xr.Dataset(
+        {
+            "cka": (("layer_a", "layer_b"), cka),
+            "hsic_sum": (("layer_a", "layer_b"), acc.hsic_ab),
+            "hsic_aa_sum": (("layer_a",), acc.hsic_aa),
+            "hsic_bb_sum": (("layer_b",), acc.hsic_bb),
+        },
+        coords=coords,
+        attrs={
+            "metric": "minibatch_linear_cka",
+            "estimator": "unbiased HSIC (Song et al. 2012), sums over minibatches (Nguyen et al. 2021)",
+            "model_a": store_a.name,
+            "model_b": store_b.name,
+            "n_batches": acc.n_batches,
+            "n_samples": len(store_a),
+            "undefined_layers_a": [l for l, bad in zip(store_a.layers, bad_a) if bad],
+            "undefined_layers_b": [l for l, bad in zip(store_b.layers, bad_b) if bad],
+            **attrs,
+        },
+    )

@@ -1,0 +1,104 @@
+"""Figures: CKA heatmaps (magma, 0–1, origin lower, as in the seed notebook) and grids of them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def thinned_ticks(names: list[str], max_labels: int = 12) -> tuple[list[int], list[str]]:
+    """Positions and labels of at most ``max_labels`` evenly spaced layers (first and last kept).
+
+    >>> thinned_ticks([f"l{i}" for i in range(30)], max_labels=4)
+    ([0, 10, 19, 29], ['l0', 'l10', 'l19', 'l29'])
+    """
+    n = len(names)
+    if n <= max_labels:
+        return list(range(n)), list(names)
+    pos = sorted({int(round(p)) for p in np.linspace(0, n - 1, max_labels)})
+    return pos, [names[p] for p in pos]
+
+
+def draw_heatmap(ax, matrix: np.ndarray, names_a: list[str], names_b: list[str], *, title: str = "", xlabel: str = "", ylabel: str = "", max_labels: int = 12, tick_labels: bool = True):
+    """Draw one CKA matrix (rows: layers of a on the y axis; columns: layers of b on x).
+
+    Undefined (NaN) entries are masked and drawn grey.
+    """
+    import matplotlib
+
+    cmap = matplotlib.colormaps["magma"].copy()
+    cmap.set_bad("0.6")
+    image = ax.imshow(np.ma.masked_invalid(matrix), origin="lower", cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto")
+    if tick_labels:
+        for axis, names in ((ax.yaxis, names_a), (ax.xaxis, names_b)):
+            pos, labels = thinned_ticks(list(names), max_labels)
+            axis.set_ticks(pos)
+            axis.set_ticklabels(labels, fontsize=6)
+        for label in ax.get_xticklabels():
+            label.set_rotation(90)
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    return image
+
+
+def _save(fig, path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".partial" + path.suffix)
+    fig.savefig(tmp, dpi=150, bbox_inches="tight")
+    os.replace(tmp, path)
+
+
+def heatmap_figure(result, path: str | os.PathLike, *, title: str | None = None, max_labels: int = 12) -> None:
+    """Render one similarity result (``xarray.Dataset`` with ``cka (layer_a, layer_b)``)."""
+    plt = _pyplot()
+    a, b = result.attrs.get("model_a", "model a"), result.attrs.get("model_b", "model b")
+    fig, ax = plt.subplots(figsize=(6, 5))
+    image = draw_heatmap(ax, result["cka"].values, list(result["layer_a"].values), list(result["layer_b"].values), title=title or f"CKA: {a} vs {b}", xlabel=f"{b} layer", ylabel=f"{a} layer", max_labels=max_labels)
+    fig.colorbar(image, ax=ax, label="minibatch linear CKA")
+    _save(fig, path)
+    plt.close(fig)
+
+
+def grid_figure(results: dict[tuple[int, int], object], path: str | os.PathLike, *, row_labels: list, col_labels: list, row_title: str = "depth", col_title: str = "width", title: str = "") -> None:
+    """A grid of self-similarity heatmaps, e.g. depth (rows) × width (columns), Nguyen et al. Fig. 1 style.
+
+    ``results`` maps ``(row_index, col_index)`` to a similarity result; missing cells stay blank.
+    """
+    plt = _pyplot()
+    nrows, ncols = len(row_labels), len(col_labels)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.4 * ncols + 1, 2.4 * nrows + 0.5), squeeze=False)
+    image = None
+    for i in range(nrows):
+        for j in range(ncols):
+            ax = axes[nrows - 1 - i][j]  # the first row label at the bottom, like a plot axis
+            result = results.get((i, j))
+            if result is None:
+                ax.axis("off")
+                continue
+            image = draw_heatmap(ax, result["cka"].values, list(result["layer_a"].values), list(result["layer_b"].values), title=result.attrs.get("model_a", ""), tick_labels=False)
+            if j == 0:
+                ax.set_ylabel(f"{row_title} {row_labels[i]}", fontsize=9)
+            if i == 0:
+                ax.set_xlabel(f"{col_title} {col_labels[j]}", fontsize=9)
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.8, label="minibatch linear CKA")
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)
+    plt.close(fig)

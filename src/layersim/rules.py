@@ -1,0 +1,126 @@
+"""The entry points of the workflow's rules: one function per stage.
+
+Each takes the ``snakemake`` object that Snakemake's ``script:`` directive injects (anything
+with ``input``, ``output``, ``params``, ``log``, ``threads`` and ``wildcards`` will do, so
+they are tested without Snakemake), sends logging and progress bars to the rule's log, and
+calls one package function. An input error ends the job with one line saying what was wrong
+(exit status 1); Snakemake then removes the job's outputs and keeps everything else.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import sys
+import warnings
+
+from layersim.errors import LayersimError
+
+log = logging.getLogger("layersim")
+
+
+def _rule(func):
+    @functools.wraps(func)
+    def wrapper(smk):
+        logfile = open(smk.log[0], "w") if smk.log else sys.stderr
+        stderr = sys.stderr
+        sys.stderr = logfile  # tqdm and warnings go to the log too
+        logging.basicConfig(stream=logfile, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True)
+        logging.captureWarnings(True)
+        try:
+            func(smk)
+        except LayersimError as err:
+            message = f"layersim {func.__name__}: error: {err}"
+            log.error(message)
+            print(message, file=stderr)
+            sys.exit(1)
+        finally:
+            sys.stderr = stderr
+            if logfile is not stderr:
+                logfile.close()
+
+    return wrapper
+
+
+def config_hash(*parts) -> str:
+    """A short, stable hash of JSON-serialisable config parts (provenance)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@_rule
+def train(smk) -> None:
+    """Rule ``train``: :func:`layersim.train.train_torch`."""
+    from layersim.data import load_dataset
+    from layersim.train import train_torch
+
+    epochs = smk.params.train["epochs"]
+    if int(smk.wildcards.epoch) != epochs:
+        raise LayersimError(f"asked for epoch {smk.wildcards.epoch} but model {smk.wildcards.model} is configured for {epochs} epochs")
+    dataset = load_dataset(dict(smk.params.dataset))
+    train_torch(dict(smk.params.arch), dict(smk.params.train), dataset, seed=int(smk.wildcards.seed), checkpoint=smk.output.checkpoint, history=smk.output.history, threads=smk.threads)
+
+
+@_rule
+def extract(smk) -> None:
+    """Rule ``extract``: :func:`layersim.extract.extract_torch` over the evaluation split."""
+    from layersim.data import load_dataset
+    from layersim.extract import extract_torch
+
+    dataset = load_dataset(dict(smk.params.dataset))
+    attrs = {
+        "model": smk.wildcards.model,
+        "dataset": dataset.name,
+        "split": "eval",
+        "config_hash": config_hash(smk.params.dataset),
+    }
+    extract_torch(smk.input.checkpoint, dataset.eval, smk.output.store, batch_size=smk.params.batch_size, shard_chunks=smk.params.shard_chunks, attrs=attrs, threads=smk.threads)
+
+
+@_rule
+def similarity(smk) -> None:
+    """Rule ``similarity``: :func:`layersim.engine.compare_stores` for one pair of stores."""
+    from layersim.engine import UndefinedLayerWarning, compare_stores
+    from layersim.store import write_similarity
+
+    a, b = smk.wildcards.a, smk.wildcards.b
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UndefinedLayerWarning)
+        results = compare_stores(
+            {a: smk.input.a, b: smk.input.b},
+            [(a, b)],
+            batch_size=smk.params.batch_size,
+            passes=smk.params.passes,
+            dtype=smk.params.dtype,
+            threads=smk.threads,
+            layer_block=smk.params.layer_block,
+            scheduler_address=smk.params.scheduler_address,
+        )
+    for w in caught:
+        log.warning("%s", w.message)
+        print(f"layersim similarity: warning: {w.message}", file=sys.__stderr__)
+    write_similarity(results[(a, b)], smk.output.result)
+
+
+@_rule
+def heatmap(smk) -> None:
+    """Rule ``heatmap``: :func:`layersim.plots.heatmap_figure` for one similarity result."""
+    from layersim.plots import heatmap_figure
+    from layersim.store import read_similarity
+
+    heatmap_figure(read_similarity(smk.input.result), smk.output.figure, max_labels=smk.params.max_labels)
+
+
+@_rule
+def grid(smk) -> None:
+    """Rule ``self_similarity_grid``: :func:`layersim.plots.grid_figure` over depth × width."""
+    from layersim.plots import grid_figure
+    from layersim.store import read_similarity
+
+    by_instance = {read_similarity(p).attrs["model_a"]: p for p in smk.input.results}
+    results = {}
+    for key, inst in dict(smk.params.cells).items():
+        i, j = (int(v) for v in key.split(","))
+        results[(i, j)] = read_similarity(by_instance[inst])
+    grid_figure(results, smk.output.figure, row_labels=list(smk.params.depths), col_labels=[f"×{w}" for w in smk.params.widths], row_title="depth", col_title="width", title="Self-similarity (minibatch linear CKA)")

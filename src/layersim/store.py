@@ -1,0 +1,262 @@
+"""The activation store: one Zarr v3 group per trained model instance (the layout, in one place).
+
+Layout of ``results/{exp}/activations/{model}-s{seed}-e{epoch}.zarr``::
+
+    attrs: model, framework, seed, epoch, dataset, split, config_hash, layersim_version,
+           layers (names in forward order, "logits" last), complete (True once fully written)
+    sample_id   (sample,)               int64, the dataset index of every row
+    labels      (sample,)               int64
+    <layer>     (sample, *feature_dims) float32, one array per layer, dimension_names set
+    logits      (sample, class)         float32 (also listed in ``layers``)
+
+Every array is chunked along ``sample`` (``chunk_rows`` rows) and sharded (``shard_chunks``
+chunks a shard). Rows are buffered and written one whole shard at a time, so every write is
+aligned to a shard boundary and memory holds at most one shard of rows, whatever the number of
+samples. ``complete`` is set only after the last shard of every array is written; readers refuse
+a store without it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from layersim import __version__
+from layersim.errors import LayersimError
+
+
+class StoreError(LayersimError):
+    """An activation store is missing, incomplete or not comparable with another."""
+
+
+_DEFAULT_DIMS = {1: ("feature",), 3: ("channel", "height", "width")}
+
+
+def _feature_dims(name: str, ndim: int, dimension_names: Mapping[str, tuple] | None) -> tuple[str, ...]:
+    if dimension_names and name in dimension_names:
+        dims = tuple(dimension_names[name])
+    elif name == "logits" and ndim == 1:
+        dims = ("class",)
+    else:
+        dims = _DEFAULT_DIMS.get(ndim, tuple(f"dim_{i}" for i in range(ndim)))
+    if len(dims) != ndim:
+        raise StoreError(f"layer {name!r}: {ndim} feature dims but dimension names {dims}")
+    return dims
+
+
+def write_activations(
+    path: str | os.PathLike,
+    batches: Iterable[Mapping[str, np.ndarray]],
+    *,
+    sample_id: np.ndarray,
+    labels: np.ndarray,
+    attrs: Mapping,
+    dimension_names: Mapping[str, tuple] | None = None,
+    chunk_rows: int | None = None,
+    shard_chunks: int = 4,
+) -> Path:
+    """Write per-layer activations, batch by batch, into a new Zarr v3 group at ``path``.
+
+    Parameters
+    ----------
+    path : path-like
+        The store to create (``*.zarr``). It is written under a temporary name and renamed
+        when complete, so a crash never leaves a store that looks finished.
+    batches : iterable of dict
+        One ``{layer_name: array (b, *feature_dims)}`` per batch, same keys in the same order
+        every batch, including ``"logits"``; rows in the order of ``sample_id``.
+    sample_id, labels : np.ndarray
+        ``(N,)`` dataset indices and labels of all rows.
+    attrs : mapping
+        Provenance (model, framework, seed, epoch, dataset, split, config_hash, ...).
+    dimension_names : mapping, optional
+        Layer name → names of its feature dims (default ``channel, height, width`` for 3-D
+        features, ``feature`` for 1-D, ``class`` for logits).
+    chunk_rows : int, optional
+        Rows per chunk (default: the size of the first batch).
+    shard_chunks : int
+        Chunks per shard.
+    """
+    path = Path(path)
+    sample_id = np.asarray(sample_id, dtype=np.int64)
+    labels = np.asarray(labels, dtype=np.int64)
+    n_total = len(sample_id)
+    if len(labels) != n_total:
+        raise StoreError(f"{len(labels)} labels for {n_total} sample ids")
+    tmp = path.with_name(path.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+    root.attrs.update({**dict(attrs), "layersim_version": __version__, "complete": False})
+
+    arrays: dict[str, zarr.Array] = {}
+    pending: dict[str, list[np.ndarray]] = {}  # rows not yet written, per layer
+    buffered = written = shard_rows = 0
+
+    def flush(rows: int) -> None:
+        """Write the next ``rows`` buffered rows: one whole shard (or the last, partial one)."""
+        nonlocal buffered, written
+        for name, array in arrays.items():
+            block = np.concatenate(pending[name], axis=0)
+            array[written : written + rows] = block[:rows]
+            pending[name] = [block[rows:]] if len(block) > rows else []
+        written += rows
+        buffered -= rows
+
+    for batch in batches:
+        batch = {k: np.asarray(v.detach().cpu() if hasattr(v, "detach") else v) for k, v in batch.items()}
+        if not arrays:
+            if "logits" not in batch:
+                raise StoreError("every batch must include 'logits'")
+            chunk_rows = chunk_rows or len(next(iter(batch.values())))
+            shard_rows = chunk_rows * shard_chunks
+            for name, value in batch.items():
+                feat = value.shape[1:]
+                dims = ("sample",) + _feature_dims(name, len(feat), dimension_names)
+                arrays[name] = root.create_array(
+                    name,
+                    shape=(n_total, *feat),
+                    chunks=(chunk_rows, *feat),
+                    shards=(shard_rows, *feat),
+                    dtype="float32",
+                    dimension_names=dims,
+                    compressors=None,
+                    fill_value=np.nan,
+                )
+                pending[name] = []
+            root.attrs["layers"] = list(batch)
+        elif list(batch) != list(arrays):
+            raise StoreError("every batch must hold the same layers in the same order as the first")
+        for name, value in batch.items():
+            pending[name].append(value)
+        buffered += len(next(iter(batch.values())))
+        while buffered >= shard_rows:
+            flush(shard_rows)
+    if buffered:
+        flush(buffered)
+    if written != n_total:
+        raise StoreError(f"wrote {written} rows but {n_total} sample ids were given")
+    root.create_array("sample_id", data=sample_id, dimension_names=("sample",), compressors=None)
+    root.create_array("labels", data=labels, dimension_names=("sample",), compressors=None)
+    root.attrs["complete"] = True
+    if path.exists():
+        shutil.rmtree(path)
+    tmp.rename(path)
+    return path
+
+
+class ActivationStore:
+    """Read access to a complete activation store.
+
+    Parameters
+    ----------
+    path : path-like
+        A store written by :func:`write_activations`.
+
+    Attributes
+    ----------
+    layers : list of str
+        Layer names in forward order (``"logits"`` last).
+    sample_id, labels : np.ndarray
+    attrs : dict
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise StoreError(f"activation store {self.path} does not exist; run the extract step first")
+        try:
+            self.group = zarr.open_group(str(self.path), mode="r")
+        except Exception as err:  # zarr raises several types for a non-group
+            raise StoreError(f"{self.path} is not a Zarr group: {err}") from err
+        self.attrs = dict(self.group.attrs)
+        if not self.attrs.get("complete"):
+            raise StoreError(
+                f"activation store {self.path} is incomplete (extraction did not finish); "
+                "delete it and rerun the extract step"
+            )
+        self.layers: list[str] = list(self.attrs["layers"])
+        self.sample_id = self.group["sample_id"][:]
+        self.labels = self.group["labels"][:]
+
+    @property
+    def name(self) -> str:
+        return self.path.name.removesuffix(".zarr")
+
+    def __len__(self) -> int:
+        return len(self.sample_id)
+
+    def feature_shape(self, layer: str) -> tuple[int, ...]:
+        return tuple(self.group[layer].shape[1:])
+
+    def read(self, layer: str, rows: np.ndarray | slice | None = None) -> np.ndarray:
+        """Rows of one layer, flattened to ``(len(rows), p)`` float32.
+
+        ``rows`` are sorted row positions (any order gives the same CKA as long as both
+        models use the same one). They are read shard by shard, each as one contiguous
+        range, so memory holds at most one shard of this layer besides the result.
+        """
+        array = self.group[layer]
+        if rows is None:
+            rows = slice(None)
+        if isinstance(rows, slice):
+            data = array[rows]
+            return data.reshape(data.shape[0], -1)
+        rows = np.asarray(rows)
+        shard_rows = (array.shards or array.chunks)[0]
+        out = np.empty((len(rows), int(np.prod(array.shape[1:]))), dtype=array.dtype)
+        shard_of = rows // shard_rows
+        bounds = np.flatnonzero(np.diff(shard_of)) + 1
+        for part in np.split(np.arange(len(rows)), bounds):
+            lo, hi = rows[part[0]], rows[part[-1]] + 1
+            block = array[lo:hi]
+            out[part] = block.reshape(len(block), -1)[rows[part] - lo]
+        return out
+
+    def iter_layers(self, rows: np.ndarray, layers: list[str] | None = None) -> Iterator[np.ndarray]:
+        for layer in layers or self.layers:
+            yield self.read(layer, rows)
+
+
+def check_comparable(a: ActivationStore, b: ActivationStore) -> None:
+    """Raise :class:`StoreError` unless both stores hold the same samples in the same order."""
+    if len(a) != len(b) or not np.array_equal(a.sample_id, b.sample_id):
+        n_diff = (
+            int(np.sum(a.sample_id != b.sample_id)) if len(a) == len(b) else abs(len(a) - len(b))
+        )
+        raise StoreError(
+            f"stores {a.path} and {b.path} are not comparable: their sample_id arrays differ "
+            f"({len(a)} vs {len(b)} samples, {n_diff} differing); extract both from the same "
+            "dataset split (same dataset, eval_fraction and split_seed)"
+        )
+
+
+def write_similarity(dataset, path: str | os.PathLike) -> Path:
+    """Write a labelled similarity result (an ``xarray.Dataset``) as a Zarr v3 store.
+
+    Written under a temporary name and renamed when complete. ``xarray.open_zarr(path)``
+    gives it back with its ``layer_a``/``layer_b`` coordinates.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    dataset.to_zarr(str(tmp), mode="w", zarr_format=3, consolidated=False)
+    if path.exists():
+        shutil.rmtree(path)
+    tmp.rename(path)
+    return path
+
+
+def read_similarity(path: str | os.PathLike):
+    """Open a similarity result written by :func:`write_similarity` (loaded into memory)."""
+    import xarray as xr
+
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"similarity result {path} does not exist; run the similarity step first")
+    return xr.open_zarr(str(path), consolidated=False, zarr_format=3).load()

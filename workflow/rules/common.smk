@@ -1,0 +1,81 @@
+# Config validation, wildcard constraints, target lists and small param helpers.
+import json
+
+from snakemake.utils import validate
+
+
+validate(config, "../schemas/config.schema.yaml", set_default=True)
+
+RESULTS = f"results/{config['experiment']}"
+FMT = config["figures"]["format"]
+NAME = r"[A-Za-z0-9]+(?:_[A-Za-z0-9]+)*"
+INSTANCE = NAME + r"-s\d+-e\d+"
+
+
+wildcard_constraints:
+    model=NAME,
+    seed=r"\d+",
+    epoch=r"\d+",
+    a=INSTANCE,
+    b=INSTANCE,
+
+
+def train_params(model):
+    """The global training settings merged with the model's own overrides."""
+    return {**config["train"], **config["models"][model].get("train", {})}
+
+
+def arch_params(model):
+    """The architecture of a model, without its training overrides."""
+    return {k: v for k, v in config["models"][model].items() if k != "train"}
+
+
+def instance(model, seed):
+    """The name of one trained instance: <model>-s<seed>-e<epochs>."""
+    return f"{model}-s{seed}-e{train_params(model)['epochs']}"
+
+
+def compared_pairs():
+    """Every (instance a, instance b) pair the config asks for, without repeats."""
+    compare = config["similarity"]["compare"]
+    seeds = config["seeds"]
+    pairs = []
+    if compare["self"]:
+        pairs += [(instance(m, s), instance(m, s)) for m in config["models"] for s in seeds]
+    if compare["across_seeds"]:
+        pairs += [
+            (instance(m, s), instance(m, t))
+            for m in config["models"]
+            for i, s in enumerate(seeds)
+            for t in seeds[i + 1 :]
+        ]
+    for a, b in compare["pairs"]:
+        for name in (a, b):
+            if name not in config["models"]:
+                raise ValueError(
+                    f"config similarity.compare.pairs names model {name!r}, which is not "
+                    f"under models: (known: {', '.join(config['models'])})"
+                )
+        pairs.append((instance(a, seeds[0]), instance(b, seeds[0])))
+    return list(dict.fromkeys(pairs))
+
+
+def grid_cells():
+    """Depth × width layout of the self-similarity grid (first seed of each ResNet)."""
+    resnets = {m: c for m, c in config["models"].items() if c.get("family", "resnet") == "resnet"}
+    depths = sorted({c["depth"] for c in resnets.values()})
+    widths = sorted({c.get("width", 1) for c in resnets.values()})
+    cells = {}
+    for m, c in resnets.items():
+        cells.setdefault((depths.index(c["depth"]), widths.index(c.get("width", 1))), m)
+    return depths, widths, {f"{i},{j}": instance(m, config["seeds"][0]) for (i, j), m in cells.items()}
+
+
+def similarity_path(a, b):
+    return f"{RESULTS}/similarity/cka/{a}__{b}.zarr"
+
+
+def all_targets():
+    targets = [f"{RESULTS}/figures/heatmaps/{a}__{b}.{FMT}" for a, b in compared_pairs()]
+    targets.append(f"{RESULTS}/figures/self_similarity_grid.{FMT}")
+    return targets

@@ -1,0 +1,22 @@
+# Stage 2: every layer's output over the evaluation split → one Zarr store per instance
+# (layersim.extract.extract_torch).
+
+
+rule extract:
+    input:
+        checkpoint=f"{RESULTS}/models/{{model}}/s{{seed}}/e{{epoch}}.pt",
+    output:
+        store=directory(f"{RESULTS}/activations/{{model}}-s{{seed}}-e{{epoch}}.zarr"),
+    params:
+        dataset=config["dataset"],
+        batch_size=config["extract"]["batch_size"],
+        shard_chunks=config["extract"]["shard_chunks"],
+    log:
+        f"{RESULTS}/logs/extract/{{model}}-s{{seed}}-e{{epoch}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/extract/{{model}}-s{{seed}}-e{{epoch}}.tsv"
+    threads: config["threads"]["extract"]
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/extract.py"

@@ -1,0 +1,41 @@
+# Stage 4: figures (layersim.plots). Wrapped in report() for `snakemake --report`.
+
+
+rule heatmap:
+    input:
+        result=f"{RESULTS}/similarity/cka/{{a}}__{{b}}.zarr",
+    output:
+        figure=report(
+            f"{RESULTS}/figures/heatmaps/{{a}}__{{b}}.{FMT}",
+            caption="../report/heatmap.rst",
+            category="CKA heatmaps",
+        ),
+    params:
+        max_labels=config["figures"]["max_labels"],
+    log:
+        f"{RESULTS}/logs/figures/heatmaps/{{a}}__{{b}}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/heatmap.py"
+
+
+rule self_similarity_grid:
+    input:
+        results=lambda w: [similarity_path(inst, inst) for inst in grid_cells()[2].values()],
+    output:
+        figure=report(
+            f"{RESULTS}/figures/self_similarity_grid.{FMT}",
+            caption="../report/grid.rst",
+            category="Self-similarity grid",
+        ),
+    params:
+        depths=grid_cells()[0],
+        widths=grid_cells()[1],
+        cells=grid_cells()[2],
+    log:
+        f"{RESULTS}/logs/figures/self_similarity_grid.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/grid.py"

@@ -1,0 +1,25 @@
+# Stage 3: minibatch CKA over every layer pair of two stores, with Dask
+# (layersim.engine.compare_stores).
+
+
+rule similarity:
+    input:
+        a=f"{RESULTS}/activations/{{a}}.zarr",
+        b=f"{RESULTS}/activations/{{b}}.zarr",
+    output:
+        result=directory(f"{RESULTS}/similarity/cka/{{a}}__{{b}}.zarr"),
+    params:
+        batch_size=config["similarity"]["batch_size"],
+        passes=config["similarity"]["passes"],
+        dtype=config["similarity"]["dtype"],
+        layer_block=config["similarity"]["layer_block"],
+        scheduler_address=config["similarity"]["scheduler_address"],
+    log:
+        f"{RESULTS}/logs/similarity/cka/{{a}}__{{b}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/similarity/cka/{{a}}__{{b}}.tsv"
+    threads: config["threads"]["similarity"]
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/similarity.py"
