@@ -1,0 +1,261 @@
+"""Keras models: the seed notebook's ResNet50/101/152 and a CIFAR ResNet v1 with stable names.
+
+TensorFlow is imported only when a model is built (``import layersim.models.keras`` is cheap).
+Keras 3 with the TensorFlow backend is required (``KERAS_BACKEND`` defaults to tensorflow).
+
+Layer names (every layer of the model except the InputLayer, in ``model.layers`` order, which
+is what :mod:`layersim.keras_extract` records):
+
+:func:`cifar_resnet` (depth ``6n + 2``) uses the torch side's names — Keras accepts dots::
+
+    stem.conv  stem.bn  stem.relu
+    stage{s}.block{b}.conv1  .bn1  .relu1  .conv2  .bn2                    s = 1..3, b = 1..n
+    stage{s}.block{b}.shortcut.conv  .shortcut.bn     (first block of stages 2 and 3 only)
+    stage{s}.block{b}.add  .relu2                     (relu2 follows the residual addition)
+    pool  logits
+
+That is ``21n + 9`` layers (30 for depth 8, 72 for depth 20). Dropping the Keras-only layers
+(``*.shortcut.*`` and ``*.add``; :func:`layer_names` with ``torch_equivalent=True``) leaves
+exactly the torch model's ``3 + 18n + 2`` names in the same order. ``logits`` is a linear
+Dense layer (pre-softmax, float32 even under mixed precision).
+
+:func:`seed_resnet` keeps the names of ``keras.applications.ResNet{50,101,152}`` (``conv1_pad``,
+``conv1_conv``, ``conv2_block1_1_conv``, ..., ``conv5_block3_out``, ``avg_pool``), all explicit
+in Keras' source and hence stable, then ``logits`` (Dense, linear) and ``predictions``
+(softmax, float32). The seed notebook's ``Dense(10, activation="softmax")`` is split into these
+two layers — the same function — so the pre-softmax logits can be stored. Layer counts
+(without the InputLayer): ResNet50 177, ResNet101 347, ResNet152 517.
+
+Differences from the torch CIFAR ResNet: "same" padding pads stride-2 convolutions
+asymmetrically (0 before, 1 after) where torch pads 1 on both sides; batch norm uses
+``momentum=0.9, epsilon=1e-5`` (torch's 0.1 / 1e-5 in Keras' convention).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+from layersim.errors import LayersimError
+
+SEED_DEPTHS = (50, 101, 152)
+
+
+class ModelConfigError(LayersimError):
+    """A Keras model configuration that cannot be built (or weights that do not fit it)."""
+
+
+def import_keras():
+    """Import Keras 3 with the TensorFlow backend (``KERAS_BACKEND`` defaults to tensorflow)."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise ModelConfigError(
+            f"layersim's Keras models need the TensorFlow backend, but Keras uses "
+            f"{keras.backend.backend()!r}; set KERAS_BACKEND=tensorflow"
+        )
+    return keras
+
+
+def _resolve_input_shape(input_shape, in_channels) -> tuple[int, int, int]:
+    if input_shape is None:
+        return (32, 32, in_channels or 3)
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) == 2:
+        return (*shape, in_channels or 3)
+    if len(shape) != 3:
+        raise ModelConfigError(f"input_shape must be (height, width) or (height, width, channels), got {input_shape}")
+    if in_channels is not None and in_channels != shape[2]:
+        raise ModelConfigError(f"input_shape {shape} has {shape[2]} channels but in_channels={in_channels}")
+    return shape
+
+
+def cifar_resnet(
+    depth: int = 20,
+    width: int = 1,
+    num_classes: int = 10,
+    input_shape: tuple[int, ...] | None = None,
+    in_channels: int | None = None,
+):
+    """CIFAR ResNet v1 (He et al. 2016, §4.2) as a Keras functional model, NHWC input.
+
+    Parameters
+    ----------
+    depth : int
+        ``6n + 2`` (8, 14, 20, ...): ``n`` basic blocks per stage.
+    width : int
+        Channel multiplier ``k``: stages have ``16k``, ``32k`` and ``64k`` channels.
+    num_classes : int
+        Outputs of the ``logits`` layer (pre-softmax).
+    input_shape : tuple, optional
+        ``(height, width)`` or ``(height, width, channels)``; default ``(32, 32, in_channels)``.
+    in_channels : int, optional
+        Image channels (default 3, or the last entry of ``input_shape``).
+
+    Returns
+    -------
+    keras.Model
+        Named ``resnet{depth}x{width}``; layer names as in the module docstring.
+    """
+    if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6 != 0:
+        raise ModelConfigError(f"ResNet depth must be 6n+2 with n >= 1 (8, 14, 20, 26, 32, ...), got {depth}")
+    if not isinstance(width, int) or width < 1:
+        raise ModelConfigError(f"ResNet width multiplier must be a positive integer, got {width}")
+    if num_classes < 1:
+        raise ModelConfigError(f"num_classes must be positive, got {num_classes}")
+    shape = _resolve_input_shape(input_shape, in_channels)
+    keras = import_keras()
+    L = keras.layers
+    n = (depth - 2) // 6
+    # Kaiming normal, fan_out, as the torch model initialises its convolutions.
+    init = lambda: keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")  # noqa: E731
+
+    def conv(filters, size, stride, name):
+        return L.Conv2D(filters, size, strides=stride, padding="same", use_bias=False,
+                        kernel_initializer=init(), name=name)
+
+    def bn(name):
+        return L.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
+
+    inputs = keras.Input(shape=shape, name="input")
+    channels = [16 * width, 32 * width, 64 * width]
+    x = conv(channels[0], 3, 1, "stem.conv")(inputs)
+    x = bn("stem.bn")(x)
+    x = L.ReLU(name="stem.relu")(x)
+    in_ch = channels[0]
+    for s, out_ch in enumerate(channels, start=1):
+        for b in range(1, n + 1):
+            p = f"stage{s}.block{b}"
+            stride = 2 if (s > 1 and b == 1) else 1
+            y = conv(out_ch, 3, stride, f"{p}.conv1")(x)
+            y = bn(f"{p}.bn1")(y)
+            y = L.ReLU(name=f"{p}.relu1")(y)
+            y = conv(out_ch, 3, 1, f"{p}.conv2")(y)
+            y = bn(f"{p}.bn2")(y)
+            shortcut = x
+            if stride != 1 or in_ch != out_ch:
+                shortcut = conv(out_ch, 1, stride, f"{p}.shortcut.conv")(x)
+                shortcut = bn(f"{p}.shortcut.bn")(shortcut)
+            x = L.Add(name=f"{p}.add")([y, shortcut])
+            x = L.ReLU(name=f"{p}.relu2")(x)
+            in_ch = out_ch
+    x = L.GlobalAveragePooling2D(name="pool")(x)
+    logits = L.Dense(num_classes, name="logits", dtype="float32")(x)
+    return keras.Model(inputs, logits, name=f"resnet{depth}x{width}")
+
+
+def seed_resnet(
+    depth: int = 50,
+    num_classes: int = 10,
+    input_shape: tuple[int, int, int] = (32, 32, 3),
+    weights: str | os.PathLike | None = None,
+):
+    """The seed notebook's ResNet: ``keras.applications.ResNet{depth}`` + a softmax classifier.
+
+    ``ResNet{depth}(include_top=False, weights=None, input_shape=input_shape, pooling="avg")``
+    followed by ``logits`` (Dense, linear) and ``predictions`` (softmax); the model's output
+    is the softmax.
+
+    Parameters
+    ----------
+    depth : {50, 101, 152}
+    num_classes : int
+    input_shape : tuple
+        ``(height, width, channels)``, at least 32×32 (ResNet downsamples 32-fold).
+    weights : path, optional
+        A local weights file, never downloaded: a Keras applications "notop" file
+        (``resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5``; loaded into the ResNet body,
+        as ``weights="imagenet"`` would) or a ``*.weights.h5`` file saved from this whole model.
+
+    Raises
+    ------
+    ModelConfigError
+        Unsupported depth, ``weights="imagenet"``, a missing file, or a weights file saved for
+        a different architecture.
+    """
+    if depth not in SEED_DEPTHS:
+        raise ModelConfigError(f"seed ResNet depth must be one of {SEED_DEPTHS} (keras.applications), got {depth}")
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) != 3 or min(shape[:2]) < 32:
+        raise ModelConfigError(f"seed ResNet input_shape must be (height, width, channels) with height, width >= 32, got {input_shape}")
+    weights_path = None
+    if weights is not None:
+        if str(weights) == "imagenet":
+            raise ModelConfigError(
+                "weights='imagenet' would download from the internet; download "
+                f"resnet{depth}_weights_tf_dim_ordering_tf_kernels_notop.h5 yourself and give its path"
+            )
+        weights_path = Path(weights).expanduser()
+        if not weights_path.is_file():
+            raise ModelConfigError(f"weights file {weights_path} does not exist")
+        if not weights_path.name.endswith(".h5"):
+            raise ModelConfigError(
+                f"weights file {weights_path}: expected a Keras applications '*_notop.h5' file or a "
+                "'*.weights.h5' file saved with model.save_weights()"
+            )
+    keras = import_keras()
+    application = {50: keras.applications.ResNet50, 101: keras.applications.ResNet101,
+                   152: keras.applications.ResNet152}[depth]
+    base = application(include_top=False, weights=None, input_shape=shape, pooling="avg")
+    x = keras.layers.Dense(num_classes, name="logits")(base.output)
+    out = keras.layers.Activation("softmax", name="predictions", dtype="float32")(x)
+    model = keras.Model(base.input, out, name=f"resnet{depth}")
+    if weights_path is not None:
+        full = weights_path.name.endswith(".weights.h5")
+        target = model if full else base
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Keras warns once per layer it cannot match
+                target.load_weights(str(weights_path))
+        except Exception as err:  # ValueError for shape/count mismatches, KeyError/OSError for foreign files
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ModelConfigError(
+                f"weights file {weights_path} does not fit ResNet{depth} with input {shape} and "
+                f"{num_classes} classes (loaded as {'a whole-model' if full else 'a notop body'} weights "
+                f"file): it was saved for a different architecture ({first_line[:300]})"
+            ) from err
+    return model
+
+
+def build_keras_model(arch: dict, *, num_classes: int, input_shape: tuple[int, int, int]):
+    """Build the Keras model an architecture config describes.
+
+    Parameters
+    ----------
+    arch : dict
+        ``{"family": "resnet", "depth": 6n+2, "width": k}`` (:func:`cifar_resnet`) or
+        ``{"family": "seed_resnet", "depth": 50|101|152, "weights": path|None}``
+        (:func:`seed_resnet`); other keys (``framework``, ``train``) are ignored.
+    input_shape : tuple
+        ``(height, width, channels)``.
+    """
+    family = arch.get("family", "resnet")
+    if family == "resnet":
+        return cifar_resnet(arch.get("depth", 20), arch.get("width", 1), num_classes, input_shape)
+    if family == "seed_resnet":
+        return seed_resnet(arch.get("depth", 50), num_classes, input_shape, arch.get("weights"))
+    raise ModelConfigError(f"unknown Keras model family {family!r}: expected 'resnet' or 'seed_resnet'")
+
+
+def outputs_logits(model) -> bool:
+    """Whether the model's output is pre-softmax logits (:func:`cifar_resnet`), not probabilities."""
+    return model.layers[-1].name == "logits"
+
+
+def layer_names(model, *, torch_equivalent: bool = False) -> list[str]:
+    """Names of the layers whose outputs are recorded: every layer but the InputLayer.
+
+    ``torch_equivalent=True`` drops the layers a torch :class:`~layersim.models.torch.CifarResNet`
+    does not list (``*.shortcut.*`` and ``*.add``).
+    """
+    keras = import_keras()
+    names = [layer.name for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    if torch_equivalent:
+        names = [n for n in names if ".shortcut." not in n and not n.endswith(".add")]
+    return names
+
+
+__all__ = ["SEED_DEPTHS", "ModelConfigError", "build_keras_model", "cifar_resnet", "import_keras",
+           "layer_names", "outputs_logits", "seed_resnet"]
