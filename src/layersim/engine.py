@@ -20,7 +20,7 @@ The maths here works on numpy or torch arrays (torch stays on its device until t
 
 from __future__ import annotations
 
-import math
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -306,21 +306,28 @@ def _layer_blocks(n_layers: int, block: int) -> list[slice]:
     return [slice(i, min(i + block, n_layers)) for i in range(0, n_layers, block)]
 
 
-_STORES: dict[str, object] = {}
+_STORES: dict[tuple, object] = {}
 
 
-def _open_store(path: str):
-    """One :class:`~layersim.store.ActivationStore` per path and process (tasks share it)."""
+def _open_store(path: str, cache_bytes: int = 0):
+    """One :class:`~layersim.store.ActivationStore` per store version and process.
+
+    Tasks of one computation share it (and its in-memory cache); the key includes the
+    store's modification time, so a rewritten store is never served from an old cache.
+    """
     from layersim.store import ActivationStore
 
-    if path not in _STORES:
-        _STORES[path] = ActivationStore(path)
-    return _STORES[path]
+    key = (str(path), os.stat(os.path.join(path, "zarr.json")).st_mtime_ns, cache_bytes)
+    if key not in _STORES:
+        for old in [k for k in _STORES if k[0] == key[0]]:
+            del _STORES[old]
+        _STORES[key] = ActivationStore(path, cache_bytes=cache_bytes)
+    return _STORES[key]
 
 
-def _store_grams(path: str, layers: list[str], rows: np.ndarray, dtype: str) -> BatchGrams:
+def _store_grams(path: str, layers: list[str], rows: np.ndarray, dtype: str, cache_bytes: int = 0) -> BatchGrams:
     """Task: read one minibatch of a block of layers and compute their Grams."""
-    store = _open_store(path)
+    store = _open_store(path, cache_bytes)
     return BatchGrams.from_layers([store.read(layer, rows) for layer in layers], np.dtype(dtype))
 
 
@@ -363,6 +370,7 @@ def compare_stores(
     threads: int = 1,
     layer_block: int = 16,
     split_every: int = 8,
+    cache_mb: float = 1024,
     scheduler_address: str | None = None,
     progress: bool = True,
 ) -> dict[tuple[str, str], "xarray.Dataset"]:
@@ -386,6 +394,9 @@ def compare_stores(
         Precision of Grams and products; HSIC sums are float64 either way.
     threads : int
         Threads of the local Dask scheduler.
+    cache_mb : float
+        Stores of at most this size (MiB) are read once and kept in memory; larger ones are
+        read minibatch by minibatch (memory then stays flat in the number of samples).
     scheduler_address : str, optional
         Address of a running ``distributed`` scheduler (e.g. ``tcp://host:8786``) to run on
         instead of local threads.
@@ -406,7 +417,8 @@ def compare_stores(
     if missing:
         raise EstimatorError(f"pairs name models without a store: {missing}")
     used = sorted({m for pair in pairs for m in pair}, key=list(stores).index)
-    opened = {name: _open_store(str(stores[name])) for name in used}
+    cache_bytes = int(cache_mb * 2**20)
+    opened = {name: _open_store(str(stores[name]), cache_bytes) for name in used}
     first = opened[used[0]]
     for name in used[1:]:
         check_comparable(first, opened[name])
@@ -418,7 +430,7 @@ def compare_stores(
         for name in used:
             layers = opened[name].layers
             grams[name] = [
-                dask.delayed(_store_grams, pure=True)(str(stores[name]), layers[s], rows, dtype)
+                dask.delayed(_store_grams, pure=True)(str(stores[name]), layers[s], rows, dtype, cache_bytes)
                 for s in _layer_blocks(len(layers), layer_block)
             ]
         states.append(dask.delayed(_batch_states, pure=True)(grams, pairs, dtype))

@@ -95,6 +95,7 @@ def similarity(smk) -> None:
             dtype=smk.params.dtype,
             threads=smk.threads,
             layer_block=smk.params.layer_block,
+            cache_mb=smk.params.cache_mb,
             scheduler_address=smk.params.scheduler_address,
         )
     for w in caught:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -156,6 +157,10 @@ class ActivationStore:
     ----------
     path : path-like
         A store written by :func:`write_activations`.
+    cache_bytes : int
+        When all the store's layers together take at most this many bytes, each layer is read
+        once, whole, and kept in memory (minibatches then cost no further reads); larger
+        stores are read minibatch by minibatch, shard by shard (out of core).
 
     Attributes
     ----------
@@ -165,7 +170,7 @@ class ActivationStore:
     attrs : dict
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, cache_bytes: int = 0):
         self.path = Path(path)
         if not self.path.exists():
             raise StoreError(f"activation store {self.path} does not exist; run the extract step first")
@@ -182,6 +187,9 @@ class ActivationStore:
         self.layers: list[str] = list(self.attrs["layers"])
         self.sample_id = self.group["sample_id"][:]
         self.labels = self.group["labels"][:]
+        self.nbytes = sum(self.group[layer].nbytes for layer in self.layers)
+        self.cached = self.nbytes <= cache_bytes
+        self._cache: dict[str, np.ndarray] = {}
 
     @property
     def name(self) -> str:
@@ -200,6 +208,11 @@ class ActivationStore:
         models use the same one). They are read shard by shard, each as one contiguous
         range, so memory holds at most one shard of this layer besides the result.
         """
+        if self.cached:
+            if layer not in self._cache:
+                whole = self.group[layer][:]
+                self._cache[layer] = whole.reshape(len(whole), -1)
+            return self._cache[layer] if rows is None else self._cache[layer][rows]
         array = self.group[layer]
         if rows is None:
             rows = slice(None)
@@ -245,7 +258,12 @@ def write_similarity(dataset, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    dataset.to_zarr(str(tmp), mode="w", zarr_format=3, consolidated=False)
+    # layer names as variable-length strings (a specified Zarr v3 type; fixed-width is not)
+    dataset = dataset.assign_coords({name: coord.values.astype(object) for name, coord in dataset.coords.items() if coord.dtype.kind == "U"})
+    # consolidated metadata (zarr-python's extension to v3) lets plain xr.open_zarr(path) work
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        dataset.to_zarr(str(tmp), mode="w", zarr_format=3, consolidated=True)
     if path.exists():
         shutil.rmtree(path)
     tmp.rename(path)
@@ -259,4 +277,4 @@ def read_similarity(path: str | os.PathLike):
     path = Path(path)
     if not path.exists():
         raise StoreError(f"similarity result {path} does not exist; run the similarity step first")
-    return xr.open_zarr(str(path), consolidated=False, zarr_format=3).load()
+    return xr.open_zarr(str(path), zarr_format=3).load()

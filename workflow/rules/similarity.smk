@@ -13,6 +13,7 @@ rule similarity:
         passes=config["similarity"]["passes"],
         dtype=config["similarity"]["dtype"],
         layer_block=config["similarity"]["layer_block"],
+        cache_mb=config["similarity"]["cache_mb"],
         scheduler_address=config["similarity"]["scheduler_address"],
     log:
         f"{RESULTS}/logs/similarity/cka/{{a}}__{{b}}.log",

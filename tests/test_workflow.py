@@ -1,0 +1,143 @@
+"""The whole workflow on a tiny config, run for real by Snakemake in a temporary directory."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+
+from reference import minibatch_cka
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "experiment": "tiny",
+    "dataset": {"name": "digits", "eval_fraction": 0.1, "split_seed": 0, "image_size": 8},
+    "train": {"epochs": 1, "batch_size": 64},
+    "models": {"m8x1": {"depth": 8, "width": 1}, "m8x2": {"depth": 8, "width": 2}},
+    "seeds": [0, 1],
+    "extract": {"batch_size": 32, "shard_chunks": 2},
+    "similarity": {"batch_size": 64, "passes": 2, "layer_block": 8, "compare": {"self": True, "across_seeds": True, "pairs": [["m8x1", "m8x2"]]}},
+    "threads": {"similarity": 1},
+}
+
+
+def snakemake(workdir: Path, config: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return result
+
+
+def planned_jobs(workdir: Path, config: dict) -> dict[str, int]:
+    """Rule → job count of what a dry run would execute (empty when nothing is stale)."""
+    out = snakemake(workdir, config, "-n")
+    text = out.stdout + out.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text[text.index("Job stats:") :]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("tiny")
+    snakemake(workdir, TINY)
+    return workdir
+
+
+def instances():
+    return [f"m8x{w}-s{s}-e1" for w in (1, 2) for s in (0, 1)]
+
+
+def test_outputs_exist_with_contents(done):
+    results = done / "results" / "tiny"
+    for inst in instances():
+        history = json.loads((results / "models" / inst.split("-")[0] / f"s{inst.split('-s')[1][0]}" / "e1.history.json").read_text())
+        assert 0.0 < history["eval_accuracy"] <= 1.0
+        sim = xr.open_zarr(results / "similarity" / "cka" / f"{inst}__{inst}.zarr")
+        assert sim["cka"].dims == ("layer_a", "layer_b")
+        assert list(sim["layer_a"].values)[:2] == ["stem.conv", "stem.bn"] and sim["layer_a"].values[-1] == "logits"
+        np.testing.assert_allclose(np.diag(sim["cka"].values), 1.0, atol=1e-5)
+    figures = results / "figures"
+    import matplotlib.image
+
+    for png in [figures / "self_similarity_grid.png", figures / "heatmaps" / "m8x1-s0-e1__m8x2-s0-e1.png"]:
+        image = matplotlib.image.imread(png)
+        assert image.shape[0] > 200 and image.shape[1] > 200 and image[..., :3].std() > 0.05
+    for rule in ("train", "extract", "similarity"):
+        assert list((results / "logs" / rule).rglob("*.log"))
+    assert list((results / "benchmarks" / "similarity").rglob("*.tsv"))
+
+
+def test_cka_matches_float64_reference_on_stored_activations(done):
+    """Recompute a corner of one cross-model matrix from the stores, independently."""
+    import zarr
+
+    results = done / "results" / "tiny"
+    a, b = "m8x1-s0-e1", "m8x2-s0-e1"
+    store_a = zarr.open_group(str(results / "activations" / f"{a}.zarr"), mode="r")
+    store_b = zarr.open_group(str(results / "activations" / f"{b}.zarr"), mode="r")
+    np.testing.assert_array_equal(store_a["sample_id"][:], store_b["sample_id"][:])
+    layers = ["stem.conv", "stage2.block1.relu1", "stage3.block1.relu2", "logits"]
+    n_samples, batch = len(store_a["sample_id"]), TINY["similarity"]["batch_size"]
+    batches_a, batches_b = [], []
+    for r in range(1, TINY["similarity"]["passes"] + 1):  # the schedule of design.md, restated
+        perm = np.random.default_rng(r).permutation(n_samples)
+        for k in range(n_samples // batch):
+            rows = np.sort(perm[k * batch : (k + 1) * batch])
+            batches_a.append([store_a[l][:][rows] for l in layers])
+            batches_b.append([store_b[l][:][rows] for l in layers])
+    expected = minibatch_cka(batches_a, batches_b)
+    sim = xr.open_zarr(results / "similarity" / "cka" / f"{a}__{b}.zarr")
+    got = sim["cka"].sel(layer_a=layers, layer_b=layers).values
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert sim.attrs["n_batches"] == len(batches_a)
+
+
+def test_report(done):
+    snakemake(done, TINY, "--report", str(done / "report.html"))
+    html = (done / "report.html").read_text(errors="ignore")
+    assert "CKA heatmaps" in html and "m8x1-s0-e1__m8x2-s0-e1" in html
+
+
+def test_rerun_only_what_is_stale(done):
+    assert planned_jobs(done, TINY) == {}
+    changed = json.loads(json.dumps(TINY))
+    changed["similarity"]["batch_size"] = 32
+    assert planned_jobs(done, changed) == {"similarity": 7, "heatmap": 7, "self_similarity_grid": 1, "all": 1}
+    changed = json.loads(json.dumps(TINY))
+    changed["models"]["m8x1"]["train"] = {"lr": 0.01}
+    # m8x1's two seeds: train, extract; its 2 self + 1 across-seed + 1 cross-model pairs
+    assert planned_jobs(done, changed) == {"train": 2, "extract": 2, "similarity": 4, "heatmap": 4, "self_similarity_grid": 1, "all": 1}
+    changed = json.loads(json.dumps(TINY))
+    changed["figures"] = {"max_labels": 6}
+    assert planned_jobs(done, changed) == {"heatmap": 7, "self_similarity_grid": 1, "all": 1}
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda c: c["similarity"].update(passess=3), r"passess"),
+        (lambda c: c["train"].update(epoch=3), r"epoch"),
+        (lambda c: c["models"].update({"bad-name": {"depth": 8}}), r"bad-name"),
+        (lambda c: c["models"].update({"../up": {"depth": 8}}), r"\.\./up"),
+        (lambda c: c["similarity"]["compare"].update(pairs=[["m8x1", "nope"]]), r"nope"),
+    ],
+)
+def test_bad_config_is_one_clear_error(tmp_path, edit, message):
+    config = json.loads(json.dumps(TINY))
+    edit(config)
+    result = snakemake(tmp_path, config, "-n", check=False)
+    assert result.returncode != 0
+    assert re.search(message, result.stdout + result.stderr)
+    assert not (tmp_path / "results").exists()
