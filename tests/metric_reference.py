@@ -110,8 +110,12 @@ def svcca(X, Y, variance=0.99) -> float:
 
 def pwcca(X, Y, centre_weights=True) -> float:
     """Morcos et al. (2018): Σ αᵢρᵢ / Σ αᵢ, αᵢ = Σⱼ |⟨hᵢ, xⱼ⟩|, hᵢ = X aᵢ (unit norm) the
-    canonical variates of X. ``centre_weights=False`` reproduces the widely copied variant
-    that takes the xⱼ from uncentred activations."""
+    canonical variates of X.
+
+    ``centre_weights=False`` mimics the widely copied public implementation (described, not
+    copied): it adds neuron i's mean back to canonical variate i (so it needs p ≤ q, one
+    variate per neuron), re-orthonormalises the variates by QR and takes the inner products
+    with the uncentred activations, which makes the result depend on shifts."""
     X, Y = flat64(X), flat64(Y)
     n = X.shape[0]
     Xc, Yc = X - X.mean(0), Y - Y.mean(0)
@@ -123,8 +127,13 @@ def pwcca(X, Y, centre_weights=True) -> float:
     rho = np.sqrt(np.clip(w[order], 0, 1))
     A = Wx @ B[:, order]  # canonical weight vectors
     H = Xc @ A
-    H /= np.linalg.norm(H, axis=0)
-    acts = Xc if centre_weights else X
+    if centre_weights:
+        H /= np.linalg.norm(H, axis=0)
+        acts = Xc
+    else:
+        assert X.shape[1] <= Y.shape[1], "the uncentred variant needs p ≤ q"
+        H, _ = np.linalg.qr(H + X.mean(0)[None, : H.shape[1]])
+        acts = X
     alpha = np.array([sum(abs(H[:, i] @ acts[:, j]) for j in range(X.shape[1])) for i in range(len(rho))])
     return float(alpha @ rho / alpha.sum())
 
