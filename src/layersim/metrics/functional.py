@@ -1,0 +1,163 @@
+"""Functional measures on model outputs: JSD, prediction disagreement, accuracy difference, linear probes."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from layersim.metrics._common import (
+    InvalidParameterError,
+    MetricInputError,
+    SampleMismatchError,
+    _as_matrix,
+    _check_positive,
+)
+
+def _distributions(P, name: str, from_logits: bool) -> np.ndarray:
+    P = _as_matrix(P, name)
+    if from_logits:
+        P = np.exp(P - P.max(axis=1, keepdims=True))
+        return P / P.sum(axis=1, keepdims=True)
+    if (P < 0).any():
+        raise MetricInputError(f"{name} has negative entries; pass probabilities (or from_logits=True)")
+    worst = float(np.max(np.abs(P.sum(axis=1) - 1.0)))
+    if worst > 1e-6:
+        raise MetricInputError(
+            f"the rows of {name} must sum to 1 (largest deviation {worst:.3g}); pass "
+            "probabilities, or logits with from_logits=True"
+        )
+    return P
+
+
+def jsd(P, Q, *, base: float = 2.0, from_logits: bool = False) -> float:
+    """Mean Jensen–Shannon divergence between two models' predictive distributions.
+
+    ``JSD(p, q) = H(m) − (H(p) + H(q))/2`` with ``m = (p + q)/2`` (Lin 1991), in units of
+    ``log(base)`` (base 2: bits, in [0, 1]), averaged over the ``n`` samples.
+
+    Parameters
+    ----------
+    P, Q : array ``(n, C)``
+        Class probabilities per sample (rows sum to 1), or logits with ``from_logits=True``.
+    base : float
+        Logarithm base (> 0, ≠ 1); 2 by default.
+    from_logits : bool
+        Apply a softmax to each row first.
+
+    Returns
+    -------
+    float
+        Distance-like, 0 for identical outputs; symmetric; invariant to a permutation of the
+        samples and (with logits) to a constant added to a row.
+
+    Examples
+    --------
+    >>> jsd([[1.0, 0.0]], [[0.0, 1.0]])
+    1.0
+    """
+    _check_positive(base, "base", "the logarithm base")
+    if base == 1:
+        raise InvalidParameterError("base must not be 1 (log 1 = 0)")
+    P, Q = _distributions(P, "P", from_logits), _distributions(Q, "Q", from_logits)
+    if P.shape != Q.shape:
+        raise SampleMismatchError(f"P is {P.shape} and Q is {Q.shape}; both must be (n_samples, n_classes)")
+    M = 0.5 * (P + Q)
+
+    def entropy(A):
+        return -np.sum(np.where(A > 0, A * np.log(np.where(A > 0, A, 1.0)), 0.0), axis=1)
+
+    per_sample = entropy(M) - 0.5 * (entropy(P) + entropy(Q))
+    return float(np.mean(np.maximum(per_sample, 0.0)) / math.log(base))
+
+
+def _predicted_labels(P, name: str) -> np.ndarray:
+    if type(P).__module__.startswith("torch"):
+        P = P.detach().cpu().numpy()
+    P = np.asarray(P)
+    if P.ndim == 1:
+        return P
+    if P.ndim == 2:
+        return _as_matrix(P, name).argmax(axis=1)
+    raise MetricInputError(f"{name} must be labels (n,) or scores (n, n_classes); got shape {P.shape}")
+
+
+def prediction_disagreement(P, Q) -> float:
+    """Fraction of samples on which two models predict different classes.
+
+    Parameters
+    ----------
+    P, Q : array ``(n, C)`` or ``(n,)``
+        Scores, probabilities or logits (the arg-max is the prediction), or predicted labels.
+
+    Returns
+    -------
+    float
+        In [0, 1]; 0 for identical predictions. Invariant to monotone maps of the scores.
+    """
+    a, b = _predicted_labels(P, "P"), _predicted_labels(Q, "Q")
+    if a.shape != b.shape:
+        raise SampleMismatchError(f"P has {len(a)} samples and Q has {len(b)}; they must match")
+    return float(np.mean(a != b))
+
+
+def accuracy_difference(P, Q, labels) -> float:
+    """Absolute difference of two models' accuracies, ``|acc(P) − acc(Q)|`` (Ding et al. 2021).
+
+    Parameters
+    ----------
+    P, Q : array ``(n, C)`` or ``(n,)``
+        Scores or predicted labels of the two models.
+    labels : array ``(n,)``
+        True class labels.
+
+    Returns
+    -------
+    float
+        In [0, 1]; 0 for identical predictions. Invariant to monotone maps of the scores.
+    """
+    a, b, y = _predicted_labels(P, "P"), _predicted_labels(Q, "Q"), np.asarray(labels)
+    if not (a.shape == b.shape == y.shape):
+        raise SampleMismatchError(f"P, Q and labels have {len(a)}, {len(b)} and {len(y)} samples; they must match")
+    return float(abs(np.mean(a == y) - np.mean(b == y)))
+
+
+def linear_probe_accuracy(X, labels, *, test_fraction: float = 0.25, seed: int = 0, C: float = 1.0) -> float:
+    """Test accuracy of a logistic-regression probe on frozen activations (Alain & Bengio 2016).
+
+    A stratified split (``test_fraction`` held out, fixed by ``seed``), standardised features,
+    L2-regularised multinomial logistic regression (scikit-learn, ``lbfgs``), accuracy on the
+    held-out samples. Deterministic for a given ``seed``.
+
+    Parameters
+    ----------
+    X : array ``(n, p, ...)``
+        Activations, flattened per sample.
+    labels : array ``(n,)``
+        Class labels.
+    test_fraction : float
+        Share of samples held out, in (0, 1).
+    seed : int
+        Seed of the split.
+    C : float
+        Inverse regularisation strength (positive).
+
+    Returns
+    -------
+    float
+        Accuracy in [0, 1]. Invariant to invertible affine maps of X up to the regulariser.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if not (isinstance(test_fraction, (int, float, np.floating)) and 0 < test_fraction < 1):
+        raise InvalidParameterError(f"test_fraction must be in (0, 1); got {test_fraction!r}")
+    _check_positive(C, "C", "the inverse regularisation strength")
+    X, y = _as_matrix(X, "X"), np.asarray(labels)
+    if y.shape != (X.shape[0],):
+        raise SampleMismatchError(f"X has {X.shape[0]} samples but labels has shape {y.shape}")
+    x_train, x_test, y_train, y_test = train_test_split(X, y, test_size=test_fraction, random_state=seed, stratify=y)
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
+    return float(probe.fit(x_train, y_train).score(x_test, y_test))

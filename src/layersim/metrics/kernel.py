@@ -1,0 +1,227 @@
+"""Centred kernel alignment (Kornblith et al. 2019): linear and RBF, biased and debiased."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from layersim.metrics._common import (
+    _EPS,
+    ConstantInputError,
+    MetricInputError,
+    SampleMismatchError,
+    TooFewSamplesError,
+    _as_matrix,
+    _centre,
+    _check_positive,
+    _pair,
+)
+
+def linear_gram(X) -> np.ndarray:
+    """Linear Gram matrix ``K = X Xᵀ`` (Kornblith et al. 2019, Sec. 3).
+
+    Parameters
+    ----------
+    X : array ``(n, ...)``
+        Activations, flattened per sample.
+
+    Returns
+    -------
+    ndarray ``(n, n)``
+        float64; invariant to orthogonal maps of X's features.
+    """
+    X = _as_matrix(X, "X")
+    return X @ X.T
+
+
+def rbf_gram(X, *, threshold: float = 1.0) -> np.ndarray:
+    """Gaussian (RBF) Gram matrix with the median bandwidth of Kornblith et al. (2019).
+
+    ``K_ij = exp(−‖x_i − x_j‖² / (2σ²))`` with ``σ² = threshold² · median_ij ‖x_i − x_j‖²``,
+    the median taken over all ``n²`` entries, zero diagonal included (as in Kornblith et al.'s
+    reference code, where ``σ = threshold · sqrt(median)``).
+
+    Parameters
+    ----------
+    X : array ``(n, ...)``
+        Activations, flattened per sample.
+    threshold : float
+        Bandwidth as a fraction of the median distance; must be positive.
+
+    Returns
+    -------
+    ndarray ``(n, n)``
+        Invariant to orthogonal maps, isotropic scaling and shifts of ``X``.
+    """
+    _check_positive(threshold, "threshold", "the RBF bandwidth as a fraction of the median distance")
+    return _rbf_gram(_as_matrix(X, "X"), threshold, "X")
+
+
+def _rbf_gram(X: np.ndarray, threshold: float, name: str) -> np.ndarray:
+    X = _centre(X, name)  # distances are shift invariant; centring helps rounding
+    sq_norms = np.einsum("ij,ij->i", X, X)
+    sq_dist = np.maximum(sq_norms[:, None] + sq_norms[None, :] - 2.0 * (X @ X.T), 0.0)
+    np.fill_diagonal(sq_dist, 0.0)
+    median = np.median(sq_dist)
+    if median == 0:
+        raise ConstantInputError(
+            f"the median squared distance between samples of {name} is 0 (more than half of the "
+            "sample pairs are identical), so the RBF bandwidth is undefined; remove duplicates"
+        )
+    return np.exp(-sq_dist / (2.0 * threshold**2 * median))
+
+
+# ---------------------------------------------------------------------------------------------
+# CKA
+# ---------------------------------------------------------------------------------------------
+
+
+def _gram_pair(K, L, min_samples: int, why: str):
+    K, L = _as_matrix(K, "K"), _as_matrix(L, "L")
+    for name, g in (("K", K), ("L", L)):
+        if g.shape[0] != g.shape[1]:
+            raise MetricInputError(f"{name} must be a square (n, n) Gram matrix; got shape {g.shape}")
+    if K.shape != L.shape:
+        raise SampleMismatchError(f"K is {K.shape} and L is {L.shape}; both must be Grams of the same samples")
+    if K.shape[0] < min_samples:
+        raise TooFewSamplesError(f"{why} needs at least {min_samples} samples; got {K.shape[0]}")
+    return K, L
+
+
+def _u_centre(K: np.ndarray) -> np.ndarray:
+    """U-centring (Székely & Rizzo 2014): ⟨Ũ(K), Ũ(L)⟩ = n(n−3) · HSIC₁ of Song et al. (2012)."""
+    n = K.shape[0]
+    K = K.copy()
+    np.fill_diagonal(K, 0.0)
+    rows = K.sum(axis=0)
+    U = K - rows[None, :] / (n - 2) - rows[:, None] / (n - 2) + rows.sum() / ((n - 1) * (n - 2))
+    np.fill_diagonal(U, 0.0)
+    return U
+
+
+def _h_centre(K: np.ndarray) -> np.ndarray:
+    """``H K H`` with ``H = I − 11ᵀ/n``."""
+    return K - K.mean(axis=0)[None, :] - K.mean(axis=1)[:, None] + K.mean()
+
+
+def cka_from_gram(K, L, *, debiased: bool = False) -> float:
+    """Centred kernel alignment of two Gram matrices (Kornblith et al. 2019, Eq. 4).
+
+    ``CKA = HSIC(K, L) / sqrt(HSIC(K, K) · HSIC(L, L))`` with the biased estimator
+    ``HSIC₀ = tr(KHLH)/(n−1)²`` (Gretton et al. 2005) or, with ``debiased=True``, the unbiased
+    ``HSIC₁`` of Song et al. (2012), computed by U-centring. The normalising constants cancel.
+
+    Parameters
+    ----------
+    K, L : array ``(n, n)``
+        Symmetric Gram matrices of the same ``n`` samples (``n ≥ 2``; ``n ≥ 4`` if debiased).
+    debiased : bool
+        Use the unbiased HSIC estimator.
+
+    Returns
+    -------
+    float
+        In [0, 1] when biased; the debiased value can be slightly negative. Invariant to
+        scaling either Gram and to adding ``a1ᵀ + 1aᵀ`` to it (so to shifts of the features of a
+        linear Gram); for linear Grams, to orthogonal maps and isotropic scaling of the features.
+
+    Raises
+    ------
+    ConstantInputError
+        If a centred Gram is zero (a constant representation).
+
+    Examples
+    --------
+    >>> x = np.arange(12.0).reshape(6, 2) ** 2
+    >>> round(cka_from_gram(x @ x.T, x @ x.T), 12)
+    1.0
+    """
+    K, L = _gram_pair(K, L, 4 if debiased else 2, "debiased CKA" if debiased else "CKA")
+    centre = _u_centre if debiased else _h_centre
+    Kc, Lc = centre(K), centre(L)
+    kk, ll = float(np.vdot(Kc, Kc)), float(np.vdot(Lc, Lc))
+    n = K.shape[0]
+    for name, self_hsic, g in (("K", kk, K), ("L", ll, L)):
+        if self_hsic <= (64 * n * _EPS * np.linalg.norm(g)) ** 2:
+            raise ConstantInputError(
+                f"{name} has (numerically) zero centred self-similarity, so CKA is undefined; "
+                "the representation is constant across samples"
+            )
+    return float(np.vdot(Kc, Lc)) / math.sqrt(kk * ll)
+
+
+def linear_cka(X, Y, *, debiased: bool = False) -> float:
+    """Linear CKA (Kornblith et al. 2019), in feature space.
+
+    ``CKA = ‖YᵀX‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F)`` for column-centred X, Y (Kornblith et al. 2019,
+    Eq. 5). With ``debiased=True`` each ``‖AᵀB‖²_F`` is replaced by Song et al.'s (2012)
+    unbiased HSIC₁ of the linear Grams, which for centred data is (times ``n(n−3)``, a constant
+    that cancels) ``‖AᵀB‖²_F − n/(n−2)·dₐᵀd_b + ‖A‖²_F‖B‖²_F/((n−1)(n−2))`` where ``dₐ`` holds
+    the squared row norms of A. When ``p`` or ``q`` exceeds ``n`` the same quantities are
+    taken from the ``(n, n)`` Grams.
+
+    Parameters
+    ----------
+    X : array ``(n, p, ...)``
+    Y : array ``(n, q, ...)``
+        The same ``n`` samples (``n ≥ 2``; ``n ≥ 4`` if debiased).
+    debiased : bool
+        Use the unbiased HSIC estimator (the minibatch engine's estimator on one batch).
+
+    Returns
+    -------
+    float
+        Similarity, 1 for identical inputs. Invariant to orthogonal maps, isotropic scaling and
+        shifts of either input; not to general invertible linear maps.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(50, 8))
+    >>> q, _ = np.linalg.qr(rng.normal(size=(8, 8)))
+    >>> round(linear_cka(x, 3.0 * x @ q + 1.0), 10)
+    1.0
+    """
+    X, Y = _pair(X, Y, min_samples=4 if debiased else 2, why="debiased CKA" if debiased else "CKA")
+    X, Y = _centre(X, "X"), _centre(Y, "Y")
+    n = X.shape[0]
+    if max(X.shape[1], Y.shape[1]) > n:
+        K, L = X @ X.T, Y @ Y.T
+        xy, xx, yy = np.vdot(K, L), np.vdot(K, K), np.vdot(L, L)
+    else:
+        xy, xx, yy = (np.linalg.norm(a.T @ b) ** 2 for a, b in ((X, Y), (X, X), (Y, Y)))
+    if debiased:
+        dx, dy = np.einsum("ij,ij->i", X, X), np.einsum("ij,ij->i", Y, Y)
+
+        def unbiased(ab, da, db):
+            return ab - n / (n - 2) * (da @ db) + da.sum() * db.sum() / ((n - 1) * (n - 2))
+
+        xy, xx, yy = unbiased(xy, dx, dy), unbiased(xx, dx, dx), unbiased(yy, dy, dy)
+    return float(xy / math.sqrt(xx * yy))
+
+
+def rbf_cka(X, Y, *, threshold: float = 1.0, debiased: bool = False) -> float:
+    """CKA with Gaussian kernels (Kornblith et al. 2019, Sec. 3 and their reference code).
+
+    ``CKA(rbf_gram(X, threshold), rbf_gram(Y, threshold))``; see :func:`rbf_gram` for the
+    bandwidth ``σ² = threshold² · median ‖x_i − x_j‖²`` and :func:`cka_from_gram`.
+
+    Parameters
+    ----------
+    X : array ``(n, p, ...)``
+    Y : array ``(n, q, ...)``
+    threshold : float
+        Bandwidth as a fraction of the median distance (positive).
+    debiased : bool
+        Use the unbiased HSIC estimator.
+
+    Returns
+    -------
+    float
+        Similarity, 1 for identical inputs. Invariant to orthogonal maps, isotropic scaling and
+        shifts (the bandwidth scales with the data); not to invertible linear maps.
+    """
+    _check_positive(threshold, "threshold", "the RBF bandwidth as a fraction of the median distance")
+    X, Y = _pair(X, Y, min_samples=4 if debiased else 2, why="debiased CKA" if debiased else "CKA")
+    return cka_from_gram(_rbf_gram(X, threshold, "X"), _rbf_gram(Y, threshold, "Y"), debiased=debiased)
