@@ -403,3 +403,19 @@ def test_warnings_are_not_raised_for_ordinary_data():
         warnings.simplefilter("error")
         for f in m.METRICS.values():
             f(X, Y)
+
+
+def test_rank_deficient_inputs_use_their_numerical_rank():
+    X, Y = correlated(0, 60, 5, 4)
+    Xdup = np.column_stack([X, X[:, 0] * 2.0 - X[:, 1]])  # a redundant neuron
+    res = m.cca(Xdup, Y)
+    assert res.dims == (5, 4) and res.reduced_to == (None, None)
+    np.testing.assert_allclose(res.rho, m.cca(X, Y).rho, atol=REF_TOL, rtol=0)
+
+
+def test_constant_gram_is_an_error():
+    X, _ = correlated(0, 6, 2, 1)
+    with pytest.raises(m.ConstantInputError, match="K has .*zero centred self-similarity"):
+        m.cka_from_gram(np.ones((6, 6)), X @ X.T)
+    with pytest.raises(m.ConstantInputError, match="L has"):
+        m.cka_from_gram(X @ X.T, np.full((6, 6), 2.0), debiased=True)
