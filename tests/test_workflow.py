@@ -25,7 +25,7 @@ TINY = {
     "seeds": [0, 1],
     "extract": {"batch_size": 32, "shard_chunks": 2},
     "similarity": {"batch_size": 64, "passes": 2, "layer_block": 8, "compare": {"self": True, "across_seeds": True, "pairs": [["m8x1", "m8x2"]]}},
-    "threads": {"similarity": 1},
+    "resources": {"similarity": {"threads": 1}},
 }
 
 
@@ -89,7 +89,7 @@ def test_cka_matches_float64_reference_on_stored_activations(done):
     store_b = zarr.open_group(str(results / "activations" / f"{b}.zarr"), mode="r")
     np.testing.assert_array_equal(store_a["sample_id"][:], store_b["sample_id"][:])
     layers = ["stem.conv", "stage2.block1.relu1", "stage3.block1.relu2", "logits"]
-    n_samples, batch = len(store_a["sample_id"]), TINY["similarity"]["batch_size"]
+    n_samples, batch = store_a["sample_id"].shape[0], TINY["similarity"]["batch_size"]
     batches_a, batches_b = [], []
     for r in range(1, TINY["similarity"]["passes"] + 1):  # the schedule of design.md, restated
         perm = np.random.default_rng(r).permutation(n_samples)
@@ -120,8 +120,8 @@ def test_rerun_only_what_is_stale(done):
     # m8x1's two seeds: train, extract; its 2 self + 1 across-seed + 1 cross-model pairs
     assert planned_jobs(done, changed) == {"train": 2, "extract": 2, "similarity": 4, "heatmap": 4, "self_similarity_grid": 1, "all": 1}
     changed = json.loads(json.dumps(TINY))
-    changed["figures"] = {"max_labels": 6}
-    assert planned_jobs(done, changed) == {"heatmap": 7, "self_similarity_grid": 1, "all": 1}
+    changed["figures"] = {"max_labels": 6}  # a heatmap option: the grid draws no layer labels
+    assert planned_jobs(done, changed) == {"heatmap": 7, "all": 1}
 
 
 @pytest.mark.parametrize(

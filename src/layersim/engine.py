@@ -456,9 +456,13 @@ def _run(graph, *, threads: int, scheduler_address: str | None, progress: bool):
 
         with Client(scheduler_address) as client:
             return client.compute(graph).result()
+    from threadpoolctl import threadpool_limits
+
     from layersim.progress import DaskTqdm
 
-    with DaskTqdm(disable=not progress, desc="minibatch CKA"):
+    # One BLAS thread per Dask thread: the Grams are many small products, and a multi-threaded
+    # BLAS inside each of several Dask threads oversubscribes the cores (10× slower here).
+    with threadpool_limits(limits=1, user_api="blas"), DaskTqdm(disable=not progress, desc="minibatch CKA"):
         (result,) = dask.compute(graph, scheduler="threads", num_workers=max(1, threads))
     return result
 

@@ -20,6 +20,18 @@ wildcard_constraints:
     b=INSTANCE,
 
 
+def rule_resources(rule):
+    """Job resources of a rule from config: memory, runtime and, when set, GPUs/partition/constraint."""
+    res = config["resources"][rule]
+    out = {"mem_mb": res["mem_mb"], "runtime": res["runtime"]}
+    if res["gpu"]:
+        out["gpu"] = res["gpu"]
+    for key in ("slurm_partition", "constraint"):
+        if res[key]:
+            out[key] = res[key]
+    return out
+
+
 def train_params(model):
     """The global training settings merged with the model's own overrides."""
     return {**config["train"], **config["models"][model].get("train", {})}

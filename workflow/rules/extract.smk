@@ -15,7 +15,9 @@ rule extract:
         f"{RESULTS}/logs/extract/{{model}}-s{{seed}}-e{{epoch}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/extract/{{model}}-s{{seed}}-e{{epoch}}.tsv"
-    threads: config["threads"]["extract"]
+    threads: config["resources"]["extract"]["threads"]
+    resources:
+        **rule_resources("extract"),
     conda:
         "../../envs/torch.yaml"
     script:

@@ -14,6 +14,9 @@ rule heatmap:
         max_labels=config["figures"]["max_labels"],
     log:
         f"{RESULTS}/logs/figures/heatmaps/{{a}}__{{b}}.log",
+    threads: config["resources"]["figures"]["threads"]
+    resources:
+        **rule_resources("figures"),
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -35,6 +38,9 @@ rule self_similarity_grid:
         cells=grid_cells()[2],
     log:
         f"{RESULTS}/logs/figures/self_similarity_grid.log",
+    threads: config["resources"]["figures"]["threads"]
+    resources:
+        **rule_resources("figures"),
     conda:
         "../../envs/analysis.yaml"
     script:

@@ -19,7 +19,9 @@ rule similarity:
         f"{RESULTS}/logs/similarity/cka/{{a}}__{{b}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/similarity/cka/{{a}}__{{b}}.tsv"
-    threads: config["threads"]["similarity"]
+    threads: config["resources"]["similarity"]["threads"]
+    resources:
+        **rule_resources("similarity"),
     conda:
         "../../envs/analysis.yaml"
     script:

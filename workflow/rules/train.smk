@@ -13,7 +13,9 @@ rule train:
         f"{RESULTS}/logs/train/{{model}}-s{{seed}}-e{{epoch}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{model}}-s{{seed}}-e{{epoch}}.tsv"
-    threads: config["threads"]["train"]
+    threads: config["resources"]["train"]["threads"]
+    resources:
+        **rule_resources("train"),
     conda:
         "../../envs/torch.yaml"
     script:
