@@ -20,6 +20,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/similarity.smk"
+include: "workflow/rules/functional.smk"
 include: "workflow/rules/figures.smk"
 
 

@@ -25,6 +25,7 @@ TINY = {
     "seeds": [0, 1],
     "extract": {"batch_size": 32, "shard_chunks": 2},
     "similarity": {"batch_size": 64, "passes": 2, "layer_block": 8, "compare": {"self": True, "across_seeds": True, "pairs": [["m8x1", "m8x2"]]}},
+    "metrics": {"names": ["linear_cka", "pwcca", "procrustes"], "layer_stride": 4},
     "resources": {"similarity": {"threads": 1}},
 }
 
@@ -104,6 +105,42 @@ def test_cka_matches_float64_reference_on_stored_activations(done):
     assert sim.attrs["n_batches"] == len(batches_a)
 
 
+def test_metrics_side_by_side_and_functional(done):
+    """The full-batch metrics rule (linear CKA, PWCCA, Procrustes) and the functional rule."""
+    import matplotlib.image
+    import zarr
+
+    import metric_reference as ref
+
+    results = done / "results" / "tiny"
+    a, b = "m8x1-s0-e1", "m8x2-s0-e1"
+    store_a = zarr.open_group(str(results / "activations" / f"{a}.zarr"), mode="r")
+    store_b = zarr.open_group(str(results / "activations" / f"{b}.zarr"), mode="r")
+    for metric, reference in (("linear_cka", ref.linear_cka), ("procrustes", ref.procrustes)):
+        sim = xr.open_zarr(results / "similarity" / metric / f"{a}__{b}.zarr").load()
+        assert sim.attrs["metric"] == metric and sim["value"].dims == ("layer_a", "layer_b")
+        layers_a = list(sim["layer_a"].values)
+        assert layers_a[0] == "stem.conv" and layers_a[-1] == "logits" and len(layers_a) == 7  # 23 layers, stride 4, + logits
+        layers_b = list(sim["layer_b"].values)
+        for la, lb in [("stem.conv", "logits"), (layers_a[3], layers_b[2]), ("logits", "logits")]:
+            expected = reference(store_a[la][:], store_b[lb][:])
+            assert sim["value"].sel(layer_a=la, layer_b=lb).item() == pytest.approx(expected, abs=1e-8)
+    pw = xr.open_zarr(results / "similarity" / "pwcca" / f"{a}__{b}.zarr")["value"].values
+    assert np.all((pw >= 0) & (pw <= 1 + 1e-9))
+    image = matplotlib.image.imread(results / "figures" / "metrics" / f"{a}__{b}.png")
+    assert image.shape[1] > 3 * image.shape[0]  # four panels side by side
+    functional = json.loads((results / "functional" / f"{a}__{b}.json").read_text())
+    logits_a, logits_b, labels = store_a["logits"][:], store_b["logits"][:], store_a["labels"][:]
+    assert functional["accuracy_a"] == pytest.approx(np.mean(logits_a.argmax(1) == labels))
+    assert functional["disagreement"] == pytest.approx(np.mean(logits_a.argmax(1) != logits_b.argmax(1)))
+    softmax = lambda z: np.exp(z - z.max(1, keepdims=True)) / np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)
+    assert functional["jsd_bits"] == pytest.approx(ref.jsd(softmax(logits_a.astype(float)), softmax(logits_b.astype(float))), abs=1e-6)
+    assert -1 <= functional["confidence_rank_correlation"] <= 1
+    assert sorted(p.name for p in (results / "functional").iterdir()) == sorted(
+        f"{x}__{y}.json" for x, y in [("m8x1-s0-e1", "m8x1-s1-e1"), ("m8x2-s0-e1", "m8x2-s1-e1"), (a, b)]
+    )
+
+
 def test_report(done):
     snakemake(done, TINY, "--report", str(done / "report.html"))
     html = (done / "report.html").read_text(errors="ignore")
@@ -114,14 +151,15 @@ def test_rerun_only_what_is_stale(done):
     assert planned_jobs(done, TINY) == {}
     changed = json.loads(json.dumps(TINY))
     changed["similarity"]["batch_size"] = 32
-    assert planned_jobs(done, changed) == {"similarity": 7, "heatmap": 7, "self_similarity_grid": 1, "all": 1}
+    assert planned_jobs(done, changed) == {"similarity": 7, "heatmap": 7, "self_similarity_grid": 1, "metrics_figure": 1, "all": 1}
     changed = json.loads(json.dumps(TINY))
     changed["models"]["m8x1"]["train"] = {"lr": 0.01}
     # m8x1's two seeds: train, extract; its 2 self + 1 across-seed + 1 cross-model pairs
-    assert planned_jobs(done, changed) == {"train": 2, "extract": 2, "similarity": 4, "heatmap": 4, "self_similarity_grid": 1, "all": 1}
+    # (+ the 3 metrics and the metrics figure of the m8x1-m8x2 pair, the functional of 2 pairs)
+    assert planned_jobs(done, changed) == {"train": 2, "extract": 2, "similarity": 4, "heatmap": 4, "self_similarity_grid": 1, "metric_similarity": 3, "metrics_figure": 1, "functional": 2, "all": 1}
     changed = json.loads(json.dumps(TINY))
     changed["figures"] = {"max_labels": 6}  # a heatmap option: the grid draws no layer labels
-    assert planned_jobs(done, changed) == {"heatmap": 7, "all": 1}
+    assert planned_jobs(done, changed) == {"heatmap": 7, "metrics_figure": 1, "all": 1}
 
 
 @pytest.mark.parametrize(

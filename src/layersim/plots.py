@@ -102,3 +102,39 @@ def grid_figure(results: dict[tuple[int, int], object], path: str | os.PathLike,
         fig.suptitle(title)
     _save(fig, path)
     plt.close(fig)
+
+
+def metrics_figure(results: list, path: str | os.PathLike, *, max_labels: int = 12) -> None:
+    """Heatmaps of several metrics for one model pair, side by side.
+
+    Each result is an ``xarray.Dataset`` with one ``(layer_a, layer_b)`` variable (``cka`` or
+    ``value``); similarities are drawn on a 0–1 scale, distances from 0 to their maximum with the
+    colour map reversed, so that bright always means similar.
+    """
+    import matplotlib
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 4.6), squeeze=False, layout="constrained")
+    for ax, result in zip(axes[0], results):
+        var = "cka" if "cka" in result else "value"
+        matrix = result[var].values
+        kind = result.attrs.get("kind", "similarity")
+        name = result.attrs.get("metric", var)
+        names_a, names_b = list(result["layer_a"].values), list(result["layer_b"].values)
+        if kind == "distance":
+            cmap = matplotlib.colormaps["magma_r"].copy()
+            cmap.set_bad("0.6")
+            vmax = float(np.nanmax(matrix)) if np.isfinite(matrix).any() else 1.0
+            image = ax.imshow(np.ma.masked_invalid(matrix), origin="lower", cmap=cmap, vmin=0.0, vmax=vmax or 1.0, interpolation="nearest", aspect="auto")
+            pos, labels = thinned_ticks(names_a, max_labels)
+            ax.set_yticks(pos, labels, fontsize=6)
+            pos, labels = thinned_ticks(names_b, max_labels)
+            ax.set_xticks(pos, labels, fontsize=6, rotation=90)
+            ax.set_title(f"{name} (distance)", fontsize=9)
+        else:
+            image = draw_heatmap(ax, matrix, names_a, names_b, title=name, max_labels=max_labels)
+        ax.set_xlabel(f"{result.attrs.get('model_b', 'b')} layer", fontsize=8)
+        ax.set_ylabel(f"{result.attrs.get('model_a', 'a')} layer", fontsize=8)
+        fig.colorbar(image, ax=ax, shrink=0.8)
+    _save(fig, path)
+    plt.close(fig)

@@ -125,3 +125,36 @@ def grid(smk) -> None:
         i, j = (int(v) for v in key.split(","))
         results[(i, j)] = read_similarity(by_instance[inst])
     grid_figure(results, smk.output.figure, row_labels=list(smk.params.depths), col_labels=[f"×{w}" for w in smk.params.widths], row_title="depth", col_title="width", title="Self-similarity (minibatch linear CKA)")
+
+
+@_rule
+def metric_similarity(smk) -> None:
+    """Rule ``metric_similarity``: :func:`layersim.layerwise.metric_matrix` for one metric and pair."""
+    from layersim.layerwise import metric_matrix
+    from layersim.store import write_similarity
+
+    result = metric_matrix(smk.input.a, smk.input.b, smk.wildcards.metric, layer_stride=smk.params.layer_stride, max_samples=smk.params.max_samples, threads=smk.threads)
+    if result.attrs["n_undefined"]:
+        message = f"{smk.wildcards.metric} is undefined for {result.attrs['n_undefined']} layer pair(s) (NaN): " + "; ".join(result.attrs["undefined"][:5])
+        log.warning(message)
+        print(f"layersim metric_similarity: warning: {message}", file=sys.__stderr__)
+    write_similarity(result, smk.output.result)
+
+
+@_rule
+def functional(smk) -> None:
+    """Rule ``functional``: :func:`layersim.layerwise.functional_similarity` → JSON."""
+    from layersim.layerwise import functional_similarity
+    from layersim.train import _atomic
+
+    result = functional_similarity(smk.input.a, smk.input.b)
+    _atomic(smk.output.result, lambda p: open(p, "w").write(json.dumps(result, indent=2)))
+
+
+@_rule
+def metrics_figure(smk) -> None:
+    """Rule ``metrics_figure``: :func:`layersim.plots.metrics_figure` (metrics side by side)."""
+    from layersim.plots import metrics_figure as draw
+    from layersim.store import read_similarity
+
+    draw([read_similarity(p) for p in smk.input.results], smk.output.figure, max_labels=smk.params.max_labels)

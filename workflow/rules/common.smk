@@ -3,6 +3,10 @@ import json
 
 from snakemake.utils import validate
 
+from layersim.metrics import METRICS
+
+METRIC_NAMES = sorted(METRICS)
+
 
 validate(config, "../schemas/config.schema.yaml", set_default=True)
 
@@ -18,6 +22,7 @@ wildcard_constraints:
     epoch=r"\d+",
     a=INSTANCE,
     b=INSTANCE,
+    metric="|".join(METRIC_NAMES),
 
 
 def rule_resources(rule):
@@ -72,6 +77,12 @@ def compared_pairs():
     return list(dict.fromkeys(pairs))
 
 
+def explicit_pairs():
+    """The instance pairs of similarity.compare.pairs (first seed)."""
+    seeds = config["seeds"]
+    return [(instance(a, seeds[0]), instance(b, seeds[0])) for a, b in config["similarity"]["compare"]["pairs"]]
+
+
 def grid_cells():
     """Depth × width layout of the self-similarity grid (first seed of each ResNet)."""
     resnets = {m: c for m, c in config["models"].items() if c.get("family", "resnet") == "resnet"}
@@ -89,5 +100,9 @@ def similarity_path(a, b):
 
 def all_targets():
     targets = [f"{RESULTS}/figures/heatmaps/{a}__{b}.{FMT}" for a, b in compared_pairs()]
+    if config["metrics"]["names"]:
+        targets += [f"{RESULTS}/figures/metrics/{a}__{b}.{FMT}" for a, b in explicit_pairs()]
+    if config["functional"]:
+        targets += [f"{RESULTS}/functional/{a}__{b}.json" for a, b in compared_pairs() if a != b]
     targets.append(f"{RESULTS}/figures/self_similarity_grid.{FMT}")
     return targets

@@ -45,3 +45,26 @@ rule self_similarity_grid:
         "../../envs/analysis.yaml"
     script:
         "../scripts/grid.py"
+
+
+rule metrics_figure:
+    input:
+        results=lambda w: [similarity_path(w.a, w.b)]
+        + [f"{RESULTS}/similarity/{m}/{w.a}__{w.b}.zarr" for m in config["metrics"]["names"]],
+    output:
+        figure=report(
+            f"{RESULTS}/figures/metrics/{{a}}__{{b}}.{FMT}",
+            caption="../report/metrics.rst",
+            category="Metrics side by side",
+        ),
+    params:
+        max_labels=config["figures"]["max_labels"],
+    log:
+        f"{RESULTS}/logs/figures/metrics/{{a}}__{{b}}.log",
+    threads: config["resources"]["figures"]["threads"]
+    resources:
+        **rule_resources("figures"),
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/metrics_figure.py"

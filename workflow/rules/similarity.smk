@@ -26,3 +26,29 @@ rule similarity:
         "../../envs/analysis.yaml"
     script:
         "../scripts/similarity.py"
+
+
+# Stage 3b: full-batch metrics of layersim.metrics over every selected layer pair
+# (layersim.layerwise.metric_matrix).
+
+
+rule metric_similarity:
+    input:
+        a=f"{RESULTS}/activations/{{a}}.zarr",
+        b=f"{RESULTS}/activations/{{b}}.zarr",
+    output:
+        result=directory(f"{RESULTS}/similarity/{{metric}}/{{a}}__{{b}}.zarr"),
+    params:
+        layer_stride=config["metrics"]["layer_stride"],
+        max_samples=config["metrics"]["max_samples"],
+    log:
+        f"{RESULTS}/logs/similarity/{{metric}}/{{a}}__{{b}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/similarity/{{metric}}/{{a}}__{{b}}.tsv"
+    threads: config["resources"]["metrics"]["threads"]
+    resources:
+        **rule_resources("metrics"),
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/metric_similarity.py"

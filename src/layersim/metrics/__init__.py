@@ -38,7 +38,13 @@ from layersim.metrics._common import (
     TooFewSamplesError,
 )
 from layersim.metrics.canonical import CCAResult, PWCCAResult, SVCCAResult, cca, pwcca, svcca
-from layersim.metrics.functional import accuracy_difference, jsd, linear_probe_accuracy, prediction_disagreement
+from layersim.metrics.functional import (
+    accuracy_difference,
+    confidence_rank_correlation,
+    jsd,
+    linear_probe_accuracy,
+    prediction_disagreement,
+)
 from layersim.metrics.kernel import cka_from_gram, linear_cka, linear_gram, rbf_cka, rbf_gram
 from layersim.metrics.shape import procrustes
 from layersim.metrics.subspace import SubspaceMatchResult, subspace_match
@@ -49,7 +55,7 @@ __all__ = [
     "ConstantInputError", "InvalidParameterError", "DegenerateCCAWarning",
     "linear_gram", "rbf_gram", "cka_from_gram", "linear_cka", "rbf_cka", "cca", "svcca", "pwcca",
     "procrustes", "subspace_match", "jsd", "prediction_disagreement", "accuracy_difference",
-    "linear_probe_accuracy",
+    "linear_probe_accuracy", "confidence_rank_correlation",
 ]
 
 

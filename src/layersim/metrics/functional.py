@@ -161,3 +161,37 @@ def linear_probe_accuracy(X, labels, *, test_fraction: float = 0.25, seed: int =
     x_train, x_test, y_train, y_test = train_test_split(X, y, test_size=test_fraction, random_state=seed, stratify=y)
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
     return float(probe.fit(x_train, y_train).score(x_test, y_test))
+
+
+def confidence_rank_correlation(P, Q, labels, *, from_logits: bool = False) -> float:
+    """Spearman rank correlation of two models' per-sample confidence in the true class.
+
+    ``ρ = Spearman(P[i, y_i], Q[i, y_i])`` over the ``n`` samples (the thesis' functional
+    similarity: do the models find the same samples easy and hard?). In ``[−1, 1]``; 1 when
+    the two orderings agree. Invariant to any strictly increasing map of either confidence.
+
+    Parameters
+    ----------
+    P, Q : array ``(n, classes)``
+        Probabilities (or logits with ``from_logits=True``).
+    labels : array ``(n,)``
+        True classes.
+
+    Examples
+    --------
+    >>> P = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]])
+    >>> round(confidence_rank_correlation(P, P ** 2 / (P ** 2).sum(1, keepdims=True), [0, 0, 1]), 6)
+    1.0
+    """
+    from scipy.stats import spearmanr
+
+    P = _distributions(P, "P", from_logits)
+    Q = _distributions(Q, "Q", from_logits)
+    labels = np.asarray(labels, dtype=np.int64)
+    if not (len(P) == len(Q) == len(labels)):
+        raise SampleMismatchError(f"P has {len(P)} rows, Q {len(Q)} and labels {len(labels)}; all must match")
+    rows = np.arange(len(labels))
+    conf_p, conf_q = P[rows, labels], Q[rows, labels]
+    if np.ptp(conf_p) == 0 or np.ptp(conf_q) == 0:
+        raise MetricInputError("a model's confidence is the same on every sample: the rank correlation is undefined")
+    return float(spearmanr(conf_p, conf_q).statistic)
