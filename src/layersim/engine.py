@@ -56,6 +56,83 @@ def _flatten(x, dtype):
     return np.ascontiguousarray(x.reshape(x.shape[0], -1), dtype=dtype)
 
 
+def _check_batch(n: int) -> None:
+    if n < MIN_BATCH:
+        raise EstimatorError(
+            f"a minibatch of {n} samples is too small: the unbiased HSIC estimator needs at "
+            f"least {MIN_BATCH} (use a larger batch size)"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernels. A Gram is one symmetric rank-k update (BLAS ?syrk: n²p flops, half a GEMM's), which
+# fills one triangle only. The U-centred Gram is symmetric with a zero diagonal, so its strict
+# lower triangle holds everything: ⟨Ũ(K), Ũ(L)⟩ = 2 ⟨tril(Ũ(K)), tril(Ũ(L))⟩. Rows of
+# ``BatchGrams.grams`` are those triangles (zeros above and on the diagonal), flattened, with
+# ``scale = 2``; no pass is spent mirroring. The centring terms (row sums, total) are summed in
+# float64 and subtracted from each float32 Gram entry in one rounding, so a float32 Gram of
+# uncentred (e.g. post-ReLU) activations keeps the accuracy of the Gram itself.
+# ---------------------------------------------------------------------------------------------
+
+_LOWER: dict[int, np.ndarray] = {}
+
+
+def _strict_lower(n: int) -> np.ndarray:
+    if n not in _LOWER:
+        _LOWER[n] = np.tri(n, n, -1, dtype=bool)
+    return _LOWER[n]
+
+
+def _syrk(dtype):
+    from scipy.linalg import blas
+
+    return blas.ssyrk if np.dtype(dtype) == np.float32 else blas.dsyrk
+
+
+def _centre_lower_numpy(k: np.ndarray, out: np.ndarray) -> float:
+    """U-centre ``k`` (lower triangle filled, upper zero) into ``out`` (zeroed, same shape).
+
+    Writes the strict lower triangle of Ũ(k) into ``out`` and returns HSIC(K, K)·n(n−3).
+    """
+    n = k.shape[0]
+    np.fill_diagonal(k, 0)
+    # row sums of the symmetric matrix from its lower triangle: rows + columns
+    r = k.sum(0, dtype=np.float64)
+    r += k.sum(1, dtype=np.float64)
+    u = r / (n - 2) - r.sum() / (2 * (n - 1) * (n - 2))  # Ũ_ij = K_ij − u_i − u_j  (i ≠ j)
+    np.subtract(k, np.add.outer(u, u), out=out, where=_strict_lower(n), casting="same_kind")
+    flat = out.reshape(-1)
+    return 2.0 * float(np.dot(flat, flat)) if out.dtype == np.float64 else 2.0 * float(np.einsum("i,i->", flat, flat, dtype=np.float64))
+
+
+def _gram_numpy(x, dtype, out: np.ndarray) -> tuple[float, bool]:
+    """One layer: ``x (n, ...)`` → strict lower triangle of Ũ(X Xᵀ) in ``out (n, n)``.
+
+    Returns ``(HSIC(K, K)·n(n−3), nonconstant)``. The Gram is one ?syrk call on the C-ordered
+    ``(n, p)`` activations seen as the Fortran ``(p, n)`` matrix (no copy).
+    """
+    x = _flatten(x, dtype)
+    _check_batch(x.shape[0])
+    k = _syrk(dtype)(1.0, x.T, trans=1).T  # C-ordered view: lower triangle of X Xᵀ
+    return _centre_lower_numpy(k, out), _is_nonconstant(x)
+
+
+def _gram_torch(x, dtype):
+    """The torch backend of :func:`_gram_numpy` (any device): returns ``(row, self_hsic·n(n−3), nonconstant)``."""
+    import torch
+
+    x = _flatten(x, dtype)
+    n = x.shape[0]
+    _check_batch(n)
+    k = torch.tril(x @ x.T, -1)
+    k64 = k.double()
+    r = k64.sum(0) + k64.sum(1)
+    u = r / (n - 2) - r.sum() / (2 * (n - 1) * (n - 2))
+    row = torch.tril(k64 - u[:, None] - u[None, :], -1)
+    self_hsic = 2.0 * float((row * row).sum())
+    return row.to(x.dtype).reshape(-1), self_hsic, _is_nonconstant(x)
+
+
 def u_centred_gram(x, dtype=np.float32):
     """The U-centred linear Gram matrix ``Ũ(X Xᵀ)`` of one layer's minibatch.
 
@@ -69,36 +146,28 @@ def u_centred_gram(x, dtype=np.float32):
     Returns
     -------
     array ``(n, n)``
-        Zero diagonal; every row and column sums to zero.
+        Zero diagonal; every row and column sums to zero. (The engine itself keeps only the
+        strict lower triangle: see :class:`BatchGrams`.)
     """
-    x = _flatten(x, dtype)
-    n = x.shape[0]
-    if n < MIN_BATCH:
-        raise EstimatorError(
-            f"a minibatch of {n} samples is too small: the unbiased HSIC estimator needs at "
-            f"least {MIN_BATCH} (use a larger batch size)"
-        )
-    k = x @ x.T
-    _zero_diagonal(k)
-    row = k.sum(1)
-    total = row.sum()
-    k -= row[:, None] / (n - 2)
-    k -= row[None, :] / (n - 2)
-    k += total / ((n - 1) * (n - 2))
-    _zero_diagonal(k)
-    return k
-
-
-def _zero_diagonal(k) -> None:
-    if _is_torch(k):
-        k.fill_diagonal_(0)
-    else:
-        np.fill_diagonal(k, 0)
+    if _is_torch(x):
+        n = x.shape[0]
+        _check_batch(n)
+        row = _gram_torch(x, dtype)[0].reshape(n, n)
+        return row + row.T
+    n = np.shape(x)[0]
+    _check_batch(n)
+    out = np.zeros((n, n), dtype=np.dtype(dtype))
+    _gram_numpy(x, dtype, out)
+    return out + out.T
 
 
 def _is_nonconstant(x) -> bool:
-    """Whether the rows of ``x`` are not all identical (else every centred Gram is 0)."""
-    x = x.reshape(x.shape[0], -1)
+    """Whether the rows of ``x (n, p)`` are not all identical (else every centred Gram is 0).
+
+    Rows 0 and 1 differ for almost every real layer, so the full pass is rarely needed.
+    """
+    if bool((x[1] != x[0]).any()):
+        return True
     return bool((x != x[:1]).any())
 
 
@@ -108,42 +177,136 @@ def _to_float64(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+# ---------------------------------------------------------------------------------------------
+# Threads: the Grams of one batch are independent BLAS calls of very different sizes. On a few
+# cores, one BLAS thread per Gram and the layers spread over a thread pool (largest first)
+# beats one multi-threaded BLAS call after another: the threaded ?syrk synchronises often for an
+# n × n result this small (see docs/performance.md).
+# ---------------------------------------------------------------------------------------------
+
+_POOLS: dict[int, object] = {}
+_CONTROLLER = None
+
+
+def default_threads() -> int:
+    """Threads the engine uses when not told: the CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _pool(threads: int):
+    from concurrent.futures import ThreadPoolExecutor
+
+    if threads not in _POOLS:
+        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="layersim-gram")
+    return _POOLS[threads]
+
+
+def _single_blas_thread():
+    """Context: one BLAS thread (all loaded BLAS libraries, numpy's and scipy's)."""
+    global _CONTROLLER
+    from threadpoolctl import ThreadpoolController
+
+    _syrk(np.float32)  # scipy's BLAS must be loaded before the controller looks
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="blas")
+
+
 @dataclass
 class BatchGrams:
     """The flattened U-centred Grams ``G (L, n²)`` of one model for one minibatch.
 
-    ``self_hsic`` are the ``(L,)`` HSIC(K, K) values (float64); ``nonconstant`` flags layers
-    whose activations vary within the batch.
+    Each row holds the strict lower triangle of one layer's ``Ũ(X Xᵀ)`` (zeros elsewhere) and
+    ``scale`` is 2: ``HSIC(K_i, L_j) = scale · G_i · H_j / (n(n−3))``. (Rows holding the full
+    symmetric matrix use ``scale = 1``.) ``self_hsic`` are the ``(L,)`` HSIC(K, K) values
+    (float64); ``nonconstant`` flags layers whose activations vary within the batch.
     """
 
     grams: object
     n: int
     self_hsic: np.ndarray
     nonconstant: np.ndarray
+    scale: float = 1.0
 
     @classmethod
-    def from_layers(cls, layers: Sequence, dtype=np.float32) -> "BatchGrams":
-        """Compute the Grams of every layer of one minibatch (each exactly once)."""
+    def from_layers(cls, layers: Sequence, dtype=np.float32, *, threads: int | None = None, backend: str | None = None) -> "BatchGrams":
+        """Compute the Grams of every layer of one minibatch (each exactly once).
+
+        Parameters
+        ----------
+        layers : sequence of arrays ``(n, ...)``
+            numpy or torch; the same ``n`` samples in every layer.
+        dtype : numpy dtype
+            float32 (default) or float64 Grams; self-HSIC is summed in float64 either way.
+        threads : int, optional
+            Grams computed in parallel, one BLAS thread each (default: every CPU). ``1``
+            computes them one after another without touching the BLAS thread count (what a
+            Dask task does).
+        backend : {"numpy", "torch"}, optional
+            Default: torch for torch tensors on an accelerator, numpy (BLAS ?syrk) otherwise
+            (CPU torch tensors are read without a copy).
+        """
         if len(layers) == 0:
             raise EstimatorError("no layers given")
         n = layers[0].shape[0]
         for i, x in enumerate(layers):
             if x.shape[0] != n:
                 raise EstimatorError(f"layer {i} has {x.shape[0]} samples but layer 0 has {n}; every layer of a batch needs the same samples")
-        rows = [u_centred_gram(x, dtype).reshape(1, -1) for x in layers]
-        if _is_torch(rows[0]):
-            import torch
+        _check_batch(n)
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise EstimatorError(f"dtype must be float32 or float64, got {dtype}")
+        if backend is None:
+            backend = "torch" if any(_is_torch(x) and x.device.type != "cpu" for x in layers) else "numpy"
+        if backend == "torch":
+            return cls._from_layers_torch(layers, dtype)
+        if backend != "numpy":
+            raise EstimatorError(f"backend must be 'numpy' or 'torch', got {backend!r}")
+        layers = [x.detach().cpu().numpy() if _is_torch(x) else x for x in layers]
+        grams = np.zeros((len(layers), n * n), dtype=dtype)
+        self_hsic = np.empty(len(layers))
+        nonconstant = np.empty(len(layers), bool)
 
-            g = torch.cat(rows)
-            self_hsic = _to_float64((g * g).sum(1)) / (n * (n - 3))
+        def one(i):
+            self_hsic[i], nonconstant[i] = _gram_numpy(layers[i], dtype, grams[i].reshape(n, n))
+
+        threads = default_threads() if threads is None else max(1, int(threads))
+        if threads == 1 or len(layers) == 1:
+            for i in range(len(layers)):
+                one(i)
         else:
-            g = np.concatenate(rows)
-            self_hsic = np.einsum("ij,ij->i", g, g, dtype=np.float64) / (n * (n - 3))
-        nonconstant = np.array([_is_nonconstant(x) for x in layers])
-        return cls(g, n, self_hsic, nonconstant)
+            order = sorted(range(len(layers)), key=lambda i: -int(np.prod(layers[i].shape[1:])))
+            with _single_blas_thread():
+                list(_pool(threads).map(one, order))
+        return cls(grams, n, self_hsic / (n * (n - 3)), nonconstant, scale=2.0)
+
+    @classmethod
+    def _from_layers_torch(cls, layers, dtype) -> "BatchGrams":
+        import torch
+
+        out = [_gram_torch(x if _is_torch(x) else torch.from_numpy(np.asarray(x)), dtype) for x in layers]
+        n = layers[0].shape[0]
+        g = torch.stack([o[0] for o in out])
+        self_hsic = np.array([o[1] for o in out]) / (n * (n - 3))
+        return cls(g, n, self_hsic, np.array([o[2] for o in out]), scale=2.0)
 
     def __len__(self) -> int:
         return self.grams.shape[0]
+
+
+def _cross(grams_a: BatchGrams, grams_b: BatchGrams):
+    """``scale · G_a G_bᵀ`` as a float64 numpy array (one GEMM; ?syrk for self-similarity)."""
+    if grams_a.scale != grams_b.scale:
+        raise EstimatorError("Grams of different layouts (triangle vs full) cannot be multiplied")
+    ga = grams_a.grams
+    if grams_b is grams_a:
+        cross = ga @ ga.T  # numpy sends A·Aᵀ to ?syrk
+    else:
+        cross = ga @ grams_b.grams.T
+    return _to_float64(cross) * grams_a.scale
 
 
 class MinibatchCKA:
@@ -159,6 +322,11 @@ class MinibatchCKA:
         the HSIC sums are always float64.
     layer_names_a, layer_names_b : list of str, optional
         Used to name layers in warnings.
+    threads : int, optional
+        Grams of a batch computed in parallel, one BLAS thread each (default: every CPU; see
+        :meth:`BatchGrams.from_layers`).
+    backend : {"numpy", "torch"}, optional
+        Array backend of the Grams (default: torch for tensors on an accelerator, else numpy).
 
     Invariances: CKA is invariant to orthogonal transforms and isotropic scaling of either
     layer's features, not to general invertible linear maps.
@@ -173,10 +341,12 @@ class MinibatchCKA:
     [1.0]
     """
 
-    def __init__(self, dtype=np.float32, layer_names_a=None, layer_names_b=None):
+    def __init__(self, dtype=np.float32, layer_names_a=None, layer_names_b=None, *, threads: int | None = None, backend: str | None = None):
         self.dtype = np.dtype(dtype)
         self.layer_names_a = layer_names_a
         self.layer_names_b = layer_names_b
+        self.threads = threads
+        self.backend = backend
         self.reset()
 
     def reset(self) -> None:
@@ -193,8 +363,8 @@ class MinibatchCKA:
 
         ``layers_b=None`` compares model a with itself (its Grams are computed once).
         """
-        grams_a = BatchGrams.from_layers(layers_a, self.dtype)
-        grams_b = grams_a if layers_b is None else BatchGrams.from_layers(layers_b, self.dtype)
+        grams_a = BatchGrams.from_layers(layers_a, self.dtype, threads=self.threads, backend=self.backend)
+        grams_b = grams_a if layers_b is None else BatchGrams.from_layers(layers_b, self.dtype, threads=self.threads, backend=self.backend)
         self.update_grams(grams_a, grams_b)
 
     def update_grams(self, grams_a: BatchGrams, grams_b: BatchGrams) -> None:
@@ -205,11 +375,7 @@ class MinibatchCKA:
                 "both must hold the same samples"
             )
         n = grams_a.n
-        if grams_b is grams_a:
-            cross = grams_a.grams @ grams_a.grams.T
-        else:
-            cross = grams_a.grams @ grams_b.grams.T
-        hsic_ab = _to_float64(cross) / (n * (n - 3))
+        hsic_ab = _cross(grams_a, grams_b) / (n * (n - 3))
         self._add(hsic_ab, grams_a.self_hsic, grams_b.self_hsic, grams_a.nonconstant, grams_b.nonconstant, 1)
 
     def _add(self, hsic_ab, hsic_aa, hsic_bb, nonconstant_a, nonconstant_b, n_batches) -> None:
@@ -302,8 +468,17 @@ def minibatch_rows(n_samples: int, batch_size: int = 256, passes: int = 10) -> l
     return batches
 
 
-def _layer_blocks(n_layers: int, block: int) -> list[slice]:
-    return [slice(i, min(i + block, n_layers)) for i in range(0, n_layers, block)]
+def _layer_blocks(sizes: Sequence[int], block: int, min_blocks: int = 1) -> list[list[int]]:
+    """Layer indices of each Gram task: at most ``block`` layers a task, at least ``min_blocks``
+    tasks (when there are as many layers), balanced by Gram cost (∝ features) largest first."""
+    n_blocks = min(len(sizes), max(-(-len(sizes) // block), min_blocks))
+    blocks: list[list[int]] = [[] for _ in range(n_blocks)]
+    load = [0] * n_blocks
+    for i in sorted(range(len(sizes)), key=lambda i: -sizes[i]):
+        j = min((j for j in range(n_blocks) if len(blocks[j]) < block), key=lambda j: load[j])
+        blocks[j].append(i)
+        load[j] += sizes[i]
+    return [sorted(b) for b in blocks if b]
 
 
 _STORES: dict[tuple, object] = {}
@@ -326,23 +501,39 @@ def _open_store(path: str, cache_bytes: int = 0):
 
 
 def _store_grams(path: str, layers: list[str], rows: np.ndarray, dtype: str, cache_bytes: int = 0) -> BatchGrams:
-    """Task: read one minibatch of a block of layers and compute their Grams."""
+    """Task: the Grams of a block of layers for one minibatch, reading one layer at a time.
+
+    Memory: one layer's minibatch (and, out of core, one shard of it) besides the Grams.
+    """
     store = _open_store(path, cache_bytes)
-    return BatchGrams.from_layers([store.read(layer, rows) for layer in layers], np.dtype(dtype))
+    dtype = np.dtype(dtype)
+    n = len(rows)
+    _check_batch(n)
+    grams = np.zeros((len(layers), n * n), dtype=dtype)
+    self_hsic = np.empty(len(layers))
+    nonconstant = np.empty(len(layers), bool)
+    for i, layer in enumerate(layers):
+        self_hsic[i], nonconstant[i] = _gram_numpy(store.read(layer, rows), dtype, grams[i].reshape(n, n))
+    return BatchGrams(grams, n, self_hsic / (n * (n - 3)), nonconstant, scale=2.0)
 
 
-def _concat_grams(blocks: list[BatchGrams]) -> BatchGrams:
-    return BatchGrams(
-        np.concatenate([b.grams for b in blocks]) if len(blocks) > 1 else blocks[0].grams,
-        blocks[0].n,
-        np.concatenate([b.self_hsic for b in blocks]),
-        np.concatenate([b.nonconstant for b in blocks]),
-    )
+def _concat_grams(blocks: list[BatchGrams], order: list[int] | None = None) -> BatchGrams:
+    """One model's Grams from its blocks; ``order[k]`` is the layer of the k-th concatenated row."""
+    if len(blocks) == 1 and order is None:
+        return blocks[0]
+    grams = np.concatenate([b.grams for b in blocks])
+    self_hsic = np.concatenate([b.self_hsic for b in blocks])
+    nonconstant = np.concatenate([b.nonconstant for b in blocks])
+    if order is not None:
+        inverse = np.argsort(order)
+        grams, self_hsic, nonconstant = grams[inverse], self_hsic[inverse], nonconstant[inverse]
+    return BatchGrams(grams, blocks[0].n, self_hsic, nonconstant, scale=blocks[0].scale)
 
 
-def _batch_states(grams: dict[str, list[BatchGrams]], pairs: list[tuple[str, str]], dtype: str) -> list[MinibatchCKA]:
+def _batch_states(grams: dict[str, list[BatchGrams]], pairs: list[tuple[str, str]], dtype: str, orders: dict[str, list[int]] | None = None) -> list[MinibatchCKA]:
     """Task: one minibatch's accumulator state for every pair, from each model's Grams."""
-    full = {name: _concat_grams(blocks) for name, blocks in grams.items()}
+    orders = orders or {}
+    full = {name: _concat_grams(blocks, orders.get(name)) for name, blocks in grams.items()}
     states = []
     for a, b in pairs:
         acc = MinibatchCKA(dtype)
@@ -424,16 +615,19 @@ def compare_stores(
         check_comparable(first, opened[name])
     batches = minibatch_rows(len(first), batch_size, passes)
 
+    blocks, orders = {}, {}
+    for name in used:
+        layers = opened[name].layers
+        sizes = [int(np.prod(opened[name].feature_shape(layer))) for layer in layers]
+        blocks[name] = [[layers[i] for i in block] for block in _layer_blocks(sizes, max(1, layer_block), min_blocks=max(1, threads))]
+        orders[name] = [layers.index(layer) for block in blocks[name] for layer in block]
     states = []
     for rows in batches:
-        grams = {}
-        for name in used:
-            layers = opened[name].layers
-            grams[name] = [
-                dask.delayed(_store_grams, pure=True)(str(stores[name]), layers[s], rows, dtype, cache_bytes)
-                for s in _layer_blocks(len(layers), layer_block)
-            ]
-        states.append(dask.delayed(_batch_states, pure=True)(grams, pairs, dtype))
+        grams = {
+            name: [dask.delayed(_store_grams, pure=True)(str(stores[name]), block, rows, dtype, cache_bytes) for block in blocks[name]]
+            for name in used
+        }
+        states.append(dask.delayed(_batch_states, pure=True)(grams, pairs, dtype, orders))
     while len(states) > 1:
         states = [
             dask.delayed(_merge_states, pure=True)(*states[i : i + split_every])
@@ -456,13 +650,11 @@ def _run(graph, *, threads: int, scheduler_address: str | None, progress: bool):
 
         with Client(scheduler_address) as client:
             return client.compute(graph).result()
-    from threadpoolctl import threadpool_limits
-
     from layersim.progress import DaskTqdm
 
     # One BLAS thread per Dask thread: the Grams are many small products, and a multi-threaded
     # BLAS inside each of several Dask threads oversubscribes the cores (10× slower here).
-    with threadpool_limits(limits=1, user_api="blas"), DaskTqdm(disable=not progress, desc="minibatch CKA"):
+    with _single_blas_thread(), DaskTqdm(disable=not progress, desc="minibatch CKA"):
         (result,) = dask.compute(graph, scheduler="threads", num_workers=max(1, threads))
     return result
 

@@ -1,0 +1,155 @@
+"""The Dask engine (compare_stores) and the accumulator's performance structure: float64
+reference over several batches, merge of split states, Dask == in-memory, the distributed path
+on a LocalCluster, Gram counts, the torch backend and the balanced layer blocks."""
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+import layersim.engine as engine
+from layersim.engine import BatchGrams, MinibatchCKA, _layer_blocks, compare_stores, minibatch_rows, u_centred_gram
+from layersim.store import ActivationStore, write_activations
+from reference import minibatch_cka
+
+TOL32 = 1e-6  # float32 Grams (centring terms in float64), float64 sums
+N_SAMPLES = 48
+SHAPES = {"m0": [(3, 4, 4), (10,), (2, 2, 2), (6,)], "m1": [(5,), (2, 3, 3)], "m2": [(7,), (4,), (3, 2)]}
+
+
+def relu_layers(rng, n, shapes):
+    """Post-ReLU-like activations (positive mean: the hard case for float32 Grams)."""
+    return [np.maximum(rng.normal(size=(n, *s)) + 0.5, 0).astype(np.float32) for s in shapes]
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stores")
+    rng = np.random.default_rng(0)
+    paths, data = {}, {}
+    for name, shapes in SHAPES.items():
+        layers = relu_layers(rng, N_SAMPLES, shapes) + [rng.normal(size=(N_SAMPLES, 3)).astype(np.float32)]
+        names = [f"l{i}" for i in range(len(shapes))] + ["logits"]
+        data[name] = layers
+        batches = [{k: v[s : s + 8] for k, v in zip(names, layers)} for s in range(0, N_SAMPLES, 8)]
+        paths[name] = str(write_activations(root / f"{name}.zarr", batches, sample_id=np.arange(N_SAMPLES), labels=np.zeros(N_SAMPLES), attrs={"model": name}, shard_chunks=2))
+    return paths, data
+
+
+def in_memory(data, a, b, batch_size, passes, dtype=np.float64, threads=1):
+    acc = MinibatchCKA(dtype, threads=threads)
+    for rows in minibatch_rows(N_SAMPLES, batch_size, passes):
+        acc.update([x[rows] for x in data[a]], [x[rows] for x in data[b]])
+    return acc
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_float32_engine_equals_float64_reference_over_batches(seed, threads):
+    rng = np.random.default_rng(seed)
+    batches_a = [relu_layers(rng, 32, [(4, 5, 5), (30,), (3,)]) for _ in range(5)]
+    batches_b = [[np.maximum(a[1][:, :20] + rng.normal(size=(32, 20)), 0), *relu_layers(rng, 32, [(2, 8, 8)])] for a in batches_a]
+    acc = MinibatchCKA(threads=threads)
+    for a, b in zip(batches_a, batches_b):
+        acc.update(a, b)
+    np.testing.assert_allclose(acc.compute(), minibatch_cka(batches_a, batches_b), atol=TOL32, rtol=0)
+
+
+def test_gram_layout_and_u_centred_gram():
+    rng = np.random.default_rng(3)
+    x = relu_layers(rng, 12, [(7,)])[0]
+    g = BatchGrams.from_layers([x], np.float64)
+    assert g.scale == 2.0 and g.grams.shape == (1, 144)
+    lower = g.grams[0].reshape(12, 12)
+    assert np.all(np.triu(lower) == 0)  # strict lower triangle only
+    full = u_centred_gram(x, np.float64)
+    np.testing.assert_allclose(full, lower + lower.T, atol=1e-12)
+    np.testing.assert_allclose(full.sum(0), 0, atol=1e-9)
+
+
+def test_merge_of_split_states_equals_one_accumulator(stores):
+    _, data = stores
+    rows = minibatch_rows(N_SAMPLES, 8, 3)
+    whole = MinibatchCKA(np.float64)
+    parts = [MinibatchCKA(np.float64) for _ in range(4)]
+    for i, r in enumerate(rows):
+        args = ([x[r] for x in data["m0"]], [x[r] for x in data["m1"]])
+        whole.update(*args)
+        parts[i % 4].update(*args)
+    merged = MinibatchCKA(np.float64)
+    for p in (parts[2], parts[0], parts[3], parts[1]):  # any order
+        merged.merge(p)
+    np.testing.assert_allclose(merged.hsic_ab, whole.hsic_ab, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(merged.compute(), whole.compute(), atol=1e-12)
+    assert merged.n_batches == whole.n_batches == len(rows)
+
+
+@pytest.mark.parametrize("cache_mb", [0, 1024])  # out of core (shard by shard) and cached
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_dask_path_equals_in_memory_path(stores, cache_mb, dtype):
+    paths, data = stores
+    pairs = [("m0", "m1"), ("m0", "m0"), ("m2", "m1")]
+    out = compare_stores(paths, pairs, batch_size=8, passes=2, dtype=dtype, threads=2, layer_block=2, split_every=2, cache_mb=cache_mb, progress=False)
+    for a, b in pairs:
+        ref = in_memory(data, a, b, 8, 2, np.dtype(dtype))
+        ds = out[(a, b)]
+        tol = 1e-12 if dtype == "float64" else 1e-6
+        np.testing.assert_allclose(ds["cka"].values, ref.compute(), atol=tol)
+        np.testing.assert_allclose(ds["hsic_sum"].values, ref.hsic_ab, rtol=1e-5 if dtype == "float32" else 1e-10, atol=1e-9)
+        assert ds.attrs["n_batches"] == ref.n_batches == 12
+        assert list(ds["layer_a"].values) == ActivationStore(paths[a]).layers
+
+
+def test_distributed_path_on_a_local_cluster_gives_identical_results(stores):
+    from distributed import LocalCluster
+
+    paths, _ = stores
+    pairs = [("m0", "m1"), ("m1", "m1")]
+    local = compare_stores(paths, pairs, batch_size=8, passes=2, dtype="float64", threads=1, layer_block=2, progress=False)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster:
+        remote = compare_stores(paths, pairs, batch_size=8, passes=2, dtype="float64", threads=1, layer_block=2, scheduler_address=cluster.scheduler_address, progress=False)
+    for pair in pairs:
+        np.testing.assert_array_equal(remote[pair]["cka"].values, local[pair]["cka"].values)
+        np.testing.assert_array_equal(remote[pair]["hsic_sum"].values, local[pair]["hsic_sum"].values)
+
+
+def test_one_gram_per_layer_per_batch_per_model(stores, monkeypatch):
+    paths, _ = stores
+    calls = []
+    lock = threading.Lock()
+    original = engine._gram_numpy
+
+    def counting(x, dtype, out):
+        with lock:
+            calls.append(x.shape)
+        return original(x, dtype, out)
+
+    monkeypatch.setattr(engine, "_gram_numpy", counting)
+    names = list(SHAPES)
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i:]]  # all pairs and self-pairs of M = 3 models
+    compare_stores(paths, pairs, batch_size=8, passes=2, threads=2, layer_block=2, progress=False)
+    n_batches = len(minibatch_rows(N_SAMPLES, 8, 2))
+    layers = sum(len(ActivationStore(p).layers) for p in paths.values())
+    assert len(calls) == layers * n_batches  # not once per pair
+
+
+def test_torch_backend_gives_the_numpy_results():
+    rng = np.random.default_rng(5)
+    a, b = relu_layers(rng, 20, [(3, 4, 4), (10,)]), relu_layers(rng, 20, [(7,)])
+    acc_np, acc_t = MinibatchCKA(np.float64), MinibatchCKA(np.float64, backend="torch")
+    acc_np.update(a, b)
+    acc_t.update([torch.from_numpy(x) for x in a], [torch.from_numpy(x) for x in b])
+    np.testing.assert_allclose(acc_t.compute(), acc_np.compute(), atol=1e-12)
+    g = BatchGrams.from_layers([torch.from_numpy(x) for x in a], backend="torch")
+    assert isinstance(g.grams, torch.Tensor) and g.grams.dtype == torch.float32
+    np.testing.assert_allclose(g.self_hsic, BatchGrams.from_layers(a).self_hsic, rtol=1e-5)
+
+
+def test_layer_blocks_balance_cost_and_cover_every_layer():
+    sizes = [16384] * 8 + [8192] * 8 + [4096] * 8
+    blocks = _layer_blocks(sizes, block=16, min_blocks=2)
+    assert sorted(i for b in blocks for i in b) == list(range(24))
+    loads = [sum(sizes[i] for i in b) for b in blocks]
+    assert max(loads) / min(loads) < 1.1 and all(len(b) <= 16 for b in blocks)
+    assert _layer_blocks([5, 1], block=16) == [[0, 1]]
