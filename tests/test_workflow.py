@@ -2,20 +2,15 @@
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
-import yaml
-
 from reference import minibatch_cka
+from workflow_runner import planned_jobs, run_snakemake
 
 pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[1]
 
 TINY = {
     "experiment": "tiny",
@@ -30,23 +25,8 @@ TINY = {
 }
 
 
-def snakemake(workdir: Path, config: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
-    return result
-
-
-def planned_jobs(workdir: Path, config: dict) -> dict[str, int]:
-    """Rule → job count of what a dry run would execute (empty when nothing is stale)."""
-    out = snakemake(workdir, config, "-n")
-    text = out.stdout + out.stderr
-    if "Nothing to be done" in text:
-        return {}
-    table = text[text.index("Job stats:") :]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
+def snakemake(workdir: Path, config: dict, *args: str, check: bool = True):
+    return run_snakemake(workdir, config, *args, check=check)
 
 
 @pytest.fixture(scope="module")

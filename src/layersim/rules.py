@@ -63,10 +63,33 @@ def train(smk) -> None:
 
 
 @_rule
-def extract(smk) -> None:
-    """Rule ``extract``: :func:`layersim.extract.extract_torch` over the evaluation split."""
+def train_keras(smk) -> None:
+    """Rule ``train_keras``: :func:`layersim.keras_train.train_keras`."""
     from layersim.data import load_dataset
-    from layersim.extract import extract_torch
+    from layersim.keras_train import train_keras as train
+
+    epochs = smk.params.train["epochs"]
+    if int(smk.wildcards.epoch) != epochs:
+        raise LayersimError(f"asked for epoch {smk.wildcards.epoch} but model {smk.wildcards.model} is configured for {epochs} epochs")
+    _limit_threads(smk.threads)
+    dataset = load_dataset(dict(smk.params.dataset))
+    train(dict(smk.params.arch), dict(smk.params.train), dataset, smk.output.checkpoint, smk.output.history, int(smk.wildcards.seed))
+
+
+def _limit_threads(threads: int) -> None:
+    """Keep TensorFlow to the job's threads (it must be set before TF starts)."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(max(1, threads))
+    tf.config.threading.set_inter_op_parallelism_threads(max(1, threads))
+
+
+@_rule
+def extract(smk) -> None:
+    """Rule ``extract``: every layer over the evaluation split, with
+    :func:`layersim.extract.extract_torch` (``.pt``) or :func:`layersim.keras_extract.extract_keras`
+    (``.keras``)."""
+    from layersim.data import load_dataset
 
     dataset = load_dataset(dict(smk.params.dataset))
     attrs = {
@@ -75,6 +98,14 @@ def extract(smk) -> None:
         "split": "eval",
         "config_hash": config_hash(smk.params.dataset),
     }
+    if str(smk.input.checkpoint).endswith(".keras"):
+        from layersim.keras_extract import extract_keras
+
+        _limit_threads(smk.threads)
+        extract_keras(smk.input.checkpoint, dataset.eval, smk.output.store, smk.params.batch_size, attrs, shard_chunks=smk.params.shard_chunks)
+        return
+    from layersim.extract import extract_torch
+
     extract_torch(smk.input.checkpoint, dataset.eval, smk.output.store, batch_size=smk.params.batch_size, shard_chunks=smk.params.shard_chunks, attrs=attrs, threads=smk.threads)
 
 

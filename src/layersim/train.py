@@ -11,8 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from layersim.data import Dataset, Split
+from layersim.errors import LayersimError
 
 log = logging.getLogger(__name__)
+
+class TrainConfigError(LayersimError):
+    """Training settings that cannot be used."""
+
 
 DEFAULT_TRAIN = {
     "epochs": 4,
@@ -70,6 +75,11 @@ def train_torch(
     from layersim.models.torch import build_torch_model
 
     cfg = {**DEFAULT_TRAIN, **(train_cfg or {})}
+    if cfg.get("optimizer", "sgd") != "sgd":
+        raise TrainConfigError(f"torch models train with optimizer 'sgd' only, got {cfg['optimizer']!r} (adam is for keras models)")
+    for key in ("mixed_precision", "xla"):
+        if cfg.get(key):
+            raise TrainConfigError(f"train.{key} applies to keras models only; remove it for the torch model {arch}")
     torch.set_num_threads(max(1, threads))
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)

@@ -37,6 +37,21 @@ def rule_resources(rule):
     return out
 
 
+def framework(model):
+    return config["models"][model].get("framework", "torch")
+
+
+def models_of(fw):
+    """Regex matching exactly the names of the models of one framework (never matches if none)."""
+    names = [m for m in config["models"] if framework(m) == fw]
+    return "|".join(names) if names else "(?!)"
+
+
+def checkpoint_path(model, seed, epoch):
+    ext = "keras" if framework(model) == "keras" else "pt"
+    return f"{RESULTS}/models/{model}/s{seed}/e{epoch}.{ext}"
+
+
 def train_params(model):
     """The global training settings merged with the model's own overrides."""
     return {**config["train"], **config["models"][model].get("train", {})}
@@ -86,6 +101,8 @@ def explicit_pairs():
 def grid_cells():
     """Depth × width layout of the self-similarity grid (first seed of each ResNet)."""
     resnets = {m: c for m, c in config["models"].items() if c.get("family", "resnet") == "resnet"}
+    if not resnets:
+        return [], [], {}
     depths = sorted({c["depth"] for c in resnets.values()})
     widths = sorted({c.get("width", 1) for c in resnets.values()})
     cells = {}
@@ -104,5 +121,6 @@ def all_targets():
         targets += [f"{RESULTS}/figures/metrics/{a}__{b}.{FMT}" for a, b in explicit_pairs()]
     if config["functional"]:
         targets += [f"{RESULTS}/functional/{a}__{b}.json" for a, b in compared_pairs() if a != b]
-    targets.append(f"{RESULTS}/figures/self_similarity_grid.{FMT}")
+    if grid_cells()[2]:
+        targets.append(f"{RESULTS}/figures/self_similarity_grid.{FMT}")
     return targets

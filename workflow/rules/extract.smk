@@ -1,10 +1,10 @@
 # Stage 2: every layer's output over the evaluation split → one Zarr store per instance
-# (layersim.extract.extract_torch).
+# (layersim.extract.extract_torch, or layersim.keras_extract.extract_keras for .keras models).
 
 
 rule extract:
     input:
-        checkpoint=f"{RESULTS}/models/{{model}}/s{{seed}}/e{{epoch}}.pt",
+        checkpoint=lambda w: checkpoint_path(w.model, w.seed, w.epoch),
     output:
         store=directory(f"{RESULTS}/activations/{{model}}-s{{seed}}-e{{epoch}}.zarr"),
     params:
@@ -19,6 +19,6 @@ rule extract:
     resources:
         **rule_resources("extract"),
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/keras.yaml"
     script:
         "../scripts/extract.py"

@@ -1,4 +1,5 @@
-# Stage 1: train one model instance (layersim.train.train_torch).
+# Stage 1: train one model instance: torch models with layersim.train.train_torch (.pt),
+# Keras models with layersim.keras_train.train_keras (.keras).
 
 
 rule train:
@@ -18,5 +19,30 @@ rule train:
         **rule_resources("train"),
     conda:
         "../../envs/torch.yaml"
+    wildcard_constraints:
+        model=models_of("torch"),
     script:
         "../scripts/train.py"
+
+
+rule train_keras:
+    output:
+        checkpoint=f"{RESULTS}/models/{{model}}/s{{seed}}/e{{epoch}}.keras",
+        history=f"{RESULTS}/models/{{model}}/s{{seed}}/e{{epoch}}.history.json",
+    params:
+        arch=lambda w: arch_params(w.model),
+        train=lambda w: train_params(w.model),
+        dataset=config["dataset"],
+    log:
+        f"{RESULTS}/logs/train/{{model}}-s{{seed}}-e{{epoch}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{model}}-s{{seed}}-e{{epoch}}.tsv"
+    threads: config["resources"]["train"]["threads"]
+    resources:
+        **rule_resources("train"),
+    conda:
+        "../../envs/keras.yaml"
+    wildcard_constraints:
+        model=models_of("keras"),
+    script:
+        "../scripts/train_keras.py"

@@ -1,0 +1,35 @@
+"""Run the repository's Snakefile on a config in a temporary directory (for the workflow tests)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_snakemake(workdir: Path, config: dict | Path, *args: str, check: bool = True, cores: int = 2) -> subprocess.CompletedProcess:
+    """``snakemake --configfile CONFIG --directory WORKDIR ARGS`` with the repo's Snakefile.
+
+    ``config`` is a dict (written to ``workdir/config.yaml``) or the path of a config file.
+    """
+    if isinstance(config, dict):
+        (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+        config = workdir / "config.yaml"
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile", str(config), "--cores", str(cores), *args]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+def planned_jobs(workdir: Path, config: dict | Path, *args: str) -> dict[str, int]:
+    """Rule → job count of what a dry run would execute (empty when nothing is stale)."""
+    out = run_snakemake(workdir, config, "-n", *args)
+    text = out.stdout + out.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text[text.index("Job stats:") :]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
