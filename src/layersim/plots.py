@@ -37,8 +37,7 @@ def draw_heatmap(ax, matrix: np.ndarray, names_a: list[str], names_b: list[str],
     """
     import matplotlib
 
-    cmap = matplotlib.colormaps["magma"].copy()
-    cmap.set_bad("0.6")
+    cmap = matplotlib.colormaps["magma"].with_extremes(bad="0.6")
     image = ax.imshow(np.ma.masked_invalid(matrix), origin="lower", cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto")
     if tick_labels:
         for axis, names in ((ax.yaxis, names_a), (ax.xaxis, names_b)):
@@ -122,8 +121,7 @@ def metrics_figure(results: list, path: str | os.PathLike, *, max_labels: int = 
         name = result.attrs.get("metric", var)
         names_a, names_b = list(result["layer_a"].values), list(result["layer_b"].values)
         if kind == "distance":
-            cmap = matplotlib.colormaps["magma_r"].copy()
-            cmap.set_bad("0.6")
+            cmap = matplotlib.colormaps["magma_r"].with_extremes(bad="0.6")
             vmax = float(np.nanmax(matrix)) if np.isfinite(matrix).any() else 1.0
             image = ax.imshow(np.ma.masked_invalid(matrix), origin="lower", cmap=cmap, vmin=0.0, vmax=vmax or 1.0, interpolation="nearest", aspect="auto")
             pos, labels = thinned_ticks(names_a, max_labels)

@@ -19,13 +19,21 @@ import warnings
 from layersim.errors import LayersimError
 
 log = logging.getLogger("layersim")
+_console = sys.stderr  # the job's own stderr (Snakemake's console), while sys.stderr is the log
+
+
+def _tell(message: str) -> None:
+    """Write one line to the log and to the console."""
+    log.warning(message)
+    print(message, file=_console)
 
 
 def _rule(func):
     @functools.wraps(func)
     def wrapper(smk):
+        global _console
         logfile = open(smk.log[0], "w") if smk.log else sys.stderr
-        stderr = sys.stderr
+        stderr = _console = sys.stderr
         sys.stderr = logfile  # tqdm and warnings go to the log too
         logging.basicConfig(stream=logfile, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True)
         logging.captureWarnings(True)
@@ -130,8 +138,7 @@ def similarity(smk) -> None:
             scheduler_address=smk.params.scheduler_address,
         )
     for w in caught:
-        log.warning("%s", w.message)
-        print(f"layersim similarity: warning: {w.message}", file=sys.__stderr__)
+        _tell(f"layersim similarity: warning: {w.message}")
     write_similarity(results[(a, b)], smk.output.result)
 
 
@@ -167,8 +174,7 @@ def metric_similarity(smk) -> None:
     result = metric_matrix(smk.input.a, smk.input.b, smk.wildcards.metric, layer_stride=smk.params.layer_stride, max_samples=smk.params.max_samples, threads=smk.threads)
     if result.attrs["n_undefined"]:
         message = f"{smk.wildcards.metric} is undefined for {result.attrs['n_undefined']} layer pair(s) (NaN): " + "; ".join(result.attrs["undefined"][:5])
-        log.warning(message)
-        print(f"layersim metric_similarity: warning: {message}", file=sys.__stderr__)
+        _tell(f"layersim metric_similarity: warning: {message}")
     write_similarity(result, smk.output.result)
 
 

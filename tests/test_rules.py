@@ -1,0 +1,58 @@
+"""Rule entry points, called without Snakemake: a bad input is one clear error, exit 1, and
+nothing already computed is lost."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from layersim import rules
+from layersim.store import write_activations
+
+
+def make_store(path, sample_id, constant_layer=False):
+    rng = np.random.default_rng(0)
+    n = len(sample_id)
+    batch = {"conv": rng.normal(size=(n, 2, 3, 3)).astype(np.float32), "logits": rng.normal(size=(n, 3)).astype(np.float32)}
+    if constant_layer:
+        batch["dead"] = np.zeros((n, 4), np.float32)
+        batch = {"conv": batch["conv"], "dead": batch["dead"], "logits": batch["logits"]}
+    return write_activations(path, [batch], sample_id=np.asarray(sample_id), labels=np.zeros(n), attrs={})
+
+
+def smk(tmp_path, a, b, out):
+    return SimpleNamespace(
+        input=SimpleNamespace(a=str(a), b=str(b)),
+        output=SimpleNamespace(result=str(out)),
+        params=SimpleNamespace(batch_size=8, passes=2, dtype="float32", layer_block=4, cache_mb=64, scheduler_address=None),
+        wildcards=SimpleNamespace(a="a", b="b"),
+        log=[str(tmp_path / "similarity.log")],
+        threads=1,
+    )
+
+
+def test_different_sample_ids_exit_with_one_message(tmp_path, capsys):
+    a = make_store(tmp_path / "a.zarr", np.arange(20))
+    b = make_store(tmp_path / "b.zarr", np.arange(5, 25))
+    with pytest.raises(SystemExit) as exit_info:
+        rules.similarity(smk(tmp_path, a, b, tmp_path / "out.zarr"))
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "layersim similarity: error:" in err and "sample_id arrays differ" in err
+    assert err.count("\n") == 1  # one line, no traceback
+    assert not (tmp_path / "out.zarr").exists()
+    assert a.exists() and b.exists()  # inputs untouched
+    assert "sample_id arrays differ" in (tmp_path / "similarity.log").read_text()
+
+
+def test_constant_layer_is_a_named_warning_and_nan(tmp_path, capsys):
+    a = make_store(tmp_path / "a.zarr", np.arange(20), constant_layer=True)
+    rules.similarity(smk(tmp_path, a, a, tmp_path / "out.zarr"))
+    err = capsys.readouterr().err
+    assert "warning" in err and "dead" in err
+    from layersim.store import read_similarity
+
+    result = read_similarity(tmp_path / "out.zarr")
+    assert np.isnan(result["cka"].sel(layer_a="dead").values).all()
+    assert np.isfinite(result["cka"].sel(layer_a="conv", layer_b="conv").item())
+    assert result.attrs["undefined_layers_a"] == ["dead"]
