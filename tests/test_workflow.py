@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from reference import minibatch_cka
-from workflow_runner import planned_jobs, run_snakemake
+from workflow_runner import REPO, planned_jobs, run_snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -159,3 +159,18 @@ def test_bad_config_is_one_clear_error(tmp_path, edit, message):
     assert result.returncode != 0
     assert re.search(message, result.stdout + result.stderr)
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("config", ["config/config.yaml", "config/experiments/seed_blog.yaml"])
+def test_lint_is_clean(tmp_path, config):
+    """`snakemake --lint` finds nothing (it checks, among others, that every rule has a log)."""
+    result = run_snakemake(tmp_path, REPO / config, "--lint", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations" in result.stdout + result.stderr
+
+
+def test_heavy_rules_have_benchmarks():
+    text = "".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
+    for rule in ("train", "train_keras", "extract", "similarity", "metric_similarity"):
+        body = text.split(f"rule {rule}:")[1].split("\nrule ")[0]
+        assert "benchmark:" in body and "log:" in body, rule

@@ -26,7 +26,7 @@ wildcard_constraints:
 
 
 def rule_resources(rule):
-    """Job resources of a rule from config: memory, runtime and, when set, GPUs/partition/constraint."""
+    """Job resources (memory, runtime and, when set, GPUs, partition, constraint) from config."""
     res = config["resources"][rule]
     out = {"mem_mb": res["mem_mb"], "runtime": res["runtime"]}
     if res["gpu"]:
