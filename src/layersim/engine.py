@@ -249,39 +249,55 @@ class BatchGrams:
             Default: torch for torch tensors on an accelerator, numpy (BLAS ?syrk) otherwise
             (CPU torch tensors are read without a copy).
         """
-        if len(layers) == 0:
-            raise EstimatorError("no layers given")
-        n = layers[0].shape[0]
-        for i, x in enumerate(layers):
-            if x.shape[0] != n:
-                raise EstimatorError(f"layer {i} has {x.shape[0]} samples but layer 0 has {n}; every layer of a batch needs the same samples")
-        _check_batch(n)
+        return cls.from_models([layers], dtype, threads=threads, backend=backend)[0]
+
+    @classmethod
+    def from_models(cls, models: Sequence[Sequence], dtype=np.float32, *, threads: int | None = None, backend: str | None = None) -> list["BatchGrams"]:
+        """:meth:`from_layers` for several models' layers of one minibatch at once (one
+        parallel sweep over all their layers, largest first, instead of one per model)."""
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise EstimatorError(f"dtype must be float32 or float64, got {dtype}")
+        n = None
+        for m, layers in enumerate(models):
+            if len(layers) == 0:
+                raise EstimatorError("no layers given")
+            n = layers[0].shape[0] if n is None else n
+            for i, x in enumerate(layers):
+                if x.shape[0] != n:
+                    if m > 0 and i == 0:
+                        raise EstimatorError(f"model a's minibatch has {n} samples and model b's {x.shape[0]}; both must hold the same samples")
+                    raise EstimatorError(f"layer {i} has {x.shape[0]} samples but layer 0 has {n}; every layer of a batch needs the same samples")
+        _check_batch(n)
+        flat = [x for layers in models for x in layers]
         if backend is None:
-            backend = "torch" if any(_is_torch(x) and x.device.type != "cpu" for x in layers) else "numpy"
+            backend = "torch" if any(_is_torch(x) and x.device.type != "cpu" for x in flat) else "numpy"
         if backend == "torch":
-            return cls._from_layers_torch(layers, dtype)
+            return [cls._from_layers_torch(layers, dtype) for layers in models]
         if backend != "numpy":
             raise EstimatorError(f"backend must be 'numpy' or 'torch', got {backend!r}")
-        layers = [x.detach().cpu().numpy() if _is_torch(x) else x for x in layers]
-        grams = np.zeros((len(layers), n * n), dtype=dtype)
-        self_hsic = np.empty(len(layers))
-        nonconstant = np.empty(len(layers), bool)
+        flat = [x.detach().cpu().numpy() if _is_torch(x) else x for x in flat]
+        grams = np.zeros((len(flat), n * n), dtype=dtype)
+        self_hsic = np.empty(len(flat))
+        nonconstant = np.empty(len(flat), bool)
 
         def one(i):
-            self_hsic[i], nonconstant[i] = _gram_numpy(layers[i], dtype, grams[i].reshape(n, n))
+            self_hsic[i], nonconstant[i] = _gram_numpy(flat[i], dtype, grams[i].reshape(n, n))
 
         threads = default_threads() if threads is None else max(1, int(threads))
-        if threads == 1 or len(layers) == 1:
-            for i in range(len(layers)):
+        if threads == 1 or len(flat) == 1:
+            for i in range(len(flat)):
                 one(i)
         else:
-            order = sorted(range(len(layers)), key=lambda i: -int(np.prod(layers[i].shape[1:])))
+            order = sorted(range(len(flat)), key=lambda i: -int(np.prod(flat[i].shape[1:])))
             with _single_blas_thread():
                 list(_pool(threads).map(one, order))
-        return cls(grams, n, self_hsic / (n * (n - 3)), nonconstant, scale=2.0)
+        out, start = [], 0
+        for layers in models:
+            s = slice(start, start + len(layers))
+            out.append(cls(grams[s], n, self_hsic[s] / (n * (n - 3)), nonconstant[s], scale=2.0))
+            start += len(layers)
+        return out
 
     @classmethod
     def _from_layers_torch(cls, layers, dtype) -> "BatchGrams":
@@ -363,8 +379,10 @@ class MinibatchCKA:
 
         ``layers_b=None`` compares model a with itself (its Grams are computed once).
         """
-        grams_a = BatchGrams.from_layers(layers_a, self.dtype, threads=self.threads, backend=self.backend)
-        grams_b = grams_a if layers_b is None else BatchGrams.from_layers(layers_b, self.dtype, threads=self.threads, backend=self.backend)
+        if layers_b is None:
+            grams_a = grams_b = BatchGrams.from_layers(layers_a, self.dtype, threads=self.threads, backend=self.backend)
+        else:
+            grams_a, grams_b = BatchGrams.from_models([layers_a, layers_b], self.dtype, threads=self.threads, backend=self.backend)
         self.update_grams(grams_a, grams_b)
 
     def update_grams(self, grams_a: BatchGrams, grams_b: BatchGrams) -> None:

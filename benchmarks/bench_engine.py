@@ -1,0 +1,129 @@
+"""Engine vs this machine's GEMM limit and vs the seed notebook's naive code.
+
+Standard workload: two models × 24 layers (8 of 16×32×32, 8 of 32×16×16, 8 of 64×8×8
+features), n = 256, 4 batches, the full 24×24 cross-model matrix. Prints the GEMM rates and the
+limit measured in this run, the engine's time (in-memory accumulator, both thread strategies,
+and compare_stores from Zarr stores) as a multiple of it, its max error against a float64
+reference, the ratio to the seed-style code, and the seed's own ResNet50 vs ResNet101 case.
+
+    .venv/bin/python benchmarks/bench_engine.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import BATCHES, N, STANDARD_SHAPES, best_of, gemm_rates, machine_facts, make_model_activations, print_facts, reference_cka64, seed_pair, seed_shapes, workload_flops  # noqa: E402
+
+from layersim.engine import MinibatchCKA, compare_stores, default_threads, minibatch_rows  # noqa: E402
+from layersim.store import write_activations  # noqa: E402
+
+
+def engine_run(batches_a, batches_b, threads):
+    acc = MinibatchCKA(threads=threads)
+    for a, b in zip(batches_a, batches_b):
+        acc.update(a, b)
+    return acc.compute()
+
+
+def naive_time(batches_a, batches_b, n_pairs, rng):
+    """Seconds per (layer pair, batch) of the seed code, timed on a random sample of pairs."""
+    la, lb = len(batches_a[0]), len(batches_b[0])
+    picks = [(int(rng.integers(len(batches_a))), int(rng.integers(la)), int(rng.integers(lb))) for _ in range(n_pairs)]
+    start = time.perf_counter()
+    for b, i, j in picks:
+        seed_pair(batches_a[b][i], batches_b[b][j])
+    return (time.perf_counter() - start) / n_pairs
+
+
+def main(quick: bool) -> None:
+    repeat = 2 if quick else 3
+    facts = machine_facts()
+    print_facts(facts)
+    rates = gemm_rates(repeat=repeat)
+    print("GEMM 4096² GFLOP/s (all threads): " + ", ".join(f"{k} {v:.1f}" for k, v in rates.items()))
+    r32 = max(rates["numpy float32"], rates["torch float32"])
+    flops = workload_flops(STANDARD_SHAPES, STANDARD_SHAPES)
+    limit = flops / (r32 * 1e9)
+    print(f"standard workload: {flops / 1e9:.1f} GFLOP (Grams as ?syrk n²p + all-pairs products) → limit {limit:.3f} s at {r32:.1f} GFLOP/s float32")
+
+    batches_a = make_model_activations(STANDARD_SHAPES, seed=0)
+    batches_b = make_model_activations(STANDARD_SHAPES, seed=1)
+    ref = reference_cka64(batches_a, batches_b)
+
+    threads = default_threads()
+    results = {}
+    for _ in range(repeat):  # interleaved, best of each
+        for label, t in ((f"layer-parallel ({threads} threads × 1 BLAS thread)", threads), ("sequential (1 thread × all BLAS threads)", 1)):
+            results.setdefault(label, []).append(best_of(lambda t=t: engine_run(batches_a, batches_b, t), 1))
+    for label, times in results.items():
+        print(f"engine, in-memory MinibatchCKA.update, {label}: {min(times):.3f} s = {min(times) / limit:.2f}× limit")
+    best_in_memory = min(min(t) for t in results.values())
+    cka = engine_run(batches_a, batches_b, None)
+    print(f"  max |CKA − float64 reference| (float32 engine): {np.abs(cka - ref).max():.2e}")
+
+    # compare_stores from Zarr stores (4 batches of 256 = one pass over 1024 samples)
+    with tempfile.TemporaryDirectory(dir=Path(__file__).parent) as tmp:
+        paths = {}
+        for name, batches in (("a", batches_a), ("b", batches_b)):
+            names = [f"l{i}" for i in range(len(STANDARD_SHAPES))]
+            rows = [{**{k: v for k, v in zip(names, layers)}, "logits": np.zeros((N, 10), np.float32)} for layers in batches]
+            paths[name] = str(write_activations(Path(tmp) / f"{name}.zarr", rows, sample_id=np.arange(N * BATCHES), labels=np.zeros(N * BATCHES), attrs={}))
+        # the reference for the store's own minibatches (logits are constant: excluded)
+        full = {name: [np.concatenate([b[i] for b in batches]) for i in range(len(STANDARD_SHAPES))] for name, batches in (("a", batches_a), ("b", batches_b))}
+        sel = minibatch_rows(N * BATCHES, N, 1)
+        ref_store = reference_cka64([[x[r] for x in full["a"]] for r in sel], [[x[r] for x in full["b"]] for r in sel])
+        import warnings
+
+        from layersim import engine
+
+        def run(cache_mb):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the constant logits layer is reported undefined
+                return compare_stores(paths, [("a", "b")], batch_size=N, passes=1, threads=threads, cache_mb=cache_mb, progress=False)
+
+        gib = 2 * sum(int(np.prod(s)) for s in STANDARD_SHAPES) * N * BATCHES * 4 / 2**30
+        for cache_mb, label in ((1024, "cached stores"), (0, "out of core, cache_mb=0")):
+            cold, warm = [], []
+            for _ in range(repeat):
+                engine._STORES.clear()  # forget the cache: the first call reads the stores
+                start = time.perf_counter()
+                out = run(cache_mb)
+                cold.append(time.perf_counter() - start)
+                if cache_mb:
+                    warm.append(best_of(lambda: run(cache_mb), 1))
+            err = np.abs(out[("a", "b")]["cka"].values[:-1, :-1] - ref_store).max()
+            line = f"engine, compare_stores from Zarr ({label}, {threads} Dask threads): {min(cold):.3f} s = {min(cold) / limit:.2f}× limit including reading {gib:.2f} GiB"
+            if warm:
+                line += f"; {min(warm):.3f} s = {min(warm) / limit:.2f}× limit once cached"
+            print(line + f"; max error {err:.2e}")
+
+    # the seed-style naive code: per-pair Grams in float64, timed on a random sample of pairs
+    rng = np.random.default_rng(0)
+    per_pair = naive_time(batches_a, batches_b, 6 if quick else 16, rng)
+    naive_total = per_pair * len(STANDARD_SHAPES) ** 2 * BATCHES
+    print(f"seed-style naive code: {per_pair * 1e3:.0f} ms per layer pair and batch → {naive_total:.0f} s extrapolated to 24×24 pairs × 4 batches; engine is {naive_total / best_in_memory:.0f}× faster")
+    del batches_a, batches_b, full
+
+    # the seed's own case: ResNet50 vs ResNet101 at 32×32, every Keras layer, one batch of 256
+    shapes = seed_shapes()
+    rng = np.random.default_rng(1)
+    acts = {name: [np.maximum(rng.standard_normal((N, *s), dtype=np.float32) + 0.3, 0) for s in shp] for name, shp in shapes.items()}
+    a, b = acts["resnet50"], acts["resnet101"]
+    ours = best_of(lambda: engine_run([a], [b], None), 1 if quick else 2)
+    per_pair = naive_time([a], [b], 4 if quick else 12, rng)
+    total = per_pair * len(a) * len(b)
+    print(f"seed case ResNet50 ({len(a)} layers) vs ResNet101 ({len(b)} layers), 32×32, 1 batch of 256 (random activations of those layers' shapes): engine {ours:.2f} s; naive {per_pair * 1e3:.0f} ms/pair × {len(a) * len(b)} pairs = {total:.0f} s (extrapolated from a random sample of pairs) → {total / ours:.0f}× faster")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and sampled pairs")
+    main(parser.parse_args().quick)

@@ -1,0 +1,58 @@
+"""Extraction throughput: the extract rule's path (torch_layer_batches + write_activations to
+Zarr) against the bare forward pass of the same CifarResNet on the same images.
+
+    .venv/bin/python benchmarks/bench_extract.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import best_of  # noqa: E402
+
+from layersim.extract import torch_layer_batches  # noqa: E402
+from layersim.models.torch import CifarResNet  # noqa: E402
+from layersim.store import write_activations  # noqa: E402
+
+
+def main(quick: bool) -> None:
+    torch.set_num_threads(len(__import__("os").sched_getaffinity(0)))
+    repeat = 2 if quick else 3
+    for label, size, n_images in (("digits default (8×8, 1 channel)", 8, 540), ("CIFAR (32×32, 3 channels)", 32, 256 if quick else 512)):
+        channels = 1 if size == 8 else 3
+        model = CifarResNet(20, 1, in_channels=channels).eval()
+        images = np.random.default_rng(0).standard_normal((n_images, channels, size, size), dtype=np.float32)
+
+        def bare():
+            with torch.no_grad():
+                for s in range(0, n_images, 128):
+                    model(torch.from_numpy(images[s : s + 128]))
+
+        with tempfile.TemporaryDirectory(dir=Path(__file__).parent) as tmp:
+
+            def extract():
+                path = Path(tmp) / "m.zarr"
+                write_activations(path, torch_layer_batches(model, images, 128, progress=False), sample_id=np.arange(n_images), labels=np.zeros(n_images), attrs={}, shard_chunks=4)
+                return path
+
+            t_bare, t_extract = [], []
+            for _ in range(repeat):
+                t_bare.append(best_of(bare, 1))
+                t_extract.append(best_of(extract, 1))
+            mib = sum(a.nbytes for a in [np.zeros(1)]) and shutil.disk_usage(tmp)  # noqa: F841
+        print(f"ResNet-20 ×1, {label}, {n_images} images: bare forward {min(t_bare):.3f} s, extract to Zarr {min(t_extract):.3f} s → {min(t_extract) / min(t_bare):.2f}×")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer images and repeats")
+    main(parser.parse_args().quick)
