@@ -22,6 +22,10 @@ include: "workflow/rules/extract.smk"
 include: "workflow/rules/similarity.smk"
 include: "workflow/rules/functional.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/pca.smk"
+include: "workflow/rules/block_structure.smk"
+include: "workflow/rules/identification.smk"
+include: "workflow/rules/functional_papers.smk"
 
 
 rule all:

@@ -136,3 +136,91 @@ def metrics_figure(results: list, path: str | os.PathLike, *, max_labels: int = 
         fig.colorbar(image, ax=ax, shrink=0.8)
     _save(fig, path)
     plt.close(fig)
+
+
+def series_figure(results: list, shares: list, labels: list[str], path: str | os.PathLike, *, title: str = "", max_labels: int = 12) -> None:
+    """Nguyen et al. (2021) Fig. 1/2 style: one self-similarity heatmap per model of a depth or
+    width series (top row) with the first principal component's share of variance of each layer
+    beneath it (bottom row, same layer axis, 0–1), where one PC dominates, CKA saturates.
+
+    ``results`` are self-similarity Datasets (``cka (layer_a, layer_b)``), ``shares`` the
+    matching Datasets of :func:`layersim.pca.read_pc_shares`.
+    """
+    plt = _pyplot()
+    k = len(results)
+    fig, axes = plt.subplots(2, k, figsize=(2.9 * k + 1.2, 4.6), squeeze=False, gridspec_kw={"height_ratios": [3, 1.1]}, layout="constrained")
+    image = None
+    for j, (result, share, label) in enumerate(zip(results, shares, labels)):
+        names = list(result["layer_a"].values)
+        image = draw_heatmap(axes[0][j], result["cka"].values, names, names, title=f"{label}\n{result.attrs.get('model_a', '')}", tick_labels=False)
+        ax = axes[1][j]
+        values = share["pc1_share"].sel(layer=names).values
+        ax.plot(np.arange(len(names)), values, color="C0", lw=1.2)
+        ax.set_xlim(-0.5, len(names) - 0.5)
+        ax.set_ylim(0, 1)
+        pos, ticks = thinned_ticks(names, max(2, max_labels // 3))
+        ax.set_xticks(pos, ticks, fontsize=5, rotation=90)
+        ax.tick_params(axis="y", labelsize=6)
+        if j == 0:
+            ax.set_ylabel("PC1 share", fontsize=8)
+            axes[0][0].set_ylabel("layer", fontsize=8)
+    if image is not None:
+        fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="minibatch linear CKA")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def block_structure_figure(rows: list[dict], path: str | os.PathLike, *, threshold: float, depth_width: int, width_depths: list[int]) -> None:
+    """Block-structure size (fraction of the layers considered, :func:`layersim.pca.largest_block`)
+    against depth (ResNets of width ``depth_width``) and against width (at each of
+    ``width_depths``); one dot per seed, a line through the means."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), layout="constrained")
+
+    def series(ax, key, points, label, color):
+        xs = sorted({p[key] for p in points})
+        if not xs:
+            return
+        for p in points:
+            ax.scatter(p[key], p["block_fraction"], s=14, color=color, alpha=0.6)
+        means = [np.mean([p["block_fraction"] for p in points if p[key] == x]) for x in xs]
+        ax.plot(xs, means, color=color, label=label)
+
+    series(axes[0], "depth", [r for r in rows if r["width"] == depth_width], f"width ×{depth_width}", "C0")
+    for c, d in enumerate(width_depths):
+        series(axes[1], "width", [r for r in rows if r["depth"] == d], f"depth {d}", f"C{c + 1}")
+    for ax, xlabel in zip(axes, ("depth", "width multiplier")):
+        ax.set_xlabel(xlabel)
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel(f"largest block with CKA > {threshold:g}\n(fraction of layers)")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.suptitle("Block structure vs depth and width", fontsize=10)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def identification_figure(rows: list[dict], path: str | os.PathLike, *, title: str = "") -> None:
+    """Kornblith et al. (2019) Table 2 style: layer-identification accuracy per similarity index
+    as bars (this run) with the paper's values as open markers, and the numbers as a table."""
+    plt = _pyplot()
+    fig, (ax, tab) = plt.subplots(1, 2, figsize=(10, 0.35 * len(rows) + 1.6), gridspec_kw={"width_ratios": [1.4, 1]}, layout="constrained")
+    y = np.arange(len(rows))[::-1]
+    acc = [r["accuracy"] for r in rows]
+    ax.barh(y, acc, color="C0", label="this run")
+    ax.scatter([r["paper_accuracy"] for r in rows], y, facecolors="none", edgecolors="k", zorder=3, label="Kornblith et al. 2019")
+    ax.set_yticks(y, [r["label"] for r in rows], fontsize=8)
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("identification accuracy (%)")
+    ax.legend(fontsize=7, loc="lower right")
+    tab.axis("off")
+    table = tab.table(cellText=[[r["label"], f"{r['accuracy']:.1f}", f"{r['paper_accuracy']:.1f}"] for r in rows], colLabels=["Index", "Accuracy", "Paper"], loc="center", cellLoc="left")
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    table.scale(1, 1.2)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    _save(fig, path)
+    plt.close(fig)

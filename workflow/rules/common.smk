@@ -123,4 +123,89 @@ def all_targets():
         targets += [f"{RESULTS}/functional/{a}__{b}.json" for a, b in compared_pairs() if a != b]
     if grid_cells()[2]:
         targets.append(f"{RESULTS}/figures/self_similarity_grid.{FMT}")
+    targets += paper_targets()
+    targets += functional_paper_targets()  # workflow/rules/functional_papers.smk
+    return targets
+
+
+# --- Paper experiments (docs/papers.md): block structure and layer identification ---
+
+
+def pca_path(inst):
+    return f"{RESULTS}/pca/{inst}.csv"
+
+
+def resnet_models():
+    """name → config of every model of the resnet family."""
+    return {m: c for m, c in config["models"].items() if c.get("family", "resnet") == "resnet"}
+
+
+def series_names():
+    """The block-structure series: depth_w<W> (if any resnet has width W) and width_d<D>."""
+    if not config["block_structure"]["enabled"]:
+        return []
+    resnets = resnet_models()
+    names = []
+    width = config["block_structure"]["depth_series_width"]
+    if any(c.get("width", 1) == width for c in resnets.values()):
+        names.append(f"depth_w{width}")
+    for depth in config["block_structure"]["width_series_depths"]:
+        if not any(c["depth"] == depth for c in resnets.values()):
+            raise ValueError(f"config block_structure.width_series_depths lists depth {depth}, but no resnet model has it")
+        names.append(f"width_d{depth}")
+    return names
+
+
+def series_members(series):
+    """(label, first-seed instance) of each model of one series, in order of depth or width."""
+    resnets = resnet_models()
+    kind, value = series.split("_")
+    if kind == "depth":
+        chosen = sorted((c["depth"], m) for m, c in resnets.items() if c.get("width", 1) == int(value[1:]))
+        return [(f"depth {d}", instance(m, config["seeds"][0])) for d, m in dict(chosen).items()]
+    chosen = sorted((c.get("width", 1), m) for m, c in resnets.items() if c["depth"] == int(value[1:]))
+    return [(f"width ×{w}", instance(m, config["seeds"][0])) for w, m in dict(chosen).items()]
+
+
+def block_instances():
+    """Every (resnet model, seed) instance the block-structure table covers, with its shape."""
+    return [
+        {"model": m, "seed": s, "depth": c["depth"], "width": c.get("width", 1), "instance": instance(m, s)}
+        for m, c in resnet_models().items()
+        for s in config["seeds"]
+    ]
+
+
+def cross_seed_rows():
+    """(seed a instance, seed b instance) of every resnet model, first two seeds."""
+    seeds = config["seeds"]
+    if len(seeds) < 2:
+        return []
+    return [(instance(m, seeds[0]), instance(m, seeds[1])) for m in resnet_models()]
+
+
+def identification_instances(model=None):
+    """The instances (every seed) of the model of the layer-identification benchmark."""
+    model = model or config["identification"]["model"]
+    if model not in config["models"]:
+        raise ValueError(f"config identification.model is {model!r}, which is not under models: (known: {', '.join(config['models'])})")
+    if len(config["seeds"]) < 2:
+        raise ValueError("layer identification compares the seeds of one model: config seeds needs at least 2")
+    return [instance(model, s) for s in config["seeds"]]
+
+
+def paper_targets():
+    """Targets of the paper experiments, only where the config enables them."""
+    targets = []
+    if config["pca"]["enabled"]:
+        targets += [pca_path(instance(m, s)) for m in config["models"] for s in config["seeds"]]
+    if config["block_structure"]["enabled"] and resnet_models():
+        targets += [f"{RESULTS}/figures/series/{name}.{FMT}" for name in series_names()]
+        targets += [f"{RESULTS}/block_structure/summary.csv", f"{RESULTS}/figures/block_structure.{FMT}"]
+        if cross_seed_rows():
+            targets.append(f"{RESULTS}/figures/cross_seed.{FMT}")
+    if config["identification"]["enabled"]:
+        model = config["identification"]["model"]
+        identification_instances()
+        targets += [f"{RESULTS}/identification/{model}/accuracy.csv", f"{RESULTS}/figures/identification/{model}.{FMT}"]
     return targets

@@ -92,6 +92,50 @@ class CifarResNet(nn.Module):
         return self.logits(self.pool(x))
 
 
+class Tiny10(nn.Module):
+    """Kornblith et al. (2019)'s "Tiny-10" CNN (their Table 3), with stable layer names.
+
+    Eight convolutions, each followed by batch norm and ReLU, then global average pooling and
+    the logits (``c = 16·width``)::
+
+        layer1  3×3 conv c            layer5  3×3 conv 2c
+        layer2  3×3 conv c            layer6  3×3 conv 4c, stride 2
+        layer3  3×3 conv 2c, stride 2 layer7  3×3 conv 4c, valid padding
+        layer4  3×3 conv 2c           layer8  1×1 conv 4c
+        pool    global average pool   logits  linear
+
+    Layers (:func:`layer_names`): ``layer{i}.conv``, ``layer{i}.bn``, ``layer{i}.relu`` for
+    i = 1..8, then ``pool`` and ``logits`` (26 in all). The valid 3×3 convolution needs at least
+    3×3 inputs, i.e. images of side ≥ 9 (digits: ``image_size: 16``).
+    """
+
+    SPEC = ((1, 3, 1, 1), (1, 3, 1, 1), (2, 3, 2, 1), (2, 3, 1, 1), (2, 3, 1, 1), (4, 3, 2, 1), (4, 3, 1, 0), (4, 1, 1, 0))
+    """(channel multiple of 16·width, kernel, stride, padding) of each convolution."""
+
+    def __init__(self, width: int = 1, num_classes: int = 10, in_channels: int = 3):
+        super().__init__()
+        if width < 1:
+            raise ModelConfigError(f"Tiny-10 width multiplier must be a positive integer, got {width}")
+        in_ch = in_channels
+        for i, (mult, kernel, stride, padding) in enumerate(self.SPEC, start=1):
+            out_ch = 16 * width * mult
+            block = OrderedDict(conv=nn.Conv2d(in_ch, out_ch, kernel, stride, padding, bias=False), bn=nn.BatchNorm2d(out_ch), relu=nn.ReLU())
+            setattr(self, f"layer{i}", nn.Sequential(block))
+            in_ch = out_ch
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.logits = nn.Linear(in_ch, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if min(x.shape[-2:]) < 9:
+            raise ModelConfigError(f"Tiny-10 needs inputs of side ≥ 9 (its valid 3×3 convolution sees side/4); got {tuple(x.shape[-2:])}: set dataset.image_size to 16 or more")
+        for i in range(1, len(self.SPEC) + 1):
+            x = getattr(self, f"layer{i}")(x)
+        return self.logits(self.pool(x))
+
+
 _LAYER_TYPES = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Linear)
 
 
@@ -117,12 +161,17 @@ def build_torch_model(arch: dict, *, num_classes: int, in_channels: int) -> nn.M
     Parameters
     ----------
     arch : dict
-        ``{"family": "resnet", "depth": 6n+2, "width": k}``.
+        ``{"family": "resnet", "depth": 6n+2, "width": k}`` or ``{"family": "tiny10", "depth": 10,
+        "width": k}`` (:class:`Tiny10`).
     """
     family = arch.get("family", "resnet")
     if family == "resnet":
         return CifarResNet(arch["depth"], arch.get("width", 1), num_classes, in_channels)
-    raise ModelConfigError(f"unknown torch model family {family!r}: expected 'resnet'")
+    if family == "tiny10":
+        if arch.get("depth", 10) != 10:
+            raise ModelConfigError(f"tiny10 has 10 layers (8 convolutions, pooling, logits): depth must be 10, got {arch['depth']}")
+        return Tiny10(arch.get("width", 1), num_classes, in_channels)
+    raise ModelConfigError(f"unknown torch model family {family!r}: expected 'resnet' or 'tiny10'")
 
 
 class LayerRecorder:

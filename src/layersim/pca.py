@@ -1,0 +1,237 @@
+"""Block-structure probes: the first principal component's share of variance per layer of an
+activation store, and the size of the largest high-CKA block of a self-similarity matrix.
+
+Nguyen, Raghu & Kornblith (2021, Sec. 4) trace the "block structure" of wide and deep networks
+to a dominant datapoint direction: inside the block, one principal component carries most of the
+variance of every layer, and linear CKA, which is dominated by the top principal components,
+saturates. This module measures that share,
+
+    share₁ = λ₁ / Σᵢ λᵢ ∈ [0, 1],
+
+where λᵢ are the eigenvalues of the covariance of the layer's (flattened, column-centred)
+activations ``X (n, p)``, i.e. the squared singular values of the centred X.
+
+The store is read in blocks of rows (never a whole layer at once):
+
+- ``p ≤ max_gram_features`` (exact): one pass accumulates the float64 scatter matrix
+  ``Σ (x − s)(x − s)ᵀ`` and ``Σ (x − s)`` about a shift ``s`` (the first block's mean, which keeps
+  the subtraction of the mean's outer product well conditioned); λ₁ comes from ``eigvalsh``.
+- otherwise (randomised): subspace iteration on the implicitly centred X (Halko, Martinsson &
+  Tropp 2011, Alg. 4.4) with ``k = 1 + oversamples`` columns and ``n_iter`` power iterations, each
+  a pass over the row blocks; λ₁ is the top squared singular value of ``QᵀX_c``. Memory is
+  ``O((n + p) k)``. The total variance ``Σ λᵢ = ‖X_c‖²_F`` is exact in both cases.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from layersim.errors import LayersimError
+
+
+@dataclass(frozen=True)
+class PCShare:
+    """First-PC share of one layer: ``share = top / total`` (NaN for a constant layer)."""
+
+    layer: str
+    n_features: int
+    share: float
+    top: float
+    total: float
+    method: str
+
+
+def _row_blocks(n: int, block_rows: int):
+    for lo in range(0, n, block_rows):
+        yield slice(lo, min(n, lo + block_rows))
+
+
+def first_pc_share(read: Callable[[slice], np.ndarray], n: int, p: int, *, block_rows: int = 256, max_gram_features: int = 2048, oversamples: int = 10, n_iter: int = 7, seed: int = 0) -> tuple[float, float, str]:
+    """λ₁ and Σλ of the centred rows of a matrix read block by block.
+
+    Parameters
+    ----------
+    read : callable
+        ``read(slice) -> (rows, p)`` array, the rows of the matrix in that slice.
+    n, p : int
+        Shape of the whole matrix.
+    block_rows : int
+        Rows per read.
+    max_gram_features : int
+        Up to this many features the exact ``p × p`` scatter matrix is used; beyond, the
+        randomised subspace iteration.
+    oversamples, n_iter, seed :
+        Of the randomised method: extra columns beyond the one wanted, power iterations, and
+        the seed of the Gaussian start.
+
+    Returns
+    -------
+    (top, total, method)
+        The largest eigenvalue of the scatter matrix ``X_cᵀX_c``, its trace ``‖X_c‖²_F``, and
+        ``"exact"`` or ``"randomized"``.
+    """
+    if block_rows < 1:
+        raise LayersimError(f"block_rows must be at least 1, got {block_rows}")
+    if n < 2:
+        raise LayersimError(f"a principal component needs at least 2 samples, got {n}")
+    shift = np.asarray(read(slice(0, min(n, block_rows))), dtype=np.float64).mean(axis=0)
+    total_sum = np.zeros(p)
+    if p <= max_gram_features:
+        scatter = np.zeros((p, p))
+        for rows in _row_blocks(n, block_rows):
+            x = np.asarray(read(rows), dtype=np.float64) - shift
+            scatter += x.T @ x
+            total_sum += x.sum(axis=0)
+        scatter -= np.outer(total_sum, total_sum) / n
+        top = float(np.linalg.eigvalsh(scatter)[-1]) if p else 0.0
+        return max(top, 0.0), float(max(np.trace(scatter), 0.0)), "exact"
+    sq = 0.0
+    for rows in _row_blocks(n, block_rows):
+        x = np.asarray(read(rows), dtype=np.float64) - shift
+        total_sum += x.sum(axis=0)
+        sq += float(np.einsum("ij,ij->", x, x))
+    mean = shift + total_sum / n  # X_c = X − 1 meanᵀ, applied block by block below
+    total = max(sq - float(total_sum @ total_sum) / n, 0.0)
+
+    def times(m: np.ndarray) -> np.ndarray:  # X_c @ m, (n, k)
+        return np.concatenate([(np.asarray(read(rows), dtype=np.float64) - mean) @ m for rows in _row_blocks(n, block_rows)])
+
+    def rtimes(q: np.ndarray) -> np.ndarray:  # X_cᵀ @ q, (p, k)
+        out = np.zeros((p, q.shape[1]))
+        for rows in _row_blocks(n, block_rows):
+            out += (np.asarray(read(rows), dtype=np.float64) - mean).T @ q[rows]
+        return out
+
+    k = min(n, p, 1 + oversamples)
+    q, _ = np.linalg.qr(times(np.random.default_rng(seed).standard_normal((p, k))))
+    for _ in range(n_iter):
+        q, _ = np.linalg.qr(times(rtimes(q)))
+    s = np.linalg.svd(rtimes(q).T, compute_uv=False)
+    return float(s[0] ** 2), total, "randomized"
+
+
+def pc_shares(path: str | os.PathLike, *, layers: list[str] | None = None, block_rows: int = 256, max_gram_features: int = 2048, oversamples: int = 10, n_iter: int = 7, seed: int = 0) -> list[PCShare]:
+    """First-PC share of variance of every layer (or of ``layers``) of an activation store.
+
+    See :func:`first_pc_share` for the method and parameters. A layer whose activations are
+    constant over the samples has no principal component: its share is NaN.
+    """
+    from layersim.store import ActivationStore
+
+    store = ActivationStore(path)
+    out = []
+    for layer in layers or store.layers:
+        p = int(np.prod(store.feature_shape(layer)))
+        top, total, method = first_pc_share(lambda rows, layer=layer: store.read(layer, rows), len(store), p, block_rows=block_rows, max_gram_features=max_gram_features, oversamples=oversamples, n_iter=n_iter, seed=seed)
+        share = min(top / total, 1.0) if total > 0 else float("nan")
+        out.append(PCShare(layer, p, share, top, total, method))
+    return out
+
+
+COLUMNS = ("position", "layer", "n_features", "pc1_share", "pc1_variance", "total_variance", "method")
+
+
+def write_pc_shares(shares: list[PCShare], path: str | os.PathLike, *, attrs: dict | None = None) -> None:
+    """Write per-layer shares as CSV (one row a layer, forward order; ``attrs`` as ``# k: v`` lines)."""
+    tmp = f"{path}.partial"
+    with open(tmp, "w", newline="") as f:
+        for key, value in (attrs or {}).items():
+            f.write(f"# {key}: {value}\n")
+        writer = csv.writer(f)
+        writer.writerow(COLUMNS)
+        for i, s in enumerate(shares):
+            writer.writerow([i, s.layer, s.n_features, repr(s.share), repr(s.top), repr(s.total), s.method])
+    os.replace(tmp, path)
+
+
+def read_pc_shares(path: str | os.PathLike):
+    """The CSV of :func:`write_pc_shares` as an ``xarray.Dataset`` with a ``layer`` coordinate
+    (variables ``pc1_share``, ``pc1_variance``, ``total_variance``, ``n_features``)."""
+    import xarray as xr
+
+    with open(path) as f:
+        attrs = {}
+        lines = []
+        for line in f:
+            if line.startswith("# "):
+                key, _, value = line[2:].rstrip("\n").partition(": ")
+                attrs[key] = value
+            else:
+                lines.append(line)
+    rows = list(csv.DictReader(lines))
+    layer = [r["layer"] for r in rows]
+    return xr.Dataset(
+        {
+            "pc1_share": ("layer", np.array([float(r["pc1_share"]) for r in rows])),
+            "pc1_variance": ("layer", np.array([float(r["pc1_variance"]) for r in rows])),
+            "total_variance": ("layer", np.array([float(r["total_variance"]) for r in rows])),
+            "n_features": ("layer", np.array([int(r["n_features"]) for r in rows])),
+            "method": ("layer", np.array([r["method"] for r in rows])),
+        },
+        coords={"layer": layer},
+        attrs=attrs,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Block structure
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Block:
+    """The largest block of a self-similarity matrix: layers ``start..stop-1`` (positions in the
+    layers considered), ``size = stop − start``, ``fraction = size / n_layers``."""
+
+    start: int
+    stop: int
+    size: int
+    n_layers: int
+    fraction: float
+
+
+def largest_block(cka: np.ndarray, threshold: float = 0.9) -> Block:
+    """The block structure's size: the longest run of consecutive layers whose pairwise CKA
+    all exceed ``threshold``.
+
+    Definition: over the layers considered (rows/columns of the square self-similarity matrix
+    ``cka``, in forward order), the largest ``j − i`` such that ``cka[a, b] > threshold`` for all
+    ``i ≤ a, b < j``, i.e. the largest all-bright square on the diagonal of the heatmap (Nguyen et
+    al. 2021's "large, contiguous set of layers with highly similar representations"). Ties go to
+    the earliest block. A single layer is a block of size 1 (its diagonal is 1); NaN entries
+    (undefined layers) never exceed the threshold.
+
+    >>> c = np.array([[1, .5, .2, .1], [.5, 1, .95, .92], [.2, .95, 1, .97], [.1, .92, .97, 1]])
+    >>> largest_block(c, 0.9)
+    Block(start=1, stop=4, size=3, n_layers=4, fraction=0.75)
+    """
+    c = np.asarray(cka, dtype=float)
+    if c.ndim != 2 or c.shape[0] != c.shape[1]:
+        raise LayersimError(f"a self-similarity matrix must be square, got shape {c.shape}")
+    n = c.shape[0]
+    high = np.nan_to_num(c, nan=-np.inf) > threshold
+    high &= high.T
+    np.fill_diagonal(high, True)
+    best = (0, min(n, 1))
+    for i in range(n):
+        j = i + 1
+        while j < n and high[j, i : j + 1].all():  # the new layer j with every layer of the run
+            j += 1
+        if j - i > best[1] - best[0]:
+            best = (i, j)
+    size = best[1] - best[0]
+    return Block(best[0], best[1], size, n, size / n if n else float("nan"))
+
+
+def block_layers(layers: list[str], pattern: str) -> list[str]:
+    """The layers the block structure is measured on: those matching the regex ``pattern``
+    (``re.search``), never ``logits``."""
+    import re
+
+    regex = re.compile(pattern)
+    return [l for l in layers if l != "logits" and regex.search(l)]

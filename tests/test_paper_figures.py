@@ -1,0 +1,114 @@
+"""Paper-figure regeneration (docs/papers.md): the full experiments' DAGs, and the reduced
+experiments run end to end on the embedded default data."""
+
+import copy
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from workflow_runner import REPO, planned_jobs, run_snakemake
+
+EXPERIMENTS = REPO / "config" / "experiments"
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((EXPERIMENTS / f"{name}.yaml").read_text())
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(line for line in f if not line.startswith("# ")))
+
+
+def test_full_experiments_list_their_dags(tmp_path):
+    nguyen = planned_jobs(tmp_path, EXPERIMENTS / "nguyen2021.yaml")
+    # 15 ResNets × 2 seeds; 30 self + 15 cross-seed + 3 deep-vs-wide CKA pairs
+    assert nguyen == {"train": 30, "extract": 30, "pca": 30, "similarity": 48, "heatmap": 48, "functional": 18, "series_figure": 3, "cross_seed_figure": 1, "block_structure": 1, "self_similarity_grid": 1, "all": 1}
+    kornblith = planned_jobs(tmp_path, EXPERIMENTS / "kornblith2019.yaml")
+    assert kornblith == {"train": 10, "extract": 10, "identification": 1, "identification_figure": 1, "all": 1}
+
+
+def test_identification_needs_two_seeds(tmp_path):
+    config = load("kornblith2019_reduced")
+    config["seeds"] = [0]
+    result = run_snakemake(tmp_path, config, "-n", check=False)
+    assert result.returncode != 0 and "at least 2" in result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def nguyen(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("nguyen")
+    config = load("nguyen2021_reduced")
+    run_snakemake(workdir, config)
+    return workdir, config
+
+
+@pytest.fixture(scope="module")
+def kornblith(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("kornblith")
+    config = load("kornblith2019_reduced")
+    run_snakemake(workdir, config)
+    return workdir, config
+
+
+def _image(path):
+    import matplotlib.image
+
+    image = matplotlib.image.imread(path)
+    assert image.shape[0] > 200 and image.shape[1] > 200 and image[..., :3].std() > 0.05
+    return image
+
+
+@pytest.mark.slow
+def test_nguyen_reduced_figures_and_tables(nguyen):
+    workdir, config = nguyen
+    results = workdir / "results" / "nguyen2021_reduced"
+    figures = results / "figures"
+    for name in ("series/depth_w1", "series/width_d8", "cross_seed", "block_structure", "self_similarity_grid", "heatmaps/resnet20x1-s0-e4__resnet8x4-s0-e4", "heatmaps/resnet8x4-s0-e4__resnet8x4-s1-e4"):
+        _image(figures / f"{name}.png")
+    instances = [f"{m}-s{s}-e4" for m in config["models"] for s in config["seeds"]]
+    for inst in instances:  # a PC-share curve in [0, 1] for every layer
+        rows = read_csv(results / "pca" / f"{inst}.csv")
+        assert rows[0]["layer"] == "stem.conv" and rows[-1]["layer"] == "logits"
+        share = np.array([float(r["pc1_share"]) for r in rows])
+        assert np.all((share >= 0) & (share <= 1)) and share.std() > 0
+    summary = read_csv(results / "block_structure" / "summary.csv")
+    assert sorted(r["instance"] for r in summary) == sorted(instances)
+    for r in summary:
+        assert 1 <= int(r["block_size"]) <= int(r["n_layers"])
+        assert 0 < float(r["block_fraction"]) <= 1 and 0 <= float(r["max_pc1_share"]) <= 1
+
+
+@pytest.mark.slow
+def test_nguyen_reduced_figure_options_rerun_only_figures(nguyen):
+    workdir, config = nguyen
+    assert planned_jobs(workdir, config) == {}
+    changed = copy.deepcopy(config)
+    changed["block_structure"]["threshold"] = 0.8
+    assert planned_jobs(workdir, changed) == {"block_structure": 1, "all": 1}
+    changed = copy.deepcopy(config)
+    changed["figures"]["max_labels"] = 6
+    assert planned_jobs(workdir, changed) == {"heatmap": 16, "series_figure": 2, "all": 1}
+    changed = copy.deepcopy(config)
+    changed["pca"]["n_iter"] = 3  # a PCA option: every PCA and the figures that read it
+    assert planned_jobs(workdir, changed) == {"pca": 10, "series_figure": 2, "block_structure": 1, "all": 1}
+
+
+@pytest.mark.slow
+def test_kornblith_reduced_table(kornblith):
+    workdir, config = kornblith
+    results = workdir / "results" / "kornblith2019_reduced"
+    rows = read_csv(results / "identification" / "tiny10" / "accuracy.csv")
+    assert [r["metric"] for r in rows] == config["identification"].get("metrics", [r["metric"] for r in rows])
+    assert len(rows) == 11
+    for r in rows:  # 4 networks: 12 ordered pairs × 9 layers (8 conv ReLUs + pool)
+        assert 0.0 <= float(r["accuracy"]) <= 100.0 and int(r["n_trials"]) == 108
+    _image(results / "figures" / "identification" / "tiny10.png")
+    import xarray as xr
+
+    sim = xr.open_zarr(results / "identification" / "tiny10" / "similarity.zarr")
+    assert sim["similarity"].sizes == {"metric": 11, "network_a": 4, "network_b": 4, "layer_a": 9, "layer_b": 9}
+    assert "logits" not in list(sim["layer_a"].values)
+    assert planned_jobs(workdir, config) == {}
