@@ -419,3 +419,17 @@ def test_constant_gram_is_an_error():
         m.cka_from_gram(np.ones((6, 6)), X @ X.T)
     with pytest.raises(m.ConstantInputError, match="L has"):
         m.cka_from_gram(X @ X.T, np.full((6, 6), 2.0), debiased=True)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_confidence_rank_correlation_matches_ranks_by_hand(seed):
+    rng = np.random.default_rng(seed)
+    P = rng.dirichlet(np.ones(4), size=30)
+    Q = 0.5 * P + 0.5 * rng.dirichlet(np.ones(4), size=30)
+    labels = rng.integers(0, 4, 30)
+    cp, cq = P[np.arange(30), labels], Q[np.arange(30), labels]
+    rp, rq = np.argsort(np.argsort(cp)).astype(float), np.argsort(np.argsort(cq)).astype(float)
+    expected = np.corrcoef(rp, rq)[0, 1]  # Spearman = Pearson of ranks (no ties here)
+    assert m.confidence_rank_correlation(P, Q, labels) == pytest.approx(expected, abs=1e-12)
+    with pytest.raises(m.SampleMismatchError):
+        m.confidence_rank_correlation(P, Q, labels[:-1])

@@ -176,6 +176,13 @@ def confidence_rank_correlation(P, Q, labels, *, from_logits: bool = False) -> f
         Probabilities (or logits with ``from_logits=True``).
     labels : array ``(n,)``
         True classes.
+    from_logits : bool
+        Apply a softmax to the rows of ``P`` and ``Q`` first.
+
+    Returns
+    -------
+    float
+        Spearman's ρ in ``[−1, 1]``.
 
     Examples
     --------
