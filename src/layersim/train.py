@@ -58,6 +58,7 @@ def train_torch(
     history: str | os.PathLike,
     threads: int = 1,
     progress: bool = True,
+    epoch_checkpoints: dict | None = None,
 ) -> dict:
     """Train a torch model with SGD (momentum, weight decay, cosine learning-rate decay).
 
@@ -66,6 +67,9 @@ def train_torch(
     loadable with ``torch.load(..., weights_only=True)``) and a JSON history with loss and
     accuracy per epoch and the final eval accuracy; both are written under temporary names
     and renamed, so a failure never leaves a file that looks complete.
+
+    ``epoch_checkpoints`` maps epoch numbers to paths: the model after that epoch (0: at
+    initialisation) is saved there too, in the same format (for checkpoints over training).
 
     Returns the history dict.
     """
@@ -93,6 +97,14 @@ def train_torch(
     rng = np.random.default_rng(seed)
     epochs = []
     start = time.perf_counter()
+    epoch_checkpoints = {int(k): v for k, v in (epoch_checkpoints or {}).items()}
+
+    def save_epoch(epoch):
+        if epoch in epoch_checkpoints:
+            state = {"state_dict": model.state_dict(), "arch": dict(arch), "num_classes": dataset.num_classes, "in_channels": c, "seed": seed, "epoch": epoch}
+            _atomic(epoch_checkpoints[epoch], lambda p: torch.save(state, p))
+
+    save_epoch(0)
     for epoch in range(1, cfg["epochs"] + 1):
         model.train()
         total_loss = correct = seen = 0
@@ -112,6 +124,7 @@ def train_torch(
             correct += int((out.argmax(1) == y).sum())
             seen += len(y)
         sched.step()
+        save_epoch(epoch)
         epochs.append({"epoch": epoch, "loss": total_loss / seen, "accuracy": correct / seen})
         log.info("epoch %d: loss %.4f, accuracy %.4f", epoch, epochs[-1]["loss"], epochs[-1]["accuracy"])
     result = {

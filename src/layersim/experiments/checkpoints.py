@@ -1,0 +1,52 @@
+"""Checkpoints over training against the final model (thesis §3.4, Fig. 3.5).
+
+For every checkpoint (epoch 0 = initialisation, …, the last) of one trained instance: linear CKA
+of each selected layer with the same layer of the final checkpoint, and the JSD / confidence
+rank correlation / prediction disagreement of its outputs against the final model's.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+
+
+def compare_with_final(paths: dict[int, str], *, layers: str = "^pool$", max_samples: int | None = None) -> list[dict]:
+    """``paths``: epoch → activation store. One row per (epoch, layer)."""
+    from layersim.experiments.common import softmax
+    from layersim.metrics import MetricInputError, confidence_rank_correlation, jsd, linear_cka, prediction_disagreement
+    from layersim.store import ActivationStore, check_comparable
+
+    epochs = sorted(paths)
+    final = ActivationStore(paths[epochs[-1]])
+    chosen = [l for l in final.layers if re.search(layers, l)]
+    if not chosen:
+        from layersim.errors import LayersimError
+
+        raise LayersimError(f"no layer of {final.name} matches {layers!r}; layers: {', '.join(final.layers)}")
+    rows_ = slice(0, max_samples)
+    ref = {l: final.read(l, rows_) for l in chosen}
+    labels = final.labels[rows_]
+    p_final = softmax(final.read("logits", rows_))
+    rows = []
+    for epoch in epochs:
+        store = ActivationStore(paths[epoch])
+        check_comparable(store, final)
+        p = softmax(store.read("logits", rows_))
+        functional = {
+            "jsd_bits": jsd(p, p_final),
+            "rank_correlation": confidence_rank_correlation(p, p_final, labels),
+            "disagreement": prediction_disagreement(p, p_final),
+            "accuracy": float((p.argmax(1) == labels).mean()),
+        }
+        for layer in chosen:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    cka = linear_cka(store.read(layer, rows_), ref[layer])
+            except MetricInputError:
+                cka = float("nan")
+            rows.append({"epoch": epoch, "layer": layer, "cka": float(cka), **functional})
+    return rows

@@ -1,0 +1,101 @@
+"""Ding, Denain & Steinhardt (2021), *Grounding representation similarity with statistical
+testing*: does a metric's distance between two representations track the difference in their
+functional behaviour, measured as linear-probe accuracy?
+
+* **Layer depth / seeds** (specificity): every selected layer of every seed of one model is a
+  representation; for each reference representation, the Spearman ρ over all the others between
+  the metric distance to the reference and the absolute difference in probe accuracy; the mean
+  over references is reported (and the ρ of all pairs pooled).
+* **PC deletion** (sensitivity): delete the top-k principal components of one layer
+  (k ∈ ``pc_deletions``); ρ between the distance to the original and the drop in probe accuracy,
+  over k and seeds.
+
+Distances: ``1 − linear CKA``, ``1 − PWCCA`` (Y side = the reference), Procrustes (squared).
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import numpy as np
+
+DISTANCES = {
+    "linear_cka": lambda x, y: 1.0 - _m().linear_cka(x, y),
+    "pwcca": lambda x, y: 1.0 - _m().pwcca(x, y).value,
+    "procrustes": lambda x, y: _m().procrustes(x, y),
+    "cca_mean_rho": lambda x, y: 1.0 - _m().cca(x, y).mean_rho,
+}
+
+
+def _m():
+    from layersim import metrics
+
+    return metrics
+
+
+def distance(metric: str, x, y) -> float:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(DISTANCES[metric](x, y))
+    except _m().MetricInputError:
+        return float("nan")
+
+
+def delete_top_pcs(x: np.ndarray, k: int) -> np.ndarray:
+    """``x`` with its top-``k`` principal components projected out (the mean kept)."""
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    if k == 0:
+        return x
+    mu = x.mean(0)
+    _, _, vt = np.linalg.svd(x - mu, full_matrices=False)
+    v = vt[:k].T
+    return x - (x - mu) @ v @ v.T
+
+
+def probe(x, labels, seed=0) -> float:
+    return _m().linear_probe_accuracy(x, labels, seed=seed)
+
+
+def depth_benchmark(reps: dict[str, np.ndarray], labels, metrics) -> tuple[list[dict], list[dict]]:
+    """``reps``: name → (n, p). Returns (pair rows, per-metric summary rows)."""
+    from layersim.experiments.common import spearman
+
+    names = list(reps)
+    acc = {k: probe(v, labels) for k, v in reps.items()}
+    pairs = []
+    for a, b in itertools.combinations(names, 2):
+        row = {"a": a, "b": b, "probe_a": acc[a], "probe_b": acc[b], "abs_probe_difference": abs(acc[a] - acc[b])}
+        for metric in metrics:
+            row[metric] = distance(metric, reps[a], reps[b]) if metric != "pwcca" else 0.5 * (distance(metric, reps[a], reps[b]) + distance(metric, reps[b], reps[a]))
+        pairs.append(row)
+    summary = []
+    for metric in metrics:
+        per_ref = []
+        for ref in names:
+            sel = [r for r in pairs if ref in (r["a"], r["b"])]
+            per_ref.append(spearman([r[metric] for r in sel], [r["abs_probe_difference"] for r in sel]))
+        summary.append({"benchmark": "layer_depth", "metric": metric, "spearman_rho_mean_over_references": float(np.nanmean(per_ref)), "spearman_rho_all_pairs": spearman([r[metric] for r in pairs], [r["abs_probe_difference"] for r in pairs]), "n_representations": len(names), "n_pairs": len(pairs)})
+    return pairs, summary
+
+
+def pc_deletion_benchmark(reps: dict[str, np.ndarray], labels, metrics, ks) -> tuple[list[dict], list[dict]]:
+    """``reps``: name (one layer of one seed) → (n, p). Distance to the original vs accuracy drop."""
+    from layersim.experiments.common import spearman
+
+    rows = []
+    for name, x in reps.items():
+        x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+        base = probe(x, labels)
+        for k in ks:
+            if k >= min(x.shape) - 1:
+                continue
+            y = delete_top_pcs(x, k)
+            row = {"representation": name, "k": k, "probe": probe(y, labels), "probe_original": base}
+            row["probe_drop"] = base - row["probe"]
+            for metric in metrics:
+                row[metric] = distance(metric, y, x)
+            rows.append(row)
+    summary = [{"benchmark": "pc_deletion", "metric": metric, "spearman_rho_mean_over_references": float(np.nanmean([spearman([r[metric] for r in rows if r["representation"] == n], [r["probe_drop"] for r in rows if r["representation"] == n]) for n in reps])), "spearman_rho_all_pairs": spearman([r[metric] for r in rows], [r["probe_drop"] for r in rows]), "n_representations": len(reps), "n_pairs": len(rows)} for metric in metrics]
+    return rows, summary

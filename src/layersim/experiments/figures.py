@@ -1,0 +1,83 @@
+"""Figures of the functional-similarity experiments (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path) -> None:
+    from pathlib import Path
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+
+
+def existence_figure(rows: list[dict], path, title: str = "") -> None:
+    """Representational similarity (CKA/CCA) and function (JSD, rank correlation, accuracy) vs d_ratio."""
+    plt = _plt()
+    d = [r["d_ratio"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for key, style in (("cka_features", "-o"), ("cca_features", "--o"), ("cka_masked", "-s"), ("cca_masked", "--s")):
+        axes[0].plot(d, [r[key] for r in rows], style, label=key)
+    axes[0].set(xlabel="d_ratio (share of feature dims masked)", ylabel="similarity", ylim=(-0.05, 1.05), title="Representations")
+    axes[0].legend(fontsize=8)
+    for key, style in (("jsd_bits", "-o"), ("rank_correlation", "-s"), ("accuracy_net1", ":^"), ("accuracy_net2", ":v")):
+        axes[1].plot(d, [r[key] for r in rows], style, label=key)
+    axes[1].axhline(0, color="grey", lw=0.5)
+    axes[1].set(xlabel="d_ratio", ylabel="value", ylim=(-1.05, 1.05), title="Outputs (Net1 true labels, Net2 flipped)")
+    axes[1].legend(fontsize=8)
+    fig.suptitle(title or "Existence proof (thesis Table 4.1)")
+    _save(fig, path)
+
+
+def lines_figure(series: dict, path, *, xlabel: str, panels: list[tuple[str, str]], title: str = "") -> None:
+    """One panel per (key, label); one line per series name. ``series``: name → list of row dicts."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, (key, label) in zip(axes[0], panels):
+        for name, rows in series.items():
+            ax.plot([r[xlabel] for r in rows], [r[key] for r in rows], "-o", ms=3, label=name)
+        ax.set(xlabel=xlabel, ylabel=label)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def scatter_panels(panels: list[dict], path, *, title: str = "", ncols: int | None = None) -> None:
+    """Scatter panels with a least-squares line; each panel: x, y, xlabel, ylabel, groups (optional
+    list of group labels per point), and the legend shows slope and Spearman ρ."""
+    from layersim.experiments.common import fit_line, spearman
+
+    plt = _plt()
+    ncols = ncols or min(len(panels), 4)
+    nrows = int(np.ceil(len(panels) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.6 * nrows), squeeze=False)
+    for ax, panel in zip(axes.flat, panels):
+        x, y = np.asarray(panel["x"], float), np.asarray(panel["y"], float)
+        groups = panel.get("groups") or ["pairs"] * len(x)
+        for g in dict.fromkeys(groups):
+            sel = np.array([gg == g for gg in groups])
+            ax.scatter(x[sel], y[sel], s=14, label=g, alpha=0.8)
+        fit = panel.get("fit_mask")
+        fx, fy = (x, y) if fit is None else (x[np.asarray(fit)], y[np.asarray(fit)])
+        slope, intercept = fit_line(fx, fy)
+        rho = spearman(fx, fy)
+        if np.isfinite(slope):
+            xs = np.linspace(np.nanmin(fx), np.nanmax(fx), 10)
+            ax.plot(xs, slope * xs + intercept, "r-", lw=1, label=f"slope {slope:.3g}, ρ {rho:.3f}")
+        ax.set(xlabel=panel["xlabel"], ylabel=panel["ylabel"])
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(title)
+    _save(fig, path)
