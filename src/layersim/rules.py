@@ -323,7 +323,3 @@ def identification_figure(smk) -> None:
 
 # --- Functional-similarity papers (issue 9): entry points in layersim.experiments.entry.
 from layersim.experiments.entry import *  # noqa: E402,F401,F403
-
-
-# --- Functional-similarity papers (issue 9): entry points in layersim.experiments.entry.
-from layersim.experiments.entry import *  # noqa: E402,F401,F403

@@ -125,7 +125,6 @@ def all_targets():
         targets.append(f"{RESULTS}/figures/self_similarity_grid.{FMT}")
     targets += paper_targets()
     targets += functional_paper_targets()  # workflow/rules/functional_papers.smk
-    targets += functional_paper_targets()  # workflow/rules/functional_papers.smk
     return targets
 
 
