@@ -129,6 +129,8 @@ def test_report(done):
 
 def test_rerun_only_what_is_stale(done):
     assert planned_jobs(done, TINY) == {}
+    reordered = {k: (dict(reversed(list(v.items()))) if isinstance(v, dict) else v) for k, v in reversed(list(TINY.items()))}
+    assert planned_jobs(done, reordered) == {}  # the order of config keys is not a change
     changed = json.loads(json.dumps(TINY))
     changed["similarity"]["batch_size"] = 32
     assert planned_jobs(done, changed) == {"similarity": 7, "heatmap": 7, "self_similarity_grid": 1, "metrics_figure": 1, "all": 1}

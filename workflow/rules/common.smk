@@ -52,14 +52,23 @@ def checkpoint_path(model, seed, epoch):
     return f"{RESULTS}/models/{model}/s{seed}/e{epoch}.{ext}"
 
 
+def sorted_params(mapping):
+    """A dict param with its keys sorted: Snakemake compares params as stored, so the order in
+    which a config lists its keys must not make a job look stale."""
+    return {k: sorted_params(v) if isinstance(v, dict) else v for k, v in sorted(mapping.items())}
+
+
+DATASET = sorted_params(config["dataset"])
+
+
 def train_params(model):
     """The global training settings merged with the model's own overrides."""
-    return {**config["train"], **config["models"][model].get("train", {})}
+    return sorted_params({**config["train"], **config["models"][model].get("train", {})})
 
 
 def arch_params(model):
     """The architecture of a model, without its training overrides."""
-    return {k: v for k, v in config["models"][model].items() if k != "train"}
+    return sorted_params({k: v for k, v in config["models"][model].items() if k != "train"})
 
 
 def instance(model, seed):

@@ -8,7 +8,7 @@ rule extract:
     output:
         store=directory(f"{RESULTS}/activations/{{model}}-s{{seed}}-e{{epoch}}.zarr"),
     params:
-        dataset=config["dataset"],
+        dataset=DATASET,
         batch_size=config["extract"]["batch_size"],
         shard_chunks=config["extract"]["shard_chunks"],
     log:

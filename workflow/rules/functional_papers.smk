@@ -99,7 +99,7 @@ rule train_epochs:
     params:
         arch=lambda w: arch_params(w.model),
         train=lambda w: train_params(w.model),
-        dataset=config["dataset"],
+        dataset=DATASET,
     log:
         f"{RESULTS}/logs/train_epochs/{{model}}-s{{seed}}.log",
     benchmark:
@@ -119,7 +119,7 @@ rule extract_epoch:
     output:
         store=directory(f"{RESULTS}/checkpoint_activations/{{model}}-s{{seed}}-e{{epoch}}.zarr"),
     params:
-        dataset=config["dataset"],
+        dataset=DATASET,
         batch_size=config["extract"]["batch_size"],
         shard_chunks=config["extract"]["shard_chunks"],
     log:

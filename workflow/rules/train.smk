@@ -9,7 +9,7 @@ rule train:
     params:
         arch=lambda w: arch_params(w.model),
         train=lambda w: train_params(w.model),
-        dataset=config["dataset"],
+        dataset=DATASET,
     log:
         f"{RESULTS}/logs/train/{{model}}-s{{seed}}-e{{epoch}}.log",
     benchmark:
@@ -32,7 +32,7 @@ rule train_keras:
     params:
         arch=lambda w: arch_params(w.model),
         train=lambda w: train_params(w.model),
-        dataset=config["dataset"],
+        dataset=DATASET,
     log:
         f"{RESULTS}/logs/train/{{model}}-s{{seed}}-e{{epoch}}.log",
     benchmark:

@@ -29,6 +29,13 @@ class ModelConfigError(LayersimError):
     """A model configuration that cannot be built."""
 
 
+def _init_convs(model: nn.Module) -> None:
+    """He initialisation (fan-out, ReLU) of every convolution, as in He et al. (2016)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+
 class BasicBlock(nn.Module):
     """Two 3×3 conv + BN layers with a residual connection; ``relu2`` follows the addition."""
 
@@ -82,9 +89,7 @@ class CifarResNet(nn.Module):
             setattr(self, f"stage{s}", nn.Sequential(blocks))
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.logits = nn.Linear(in_ch, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        _init_convs(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
@@ -124,9 +129,7 @@ class Tiny10(nn.Module):
             in_ch = out_ch
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.logits = nn.Linear(in_ch, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        _init_convs(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if min(x.shape[-2:]) < 9:
