@@ -70,7 +70,7 @@ def main(quick: bool) -> None:
     print(f"  max |CKA − float64 reference| (float32 engine): {np.abs(cka - ref).max():.2e}")
 
     # compare_stores from Zarr stores (4 batches of 256 = one pass over 1024 samples)
-    with tempfile.TemporaryDirectory(dir=Path(__file__).parent) as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         paths = {}
         for name, batches in (("a", batches_a), ("b", batches_b)):
             names = [f"l{i}" for i in range(len(STANDARD_SHAPES))]

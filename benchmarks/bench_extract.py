@@ -37,7 +37,7 @@ def main(quick: bool) -> None:
                 for s in range(0, n_images, 128):
                     model(torch.from_numpy(images[s : s + 128]))
 
-        with tempfile.TemporaryDirectory(dir=Path(__file__).parent) as tmp:
+        with tempfile.TemporaryDirectory() as tmp:
 
             def extract():
                 path = Path(tmp) / "m.zarr"

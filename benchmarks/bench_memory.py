@@ -50,7 +50,7 @@ def main(quick: bool) -> None:
     shapes = STANDARD_SHAPES[::8] if quick else STANDARD_SHAPES[::2]
     base = 4 * N
     peaks = {}
-    with tempfile.TemporaryDirectory(dir=Path(__file__).parent) as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         for factor in (1, 4):
             n = base * factor
             paths = {m: write_store(Path(tmp) / f"{m}{factor}.zarr", shapes, n, seed) for seed, m in enumerate("ab")}
