@@ -2,34 +2,6 @@
 # the thesis' existence proof (Table 4.1), checkpoints over training, Ding & Steinhardt's
 # benchmark. Every target appears only when config `functional_papers.<experiment>.enabled`.
 
-FP = config["functional_papers"]
-
-
-def fp_model(section):
-    """The model an experiment section names, checked against models:."""
-    model = FP[section]["model"]
-    if model not in config["models"]:
-        raise ValueError(f"config functional_papers.{section}.model is {model!r}, which is not under models: (known: {', '.join(config['models'])})")
-    return model
-
-
-def functional_paper_targets():
-    """Targets of the functional-similarity experiments the config enables."""
-    targets = []
-    if FP["johnson"]["enabled"]:
-        targets += [f"{RESULTS}/johnson/table.csv", f"{RESULTS}/johnson/table.md"]
-    if FP["existence"]["enabled"]:
-        targets += [f"{RESULTS}/existence/table.csv", f"{RESULTS}/existence/table.md", f"{RESULTS}/figures/existence.{FMT}"]
-    if FP["checkpoints"]["enabled"]:
-        ckpt_models()
-        targets += [f"{RESULTS}/checkpoints/summary.csv", f"{RESULTS}/figures/checkpoints/over_training.{FMT}", f"{RESULTS}/figures/checkpoints/cka_vs_jsd.{FMT}"]
-    if FP["ding"]["enabled"]:
-        fp_model("ding")
-        targets += [f"{RESULTS}/ding/summary.csv", f"{RESULTS}/figures/ding/layer_depth.{FMT}", f"{RESULTS}/figures/ding/pc_deletion.{FMT}"]
-    if FP["minigrid"]["enabled"]:
-        raise ValueError("functional_papers.minigrid is not supported: no PPO/MiniGrid pipeline is implemented (see docs/papers_functional.md)")
-    return targets
-
 
 rule johnson_table:
     output:
@@ -72,24 +44,6 @@ rule existence_proof:
 
 # --- Checkpoints over training (thesis §3.4): train_epochs writes one checkpoint per epoch k,
 # extract_epoch fans out over them, checkpoint_compare compares each with the final one.
-
-
-def ckpt_models():
-    models = FP["checkpoints"]["models"]
-    for m in models:
-        if m not in config["models"]:
-            raise ValueError(f"config functional_papers.checkpoints.models names {m!r}, which is not under models: (known: {', '.join(config['models'])})")
-    if len({train_params(m)["epochs"] for m in models}) > 1:
-        raise ValueError("config functional_papers.checkpoints.models must all train for the same number of epochs")
-    return models
-
-
-def ckpt_epochs():
-    models = ckpt_models() if FP["checkpoints"]["enabled"] else []
-    if not models:
-        return [0]
-    last = train_params(models[0])["epochs"]
-    return sorted(set(range(0, last + 1, FP["checkpoints"]["every"])) | {last})
 
 
 rule train_epochs:
