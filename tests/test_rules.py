@@ -56,3 +56,17 @@ def test_constant_layer_is_a_named_warning_and_nan(tmp_path, capsys):
     assert np.isnan(result["cka"].sel(layer_a="dead").values).all()
     assert np.isfinite(result["cka"].sel(layer_a="conv", layer_b="conv").item())
     assert result.attrs["undefined_layers_a"] == ["dead"]
+
+
+def test_train_refuses_an_epoch_that_is_not_configured(tmp_path, capsys):
+    job = SimpleNamespace(
+        params=SimpleNamespace(train={"epochs": 3}, arch={"depth": 8}, dataset={"name": "digits"}),
+        wildcards=SimpleNamespace(model="m", seed="0", epoch="5"),
+        output=SimpleNamespace(checkpoint=str(tmp_path / "e5.pt"), history=str(tmp_path / "h.json")),
+        log=[str(tmp_path / "train.log")],
+        threads=1,
+    )
+    with pytest.raises(SystemExit):
+        rules.train(job)
+    assert "asked for epoch 5 but model m is configured for 3 epochs" in capsys.readouterr().err
+    assert not (tmp_path / "e5.pt").exists()

@@ -57,15 +57,20 @@ def config_hash(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _check_epoch(smk) -> None:
+    """The checkpoint asked for must be the configured last epoch."""
+    epochs = smk.params.train["epochs"]
+    if int(smk.wildcards.epoch) != epochs:
+        raise LayersimError(f"asked for epoch {smk.wildcards.epoch} but model {smk.wildcards.model} is configured for {epochs} epochs")
+
+
 @_rule
 def train(smk) -> None:
     """Rule ``train``: :func:`layersim.train.train_torch`."""
     from layersim.data import load_dataset
     from layersim.train import train_torch
 
-    epochs = smk.params.train["epochs"]
-    if int(smk.wildcards.epoch) != epochs:
-        raise LayersimError(f"asked for epoch {smk.wildcards.epoch} but model {smk.wildcards.model} is configured for {epochs} epochs")
+    _check_epoch(smk)
     dataset = load_dataset(dict(smk.params.dataset))
     train_torch(dict(smk.params.arch), dict(smk.params.train), dataset, seed=int(smk.wildcards.seed), checkpoint=smk.output.checkpoint, history=smk.output.history, threads=smk.threads)
 
@@ -76,9 +81,7 @@ def train_keras(smk) -> None:
     from layersim.data import load_dataset
     from layersim.keras_train import train_keras as train
 
-    epochs = smk.params.train["epochs"]
-    if int(smk.wildcards.epoch) != epochs:
-        raise LayersimError(f"asked for epoch {smk.wildcards.epoch} but model {smk.wildcards.model} is configured for {epochs} epochs")
+    _check_epoch(smk)
     _limit_threads(smk.threads)
     dataset = load_dataset(dict(smk.params.dataset))
     train(dict(smk.params.arch), dict(smk.params.train), dataset, smk.output.checkpoint, smk.output.history, int(smk.wildcards.seed))
