@@ -76,16 +76,23 @@ def _inv_sqrt(S):
     return V @ np.diag(w**-0.5) @ V.T
 
 
-def cca_rho(X, Y) -> np.ndarray:
-    """Hotelling (1936): ρᵢ² are the eigenvalues of Σxx^{-1/2} Σxy Σyy⁻¹ Σyx Σxx^{-1/2}
-    (sample covariances); the top min(p, q), in decreasing order."""
-    X, Y = flat64(X), flat64(Y)
+def _hotelling(X, Y):
+    """Centred X, the whitening Σxx^{-1/2} and the symmetric matrix
+    M = Σxx^{-1/2} Σxy Σyy⁻¹ Σyx Σxx^{-1/2} whose eigenvalues are the ρᵢ²."""
     n = X.shape[0]
     Xc, Yc = X - X.mean(0), Y - Y.mean(0)
     Sxx, Syy, Sxy = Xc.T @ Xc / (n - 1), Yc.T @ Yc / (n - 1), Xc.T @ Yc / (n - 1)
     Wx = _inv_sqrt(Sxx)
     M = Wx @ Sxy @ np.linalg.inv(Syy) @ Sxy.T @ Wx
-    w = np.sort(np.linalg.eigvalsh((M + M.T) / 2))[::-1][: min(X.shape[1], Y.shape[1])]
+    return Xc, Wx, (M + M.T) / 2
+
+
+def cca_rho(X, Y) -> np.ndarray:
+    """Hotelling (1936): ρᵢ² are the eigenvalues of Σxx^{-1/2} Σxy Σyy⁻¹ Σyx Σxx^{-1/2}
+    (sample covariances); the top min(p, q), in decreasing order."""
+    X, Y = flat64(X), flat64(Y)
+    _, _, M = _hotelling(X, Y)
+    w = np.sort(np.linalg.eigvalsh(M))[::-1][: min(X.shape[1], Y.shape[1])]
     return np.sqrt(np.clip(w, 0, 1))
 
 
@@ -117,12 +124,8 @@ def pwcca(X, Y, centre_weights=True) -> float:
     variate per neuron), re-orthonormalises the variates by QR and takes the inner products
     with the uncentred activations, which makes the result depend on shifts."""
     X, Y = flat64(X), flat64(Y)
-    n = X.shape[0]
-    Xc, Yc = X - X.mean(0), Y - Y.mean(0)
-    Sxx, Syy, Sxy = Xc.T @ Xc / (n - 1), Yc.T @ Yc / (n - 1), Xc.T @ Yc / (n - 1)
-    Wx = _inv_sqrt(Sxx)
-    M = Wx @ Sxy @ np.linalg.inv(Syy) @ Sxy.T @ Wx
-    w, B = np.linalg.eigh((M + M.T) / 2)
+    Xc, Wx, M = _hotelling(X, Y)
+    w, B = np.linalg.eigh(M)
     order = np.argsort(w)[::-1][: min(X.shape[1], Y.shape[1])]
     rho = np.sqrt(np.clip(w[order], 0, 1))
     A = Wx @ B[:, order]  # canonical weight vectors

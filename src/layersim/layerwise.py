@@ -99,14 +99,14 @@ def functional_similarity(path_a: str, path_b: str) -> dict:
     confidence in the true class.
     """
     from layersim.metrics import accuracy_difference, confidence_rank_correlation, jsd, prediction_disagreement
+    from layersim.metrics.functional import softmax
     from layersim.store import ActivationStore, check_comparable
 
     store_a, store_b = ActivationStore(path_a), ActivationStore(path_b)
     check_comparable(store_a, store_b)
     logits_a, logits_b = store_a.read("logits"), store_b.read("logits")
     labels = store_a.labels
-    softmax = lambda z: np.exp(z - z.max(1, keepdims=True)) / np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)  # noqa: E731
-    p, q = softmax(logits_a.astype(np.float64)), softmax(logits_b.astype(np.float64))
+    p, q = softmax(logits_a), softmax(logits_b)
     return {
         "model_a": store_a.name,
         "model_b": store_b.name,

@@ -11,11 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def softmax(z) -> np.ndarray:
-    z = np.asarray(z, dtype=np.float64)
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+from layersim.metrics.functional import softmax  # noqa: F401 (the one softmax, re-exported)
 
 
 def write_csv(rows: list[dict], path, comments: list[str] | None = None) -> None:

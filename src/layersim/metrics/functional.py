@@ -14,11 +14,21 @@ from layersim.metrics._common import (
     _check_positive,
 )
 
+def softmax(logits) -> np.ndarray:
+    """Row-wise softmax of ``(n, classes)`` logits in float64 (max-shifted, so no overflow).
+
+    >>> softmax(np.array([[0.0, 0.0], [1000.0, 0.0]])).round(3).tolist()
+    [[0.5, 0.5], [1.0, 0.0]]
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def _distributions(P, name: str, from_logits: bool) -> np.ndarray:
     P = _as_matrix(P, name)
     if from_logits:
-        P = np.exp(P - P.max(axis=1, keepdims=True))
-        return P / P.sum(axis=1, keepdims=True)
+        return softmax(P)
     if (P < 0).any():
         raise MetricInputError(f"{name} has negative entries; pass probabilities (or from_logits=True)")
     worst = float(np.max(np.abs(P.sum(axis=1) - 1.0)))
