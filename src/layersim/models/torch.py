@@ -1,5 +1,8 @@
 """CIFAR-style ResNet v1 in torch (He et al. 2016, §4.2), with stable layer names.
 
+(Also Kornblith et al.'s Tiny-10 and the thesis' zoo — VGG-11/13/16, ResNet-18/34, MobileNet
+v1/v2, see :class:`CifarVGG` and below — each documenting its own layer names.)
+
 Depth ``6n + 2``: a 3×3 stem convolution with ``16·width`` channels, three stages of ``n`` basic
 blocks with ``16·width``, ``32·width`` and ``64·width`` channels (stride 2 at the start of stages 2
 and 3, where a 1×1 convolution + batch norm projects the shortcut), global average pooling and a
@@ -67,8 +70,8 @@ class CifarResNet(nn.Module):
         super().__init__()
         if depth < 8 or (depth - 2) % 6 != 0:
             raise ModelConfigError(f"ResNet depth must be 6n+2 with n >= 1 (8, 14, 20, 26, 32, ...), got {depth}")
-        if width < 1:
-            raise ModelConfigError(f"ResNet width multiplier must be a positive integer, got {width}")
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise ModelConfigError(f"ResNet width multiplier must be a positive integer, got {width!r}")
         n = (depth - 2) // 6
         channels = [16 * width, 32 * width, 64 * width]
         self.depth, self.width = depth, width
@@ -119,8 +122,8 @@ class Tiny10(nn.Module):
 
     def __init__(self, width: int = 1, num_classes: int = 10, in_channels: int = 3):
         super().__init__()
-        if width < 1:
-            raise ModelConfigError(f"Tiny-10 width multiplier must be a positive integer, got {width}")
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise ModelConfigError(f"Tiny-10 width multiplier must be a positive integer, got {width!r}")
         in_ch = in_channels
         for i, (mult, kernel, stride, padding) in enumerate(self.SPEC, start=1):
             out_ch = 16 * width * mult
@@ -139,7 +142,247 @@ class Tiny10(nn.Module):
         return self.logits(self.pool(x))
 
 
-_LAYER_TYPES = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Linear)
+# --- The thesis' CIFAR-100 zoo (ch. 3, Fig. 3.4): VGG, four-stage ResNet, MobileNet v1/v2 -------
+# CIFAR-style versions of the standard architectures: a 3×3 stem of stride 1, global average
+# pooling before one linear layer, so that the side of the input only has to survive the
+# downsampling. Convolutions before a batch norm carry no bias (the norm's shift replaces it).
+# ``width`` multiplies every channel count (rounded, at least 1): width 1 is the standard model.
+
+
+def _channels(c: int, width: float) -> int:
+    return max(1, int(round(c * width)))
+
+
+def _check_width(width, name: str) -> float:
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
+        raise ModelConfigError(f"{name} width multiplier must be a positive number, got {width!r}")
+    return float(width)
+
+
+def _check_side(model: nn.Module, x: torch.Tensor) -> None:
+    side = min(x.shape[-2:])
+    if side < model.min_image_size:
+        raise ModelConfigError(
+            f"{model.arch_name} needs inputs of side ≥ {model.min_image_size} (it downsamples by "
+            f"{model.min_image_size}); got {tuple(x.shape[-2:])}: set dataset.image_size to "
+            f"{model.min_image_size} or more"
+        )
+
+
+def _conv_bn_relu(in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, groups: int = 1, prefix: str = "", suffix: str = "") -> OrderedDict:
+    """``{prefix}conv{suffix}``, ``{prefix}bn{suffix}``, ``{prefix}relu{suffix}`` (padding keeps
+    the side at stride 1)."""
+    return OrderedDict(
+        [
+            (f"{prefix}conv{suffix}", nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False)),
+            (f"{prefix}bn{suffix}", nn.BatchNorm2d(out_ch)),
+            (f"{prefix}relu{suffix}", nn.ReLU()),
+        ]
+    )
+
+
+class BlockOutput(nn.Identity):
+    """Marks the output of a residual block (after the addition) as a layer of its own."""
+
+
+class CifarVGG(nn.Module):
+    """VGG-11/13/16 with batch norm (Simonyan & Zisserman 2015, configurations A, B, D) for CIFAR.
+
+    Five stages of 3×3 convolutions (64, 128, 256, 512, 512 channels × width), each closed by a
+    2×2 max pool, then global average pooling and one linear layer (the CIFAR variant: no
+    4096-wide classifier). Layers: ``stage{s}.conv{i}``, ``.bn{i}``, ``.relu{i}`` (i counts
+    within the stage; the max pools are not layers), ``pool``, ``logits``. Five 2×2 pools need
+    inputs of side ≥ 32.
+    """
+
+    CONFIGS = {
+        11: ((64,), (128,), (256, 256), (512, 512), (512, 512)),
+        13: ((64, 64), (128, 128), (256, 256), (512, 512), (512, 512)),
+        16: ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512)),
+    }
+    min_image_size = 32
+
+    def __init__(self, depth: int = 16, width: float = 1, num_classes: int = 10, in_channels: int = 3):
+        super().__init__()
+        if depth not in self.CONFIGS:
+            raise ModelConfigError(f"vgg depth must be 11, 13 or 16, got {depth}")
+        width = _check_width(width, "vgg")
+        self.arch_name = f"VGG-{depth}"
+        in_ch = in_channels
+        for s, stage in enumerate(self.CONFIGS[depth], start=1):
+            layers = OrderedDict()
+            for i, c in enumerate(stage, start=1):
+                out_ch = _channels(c, width)
+                layers.update(_conv_bn_relu(in_ch, out_ch, suffix=str(i)))
+                in_ch = out_ch
+            layers["maxpool"] = nn.MaxPool2d(2)
+            setattr(self, f"stage{s}", nn.Sequential(layers))
+        self.num_stages = len(self.CONFIGS[depth])
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.logits = nn.Linear(in_ch, num_classes)
+        _init_convs(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_side(self, x)
+        for s in range(1, self.num_stages + 1):
+            x = getattr(self, f"stage{s}")(x)
+        return self.logits(self.pool(x))
+
+
+class CifarResNet4(nn.Module):
+    """ResNet-18/34 (He et al. 2016, the four-stage ImageNet design) with a CIFAR stem.
+
+    A 3×3 stride-1 stem convolution with 64·width channels (no max pool), four stages of basic
+    blocks ([2, 2, 2, 2] for depth 18, [3, 4, 6, 3] for 34) with 64, 128, 256, 512 channels ×
+    width (stride 2 at the start of stages 2–4, projection shortcuts there), global average
+    pooling, linear logits. Layers as :class:`CifarResNet`: ``stem.{conv,bn,relu}``,
+    ``stage{s}.block{b}.{conv1,bn1,relu1,conv2,bn2,relu2}`` (s = 1..4), ``pool``, ``logits``.
+    It downsamples by 8: inputs of side ≥ 8.
+    """
+
+    BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+    min_image_size = 8
+
+    def __init__(self, depth: int = 18, width: float = 1, num_classes: int = 10, in_channels: int = 3):
+        super().__init__()
+        if depth not in self.BLOCKS:
+            raise ModelConfigError(f"resnet4stage depth must be 18 or 34, got {depth}")
+        width = _check_width(width, "resnet4stage")
+        self.arch_name = f"ResNet-{depth}"
+        channels = [_channels(c, width) for c in (64, 128, 256, 512)]
+        self.stem = nn.Sequential(_conv_bn_relu(in_channels, channels[0]))
+        in_ch = channels[0]
+        for s, (out_ch, n) in enumerate(zip(channels, self.BLOCKS[depth]), start=1):
+            blocks = OrderedDict()
+            for b in range(1, n + 1):
+                blocks[f"block{b}"] = BasicBlock(in_ch, out_ch, 2 if (s > 1 and b == 1) else 1)
+                in_ch = out_ch
+            setattr(self, f"stage{s}", nn.Sequential(blocks))
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.logits = nn.Linear(in_ch, num_classes)
+        _init_convs(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_side(self, x)
+        x = self.stem(x)
+        x = self.stage4(self.stage3(self.stage2(self.stage1(x))))
+        return self.logits(self.pool(x))
+
+
+class CifarMobileNet(nn.Module):
+    """MobileNet v1 (Howard et al. 2017) for CIFAR: depthwise separable convolutions.
+
+    A 3×3 stride-1 stem convolution (32·width channels), then 13 blocks, each a 3×3 depthwise
+    convolution (stride 2 in blocks 2, 4, 6 and 12) and a 1×1 pointwise convolution, each followed
+    by batch norm and ReLU (64, 128, 128, 256, 256, 512 ×6, 1024, 1024 channels × width), global
+    average pooling, linear logits: 28 weighted layers. Layers: ``stem.{conv,bn,relu}``,
+    ``block{i}.{dw_conv,dw_bn,dw_relu,pw_conv,pw_bn,pw_relu}`` (i = 1..13), ``pool``, ``logits``.
+    It downsamples by 16: inputs of side ≥ 16.
+    """
+
+    BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1))
+    """(output channels, depthwise stride) of each block."""
+    min_image_size = 16
+
+    def __init__(self, width: float = 1, num_classes: int = 10, in_channels: int = 3):
+        super().__init__()
+        width = _check_width(width, "mobilenet")
+        self.arch_name = "MobileNet"
+        in_ch = _channels(32, width)
+        self.stem = nn.Sequential(_conv_bn_relu(in_channels, in_ch))
+        for i, (c, stride) in enumerate(self.BLOCKS, start=1):
+            out_ch = _channels(c, width)
+            layers = OrderedDict()
+            layers.update(_conv_bn_relu(in_ch, in_ch, 3, stride, groups=in_ch, prefix="dw_"))
+            layers.update(_conv_bn_relu(in_ch, out_ch, 1, prefix="pw_"))
+            setattr(self, f"block{i}", nn.Sequential(layers))
+            in_ch = out_ch
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.logits = nn.Linear(in_ch, num_classes)
+        _init_convs(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_side(self, x)
+        x = self.stem(x)
+        for i in range(1, len(self.BLOCKS) + 1):
+            x = getattr(self, f"block{i}")(x)
+        return self.logits(self.pool(x))
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 block: 1×1 expansion (absent when t = 1), 3×3 depthwise, linear 1×1 projection;
+    a residual connection (and the ``out`` layer after the addition) when stride is 1 and the
+    channels are unchanged."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int, expansion: int, width_hidden: int):
+        super().__init__()
+        hidden = width_hidden
+        if expansion != 1:
+            for name, module in _conv_bn_relu(in_ch, hidden, 1, prefix="expand_").items():
+                self.add_module(name, module)
+        for name, module in _conv_bn_relu(hidden, hidden, 3, stride, groups=hidden, prefix="dw_").items():
+            self.add_module(name, module)
+        self.project_conv = nn.Conv2d(hidden, out_ch, 1, bias=False)
+        self.project_bn = nn.BatchNorm2d(out_ch)
+        self.residual = stride == 1 and in_ch == out_ch
+        if self.residual:
+            self.out = BlockOutput()
+        self.expansion = expansion
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        if self.expansion != 1:
+            h = self.expand_relu(self.expand_bn(self.expand_conv(h)))
+        h = self.dw_relu(self.dw_bn(self.dw_conv(h)))
+        h = self.project_bn(self.project_conv(h))
+        return self.out(x + h) if self.residual else h
+
+
+class CifarMobileNetV2(nn.Module):
+    """MobileNetV2 (Sandler et al. 2018) for CIFAR: inverted residual blocks with linear bottlenecks.
+
+    A 3×3 stride-1 stem convolution (32·width channels), the paper's 17 blocks (expansion t,
+    channels c, repeats n, stride s of the first: (1,16,1,1), (6,24,2,1), (6,32,3,2), (6,64,4,2),
+    (6,96,3,1), (6,160,3,2), (6,320,1,1) — the CIFAR variant keeps stride 1 in the stem and the
+    24-channel stage), a 1×1 convolution to 1280·width channels, global average pooling, linear
+    logits: 53 weighted layers. Layers: ``stem.{conv,bn,relu}``, ``block{i}.{expand_conv,
+    expand_bn,expand_relu}`` (not in block 1, t = 1), ``block{i}.{dw_conv,dw_bn,dw_relu,
+    project_conv,project_bn}``, ``block{i}.out`` (residual blocks only: the sum), ``head.{conv,bn,
+    relu}``, ``pool``, ``logits``. It downsamples by 8: inputs of side ≥ 8.
+    """
+
+    SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+    min_image_size = 8
+
+    def __init__(self, width: float = 1, num_classes: int = 10, in_channels: int = 3):
+        super().__init__()
+        width = _check_width(width, "mobilenetv2")
+        self.arch_name = "MobileNetV2"
+        in_ch = _channels(32, width)
+        self.stem = nn.Sequential(_conv_bn_relu(in_channels, in_ch))
+        i = 0
+        for t, c, n, s in self.SETTINGS:
+            out_ch = _channels(c, width)
+            for r in range(n):
+                i += 1
+                setattr(self, f"block{i}", InvertedResidual(in_ch, out_ch, s if r == 0 else 1, t, in_ch * t))
+                in_ch = out_ch
+        self.num_blocks = i
+        head_ch = _channels(1280, width)
+        self.head = nn.Sequential(_conv_bn_relu(in_ch, head_ch, 1))
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.logits = nn.Linear(head_ch, num_classes)
+        _init_convs(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_side(self, x)
+        x = self.stem(x)
+        for i in range(1, self.num_blocks + 1):
+            x = getattr(self, f"block{i}")(x)
+        return self.logits(self.pool(self.head(x)))
+
+
+_LAYER_TYPES = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Linear, BlockOutput)
 
 
 def layer_names(model: nn.Module) -> list[str]:
@@ -147,7 +390,8 @@ def layer_names(model: nn.Module) -> list[str]:
 
     For :class:`CifarResNet` these are the convolutions, batch norms and ReLUs outside
     projection shortcuts, then ``pool`` and ``logits``. For any other module: every Conv2d,
-    BatchNorm2d, ReLU and Linear in registration order (shortcut branches excluded).
+    BatchNorm2d, ReLU, Linear and :class:`BlockOutput` in registration order (shortcut branches
+    excluded; max pools are not layers).
     """
     names = []
     for name, module in model.named_modules():
@@ -165,7 +409,11 @@ def build_torch_model(arch: dict, *, num_classes: int, in_channels: int) -> nn.M
     ----------
     arch : dict
         ``{"family": "resnet", "depth": 6n+2, "width": k}`` or ``{"family": "tiny10", "depth": 10,
-        "width": k}`` (:class:`Tiny10`).
+        "width": k}`` (:class:`Tiny10`); the thesis' zoo with a positive (fractional) ``width``:
+        ``{"family": "vgg", "depth": 11 | 13 | 16}`` (:class:`CifarVGG`), ``{"family":
+        "resnet4stage", "depth": 18 | 34}`` (:class:`CifarResNet4`), ``{"family": "mobilenet",
+        "depth": 28}`` (:class:`CifarMobileNet`), ``{"family": "mobilenetv2", "depth": 53}``
+        (:class:`CifarMobileNetV2`).
     """
     family = arch.get("family", "resnet")
     if family == "resnet":
@@ -174,7 +422,20 @@ def build_torch_model(arch: dict, *, num_classes: int, in_channels: int) -> nn.M
         if arch.get("depth", 10) != 10:
             raise ModelConfigError(f"tiny10 has 10 layers (8 convolutions, pooling, logits): depth must be 10, got {arch['depth']}")
         return Tiny10(arch.get("width", 1), num_classes, in_channels)
-    raise ModelConfigError(f"unknown torch model family {family!r}: expected 'resnet' or 'tiny10'")
+    if family == "vgg":
+        return CifarVGG(arch["depth"], arch.get("width", 1), num_classes, in_channels)
+    if family == "resnet4stage":
+        return CifarResNet4(arch["depth"], arch.get("width", 1), num_classes, in_channels)
+    for name, cls, depth in (("mobilenet", CifarMobileNet, 28), ("mobilenetv2", CifarMobileNetV2, 53)):
+        if family == name:
+            if arch.get("depth", depth) != depth:
+                raise ModelConfigError(f"{name} has {depth} weighted layers: depth must be {depth}, got {arch['depth']}")
+            return cls(arch.get("width", 1), num_classes, in_channels)
+    raise ModelConfigError(f"unknown torch model family {family!r}: expected one of {', '.join(TORCH_FAMILIES)}")
+
+
+TORCH_FAMILIES = ("resnet", "tiny10", "vgg", "resnet4stage", "mobilenet", "mobilenetv2")
+"""The ``family`` values :func:`build_torch_model` builds."""
 
 
 class LayerRecorder:
