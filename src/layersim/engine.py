@@ -65,56 +65,42 @@ def _check_batch(n: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Kernels. A Gram is one symmetric rank-k update (BLAS ?syrk: n²p flops, half a GEMM's), which
-# fills one triangle only. The U-centred Gram is symmetric with a zero diagonal, so its strict
-# lower triangle holds everything: ⟨Ũ(K), Ũ(L)⟩ = 2 ⟨tril(Ũ(K)), tril(Ũ(L))⟩. Rows of
-# ``BatchGrams.grams`` are those triangles (zeros above and on the diagonal), flattened, with
-# ``scale = 2``; no pass is spent mirroring. The centring terms (row sums, total) are summed in
-# float64 and subtracted from each float32 Gram entry in one rounding, so a float32 Gram of
-# uncentred (e.g. post-ReLU) activations keeps the accuracy of the Gram itself.
+# Kernels. A Gram is ``x @ x.T``: numpy sends a matrix times its own transpose to BLAS ?syrk
+# (n²p flops, half a GEMM's) and mirrors the triangle, and it releases the GIL, so the Grams of
+# a batch run in parallel on a thread pool. (scipy.linalg.blas.ssyrk holds the GIL: a pool of
+# threads calling it ran no faster than one thread.) The centring terms (row sums, total) are
+# summed in float64 and subtracted from each float32 Gram entry in float64, with one rounding
+# at the end, so a float32 Gram of uncentred (e.g. post-ReLU) activations keeps the accuracy of
+# the Gram itself. Rows of ``BatchGrams.grams`` are the flattened U-centred Grams.
 # ---------------------------------------------------------------------------------------------
 
-_LOWER: dict[int, np.ndarray] = {}
 
+def _centre_numpy(k: np.ndarray, out: np.ndarray) -> float:
+    """U-centre the symmetric Gram ``k (n, n)`` (overwritten) into ``out``; returns ‖Ũ(k)‖²_F.
 
-def _strict_lower(n: int) -> np.ndarray:
-    if n not in _LOWER:
-        _LOWER[n] = np.tri(n, n, -1, dtype=bool)
-    return _LOWER[n]
-
-
-def _syrk(dtype):
-    from scipy.linalg import blas
-
-    return blas.ssyrk if np.dtype(dtype) == np.float32 else blas.dsyrk
-
-
-def _centre_lower_numpy(k: np.ndarray, out: np.ndarray) -> float:
-    """U-centre ``k`` (lower triangle filled, upper zero) into ``out`` (zeroed, same shape).
-
-    Writes the strict lower triangle of Ũ(k) into ``out`` and returns HSIC(K, K)·n(n−3).
+    ‖Ũ(k)‖²_F = HSIC(K, K)·n(n−3), summed in float64 from the stored (rounded) entries.
     """
     n = k.shape[0]
     np.fill_diagonal(k, 0)
-    # row sums of the symmetric matrix from its lower triangle: rows + columns
-    r = k.sum(0, dtype=np.float64)
-    r += k.sum(1, dtype=np.float64)
+    r = k.sum(1, dtype=np.float64)
     u = r / (n - 2) - r.sum() / (2 * (n - 1) * (n - 2))  # Ũ_ij = K_ij − u_i − u_j  (i ≠ j)
-    np.subtract(k, np.add.outer(u, u), out=out, where=_strict_lower(n), casting="same_kind")
+    centred = k.astype(np.float64)
+    centred -= u[:, None]
+    centred -= u[None, :]
+    np.fill_diagonal(centred, 0)
+    out[...] = centred
     flat = out.reshape(-1)
-    return 2.0 * float(np.dot(flat, flat)) if out.dtype == np.float64 else 2.0 * float(np.einsum("i,i->", flat, flat, dtype=np.float64))
+    return float(np.dot(flat, flat)) if out.dtype == np.float64 else float(np.einsum("i,i->", flat, flat, dtype=np.float64))
 
 
 def _gram_numpy(x, dtype, out: np.ndarray) -> tuple[float, bool]:
-    """One layer: ``x (n, ...)`` → strict lower triangle of Ũ(X Xᵀ) in ``out (n, n)``.
+    """One layer: ``x (n, ...)`` → Ũ(X Xᵀ) in ``out (n, n)``.
 
-    Returns ``(HSIC(K, K)·n(n−3), nonconstant)``. The Gram is one ?syrk call on the C-ordered
-    ``(n, p)`` activations seen as the Fortran ``(p, n)`` matrix (no copy).
+    Returns ``(HSIC(K, K)·n(n−3), nonconstant)``.
     """
     x = _flatten(x, dtype)
     _check_batch(x.shape[0])
-    k = _syrk(dtype)(1.0, x.T, trans=1).T  # C-ordered view: lower triangle of X Xᵀ
-    return _centre_lower_numpy(k, out), _is_nonconstant(x)
+    return _centre_numpy(x @ x.T, out), _is_nonconstant(x)
 
 
 def _gram_torch(x, dtype):
@@ -124,13 +110,13 @@ def _gram_torch(x, dtype):
     x = _flatten(x, dtype)
     n = x.shape[0]
     _check_batch(n)
-    k = torch.tril(x @ x.T, -1)
-    k64 = k.double()
-    r = k64.sum(0) + k64.sum(1)
+    k64 = (x @ x.T).double()
+    k64.fill_diagonal_(0)
+    r = k64.sum(1)
     u = r / (n - 2) - r.sum() / (2 * (n - 1) * (n - 2))
-    row = torch.tril(k64 - u[:, None] - u[None, :], -1)
-    self_hsic = 2.0 * float((row * row).sum())
-    return row.to(x.dtype).reshape(-1), self_hsic, _is_nonconstant(x)
+    row = (k64 - u[:, None] - u[None, :]).fill_diagonal_(0).to(x.dtype)
+    self_hsic = float((row.double() ** 2).sum())
+    return row.reshape(-1), self_hsic, _is_nonconstant(x)
 
 
 def u_centred_gram(x, dtype=np.float32):
@@ -146,19 +132,17 @@ def u_centred_gram(x, dtype=np.float32):
     Returns
     -------
     array ``(n, n)``
-        Zero diagonal; every row and column sums to zero. (The engine itself keeps only the
-        strict lower triangle: see :class:`BatchGrams`.)
+        Zero diagonal; every row and column sums to zero.
     """
     if _is_torch(x):
         n = x.shape[0]
         _check_batch(n)
-        row = _gram_torch(x, dtype)[0].reshape(n, n)
-        return row + row.T
+        return _gram_torch(x, dtype)[0].reshape(n, n)
     n = np.shape(x)[0]
     _check_batch(n)
-    out = np.zeros((n, n), dtype=np.dtype(dtype))
+    out = np.empty((n, n), dtype=np.dtype(dtype))
     _gram_numpy(x, dtype, out)
-    return out + out.T
+    return out
 
 
 def _is_nonconstant(x) -> bool:
@@ -180,8 +164,8 @@ def _to_float64(x) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # Threads: the Grams of one batch are independent BLAS calls of very different sizes. On a few
 # cores, one BLAS thread per Gram and the layers spread over a thread pool (largest first)
-# beats one multi-threaded BLAS call after another: the threaded ?syrk synchronises often for an
-# n × n result this small (see docs/performance.md).
+# usually beats one multi-threaded BLAS call after another: the threaded ?syrk synchronises
+# often for an n × n result this small (see docs/performance.md).
 # ---------------------------------------------------------------------------------------------
 
 _POOLS: dict[int, object] = {}
@@ -205,11 +189,10 @@ def _pool(threads: int):
 
 
 def _single_blas_thread():
-    """Context: one BLAS thread (all loaded BLAS libraries, numpy's and scipy's)."""
+    """Context: one BLAS thread (every loaded BLAS library)."""
     global _CONTROLLER
     from threadpoolctl import ThreadpoolController
 
-    _syrk(np.float32)  # scipy's BLAS must be loaded before the controller looks
     if _CONTROLLER is None:
         _CONTROLLER = ThreadpoolController()
     return _CONTROLLER.limit(limits=1, user_api="blas")
@@ -219,9 +202,8 @@ def _single_blas_thread():
 class BatchGrams:
     """The flattened U-centred Grams ``G (L, n²)`` of one model for one minibatch.
 
-    Each row holds the strict lower triangle of one layer's ``Ũ(X Xᵀ)`` (zeros elsewhere) and
-    ``scale`` is 2: ``HSIC(K_i, L_j) = scale · G_i · H_j / (n(n−3))``. (Rows holding the full
-    symmetric matrix use ``scale = 1``.) ``self_hsic`` are the ``(L,)`` HSIC(K, K) values
+    Row ``i`` is layer ``i``'s ``Ũ(X Xᵀ)``, flattened, so that
+    ``HSIC(K_i, L_j) = G_i · H_j / (n(n−3))``. ``self_hsic`` are the ``(L,)`` HSIC(K, K) values
     (float64); ``nonconstant`` flags layers whose activations vary within the batch.
     """
 
@@ -229,7 +211,6 @@ class BatchGrams:
     n: int
     self_hsic: np.ndarray
     nonconstant: np.ndarray
-    scale: float = 1.0
 
     @classmethod
     def from_layers(cls, layers: Sequence, dtype=np.float32, *, threads: int | None = None, backend: str | None = None) -> "BatchGrams":
@@ -246,7 +227,7 @@ class BatchGrams:
             computes them one after another without touching the BLAS thread count (what a
             Dask task does).
         backend : {"numpy", "torch"}, optional
-            Default: torch for torch tensors on an accelerator, numpy (BLAS ?syrk) otherwise
+            Default: torch for torch tensors on an accelerator, numpy (``x @ x.T``, BLAS ?syrk) otherwise
             (CPU torch tensors are read without a copy).
         """
         return cls.from_models([layers], dtype, threads=threads, backend=backend)[0]
@@ -277,7 +258,7 @@ class BatchGrams:
         if backend != "numpy":
             raise EstimatorError(f"backend must be 'numpy' or 'torch', got {backend!r}")
         flat = [x.detach().cpu().numpy() if _is_torch(x) else x for x in flat]
-        grams = np.zeros((len(flat), n * n), dtype=dtype)
+        grams = np.empty((len(flat), n * n), dtype=dtype)
         self_hsic = np.empty(len(flat))
         nonconstant = np.empty(len(flat), bool)
 
@@ -295,7 +276,7 @@ class BatchGrams:
         out, start = [], 0
         for layers in models:
             s = slice(start, start + len(layers))
-            out.append(cls(grams[s], n, self_hsic[s] / (n * (n - 3)), nonconstant[s], scale=2.0))
+            out.append(cls(grams[s], n, self_hsic[s] / (n * (n - 3)), nonconstant[s]))
             start += len(layers)
         return out
 
@@ -307,22 +288,20 @@ class BatchGrams:
         n = layers[0].shape[0]
         g = torch.stack([o[0] for o in out])
         self_hsic = np.array([o[1] for o in out]) / (n * (n - 3))
-        return cls(g, n, self_hsic, np.array([o[2] for o in out]), scale=2.0)
+        return cls(g, n, self_hsic, np.array([o[2] for o in out]))
 
     def __len__(self) -> int:
         return self.grams.shape[0]
 
 
 def _cross(grams_a: BatchGrams, grams_b: BatchGrams):
-    """``scale · G_a G_bᵀ`` as a float64 numpy array (one GEMM; ?syrk for self-similarity)."""
-    if grams_a.scale != grams_b.scale:
-        raise EstimatorError("Grams of different layouts (triangle vs full) cannot be multiplied")
+    """``G_a G_bᵀ`` as a float64 numpy array (one GEMM; ?syrk for self-similarity)."""
     ga = grams_a.grams
     if grams_b is grams_a:
         cross = ga @ ga.T  # numpy sends A·Aᵀ to ?syrk
     else:
         cross = ga @ grams_b.grams.T
-    return _to_float64(cross) * grams_a.scale
+    return _to_float64(cross)
 
 
 class MinibatchCKA:
@@ -527,12 +506,12 @@ def _store_grams(path: str, layers: list[str], rows: np.ndarray, dtype: str, cac
     dtype = np.dtype(dtype)
     n = len(rows)
     _check_batch(n)
-    grams = np.zeros((len(layers), n * n), dtype=dtype)
+    grams = np.empty((len(layers), n * n), dtype=dtype)
     self_hsic = np.empty(len(layers))
     nonconstant = np.empty(len(layers), bool)
     for i, layer in enumerate(layers):
         self_hsic[i], nonconstant[i] = _gram_numpy(store.read(layer, rows), dtype, grams[i].reshape(n, n))
-    return BatchGrams(grams, n, self_hsic / (n * (n - 3)), nonconstant, scale=2.0)
+    return BatchGrams(grams, n, self_hsic / (n * (n - 3)), nonconstant)
 
 
 def _concat_grams(blocks: list[BatchGrams], order: list[int] | None = None) -> BatchGrams:
@@ -545,7 +524,7 @@ def _concat_grams(blocks: list[BatchGrams], order: list[int] | None = None) -> B
     if order is not None:
         inverse = np.argsort(order)
         grams, self_hsic, nonconstant = grams[inverse], self_hsic[inverse], nonconstant[inverse]
-    return BatchGrams(grams, blocks[0].n, self_hsic, nonconstant, scale=blocks[0].scale)
+    return BatchGrams(grams, blocks[0].n, self_hsic, nonconstant)
 
 
 def _batch_states(grams: dict[str, list[BatchGrams]], pairs: list[tuple[str, str]], dtype: str, orders: dict[str, list[int]] | None = None) -> list[MinibatchCKA]:
