@@ -245,8 +245,8 @@ def functional_paper_targets():
     if FP["ding"]["enabled"]:
         fp_model("ding")
         targets += [f"{RESULTS}/ding/summary.csv", f"{RESULTS}/figures/ding/layer_depth.{FMT}", f"{RESULTS}/figures/ding/pc_deletion.{FMT}"]
-    if FP["minigrid"]["enabled"]:
-        raise ValueError("functional_papers.minigrid is not supported: no PPO/MiniGrid pipeline is implemented (see docs/papers_functional.md)")
+    if FP["minigrid"]["enabled"]:  # workflow/rules/minigrid.smk
+        targets += [f"{RESULTS}/minigrid/summary.csv", f"{RESULTS}/minigrid/summary.md", f"{RESULTS}/figures/minigrid/cka_vs_jsd.{FMT}", f"{RESULTS}/figures/minigrid/cka_vs_rank.{FMT}"]
     return targets
 
 

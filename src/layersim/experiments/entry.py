@@ -154,3 +154,140 @@ def ding_benchmark(smk) -> None:
 
 
 __all__ += ["ding_benchmark"]
+
+
+# --- MiniGrid PPO agents (thesis §3.5): layersim.rl and layersim.experiments.minigrid
+
+
+@_rule
+def minigrid_train(smk) -> None:
+    """Rule ``minigrid_train``: :func:`layersim.rl.train_agent` for one (architecture, grid,
+    seed), then its mean return R over ``eval_episodes`` on the training grid → checkpoint + JSON."""
+    import torch
+
+    from layersim.experiments.common import write_json
+    from layersim.rl import category, run_episodes, save_agent, train_agent
+
+    p, w = smk.params, smk.wildcards
+    torch.set_num_threads(max(1, smk.threads))
+    grid, seed = int(w.grid), int(w.seed)
+    net, history = train_agent(w.arch, grid, seed, dict(p.ppo), bottleneck=p.bottleneck)
+    _, returns = run_episodes(net, grid, p.eval_episodes, seed=10_000 + seed)
+    mean_return = float(returns.mean())
+    log.info("%s on %dx%d, seed %d: mean return %.3f over %d episodes (%s)", w.arch, grid, grid, seed, mean_return, len(returns), category(mean_return))
+    save_agent(net, smk.output.checkpoint)
+    write_json({"arch": w.arch, "grid": grid, "seed": seed, "bottleneck": p.bottleneck, "ppo": dict(p.ppo), "eval_episodes": p.eval_episodes, "mean_return": mean_return, "category": category(mean_return), "history": history}, smk.output.record)
+
+
+@_rule
+def minigrid_compare(smk) -> None:
+    """Rule ``minigrid_compare``: :func:`layersim.experiments.minigrid.compare_agents` over the
+    seeds of one (architecture, training grid) → pairs CSV + the features/probabilities (npz)."""
+    import json
+    import os
+
+    import numpy as np
+    import torch
+
+    from layersim.experiments.common import write_csv
+    from layersim.experiments.minigrid import compare_agents
+    from layersim.rl import load_agent
+
+    p, w = smk.params, smk.wildcards
+    torch.set_num_threads(max(1, smk.threads))
+    agents, returns = {}, {}
+    for ckpt, record in zip(smk.input.checkpoints, smk.input.records):
+        info = json.loads(open(record).read())
+        name = f"s{info['seed']}"
+        agents[name], returns[name] = load_agent(ckpt), info["mean_return"]
+    rows, arrays = compare_agents(agents, returns, list(p.test_grids), episodes=p.rollout_episodes, seed=p.rollout_seed)
+    rows = [{"arch": w.arch, "train_grid": int(w.grid), **r} for r in rows]
+    write_csv(rows, smk.output.pairs, comments=[f"MiniGrid agents ({w.arch}, trained on Empty-{w.grid}x{w.grid}): every pair of seeds on each test grid, pooled rollout states", "cka: linear CKA of the feature layer; jsd_bits: mean JSD of the action distributions; rank_correlation: mean per-state Spearman of the action probabilities"])
+    tmp = smk.output.arrays + ".partial.npz"
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, smk.output.arrays)
+
+
+@_rule
+def minigrid_summary(smk) -> None:
+    """Rule ``minigrid_summary``: all pairs → Spearman ρ / slopes per panel, averaged per
+    architecture (Table 3.1's MiniGrid rows), and the CKA-vs-JSD / CKA-vs-rank figures."""
+    from layersim.experiments.common import _write_text, read_csv, write_csv
+    from layersim.experiments.minigrid import scatter_figure, summary_rows
+
+    pairs = [r for path in smk.input.pairs for r in read_csv(path)]
+    rows = summary_rows(pairs)
+    for r in rows:
+        log.info("%s %s (train %s, test %s): %d pairs, rho(CKA, JSD) %.3f, rho(CKA, rank) %.3f", r["arch"], r["kind"], r["train_grid"], r["test_grid"], r["n_pairs"], r["rho_cka_jsd"], r["rho_cka_rank"])
+    write_csv(rows, smk.output.table, comments=["Spearman rho and least-squares slope of CKA vs JSD and CKA vs per-state rank correlation (thesis Table 3.1: MiniGrid -0.721 / 0.58, with bottleneck -0.781 / 0.602)"])
+    _write_text(smk.output.markdown, _md_table(rows, ["arch", "kind", "train_grid", "test_grid", "n_pairs", "rho_cka_jsd", "slope_cka_jsd", "rho_cka_rank", "slope_cka_rank"]))
+    scatter_figure(pairs, smk.output.jsd_figure, y="jsd_bits", ylabel="JSD of action distributions (bits)", title="MiniGrid agents: CKA of features vs JSD of policies (thesis Fig. 3.6 / 3.8)")
+    scatter_figure(pairs, smk.output.rank_figure, y="rank_correlation", ylabel="rank correlation of action probabilities", title="MiniGrid agents: CKA of features vs rank correlation of policies (thesis appendix Fig. 1 / 2)")
+
+
+__all__ += ["minigrid_train", "minigrid_compare", "minigrid_summary"]
+
+
+@_rule
+def architectures_init(smk) -> None:
+    """Rule ``architectures_init``: the untrained copy of a model — :func:`layersim.train.train_torch`
+    with 0 epochs, i.e. the same seeded initialisation the trained instance starts from."""
+    from layersim.data import load_dataset
+    from layersim.train import train_torch
+
+    dataset = load_dataset(dict(smk.params.dataset))
+    train_torch(dict(smk.params.arch), {**dict(smk.params.train), "epochs": 0}, dataset, seed=int(smk.wildcards.seed), checkpoint=smk.output.checkpoint, history=smk.output.history, threads=smk.threads)
+
+
+@_rule
+def architectures_pairs(smk) -> None:
+    """Rule ``architectures_pairs``: :func:`layersim.experiments.architectures.pair_rows` over the
+    trained (and untrained) stores → one CSV row per pair."""
+    from threadpoolctl import threadpool_limits
+
+    from layersim.experiments.architectures import pair_rows
+    from layersim.experiments.common import write_csv
+
+    p = smk.params
+    groups = {"trained": list(smk.input.trained)}
+    if smk.input.untrained:
+        groups["untrained"] = list(smk.input.untrained)
+    with threadpool_limits(limits=max(1, smk.threads), user_api="blas"):
+        rows = pair_rows(groups, layer=p.layer, metrics=list(p.metrics), max_samples=p.max_samples)
+    for r in rows:
+        log.info("%s %s vs %s: %s JSD %.3f rank %.3f", r["group"], r["a"], r["b"], " ".join(f"{m} {r[m]:.3f}" for m in p.metrics), r["jsd_bits"], r["rank_correlation"])
+    write_csv(rows, smk.output.table, comments=[f"thesis §3.3 (Fig. 3.4): every pair of instances within a group; metrics of layer {p.layer!r}, JSD (bits) and confidence rank correlation of the outputs", f"samples: first {p.max_samples or 'all'} of the evaluation split"])
+
+
+@_rule
+def architectures_summary(smk) -> None:
+    """Rule ``architectures_summary``: the pairs → Table 3.1 (CSV + Markdown) and the scatter
+    figure (metric vs JSD and vs rank correlation, one row of panels per metric)."""
+    from layersim.experiments.architectures import FUNCTIONAL, correlation_rows, markdown_table
+    from layersim.experiments.common import _write_text, read_csv, write_csv
+    from layersim.experiments.figures import scatter_panels
+
+    pairs = read_csv(smk.input.pairs)
+    metrics = list(smk.params.metrics)
+    rows = correlation_rows(pairs, metrics)
+    for r in rows:
+        log.info("%s vs %s: rho %.3f over %d trained pairs (thesis %s)", r["metric"], r["functional"], r["spearman_rho"], r["n_pairs"], r["thesis_rho"] or "-")
+    write_csv(rows, smk.output.table, comments=["thesis Table 3.1 over the trained pairs: Spearman rho and least-squares slope of each functional measure on each metric; spearman_rho_all includes the untrained pairs", "procrustes is a distance (0 = identical): its signs are the opposite of the similarities'"])
+    _write_text(smk.output.markdown, markdown_table(rows))
+    labels = {"jsd_bits": "JSD of predictions (bits)", "rank_correlation": "confidence rank correlation"}
+    panels = [
+        {
+            "x": [r[m] for r in pairs],
+            "y": [r[f] for r in pairs],
+            "xlabel": f"{m} ({smk.params.layer})",
+            "ylabel": labels[f],
+            "groups": [f"{r['group']} pairs" for r in pairs],
+            "fit_mask": [r["group"] == "trained" for r in pairs],
+        }
+        for m in metrics
+        for f in FUNCTIONAL
+    ]
+    scatter_panels(panels, smk.output.figure, ncols=len(FUNCTIONAL) * 2 if len(metrics) > 1 else len(FUNCTIONAL), title="Representational vs functional similarity across architectures (thesis Fig. 3.4); line and ρ over the trained pairs")
+
+
+__all__ += ["architectures_init", "architectures_pairs", "architectures_summary"]

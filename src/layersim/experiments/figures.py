@@ -55,7 +55,8 @@ def lines_figure(series: dict, path, *, xlabel: str, panels: list[tuple[str, str
 
 def scatter_panels(panels: list[dict], path, *, title: str = "", ncols: int | None = None) -> None:
     """Scatter panels with a least-squares line; each panel: x, y, xlabel, ylabel, groups (optional
-    list of group labels per point), and the legend shows slope and Spearman ρ."""
+    list of group labels per point), colors (optional group → colour), title (optional), and the
+    legend shows slope and Spearman ρ."""
     from layersim.experiments.common import fit_line, spearman
 
     plt = _plt()
@@ -67,7 +68,7 @@ def scatter_panels(panels: list[dict], path, *, title: str = "", ncols: int | No
         groups = panel.get("groups") or ["pairs"] * len(x)
         for g in dict.fromkeys(groups):
             sel = np.array([gg == g for gg in groups])
-            ax.scatter(x[sel], y[sel], s=14, label=g, alpha=0.8)
+            ax.scatter(x[sel], y[sel], s=14, label=g, alpha=0.8, color=(panel.get("colors") or {}).get(g))
         fit = panel.get("fit_mask")
         fx, fy = (x, y) if fit is None else (x[np.asarray(fit)], y[np.asarray(fit)])
         slope, intercept = fit_line(fx, fy)
@@ -76,8 +77,12 @@ def scatter_panels(panels: list[dict], path, *, title: str = "", ncols: int | No
             xs = np.linspace(np.nanmin(fx), np.nanmax(fx), 10)
             ax.plot(xs, slope * xs + intercept, "r-", lw=1, label=f"slope {slope:.3g}, ρ {rho:.3f}")
         ax.set(xlabel=panel["xlabel"], ylabel=panel["ylabel"])
+        if panel.get("title"):
+            ax.set_title(panel["title"], fontsize=9)
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     fig.suptitle(title)
+    if any(panel.get("title") for panel in panels):  # keep panel titles clear of the labels above
+        fig.tight_layout(rect=(0, 0, 1, 0.96))
     _save(fig, path)

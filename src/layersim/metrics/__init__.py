@@ -41,6 +41,7 @@ from layersim.metrics.canonical import CCAResult, PWCCAResult, SVCCAResult, cca,
 from layersim.metrics.functional import (
     accuracy_difference,
     confidence_rank_correlation,
+    distribution_rank_correlation,
     jsd,
     linear_probe_accuracy,
     prediction_disagreement,
@@ -55,7 +56,7 @@ __all__ = [
     "ConstantInputError", "InvalidParameterError", "DegenerateCCAWarning",
     "linear_gram", "rbf_gram", "cka_from_gram", "linear_cka", "rbf_cka", "cca", "svcca", "pwcca",
     "procrustes", "subspace_match", "jsd", "prediction_disagreement", "accuracy_difference",
-    "linear_probe_accuracy", "confidence_rank_correlation",
+    "linear_probe_accuracy", "confidence_rank_correlation", "distribution_rank_correlation",
 ]
 
 

@@ -212,3 +212,50 @@ def confidence_rank_correlation(P, Q, labels, *, from_logits: bool = False) -> f
     if np.ptp(conf_p) == 0 or np.ptp(conf_q) == 0:
         raise MetricInputError("a model's confidence is the same on every sample: the rank correlation is undefined")
     return float(spearmanr(conf_p, conf_q).statistic)
+
+
+def distribution_rank_correlation(P, Q, *, from_logits: bool = False) -> float:
+    """Mean over samples of the Spearman rank correlation between two models' class (or action)
+    probabilities: for each sample, do the two models order the classes the same way?
+
+    ``mean_i Spearman(P[i, :], Q[i, :])`` (ties get average ranks), the thesis' rank
+    correlation of agents' action distributions (its appendix Figures 1–2). In ``[−1, 1]``; 1
+    when every sample's orderings agree. Invariant to any strictly increasing map of a row.
+
+    Parameters
+    ----------
+    P, Q : array ``(n, C)``, ``C ≥ 2``
+        Probabilities (or logits with ``from_logits=True``) of the same samples.
+    from_logits : bool
+        Apply a softmax to the rows of ``P`` and ``Q`` first.
+
+    Returns
+    -------
+    float
+        The mean of the per-sample Spearman ρ.
+
+    Raises
+    ------
+    MetricInputError
+        If a row of ``P`` or ``Q`` has all classes equal (its ranks, and ρ, are undefined).
+
+    Examples
+    --------
+    >>> P = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
+    >>> distribution_rank_correlation(P, [[0.5, 0.3, 0.2], [0.2, 0.5, 0.3]])
+    0.75
+    """
+    from scipy.stats import rankdata
+
+    P = _distributions(P, "P", from_logits)
+    Q = _distributions(Q, "Q", from_logits)
+    if P.shape != Q.shape:
+        raise SampleMismatchError(f"P is {P.shape} and Q is {Q.shape}; both must be (n_samples, n_classes)")
+    if P.shape[1] < 2:
+        raise MetricInputError(f"a rank correlation over classes needs at least 2 classes; got {P.shape[1]}")
+    rp = rankdata(P, axis=1) - (P.shape[1] + 1) / 2
+    rq = rankdata(Q, axis=1) - (P.shape[1] + 1) / 2
+    norm = np.sqrt((rp**2).sum(1) * (rq**2).sum(1))
+    if (norm == 0).any():
+        raise MetricInputError(f"{int((norm == 0).sum())} sample(s) have all classes equally likely in P or Q: their rank correlation is undefined")
+    return float(np.mean((rp * rq).sum(1) / norm))
