@@ -80,6 +80,31 @@ def test_failed_write_leaves_no_store(tmp_path):
     assert not (tmp_path / "m.zarr").exists()
 
 
+def test_failed_shard_write_is_raised_and_leaves_no_store(tmp_path, monkeypatch):
+    """A write that fails in the background writer stops the extraction with its error."""
+    rng = np.random.default_rng(4)
+    _, batches = make_batches(rng, 40, [5] * 8)
+    original = zarr.Array.__setitem__
+
+    def full_disk(self, key, value):
+        if key.start >= 20:  # the second shard
+            raise OSError("No space left on device")
+        return original(self, key, value)
+
+    monkeypatch.setattr(zarr.Array, "__setitem__", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        write_activations(tmp_path / "m.zarr", batches, sample_id=np.arange(40), labels=np.zeros(40), attrs={}, chunk_rows=5, shard_chunks=4)
+    assert not (tmp_path / "m.zarr").exists()
+
+
+def test_more_rows_than_sample_ids_is_an_error(tmp_path):
+    rng = np.random.default_rng(5)
+    _, batches = make_batches(rng, 20, [10, 10])
+    with pytest.raises(StoreError, match="more rows than the 15 sample ids"):
+        write_activations(tmp_path / "m.zarr", batches, sample_id=np.arange(15), labels=np.zeros(15), attrs={})
+    assert not (tmp_path / "m.zarr").exists()
+
+
 def test_different_sample_ids_are_not_comparable(tmp_path):
     rng = np.random.default_rng(3)
     _, batches = make_batches(rng, 20, [10, 10])

@@ -10,9 +10,9 @@ Layout of ``results/{exp}/activations/{model}-s{seed}-e{epoch}.zarr``::
     logits      (sample, class)         float32 (also listed in ``layers``)
 
 Every array is chunked along ``sample`` (``chunk_rows`` rows) and sharded (``shard_chunks``
-chunks a shard). Rows are buffered and written one whole shard at a time, so every write is
-aligned to a shard boundary and memory holds at most one shard of rows, whatever the number of
-samples. ``complete`` is set only after the last shard of every array is written; readers refuse
+chunks a shard). Rows are buffered and written one whole shard at a time (by a background
+thread, while the next rows are computed), so every write is aligned to a shard boundary and
+memory holds at most two shards of rows, whatever the number of samples. ``complete`` is set only after the last shard of every array is written; readers refuse
 a store without it.
 """
 
@@ -63,6 +63,11 @@ def write_activations(
 ) -> Path:
     """Write per-layer activations, batch by batch, into a new Zarr v3 group at ``path``.
 
+    Rows are copied into one ``(shard rows, *features)`` buffer per layer; a full shard is
+    handed to a background thread that writes it (every layer, one whole-shard write each)
+    while the next batches are computed and copied into a second set of buffers. Memory holds
+    at most two shards of rows, whatever the number of samples.
+
     Parameters
     ----------
     path : path-like
@@ -83,6 +88,8 @@ def write_activations(
     shard_chunks : int
         Chunks per shard.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     path = Path(path)
     sample_id = np.asarray(sample_id, dtype=np.int64)
     labels = np.asarray(labels, dtype=np.int64)
@@ -95,50 +102,75 @@ def write_activations(
     root.attrs.update({**dict(attrs), "layersim_version": __version__, "complete": False})
 
     arrays: dict[str, zarr.Array] = {}
-    pending: dict[str, list[np.ndarray]] = {}  # rows not yet written, per layer
-    buffered = written = shard_rows = 0
+    shapes: dict[str, tuple] = {}  # layer → feature shape
+    filling: dict[str, np.ndarray] = {}  # the shard being filled, per layer
+    spare: dict[str, np.ndarray] = {}  # the other set of buffers (written by the writer thread)
+    filled = written = shard_rows = 0
+    writer = ThreadPoolExecutor(1, thread_name_prefix="layersim-store")
+    pending = None  # the writer's current job
 
-    def flush(rows: int) -> None:
-        """Write the next ``rows`` buffered rows: one whole shard (or the last, partial one)."""
-        nonlocal buffered, written
-        for name, array in arrays.items():
-            block = np.concatenate(pending[name], axis=0)
-            array[written : written + rows] = block[:rows]
-            pending[name] = [block[rows:]] if len(block) > rows else []
-        written += rows
-        buffered -= rows
+    def create_arrays() -> None:
+        for name, feat in shapes.items():
+            dims = ("sample",) + _feature_dims(name, len(feat), dimension_names)
+            arrays[name] = root.create_array(
+                name,
+                shape=(n_total, *feat),
+                chunks=(chunk_rows, *feat),
+                shards=(shard_rows, *feat),
+                dtype="float32",
+                dimension_names=dims,
+                compressors=None,
+                fill_value=np.nan,
+                config={"write_empty_chunks": True},  # no per-chunk comparison with the fill value
+            )
 
-    for batch in batches:
-        batch = {k: np.asarray(v.detach().cpu() if hasattr(v, "detach") else v) for k, v in batch.items()}
+    def write_shard(buffers: dict[str, np.ndarray], start: int, rows: int) -> None:
         if not arrays:
-            if "logits" not in batch:
-                raise StoreError("every batch must include 'logits'")
-            chunk_rows = chunk_rows or len(next(iter(batch.values())))
-            shard_rows = chunk_rows * shard_chunks
-            for name, value in batch.items():
-                feat = value.shape[1:]
-                dims = ("sample",) + _feature_dims(name, len(feat), dimension_names)
-                arrays[name] = root.create_array(
-                    name,
-                    shape=(n_total, *feat),
-                    chunks=(chunk_rows, *feat),
-                    shards=(shard_rows, *feat),
-                    dtype="float32",
-                    dimension_names=dims,
-                    compressors=None,
-                    fill_value=np.nan,
-                )
-                pending[name] = []
-            root.attrs["layers"] = list(batch)
-        elif list(batch) != list(arrays):
-            raise StoreError("every batch must hold the same layers in the same order as the first")
-        for name, value in batch.items():
-            pending[name].append(value)
-        buffered += len(next(iter(batch.values())))
-        while buffered >= shard_rows:
-            flush(shard_rows)
-    if buffered:
-        flush(buffered)
+            create_arrays()
+        for name, array in arrays.items():
+            array[start : start + rows] = buffers[name][:rows]
+
+    def hand_over(rows: int) -> None:
+        """Give the filled buffers to the writer (after it finished the previous shard)."""
+        nonlocal pending, filling, spare, filled, written
+        if pending is not None:
+            pending.result()  # re-raises a failed write
+        pending = writer.submit(write_shard, filling, written, rows)
+        filling, spare = (spare or {k: np.empty_like(v) for k, v in filling.items()}), filling
+        written += rows
+        filled = 0
+
+    try:
+        for batch in batches:
+            batch = {k: np.asarray(v.detach().cpu() if hasattr(v, "detach") else v) for k, v in batch.items()}
+            if not shapes:
+                if "logits" not in batch:
+                    raise StoreError("every batch must include 'logits'")
+                chunk_rows = chunk_rows or len(next(iter(batch.values())))
+                shard_rows = chunk_rows * shard_chunks
+                shapes.update({name: value.shape[1:] for name, value in batch.items()})
+                filling = {name: np.empty((shard_rows, *feat), dtype=np.float32) for name, feat in shapes.items()}
+                root.attrs["layers"] = list(batch)
+            elif list(batch) != list(shapes):
+                raise StoreError("every batch must hold the same layers in the same order as the first")
+            rows = len(next(iter(batch.values())))
+            if written + filled + rows > n_total:
+                raise StoreError(f"the batches hold more rows than the {n_total} sample ids given")
+            done = 0
+            while done < rows:
+                take = min(rows - done, shard_rows - filled)
+                for name, value in batch.items():
+                    filling[name][filled : filled + take] = value[done : done + take]
+                filled += take
+                done += take
+                if filled == shard_rows:
+                    hand_over(shard_rows)
+        if filled:
+            hand_over(filled)
+        if pending is not None:
+            pending.result()
+    finally:
+        writer.shutdown(wait=True, cancel_futures=True)
     if written != n_total:
         raise StoreError(f"wrote {written} rows but {n_total} sample ids were given")
     root.create_array("sample_id", data=sample_id, dimension_names=("sample",), compressors=None)
