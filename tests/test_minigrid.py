@@ -3,6 +3,7 @@
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -205,3 +206,19 @@ def test_reduced_run_summary_and_figures(reduced):
     for name in ("cka_vs_jsd", "cka_vs_rank"):
         image = matplotlib.image.imread(reduced / "figures" / "minigrid" / f"{name}.png")
         assert image.shape[0] > 400 and image.shape[1] > 400 and image[..., :3].std() > 0.05
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("edit", "message"), [
+    ({"train_grids": [7]}, r"7 is not one of \[5, 6, 8, 16\]"),
+    ({"ppo": {"frames": 100, "lr_decay": 0.5}}, r"lr_decay"),
+    ({"seeds": [0]}, r"\[0\] is too short"),  # pairs of seeds need at least 2
+])
+def test_bad_minigrid_config_is_one_clear_error(tmp_path, edit, message):
+    import yaml
+
+    config = yaml.safe_load((REPO / "config" / "experiments" / "minigrid_reduced.yaml").read_text())
+    config["functional_papers"]["minigrid"].update(edit)
+    result = run_snakemake(tmp_path, config, "-n", check=False)
+    assert result.returncode != 0 and re.search(message, result.stdout + result.stderr), result.stderr[-2000:]
+    assert not (tmp_path / "results").exists()
