@@ -33,6 +33,8 @@ def test_default_dag_has_no_functional_paper_jobs(tmp_path):
 def test_full_dag_is_listed(tmp_path, name):
     jobs = planned_jobs(tmp_path, REPO / "config" / "experiments" / f"{name}.yaml")
     assert jobs.get("all") == 1 and len(jobs) >= 2
+    # `similarity.compare.self: false` in these configs: no self-similarity grid (nor its CKA jobs)
+    assert not {"self_similarity_grid", "similarity", "heatmap"} & set(jobs)
 
 
 def test_johnson_table(tmp_path_factory):

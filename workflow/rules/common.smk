@@ -130,7 +130,7 @@ def all_targets():
         targets += [f"{RESULTS}/figures/metrics/{a}__{b}.{FMT}" for a, b in explicit_pairs()]
     if config["functional"]:
         targets += [f"{RESULTS}/functional/{a}__{b}.json" for a, b in compared_pairs() if a != b]
-    if grid_cells()[2]:
+    if config["similarity"]["compare"]["self"] and grid_cells()[2]:
         targets.append(f"{RESULTS}/figures/self_similarity_grid.{FMT}")
     targets += paper_targets()
     targets += functional_paper_targets()  # workflow/rules/functional_papers.smk
