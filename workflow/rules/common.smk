@@ -245,6 +245,10 @@ def functional_paper_targets():
     if FP["ding"]["enabled"]:
         fp_model("ding")
         targets += [f"{RESULTS}/ding/summary.csv", f"{RESULTS}/figures/ding/layer_depth.{FMT}", f"{RESULTS}/figures/ding/pc_deletion.{FMT}"]
+    if FP["representation_sets"]["enabled"]:
+        rs_stores()
+        targets += [f"{RESULTS}/representation_sets/{name}.csv" for name in ("confusion", "per_set", "summary", "tsne")]
+        targets += [f"{RESULTS}/figures/representation_sets/{name}.{FMT}" for name in ("confusion", "tsne")]
     if FP["minigrid"]["enabled"]:  # workflow/rules/minigrid.smk
         targets += [f"{RESULTS}/minigrid/summary.csv", f"{RESULTS}/minigrid/summary.md", f"{RESULTS}/figures/minigrid/cka_vs_jsd.{FMT}", f"{RESULTS}/figures/minigrid/cka_vs_rank.{FMT}"]
     return targets
@@ -266,3 +270,50 @@ def ckpt_epochs():
         return [0]
     last = train_params(models[0])["epochs"]
     return sorted(set(range(0, last + 1, FP["checkpoints"]["every"])) | {last})
+
+
+# Helpers of workflow/rules/representation_sets.smk (thesis §3.1: representation sets, SVM, t-SNE).
+RS = FP["representation_sets"]
+RS_UNTRAINED = "untrained"
+
+
+def rs_model():
+    """The model of the representation-set experiment: a torch model under models:."""
+    model = RS["model"]
+    if model not in config["models"] or framework(model) != "torch":
+        raise ValueError(f"config functional_papers.representation_sets.model is {model!r}; it must name a torch model under models: (known: {', '.join(config['models'])})")
+    return model
+
+
+def rs_dataset(name):
+    """The datasets: entry `name` (source, transform, channels), key-sorted."""
+    if name not in RS["datasets"]:
+        raise ValueError(f"config functional_papers.representation_sets names dataset {name!r}, which is not under its datasets: (known: {', '.join(RS['datasets']) or 'none'})")
+    return sorted_params(RS["datasets"][name])
+
+
+def rs_train_dataset(trained_on):
+    """The dataset a model trains on; the untrained copies are built for the first train_on dataset."""
+    return RS["train_on"][0] if trained_on == RS_UNTRAINED else trained_on
+
+
+def rs_trained_on():
+    """Every trained_on value: the train_on datasets, then `untrained` if asked for."""
+    return list(RS["train_on"]) + ([RS_UNTRAINED] if RS["untrained"] else [])
+
+
+def rs_models_regex():
+    names = rs_trained_on() if RS["train_on"] else []
+    return "|".join(names) if names else "(?!)"
+
+
+def rs_stores():
+    """The store of every representation set, in the order trained_on, seed, tested_on."""
+    rs_model()
+    if not RS["train_on"] or not RS["test_on"]:
+        raise ValueError("config functional_papers.representation_sets needs at least one dataset in train_on and one in test_on")
+    for name in RS["train_on"] + RS["test_on"]:
+        rs_dataset(name)
+    if len(rs_trained_on()) * len(config["seeds"]) * len(RS["test_on"]) < 2:
+        raise ValueError("config functional_papers.representation_sets gives fewer than 2 representation sets; add seeds, datasets or untrained: true")
+    return [f"{RESULTS}/representation_sets/activations/{t}-s{s}__{d}.zarr" for t in rs_trained_on() for s in config["seeds"] for d in RS["test_on"]]

@@ -86,3 +86,44 @@ def scatter_panels(panels: list[dict], path, *, title: str = "", ncols: int | No
     if any(panel.get("title") for panel in panels):  # keep panel titles clear of the labels above
         fig.tight_layout(rect=(0, 0, 1, 0.96))
     _save(fig, path)
+
+
+def confusion_figure(confusion, labels: list[str], path, *, title: str = "") -> None:
+    """Row-normalised confusion matrix (row = true set, column = predicted) with its values
+    (thesis Fig. 3.1); the colour scale runs from 0 to 1."""
+    plt = _plt()
+    confusion = np.asarray(confusion, float)
+    share = confusion / confusion.sum(axis=1, keepdims=True)
+    k = len(labels)
+    size = max(5.0, 0.45 * k + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(share, cmap="viridis", vmin=0, vmax=1)
+    ax.set_xticks(range(k), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(k), labels, fontsize=7)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, f"{share[i, j]:.2f}", ha="center", va="center", fontsize=5.5, color="black" if share[i, j] > 0.6 else "white")
+    ax.set(xlabel="predicted set", ylabel="true set")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_title(title or "Confusion matrix of the SVM over representation sets")
+    _save(fig, path)
+
+
+def tsne_figure(rows: list[dict], path, *, title: str = "") -> None:
+    """One panel per test dataset of a joint 2-D t-SNE; points coloured by model (the same colour
+    in every panel), the other panels' points in light grey. ``rows``: tested_on, model, x, y."""
+    plt = _plt()
+    tests = list(dict.fromkeys(r["tested_on"] for r in rows))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    colours = plt.get_cmap("tab10" if len(models) <= 10 else "tab20")
+    xy = np.array([[r["x"], r["y"]] for r in rows], float)
+    fig, axes = plt.subplots(1, len(tests), figsize=(4.4 * len(tests), 4.4), squeeze=False)
+    for ax, test in zip(axes[0], tests):
+        ax.scatter(xy[:, 0], xy[:, 1], s=4, color="0.88", zorder=0)
+        for m, model in enumerate(models):
+            sel = np.array([r["tested_on"] == test and r["model"] == model for r in rows])
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=7, color=colours(m % colours.N), label=model, zorder=1)
+        ax.set(title=f"tested on {test}", xticks=[], yticks=[])
+    axes[0][-1].legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.02, 0.5), title="model")
+    fig.suptitle(title or "t-SNE of the representations, coloured by model")
+    _save(fig, path)
