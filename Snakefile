@@ -26,6 +26,7 @@ include: "workflow/rules/pca.smk"
 include: "workflow/rules/block_structure.smk"
 include: "workflow/rules/identification.smk"
 include: "workflow/rules/functional_papers.smk"
+include: "workflow/rules/architectures.smk"
 include: "workflow/rules/minigrid.smk"
 include: "workflow/rules/representation_sets.smk"
 

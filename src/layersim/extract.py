@@ -36,22 +36,34 @@ def extract_torch(
     attrs: dict | None = None,
     threads: int = 1,
     progress: bool = True,
+    layers: str | None = None,
 ) -> None:
     """Write every layer's output of a trained torch model over ``split`` to a Zarr store.
 
-    Layers are those of :func:`layersim.models.torch.layer_names` (``logits`` last); rows keep
+    Layers are those of :func:`layersim.models.torch.layer_names` (``logits`` last), or only
+    those matching the regex ``layers`` (``re.search``; ``logits`` is always kept); rows keep
     the order of ``split.sample_id``. Memory holds one shard of rows at a time.
     """
+    import re
+
     import torch
 
+    from layersim.errors import LayersimError
+    from layersim.models.torch import layer_names
     from layersim.train import load_torch_checkpoint
 
     torch.set_num_threads(max(1, threads))
     model, state = load_torch_checkpoint(checkpoint)
+    names = None
+    if layers is not None:
+        names = [n for n in layer_names(model) if re.search(layers, n) and n != "logits"]
+        if not names:
+            raise LayersimError(f"extract.layers {layers!r} matches no layer of {state['arch']}; its layers: {', '.join(layer_names(model))}")
+        names.append("logits")
     provenance = {"framework": "torch", "arch": state["arch"], "seed": state["seed"], "epoch": state["epoch"]}
     write_activations(
         out_path,
-        torch_layer_batches(model, split.images, batch_size, progress=progress),
+        torch_layer_batches(model, split.images, batch_size, layers=names, progress=progress),
         sample_id=split.sample_id,
         labels=split.labels,
         attrs={**provenance, **(attrs or {})},

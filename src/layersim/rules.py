@@ -109,15 +109,18 @@ def extract(smk) -> None:
         "split": "eval",
         "config_hash": config_hash(smk.params.dataset),
     }
+    layers = getattr(smk.params, "layers", None)  # config extract.layers (torch only)
     if str(smk.input.checkpoint).endswith(".keras"):
         from layersim.keras_extract import extract_keras
 
+        if layers is not None:
+            raise LayersimError(f"extract.layers applies to torch models only; {smk.wildcards.model} is a keras model (set extract.layers: null)")
         _limit_threads(smk.threads)
         extract_keras(smk.input.checkpoint, dataset.eval, smk.output.store, smk.params.batch_size, attrs, shard_chunks=smk.params.shard_chunks)
         return
     from layersim.extract import extract_torch
 
-    extract_torch(smk.input.checkpoint, dataset.eval, smk.output.store, batch_size=smk.params.batch_size, shard_chunks=smk.params.shard_chunks, attrs=attrs, threads=smk.threads)
+    extract_torch(smk.input.checkpoint, dataset.eval, smk.output.store, batch_size=smk.params.batch_size, shard_chunks=smk.params.shard_chunks, attrs=attrs, threads=smk.threads, layers=layers)
 
 
 @_rule

@@ -245,6 +245,10 @@ def functional_paper_targets():
     if FP["ding"]["enabled"]:
         fp_model("ding")
         targets += [f"{RESULTS}/ding/summary.csv", f"{RESULTS}/figures/ding/layer_depth.{FMT}", f"{RESULTS}/figures/ding/pc_deletion.{FMT}"]
+    if FP["architectures"]["enabled"]:  # workflow/rules/architectures.smk
+        arch_models()
+        targets += [f"{RESULTS}/architectures/{name}" for name in ("pairs.csv", "correlations.csv", "correlations.md")]
+        targets.append(f"{RESULTS}/figures/architectures/metric_vs_function.{FMT}")
     if FP["representation_sets"]["enabled"]:
         rs_stores()
         targets += [f"{RESULTS}/representation_sets/{name}.csv" for name in ("confusion", "per_set", "summary", "tsne")]
@@ -270,6 +274,20 @@ def ckpt_epochs():
         return [0]
     last = train_params(models[0])["epochs"]
     return sorted(set(range(0, last + 1, FP["checkpoints"]["every"])) | {last})
+
+
+# Helpers of workflow/rules/architectures.smk (thesis §3.3, Table 3.1).
+
+
+def arch_models():
+    """The torch models of the architectures experiment (all of models: when none are listed)."""
+    models = FP["architectures"]["models"] or list(config["models"])
+    for m in models:
+        if m not in config["models"] or framework(m) != "torch":
+            raise ValueError(f"config functional_papers.architectures.models names {m!r}, which is not a torch model under models: (known: {', '.join(config['models'])})")
+    if len(models) * len(config["seeds"]) < 2:
+        raise ValueError("config functional_papers.architectures compares pairs of instances: it needs at least 2 (models × seeds)")
+    return models
 
 
 # Helpers of workflow/rules/representation_sets.smk (thesis §3.1: representation sets, SVM, t-SNE).

@@ -1,0 +1,180 @@
+"""Metric vs function across architectures (thesis §3.3, Fig. 3.4, Table 3.1).
+
+Every pair of model instances (architectures × seeds, all trained on the same task, so their
+outputs have the same classes) is one point: a representational similarity of one comparable
+layer — by default ``pool``, each model's pooled features before its classifier, the thesis'
+final-layer features — against the functional similarity of the outputs: the mean JSD of the
+predicted distributions (bits) and the Spearman rank correlation of the per-sample confidence
+in the true class. Pairs of untrained copies (seeded initialisations, the thesis' red points)
+are a second group; the correlations of Table 3.1 are over the trained pairs only, as in the
+thesis (also reported with the untrained pairs included).
+
+:func:`pair_rows` computes the points from activation stores, :func:`correlation_rows` the
+table (one row per metric × functional measure: Spearman ρ, least-squares slope and intercept).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from itertools import combinations
+
+import numpy as np
+
+from layersim.errors import LayersimError
+
+log = logging.getLogger("layersim")
+
+FUNCTIONAL = ("jsd_bits", "rank_correlation")
+"""The functional measures on the y axis: mean JSD (bits) and confidence rank correlation."""
+
+THESIS_TABLE_3_1 = {("linear_cka", "jsd_bits"): -0.75, ("linear_cka", "rank_correlation"): 0.703}
+"""Table 3.1, "Cifar: trained nets": Spearman ρ of CKA vs JSD and of CKA vs rank correlation."""
+
+_INSTANCE = re.compile(r"^(?P<model>.+)-s(?P<seed>\d+)-e(?P<epoch>\d+)$")
+
+
+class ArchitecturesError(LayersimError):
+    """Inputs of the architectures experiment that cannot be compared."""
+
+
+def _parse(name: str) -> tuple[str, int, int]:
+    m = _INSTANCE.match(name)
+    if not m:
+        raise ArchitecturesError(f"store name {name!r} is not <model>-s<seed>-e<epoch>")
+    return m["model"], int(m["seed"]), int(m["epoch"])
+
+
+def _read(store, layer: str, rows: slice):
+    if layer not in store.layers:
+        raise ArchitecturesError(
+            f"store {store.path} has no layer {layer!r} (functional_papers.architectures.layer); "
+            f"its layers end with: {', '.join(store.layers[-6:])}"
+        )
+    return store.read(layer, rows)
+
+
+def _metric(name: str, X, Y, where: str) -> float:
+    """One metric of :data:`layersim.metrics.METRICS`; an undefined value is NaN, said in the log."""
+    from layersim.metrics import METRICS, DegenerateCCAWarning, MetricInputError
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DegenerateCCAWarning)
+            value = float(METRICS[name](X, Y))
+        for w in caught:
+            log.warning("%s, %s: %s", where, name, w.message)
+    except MetricInputError as err:
+        log.warning("%s, %s: undefined (%s); NaN in the table", where, name, err)
+        return float("nan")
+    return value
+
+
+def pair_rows(groups: dict[str, list[str]], *, layer: str = "pool", metrics: list[str], max_samples: int | None = None) -> list[dict]:
+    """One row per unordered pair of distinct stores within each group.
+
+    Parameters
+    ----------
+    groups : dict
+        Group name (e.g. ``"trained"``, ``"untrained"``) → paths of activation stores named
+        ``<model>-s<seed>-e<epoch>``; pairs are formed within a group, never across.
+    layer : str
+        The layer compared (present in every store).
+    metrics : list of str
+        Names of :data:`layersim.metrics.METRICS`.
+    max_samples : int, optional
+        Use only the first N evaluation samples.
+
+    Returns
+    -------
+    list of dict
+        ``group, a, b, model_a, model_b, seed_a, seed_b, same_model, <metric>..., jsd_bits,
+        rank_correlation, disagreement, accuracy_a, accuracy_b``.
+    """
+    from layersim.metrics import METRICS, MetricInputError, confidence_rank_correlation, jsd, prediction_disagreement
+    from layersim.metrics.functional import softmax
+    from layersim.store import ActivationStore, check_comparable
+
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ArchitecturesError(f"unknown metrics {unknown} in functional_papers.architectures.metrics; known: {', '.join(sorted(METRICS))}")
+    rows_ = slice(0, max_samples)
+    rows, reference = [], None
+    for group, paths in groups.items():
+        loaded = []
+        for path in paths:
+            store = ActivationStore(path)
+            if reference is None:
+                reference = store
+            check_comparable(store, reference)
+            loaded.append((store.name, _read(store, layer, rows_), softmax(store.read("logits", rows_)), store.labels[rows_]))
+        for (name_a, xa, pa, labels), (name_b, xb, pb, _) in combinations(loaded, 2):
+            model_a, seed_a, _ = _parse(name_a)
+            model_b, seed_b, _ = _parse(name_b)
+            where = f"{group} pair {name_a} vs {name_b}"
+            row = {"group": group, "a": name_a, "b": name_b, "model_a": model_a, "model_b": model_b, "seed_a": seed_a, "seed_b": seed_b, "same_model": model_a == model_b}
+            row.update({m: _metric(m, xa, xb, where) for m in metrics})
+            try:
+                rank = confidence_rank_correlation(pa, pb, labels)
+            except MetricInputError as err:
+                log.warning("%s, rank_correlation: undefined (%s); NaN in the table", where, err)
+                rank = float("nan")
+            row.update(
+                jsd_bits=jsd(pa, pb),
+                rank_correlation=rank,
+                disagreement=prediction_disagreement(pa, pb),
+                accuracy_a=float((pa.argmax(1) == labels).mean()),
+                accuracy_b=float((pb.argmax(1) == labels).mean()),
+            )
+            rows.append(row)
+    if not rows:
+        raise ArchitecturesError("no pair to compare: the architectures experiment needs at least two model instances (models × seeds)")
+    return rows
+
+
+def correlation_rows(pairs: list[dict], metrics: list[str], *, fit_group: str = "trained") -> list[dict]:
+    """Table 3.1: one row per metric × functional measure over the ``fit_group`` pairs.
+
+    ``spearman_rho``, ``slope`` and ``intercept`` (least squares, functional measure on the
+    metric) over the pairs of ``fit_group``; ``spearman_rho_all`` over every pair; ``n_pairs``
+    counts the pairs where both values are defined. ``thesis_rho`` is Table 3.1's value where it
+    has one (CKA only), else empty.
+    """
+    from layersim.experiments.common import fit_line, spearman
+    from layersim.metrics import METRIC_KIND
+
+    fit = [p for p in pairs if p["group"] == fit_group]
+    out = []
+    for metric in metrics:
+        for measure in FUNCTIONAL:
+            x, y = np.array([p[metric] for p in fit], float), np.array([p[measure] for p in fit], float)
+            slope, intercept = fit_line(x, y)
+            out.append(
+                {
+                    "metric": metric,
+                    "kind": METRIC_KIND[metric],
+                    "functional": measure,
+                    "n_pairs": int(np.sum(np.isfinite(x) & np.isfinite(y))),
+                    "spearman_rho": spearman(x, y),
+                    "slope": slope,
+                    "intercept": intercept,
+                    "spearman_rho_all": spearman([p[metric] for p in pairs], [p[measure] for p in pairs]),
+                    "thesis_rho": THESIS_TABLE_3_1.get((metric, measure), ""),
+                }
+            )
+    return out
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The correlation table as Markdown (3 decimals; NaN shown as "undefined")."""
+
+    def fmt(v):
+        if isinstance(v, float):
+            return "undefined" if not np.isfinite(v) else f"{v:.3f}"
+        return str(v) if v != "" else "—"
+
+    keys = ["metric", "kind", "functional", "n_pairs", "spearman_rho", "slope", "spearman_rho_all", "thesis_rho"]
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
