@@ -231,4 +231,29 @@ def test_reduced_correlation_table_and_figure(reduced):
     import matplotlib.image
 
     image = matplotlib.image.imread(reduced / "figures" / "architectures" / "metric_vs_function.png")
-    assert image.shape[0] > 600 and image.shape[1] > 1000 and image[..., :3].std() > 0.05
+    assert image.shape[0] > 1500 and image.shape[1] > 800 and image[..., :3].std() > 0.05  # 5 rows (metrics) × 2 panels
+
+
+def test_extract_layers_keeps_only_the_matching_layers_and_logits(tmp_path):
+    import torch
+
+    from layersim.data import Split
+    from layersim.errors import LayersimError
+    from layersim.extract import extract_torch
+    from layersim.models.torch import build_torch_model
+    from layersim.store import ActivationStore
+
+    arch = {"family": "mobilenetv2", "depth": 53, "width": 0.125}
+    torch.manual_seed(0)
+    model = build_torch_model(arch, num_classes=3, in_channels=1)
+    torch.save({"state_dict": model.state_dict(), "arch": arch, "num_classes": 3, "in_channels": 1, "seed": 0, "epoch": 0}, tmp_path / "m.pt")
+    images = np.random.default_rng(0).random((10, 1, 8, 8), dtype=np.float32)
+    split = Split(images, np.arange(10) % 3, np.arange(10))
+    extract_torch(tmp_path / "m.pt", split, tmp_path / "m.zarr", batch_size=5, progress=False, layers="^pool$")
+    store = ActivationStore(tmp_path / "m.zarr")
+    assert store.layers == ["pool", "logits"]
+    with torch.no_grad():
+        expected = model.eval()(torch.from_numpy(images)).numpy()
+    np.testing.assert_allclose(store.read("logits"), expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(LayersimError, match="extract.layers 'nope' matches no layer"):
+        extract_torch(tmp_path / "m.pt", split, tmp_path / "n.zarr", batch_size=5, progress=False, layers="nope")

@@ -50,7 +50,7 @@ def _read(store, layer: str, rows: slice):
     if layer not in store.layers:
         raise ArchitecturesError(
             f"store {store.path} has no layer {layer!r} (functional_papers.architectures.layer); "
-            f"its layers end with: {', '.join(store.layers[-6:])}"
+            f"its layers end with: {', '.join(store.layers[-6:])} (extract.layers must keep the layer)"
         )
     return store.read(layer, rows)
 

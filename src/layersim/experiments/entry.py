@@ -262,7 +262,7 @@ def architectures_pairs(smk) -> None:
 @_rule
 def architectures_summary(smk) -> None:
     """Rule ``architectures_summary``: the pairs → Table 3.1 (CSV + Markdown) and the scatter
-    figure (metric vs JSD and vs rank correlation, one row of panels per metric)."""
+    figure (one row per metric: the metric against JSD and against rank correlation)."""
     from layersim.experiments.architectures import FUNCTIONAL, correlation_rows, markdown_table
     from layersim.experiments.common import _write_text, read_csv, write_csv
     from layersim.experiments.figures import scatter_panels
@@ -287,7 +287,7 @@ def architectures_summary(smk) -> None:
         for m in metrics
         for f in FUNCTIONAL
     ]
-    scatter_panels(panels, smk.output.figure, ncols=len(FUNCTIONAL) * 2 if len(metrics) > 1 else len(FUNCTIONAL), title="Representational vs functional similarity across architectures (thesis Fig. 3.4); line and ρ over the trained pairs")
+    scatter_panels(panels, smk.output.figure, ncols=len(FUNCTIONAL), title="Representational vs functional similarity across architectures (thesis Fig. 3.4); line and ρ over the trained pairs")
 
 
 __all__ += ["architectures_init", "architectures_pairs", "architectures_summary"]
