@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from metric_reference import cca_rho, jsd as ref_jsd, linear_cka as ref_cka, procrustes as ref_procrustes, pwcca as ref_pwcca
 from scipy.stats import rankdata
-from workflow_runner import REPO, planned_jobs, run_snakemake
+from workflow_runner import REPO, planned_jobs, run_experiment, run_snakemake
 
 from layersim.experiments.architectures import THESIS_TABLE_3_1, ArchitecturesError, correlation_rows, pair_rows
 from layersim.experiments.common import read_csv
@@ -176,9 +176,7 @@ def test_config_naming_an_unknown_model_is_refused(tmp_path):
 
 @pytest.fixture(scope="module")
 def reduced(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("architectures_reduced")
-    run_snakemake(workdir, REPO / "config" / "experiments" / "architectures_reduced.yaml")
-    return workdir / "results" / "architectures_reduced"
+    return run_experiment(tmp_path_factory, "architectures_reduced")
 
 
 @pytest.mark.slow

@@ -4,17 +4,11 @@ and the contents of their tables and figures."""
 import math
 
 import pytest
-from workflow_runner import REPO, planned_jobs, run_snakemake
+from workflow_runner import REPO, planned_jobs, run_experiment
 
 from layersim.experiments.common import read_csv
 
 pytestmark = pytest.mark.slow
-
-
-def run(tmp_path_factory, name):
-    workdir = tmp_path_factory.mktemp(name)
-    run_snakemake(workdir, REPO / "config" / "experiments" / f"{name}.yaml")
-    return workdir / "results" / name
 
 
 def image_ok(path):
@@ -38,7 +32,7 @@ def test_full_dag_is_listed(tmp_path, name):
 
 
 def test_johnson_table(tmp_path_factory):
-    results = run(tmp_path_factory, "johnson2019_reduced")
+    results = run_experiment(tmp_path_factory, "johnson2019_reduced")
     rows = {r["construction"]: r for r in read_csv(results / "johnson" / "table.csv")}
     printed, corrected, six = rows["printed"], rows["corrected"], rows["corrected_6"]
     # as printed: the outputs differ and the hidden layers DO match ({1,2} vs {1}, 3/4)
@@ -52,7 +46,7 @@ def test_johnson_table(tmp_path_factory):
 
 
 def test_existence_table(tmp_path_factory):
-    results = run(tmp_path_factory, "existence_reduced")
+    results = run_experiment(tmp_path_factory, "existence_reduced")
     rows = read_csv(results / "existence" / "table.csv")
     assert [r["d_ratio"] for r in rows] == pytest.approx([i / 10 for i in range(10)])
     for r in rows:
@@ -67,7 +61,7 @@ def test_existence_table(tmp_path_factory):
 
 
 def test_checkpoints_over_training(tmp_path_factory):
-    results = run(tmp_path_factory, "checkpoints_reduced")
+    results = run_experiment(tmp_path_factory, "checkpoints_reduced")
     rows = read_csv(results / "checkpoints" / "summary.csv")
     assert {r["model"] for r in rows} == {"lr0p1", "lr0p01", "lr0p001"}
     for model in ("lr0p1", "lr0p01", "lr0p001"):
@@ -84,7 +78,7 @@ def test_checkpoints_over_training(tmp_path_factory):
 
 
 def test_ding_benchmark(tmp_path_factory):
-    results = run(tmp_path_factory, "ding2021_reduced")
+    results = run_experiment(tmp_path_factory, "ding2021_reduced")
     summary = read_csv(results / "ding" / "summary.csv")
     assert {(r["benchmark"], r["metric"]) for r in summary} == {(b, m) for b in ("layer_depth", "pc_deletion") for m in ("linear_cka", "pwcca", "procrustes")}
     for r in summary:

@@ -11,7 +11,7 @@ import torch
 from metric_reference import jsd as reference_jsd
 from metric_reference import linear_cka as reference_cka
 from scipy.stats import spearmanr
-from workflow_runner import REPO, planned_jobs, run_snakemake
+from workflow_runner import REPO, planned_jobs, run_experiment, run_snakemake
 
 from layersim import rl
 from layersim.errors import LayersimError
@@ -138,9 +138,7 @@ def test_full_dag_is_listed(tmp_path):
 
 @pytest.fixture(scope="module")
 def reduced(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("minigrid_reduced")
-    run_snakemake(workdir, REPO / "config" / "experiments" / "minigrid_reduced.yaml")
-    return workdir / "results" / "minigrid_reduced"
+    return run_experiment(tmp_path_factory, "minigrid_reduced")
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import yaml
-from workflow_runner import REPO, planned_jobs, run_snakemake
+from workflow_runner import REPO, planned_jobs, run_experiment, run_snakemake
 
 from layersim.data import DatasetError
 from layersim.experiments import representation_sets as rs
@@ -132,9 +132,7 @@ def test_bad_config_is_one_clear_error(tmp_path, change, message):
 
 @pytest.fixture(scope="module")
 def reduced(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("representation_sets_reduced")
-    run_snakemake(workdir, REDUCED)
-    return workdir / "results" / "representation_sets_reduced"
+    return run_experiment(tmp_path_factory, "representation_sets_reduced")
 
 
 def _cfg():

@@ -33,3 +33,10 @@ def planned_jobs(workdir: Path, config: dict | Path, *args: str) -> dict[str, in
         return {}
     table = text[text.index("Job stats:") :]
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
+
+
+def run_experiment(tmp_path_factory, name: str) -> Path:
+    """Run ``config/experiments/<name>.yaml`` in a fresh directory; returns its ``results/<name>``."""
+    workdir = tmp_path_factory.mktemp(name)
+    run_snakemake(workdir, REPO / "config" / "experiments" / f"{name}.yaml")
+    return workdir / "results" / name
