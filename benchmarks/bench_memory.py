@@ -20,15 +20,24 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import N, STANDARD_SHAPES  # noqa: E402
 
+# Peak RSS is the child's VmHWM (/proc/self/status): unlike getrusage's ru_maxrss, which Linux
+# carries across fork + exec (so a child would report at least its parent's RSS at the fork),
+# VmHWM belongs to the child's own address space.
 CHILD = """
-import json, resource, sys, warnings
+import json, sys, warnings
 import numpy as np
 from layersim.engine import compare_stores
+
+def vm_hwm_kib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+
 warnings.simplefilter("ignore")
 paths = json.loads(sys.argv[1])
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = vm_hwm_kib()
 out = compare_stores(paths, [("a", "b")], batch_size=256, passes=1, threads=2, cache_mb=0, progress=False)
-print(json.dumps({"imports_kib": before, "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "batches": out[("a", "b")].attrs["n_batches"]}))
+print(json.dumps({"imports_kib": before, "peak_kib": vm_hwm_kib(), "batches": out[("a", "b")].attrs["n_batches"]}))
 """
 
 

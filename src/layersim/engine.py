@@ -479,6 +479,28 @@ def _layer_blocks(sizes: Sequence[int], block: int, min_blocks: int = 1) -> list
 
 
 _STORES: dict[tuple, object] = {}
+_MMAP_THRESHOLD_SET = False
+
+
+def _release_freed_blocks_to_the_os() -> None:
+    """Out of core, every task allocates and frees shard-sized read buffers (MiBs). glibc's
+    malloc raises its mmap threshold after each such free (up to 32 MiB) and then keeps those
+    blocks in per-thread arenas, so the RSS grows with the number of minibatches (measured
+    1.44× at 4× the samples). A fixed 1 MiB threshold (``mallopt(M_MMAP_THRESHOLD)``) maps
+    every large buffer and unmaps it when freed: RSS stays flat (1.05×). Process-wide, set
+    once; a no-op where libc has no ``mallopt`` (not glibc)."""
+    global _MMAP_THRESHOLD_SET
+    if _MMAP_THRESHOLD_SET:
+        return
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD = -3 (malloc.h)
+    except (OSError, AttributeError):
+        pass
+    _MMAP_THRESHOLD_SET = True
 
 
 def _open_store(path: str, cache_bytes: int = 0):
@@ -607,6 +629,8 @@ def compare_stores(
     used = sorted({m for pair in pairs for m in pair}, key=list(stores).index)
     cache_bytes = int(cache_mb * 2**20)
     opened = {name: _open_store(str(stores[name]), cache_bytes) for name in used}
+    if not all(store.cached for store in opened.values()):
+        _release_freed_blocks_to_the_os()
     first = opened[used[0]]
     for name in used[1:]:
         check_comparable(first, opened[name])
