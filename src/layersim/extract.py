@@ -42,7 +42,7 @@ def extract_torch(
 
     Layers are those of :func:`layersim.models.torch.layer_names` (``logits`` last), or only
     those matching the regex ``layers`` (``re.search``; ``logits`` is always kept); rows keep
-    the order of ``split.sample_id``. Memory holds one shard of rows at a time.
+    the order of ``split.sample_id``. Memory holds at most two shards of rows (one being written).
     """
     import re
 
