@@ -60,7 +60,7 @@ def main(quick: bool) -> None:
 
     threads = default_threads()
     results = {}
-    for _ in range(repeat):  # interleaved, best of each
+    for _ in range(2 * repeat):  # interleaved, best of each (these runs are short: 6 each, ~1.5 s a run)
         for label, t in ((f"layer-parallel ({threads} threads × 1 BLAS thread)", threads), ("sequential (1 thread × all BLAS threads)", 1)):
             results.setdefault(label, []).append(best_of(lambda t=t: engine_run(batches_a, batches_b, t), 1))
     for label, times in results.items():
