@@ -39,6 +39,14 @@ def _init_convs(model: nn.Module) -> None:
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
 
+def _add_classifier(model: nn.Module, features: int, num_classes: int) -> None:
+    """The ending every family shares: ``pool`` (global average pooling, flattened), ``logits``
+    (linear), then the convolutions' initialisation."""
+    model.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    model.logits = nn.Linear(features, num_classes)
+    _init_convs(model)
+
+
 class BasicBlock(nn.Module):
     """Two 3×3 conv + BN layers with a residual connection; ``relu2`` follows the addition."""
 
@@ -90,9 +98,7 @@ class CifarResNet(nn.Module):
                 blocks[f"block{b}"] = BasicBlock(in_ch, out_ch, stride)
                 in_ch = out_ch
             setattr(self, f"stage{s}", nn.Sequential(blocks))
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.logits = nn.Linear(in_ch, num_classes)
-        _init_convs(self)
+        _add_classifier(self, in_ch, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
@@ -130,9 +136,7 @@ class Tiny10(nn.Module):
             block = OrderedDict(conv=nn.Conv2d(in_ch, out_ch, kernel, stride, padding, bias=False), bn=nn.BatchNorm2d(out_ch), relu=nn.ReLU())
             setattr(self, f"layer{i}", nn.Sequential(block))
             in_ch = out_ch
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.logits = nn.Linear(in_ch, num_classes)
-        _init_convs(self)
+        _add_classifier(self, in_ch, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if min(x.shape[-2:]) < 9:
@@ -218,9 +222,7 @@ class CifarVGG(nn.Module):
             layers["maxpool"] = nn.MaxPool2d(2)
             setattr(self, f"stage{s}", nn.Sequential(layers))
         self.num_stages = len(self.CONFIGS[depth])
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.logits = nn.Linear(in_ch, num_classes)
-        _init_convs(self)
+        _add_classifier(self, in_ch, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_side(self, x)
@@ -258,9 +260,7 @@ class CifarResNet4(nn.Module):
                 blocks[f"block{b}"] = BasicBlock(in_ch, out_ch, 2 if (s > 1 and b == 1) else 1)
                 in_ch = out_ch
             setattr(self, f"stage{s}", nn.Sequential(blocks))
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.logits = nn.Linear(in_ch, num_classes)
-        _init_convs(self)
+        _add_classifier(self, in_ch, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_side(self, x)
@@ -297,9 +297,7 @@ class CifarMobileNet(nn.Module):
             layers.update(_conv_bn_relu(in_ch, out_ch, 1, prefix="pw_"))
             setattr(self, f"block{i}", nn.Sequential(layers))
             in_ch = out_ch
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.logits = nn.Linear(in_ch, num_classes)
-        _init_convs(self)
+        _add_classifier(self, in_ch, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_side(self, x)
@@ -370,9 +368,7 @@ class CifarMobileNetV2(nn.Module):
         self.num_blocks = i
         head_ch = _channels(1280, width)
         self.head = nn.Sequential(_conv_bn_relu(in_ch, head_ch, 1))
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.logits = nn.Linear(head_ch, num_classes)
-        _init_convs(self)
+        _add_classifier(self, head_ch, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_side(self, x)
