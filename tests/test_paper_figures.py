@@ -37,20 +37,23 @@ def test_identification_needs_two_seeds(tmp_path):
     assert result.returncode != 0 and "at least 2" in result.stdout + result.stderr
 
 
-@pytest.fixture(scope="module")
-def nguyen(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("nguyen")
-    config = load("nguyen2021_reduced")
+def run_reduced(tmp_path_factory, name: str) -> tuple[Path, dict]:
+    """Run an experiment's config in a fresh directory; returns the directory and the config
+    (the rerun tests change the config and dry-run it there again)."""
+    workdir = tmp_path_factory.mktemp(name)
+    config = load(name)
     run_snakemake(workdir, config)
     return workdir, config
+
+
+@pytest.fixture(scope="module")
+def nguyen(tmp_path_factory):
+    return run_reduced(tmp_path_factory, "nguyen2021_reduced")
 
 
 @pytest.fixture(scope="module")
 def kornblith(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("kornblith")
-    config = load("kornblith2019_reduced")
-    run_snakemake(workdir, config)
-    return workdir, config
+    return run_reduced(tmp_path_factory, "kornblith2019_reduced")
 
 
 def _image(path):

@@ -12,8 +12,8 @@ Layout of ``results/{exp}/activations/{model}-s{seed}-e{epoch}.zarr``::
 Every array is chunked along ``sample`` (``chunk_rows`` rows) and sharded (``shard_chunks``
 chunks a shard). Rows are buffered and written one whole shard at a time (by a background
 thread, while the next rows are computed), so every write is aligned to a shard boundary and
-memory holds at most two shards of rows, whatever the number of samples. ``complete`` is set only after the last shard of every array is written; readers refuse
-a store without it.
+memory holds at most two shards of rows, whatever the number of samples. ``complete`` is set
+only after the last shard of every array is written; readers refuse a store without it.
 """
 
 from __future__ import annotations
