@@ -6,7 +6,10 @@ limit measured in this run, the engine's time (in-memory accumulator, both threa
 and compare_stores from Zarr stores) as a multiple of it, its max error against a float64
 reference, the ratio to the seed-style code, and the seed's own ResNet50 vs ResNet101 case.
 
-    .venv/bin/python benchmarks/bench_engine.py [--quick]
+    .venv/bin/python benchmarks/bench_engine.py [--quick] [--device cuda]
+
+``--device cuda``: the same figures on a GPU (torch backend, activations already on the GPU;
+the limit from the GPU's float32 GEMM rate without TF32; the naive code stays on the CPU).
 """
 
 from __future__ import annotations
@@ -43,6 +46,105 @@ def naive_time(batches_a, batches_b, n_pairs, rng):
     return (time.perf_counter() - start) / n_pairs
 
 
+def store_figures(batches_a, batches_b, limit, *, repeat, threads, device=None):
+    """compare_stores from Zarr stores (4 batches of 256 = one pass over 1024 samples): cached
+    and out of core, with its max error against a float64 reference. Returns the activations
+    concatenated per layer."""
+    import warnings
+
+    from layersim import engine
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        for name, batches in (("a", batches_a), ("b", batches_b)):
+            names = [f"l{i}" for i in range(len(STANDARD_SHAPES))]
+            rows = [{**{k: v for k, v in zip(names, layers)}, "logits": np.zeros((N, 10), np.float32)} for layers in batches]
+            paths[name] = str(write_activations(Path(tmp) / f"{name}.zarr", rows, sample_id=np.arange(N * BATCHES), labels=np.zeros(N * BATCHES), attrs={}))
+        # the reference for the store's own minibatches (logits are constant: excluded)
+        full = {name: [np.concatenate([b[i] for b in batches]) for i in range(len(STANDARD_SHAPES))] for name, batches in (("a", batches_a), ("b", batches_b))}
+        sel = minibatch_rows(N * BATCHES, N, 1)
+        ref_store = reference_cka64([[x[r] for x in full["a"]] for r in sel], [[x[r] for x in full["b"]] for r in sel])
+
+        def run(cache_mb):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the constant logits layer is reported undefined
+                return compare_stores(paths, [("a", "b")], batch_size=N, passes=1, threads=threads, cache_mb=cache_mb, progress=False, device=device)
+
+        gib = 2 * sum(int(np.prod(s)) for s in STANDARD_SHAPES) * N * BATCHES * 4 / 2**30
+        where = f", on {device}" if device else ""
+        for cache_mb, label in ((1024, "cached stores"), (0, "out of core, cache_mb=0")):
+            cold, warm = [], []
+            for _ in range(repeat):
+                engine._STORES.clear()  # forget the cache: the first call reads the stores
+                start = time.perf_counter()
+                out = run(cache_mb)
+                cold.append(time.perf_counter() - start)
+                if cache_mb:
+                    warm.append(best_of(lambda: run(cache_mb), 1))
+            err = np.abs(out[("a", "b")]["cka"].values[:-1, :-1] - ref_store).max()
+            line = f"engine, compare_stores from Zarr ({label}, {threads} Dask threads{where}): {min(cold):.3f} s = {min(cold) / limit:.2f}× limit including reading {gib:.2f} GiB"
+            if warm:
+                line += f"; {min(warm):.3f} s = {min(warm) / limit:.2f}× limit once cached"
+            print(line + f"; max error {err:.2e}")
+    return full
+
+
+def torch_gemm_rates(device: str, size: int = 4096, repeat: int = 10) -> dict[str, float]:
+    """GFLOP/s of a ``size``² matmul on a torch device, float32 (no TF32) and float64."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    rates = {}
+    for dtype in (torch.float32, torch.float64):
+        a, b = (torch.rand(size, size, device=device, dtype=dtype) for _ in range(2))
+
+        def product():
+            a @ b
+            torch.cuda.synchronize(device)
+
+        product()
+        rates[f"torch {str(dtype).split('.')[1]}"] = 2 * size**3 / best_of(product, repeat) / 1e9
+    return rates
+
+
+def main_device(device: str, quick: bool) -> None:
+    """The engine on a GPU, from activations already there."""
+    import torch
+
+    print_facts(machine_facts())
+    print(f"device: {device} ({torch.cuda.get_device_name(device)}), torch {torch.__version__}")
+    rates = torch_gemm_rates(device)
+    print("GEMM 4096² GFLOP/s on the device: " + ", ".join(f"{k} {v:.0f}" for k, v in rates.items()))
+    r32 = rates["torch float32"]
+    flops = workload_flops(STANDARD_SHAPES, STANDARD_SHAPES)
+    limit = flops / (r32 * 1e9)
+    print(f"standard workload: {flops / 1e9:.1f} GFLOP (Grams as ?syrk n²p + all-pairs products) → limit {limit * 1e3:.2f} ms at {r32:.0f} GFLOP/s float32 (torch has no syrk: its Gram is a GEMM, 2n²p)")
+    batches_a = make_model_activations(STANDARD_SHAPES, seed=0)
+    batches_b = make_model_activations(STANDARD_SHAPES, seed=1)
+    ref = reference_cka64(batches_a, batches_b)
+    on = [[[torch.from_numpy(x).to(device) for x in layers] for layers in batches] for batches in (batches_a, batches_b)]
+    cka = engine_run(*on, None)  # warm-up; compute() returns to the host, so every run is synchronised
+    t = best_of(lambda: engine_run(*on, None), 5 if quick else 20)
+    print(f"engine, in-memory MinibatchCKA.update (torch backend on {device}): {t * 1e3:.2f} ms = {t / limit:.2f}× limit; max |CKA − float64 reference| {np.abs(cka - ref).max():.2e}")
+    t_cpu = best_of(lambda: engine_run(batches_a, batches_b, None), 2)
+    print(f"  the same on this machine's CPU (numpy engine, {default_threads()} threads): {t_cpu:.3f} s → the GPU is {t_cpu / t:.0f}× faster")
+    store_figures(batches_a, batches_b, limit, repeat=1, threads=default_threads(), device=device)
+    rng = np.random.default_rng(0)
+    per_pair = naive_time(batches_a, batches_b, 6 if quick else 16, rng)
+    naive_total = per_pair * len(STANDARD_SHAPES) ** 2 * BATCHES
+    print(f"seed-style naive code (CPU, numpy float64): {per_pair * 1e3:.0f} ms per layer pair and batch → {naive_total:.0f} s extrapolated; engine on {device} is {naive_total / t:.0f}× faster")
+    del on, batches_a, batches_b
+    shapes = seed_shapes()
+    rng = np.random.default_rng(1)
+    acts = {name: [np.maximum(rng.standard_normal((N, *s), dtype=np.float32) + 0.3, 0) for s in shp] for name, shp in shapes.items()}
+    a, b = ([torch.from_numpy(x).to(device) for x in acts[name]] for name in ("resnet50", "resnet101"))
+    engine_run([a], [b], None)
+    ours = best_of(lambda: engine_run([a], [b], None), 3)
+    per_pair = naive_time([acts["resnet50"]], [acts["resnet101"]], 4 if quick else 12, rng)
+    total = per_pair * len(a) * len(b)
+    print(f"seed case ResNet50 ({len(a)} layers) vs ResNet101 ({len(b)} layers), 32×32, 1 batch of 256: engine on {device} {ours:.3f} s; naive (CPU) {per_pair * 1e3:.0f} ms/pair × {len(a) * len(b)} pairs = {total:.0f} s (extrapolated from a random sample of pairs) → {total / ours:.0f}× faster")
+
+
 def main(quick: bool) -> None:
     repeat = 2 if quick else 3
     facts = machine_facts()
@@ -69,41 +171,7 @@ def main(quick: bool) -> None:
     cka = engine_run(batches_a, batches_b, None)
     print(f"  max |CKA − float64 reference| (float32 engine): {np.abs(cka - ref).max():.2e}")
 
-    # compare_stores from Zarr stores (4 batches of 256 = one pass over 1024 samples)
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = {}
-        for name, batches in (("a", batches_a), ("b", batches_b)):
-            names = [f"l{i}" for i in range(len(STANDARD_SHAPES))]
-            rows = [{**{k: v for k, v in zip(names, layers)}, "logits": np.zeros((N, 10), np.float32)} for layers in batches]
-            paths[name] = str(write_activations(Path(tmp) / f"{name}.zarr", rows, sample_id=np.arange(N * BATCHES), labels=np.zeros(N * BATCHES), attrs={}))
-        # the reference for the store's own minibatches (logits are constant: excluded)
-        full = {name: [np.concatenate([b[i] for b in batches]) for i in range(len(STANDARD_SHAPES))] for name, batches in (("a", batches_a), ("b", batches_b))}
-        sel = minibatch_rows(N * BATCHES, N, 1)
-        ref_store = reference_cka64([[x[r] for x in full["a"]] for r in sel], [[x[r] for x in full["b"]] for r in sel])
-        import warnings
-
-        from layersim import engine
-
-        def run(cache_mb):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the constant logits layer is reported undefined
-                return compare_stores(paths, [("a", "b")], batch_size=N, passes=1, threads=threads, cache_mb=cache_mb, progress=False)
-
-        gib = 2 * sum(int(np.prod(s)) for s in STANDARD_SHAPES) * N * BATCHES * 4 / 2**30
-        for cache_mb, label in ((1024, "cached stores"), (0, "out of core, cache_mb=0")):
-            cold, warm = [], []
-            for _ in range(repeat):
-                engine._STORES.clear()  # forget the cache: the first call reads the stores
-                start = time.perf_counter()
-                out = run(cache_mb)
-                cold.append(time.perf_counter() - start)
-                if cache_mb:
-                    warm.append(best_of(lambda: run(cache_mb), 1))
-            err = np.abs(out[("a", "b")]["cka"].values[:-1, :-1] - ref_store).max()
-            line = f"engine, compare_stores from Zarr ({label}, {threads} Dask threads): {min(cold):.3f} s = {min(cold) / limit:.2f}× limit including reading {gib:.2f} GiB"
-            if warm:
-                line += f"; {min(warm):.3f} s = {min(warm) / limit:.2f}× limit once cached"
-            print(line + f"; max error {err:.2e}")
+    full = store_figures(batches_a, batches_b, limit, repeat=repeat, threads=threads)
 
     # the seed-style naive code: per-pair Grams in float64, timed on a random sample of pairs
     rng = np.random.default_rng(0)
@@ -126,4 +194,9 @@ def main(quick: bool) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and sampled pairs")
-    main(parser.parse_args().quick)
+    parser.add_argument("--device", default="cpu", help="torch device (e.g. cuda): the engine's torch backend there")
+    args = parser.parse_args()
+    if args.device == "cpu":
+        main(args.quick)
+    else:
+        main_device(args.device, args.quick)

@@ -2,7 +2,7 @@
 Zarr) against the bare forward pass of the same CifarResNet on the same images, and against
 the floor of writing the same bytes to plain files (one per layer) during the same forward pass.
 
-    .venv/bin/python benchmarks/bench_extract.py [--quick]
+    .venv/bin/python benchmarks/bench_extract.py [--quick] [--dir D] [--device cuda]
 """
 
 from __future__ import annotations
@@ -26,24 +26,28 @@ from layersim.store import write_activations  # noqa: E402
 
 
 def main(args) -> None:
-    quick = args.quick
+    quick, device = args.quick, args.device
     torch.set_num_threads(len(__import__("os").sched_getaffinity(0)))
     repeat = 2 if quick else 3
+    if device != "cpu":
+        print(f"device: {device} ({torch.cuda.get_device_name(device)}); the bare forward includes copying the images to it")
     for label, size, n_images in (("digits default (8×8, 1 channel)", 8, 540), ("CIFAR (32×32, 3 channels)", 32, 256 if quick else 512)):
         channels = 1 if size == 8 else 3
-        model = CifarResNet(20, 1, in_channels=channels).eval()
+        model = CifarResNet(20, 1, in_channels=channels).eval().to(device)
         images = np.random.default_rng(0).standard_normal((n_images, channels, size, size), dtype=np.float32)
 
         def bare():
             with torch.no_grad():
                 for s in range(0, n_images, 128):
-                    model(torch.from_numpy(images[s : s + 128]))
+                    model(torch.from_numpy(images[s : s + 128]).to(device))
+            if device != "cpu":
+                torch.cuda.synchronize(device)
 
         with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
             path = Path(tmp) / "m.zarr"
 
             def extract():
-                write_activations(path, torch_layer_batches(model, images, 128, progress=False), sample_id=np.arange(n_images), labels=np.zeros(n_images), attrs={}, shard_chunks=4)
+                write_activations(path, torch_layer_batches(model, images, 128, progress=False, device=device), sample_id=np.arange(n_images), labels=np.zeros(n_images), attrs={}, shard_chunks=4)
 
             raw_dir = Path(tmp) / "raw"
 
@@ -53,13 +57,14 @@ def main(args) -> None:
                 raw_dir.mkdir()
                 files = {}
                 try:
-                    for batch in torch_layer_batches(model, images, 128, progress=False):
+                    for batch in torch_layer_batches(model, images, 128, progress=False, device=device):
                         for name, value in batch.items():
                             files.setdefault(name, open(raw_dir / name, "wb")).write(np.ascontiguousarray(value).data)
                 finally:
                     for f in files.values():
                         f.close()
 
+            bare()  # warm-up (cuDNN's algorithm choice on a GPU)
             t_bare, t_extract, t_raw = [], [], []
             for _ in range(repeat):  # interleaved; previous outputs are deleted outside the timing
                 t_bare.append(best_of(bare, 1))
@@ -79,5 +84,6 @@ def main(args) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer images and repeats")
+    parser.add_argument("--device", default="cpu", help="torch device of the forward pass (e.g. cuda)")
     parser.add_argument("--dir", default=None, help="where to write the stores (default: the system's temporary directory; use the results/ file system to measure it)")
     main(parser.parse_args())

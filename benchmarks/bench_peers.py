@@ -13,7 +13,9 @@ extrapolated from their one-pair times; pytorch-cka runs all 28 comparisons.
 
 Needs the ``bench`` extra: pytorch-cka==1.1.3 ckatorch==1.0.3 torch-cka==0.21 (``--no-deps``).
 
-    .venv/bin/python benchmarks/bench_peers.py [--quick]
+    .venv/bin/python benchmarks/bench_peers.py [--quick] [--device cuda]
+
+With ``--device cuda`` every library computes on the GPU from activations already there.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from _common import N, STANDARD_SHAPES, machine_facts, make_model_activations, p
 
 from layersim.engine import BatchGrams, MinibatchCKA  # noqa: E402
 
+DEVICE = "cpu"  # --device
+
 
 class Tap(nn.Module):
     def __init__(self, index: int, source: list):
@@ -49,7 +53,7 @@ class Replay(nn.Module):
 
     def __init__(self, batches, stacked: bool = False):
         super().__init__()
-        self.batches = [[torch.from_numpy(x) for x in layers] for layers in batches]
+        self.batches = [[torch.from_numpy(x).to(DEVICE) for x in layers] for layers in batches]
         if stacked:  # one (B, n, p) tensor per layer (ckatorch's cka_batch input)
             self.batches = [[torch.stack([self.batches[b][i].reshape(N, -1) for b in range(len(batches))]) for i in range(len(batches[0]))]]
         self.current: list = [None]
@@ -71,6 +75,11 @@ def names(idx):
     return [f"layers.{i}" for i in idx]
 
 
+def on_device(batches):
+    """Activations as torch tensors on DEVICE (numpy arrays on the CPU: the numpy engine)."""
+    return batches if DEVICE == "cpu" else [[torch.from_numpy(x).to(DEVICE) for x in layers] for layers in batches]
+
+
 def run_ours(batches_a, batches_b):
     acc = MinibatchCKA()
     for a, b in zip(batches_a, batches_b):
@@ -90,7 +99,7 @@ def run_pytorch_cka(batches_a, batches_b, rows=None):
 
     la, lb = len(batches_a[0]), len(batches_b[0])
     rows = list(range(la)) if rows is None else rows
-    return compute_cka(Replay(batches_a), Replay(batches_b), loader(len(batches_a)), layers=names(rows), model2_layers=names(range(lb)), device="cpu", progress=False)[0].double().numpy()
+    return compute_cka(Replay(batches_a), Replay(batches_b), loader(len(batches_a)), layers=names(rows), model2_layers=names(range(lb)), device=DEVICE, progress=False)[0].double().cpu().numpy()
 
 
 def ckatorch_models(batches_a, batches_b):
@@ -101,18 +110,18 @@ def ckatorch_models(batches_a, batches_b):
 def run_ckatorch(models, rows, cols):
     from ckatorch import CKA
 
-    cka = CKA(*models, layers=names(rows), second_layers=names(cols), first_name="a", second_name="b", device="cpu")
+    cka = CKA(*models, layers=names(rows), second_layers=names(cols), first_name="a", second_name="b", device=DEVICE)
     one = DataLoader(TensorDataset(torch.zeros(1)), batch_size=1)
-    return cka(one, epochs=1).double().numpy()
+    return cka(one, epochs=1).double().cpu().numpy()
 
 
 def run_torch_cka(batches_a, batches_b, rows):
     from torch_cka import CKA
 
     lb = len(batches_b[0])
-    cka = CKA(Replay(batches_a), Replay(batches_b), model1_name="a", model2_name="b", model1_layers=names(rows), model2_layers=names(range(lb)), device="cpu")
+    cka = CKA(Replay(batches_a), Replay(batches_b), model1_name="a", model2_name="b", model1_layers=names(rows), model2_layers=names(range(lb)), device=DEVICE)
     cka.compare(loader(len(batches_a)))
-    return cka.export()["CKA"].double().numpy()
+    return cka.export()["CKA"].double().cpu().numpy()
 
 
 def timed(fn):
@@ -123,23 +132,27 @@ def timed(fn):
 
 def main(quick: bool) -> None:
     print_facts(machine_facts())
+    if DEVICE != "cpu":
+        print(f"device: {DEVICE} ({torch.cuda.get_device_name(DEVICE)}), every library computing there")
     torch.set_num_threads(len(__import__("os").sched_getaffinity(0)))
     warnings.simplefilter("ignore")
     batches_a = make_model_activations(STANDARD_SHAPES, seed=0)
     batches_b = make_model_activations(STANDARD_SHAPES, seed=1)
     ref = reference_cka64(batches_a, batches_b)
+    ours_a, ours_b = on_device(batches_a), on_device(batches_b)
+    run_ours(ours_a, ours_b)  # warm-up (CUDA context and kernels on a GPU)
     rows = [0, 8, 16]  # one layer of each size: ×8 gives all 24
     print("one pair (24×24 layers, n = 256, 4 batches):")
     # layersim and pytorch-cka (the close one) alternate, best of each: both see the same load
     ours_times, pc_runs = [], []
     for _ in range(2 if quick else 4):
-        ours_times.append(timed(lambda: run_ours(batches_a, batches_b))[0])
+        ours_times.append(timed(lambda: run_ours(ours_a, ours_b))[0])
         pc_runs.append(timed(lambda: run_pytorch_cka(batches_a, batches_b)))
     t_ours = min(ours_times)
     t_pc, out_pc = min(pc_runs, key=lambda r: r[0])
-    cka = run_ours(batches_a, batches_b)
+    cka = run_ours(ours_a, ours_b)
     print(f"  layersim      {t_ours:8.2f} s  max error {np.abs(cka - ref).max():.1e}  (unbiased HSIC, float32 Grams, float64 sums)")
-    t64, out = timed(lambda: _float64(batches_a, batches_b))
+    t64, out = timed(lambda: _float64(ours_a, ours_b))
     print(f"  layersim f64  {t64:8.2f} s  max error {np.abs(out - ref).max():.1e}  (dtype=float64)")
     print(f"  pytorch-cka   {t_pc:8.2f} s  max error {np.abs(out_pc - ref).max():.1e}  ratio {t_pc / t_ours:.1f}×  (best of {len(pc_runs)}, alternating with layersim's)")
     peers = {"pytorch-cka": t_pc}
@@ -155,16 +168,17 @@ def main(quick: bool) -> None:
     print(f"  torch-cka     {t * 8:8.2f} s  max error {np.abs(out - ref[rows]).max():.1e}  ratio {t * 8 / t_ours:.1f}×  (timed on 3×24 layer pairs, ×8)")
     fastest = min(peers, key=peers.get)
     print(f"  one pair: layersim is {peers[fastest] / t_ours:.1f}× faster than the fastest peer ({fastest})")
-    del batches_a, batches_b
+    del batches_a, batches_b, ours_a, ours_b
 
     n_models, n_batches = 8, (1 if quick else 2)
     models = [make_model_activations(STANDARD_SHAPES, seed=m, batches=n_batches) for m in range(n_models)]
+    ours = [on_device(m) for m in models]
     pairs = [(i, j) for i in range(n_models) for j in range(i + 1, n_models)]
     print(f"eight models all-pairs ({len(pairs)} pairs, 24×24 layers each, n = 256, {n_batches} batch(es)):")
     start = time.perf_counter()
     accs = {p: MinibatchCKA() for p in pairs}
     for b in range(n_batches):
-        grams = BatchGrams.from_models([models[m][b] for m in range(n_models)])  # once per model and batch
+        grams = BatchGrams.from_models([ours[m][b] for m in range(n_models)])  # once per model and batch
         for i, j in pairs:
             accs[(i, j)].update_grams(grams[i], grams[j])
     results = {p: acc.compute() for p, acc in accs.items()}
@@ -185,4 +199,7 @@ def main(quick: bool) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, one batch for the eight-model case")
-    main(parser.parse_args().quick)
+    parser.add_argument("--device", default="cpu", help="torch device of every library (e.g. cuda)")
+    args = parser.parse_args()
+    DEVICE = args.device
+    main(args.quick)

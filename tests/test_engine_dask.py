@@ -146,6 +146,42 @@ def test_torch_backend_gives_the_numpy_results():
     np.testing.assert_allclose(g.self_hsic, BatchGrams.from_layers(a).self_hsic, rtol=1e-5)
 
 
+def test_torch_backend_batches_layers_of_one_width_and_matches_the_reference():
+    """Layers of equal width share one batched product: each must still get its own Gram."""
+    rng = np.random.default_rng(6)
+    batches_a = [relu_layers(rng, 24, [(3, 4, 4), (48,), (6, 8), (5,)]) for _ in range(3)]  # three of width 48
+    batches_b = [relu_layers(rng, 24, [(5,), (5,), (9,)]) for _ in range(3)]
+    batches_b[1][1][:] = 1.0  # constant in one batch only: still defined
+    acc = MinibatchCKA(backend="torch")
+    for a, b in zip(batches_a, batches_b):
+        acc.update([torch.from_numpy(x) for x in a], [torch.from_numpy(x) for x in b])
+    np.testing.assert_allclose(acc.compute(), minibatch_cka(batches_a, batches_b), atol=TOL32, rtol=0)
+    g = BatchGrams.from_layers([torch.from_numpy(x) for x in batches_b[1]], backend="torch")
+    assert g.nonconstant.tolist() == [True, False, True]
+    for x, row in zip(batches_a[0], BatchGrams.from_layers([torch.from_numpy(x) for x in batches_a[0]], backend="torch").grams):
+        np.testing.assert_allclose(row.reshape(24, 24).numpy(), u_centred_gram(x.astype(np.float64), np.float64), atol=1e-4)
+
+
+def test_compare_stores_on_a_torch_device_matches_the_numpy_engine(stores):
+    paths, _ = stores
+    pairs = [("m0", "m1"), ("m2", "m2")]
+    numpy_run = compare_stores(paths, pairs, batch_size=8, passes=2, threads=2, layer_block=2, progress=False)
+    torch_run = compare_stores(paths, pairs, batch_size=8, passes=2, threads=2, layer_block=2, progress=False, device="cpu")
+    for pair in pairs:
+        np.testing.assert_allclose(torch_run[pair]["cka"].values, numpy_run[pair]["cka"].values, atol=TOL32, rtol=0)
+        assert torch_run[pair].attrs["device"] == "cpu" and numpy_run[pair].attrs["device"] == "cpu (numpy)"
+
+
+def test_compare_stores_says_when_the_device_is_not_there(stores):
+    paths, _ = stores
+    from layersim.errors import LayersimError
+
+    with pytest.raises(LayersimError, match=r"'cuda:7' was asked for but this job sees \d+ CUDA device"):
+        compare_stores(paths, [("m0", "m1")], batch_size=8, passes=1, progress=False, device="cuda:7")
+    with pytest.raises(LayersimError, match="device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu'"):
+        compare_stores(paths, [("m0", "m1")], batch_size=8, passes=1, progress=False, device="gpu")
+
+
 def test_layer_blocks_balance_cost_and_cover_every_layer():
     sizes = [16384] * 8 + [8192] * 8 + [4096] * 8
     blocks = _layer_blocks(sizes, block=16, min_blocks=2)

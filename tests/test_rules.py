@@ -70,3 +70,28 @@ def test_train_refuses_an_epoch_that_is_not_configured(tmp_path, capsys):
         rules.train(job)
     assert "asked for epoch 5 but model m is configured for 3 epochs" in capsys.readouterr().err
     assert not (tmp_path / "e5.pt").exists()
+
+
+def test_a_device_the_job_does_not_have_is_one_clear_error(tmp_path, capsys):
+    a = make_store(tmp_path / "a.zarr", np.arange(20))
+    job = smk(tmp_path, a, a, tmp_path / "out.zarr")
+    job.config = {"device": "cuda:3"}
+    with pytest.raises(SystemExit) as exit_info:
+        rules.similarity(job)
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "layersim similarity: error: device 'cuda:3' was asked for but this job sees" in err
+    assert not (tmp_path / "out.zarr").exists() and a.exists()
+
+
+def test_device_auto_runs_the_similarity_on_what_the_job_sees(tmp_path):
+    import torch
+
+    from layersim.store import read_similarity
+
+    a = make_store(tmp_path / "a.zarr", np.arange(20))
+    job = smk(tmp_path, a, a, tmp_path / "out.zarr")
+    job.config = {"device": "auto"}
+    rules.similarity(job)
+    expected = "cuda" if torch.cuda.is_available() else "cpu (numpy)"
+    assert read_similarity(tmp_path / "out.zarr").attrs["device"] == expected

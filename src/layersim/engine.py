@@ -103,20 +103,39 @@ def _gram_numpy(x, dtype, out: np.ndarray) -> tuple[float, bool]:
     return _centre_numpy(x @ x.T, out), _is_nonconstant(x)
 
 
-def _gram_torch(x, dtype):
-    """The torch backend of :func:`_gram_numpy` (any device): returns ``(row, self_hsic·n(n−3), nonconstant)``."""
+def _grams_torch(layers, dtype):
+    """The torch backend of :func:`_gram_numpy` for a list of layers (any device).
+
+    Layers of the same width are stacked and their Grams taken in one batched product; the
+    centring is done in float64 on the device, and nothing is copied to the host until the
+    end. Returns ``(rows (L, n²), self_hsic·n(n−3) (L,), nonconstant (L,))``: rows on the
+    layers' device, the two others as numpy arrays.
+    """
     import torch
 
-    x = _flatten(x, dtype)
-    n = x.shape[0]
+    xs = [_flatten(x if _is_torch(x) else torch.from_numpy(np.asarray(x)), dtype) for x in layers]
+    n = xs[0].shape[0]
     _check_batch(n)
-    k64 = (x @ x.T).double()
-    k64.fill_diagonal_(0)
-    r = k64.sum(1)
-    u = r / (n - 2) - r.sum() / (2 * (n - 1) * (n - 2))
-    row = (k64 - u[:, None] - u[None, :]).fill_diagonal_(0).to(x.dtype)
-    self_hsic = float((row.double() ** 2).sum())
-    return row.reshape(-1), self_hsic, _is_nonconstant(x)
+    rows = torch.empty((len(xs), n, n), dtype=xs[0].dtype, device=xs[0].device)
+    self_hsic = torch.empty(len(xs), dtype=torch.float64, device=rows.device)
+    nonconstant = torch.empty(len(xs), dtype=torch.bool, device=rows.device)
+    widths: dict[int, list[int]] = {}
+    for i, x in enumerate(xs):
+        widths.setdefault(x.shape[1], []).append(i)
+    for idx in widths.values():
+        x = torch.stack([xs[i] for i in idx]) if len(idx) > 1 else xs[idx[0]][None]  # (B, n, p)
+        k = torch.bmm(x, x.transpose(1, 2)).double()
+        k.diagonal(dim1=1, dim2=2).zero_()
+        r = k.sum(2)
+        u = r / (n - 2) - r.sum(1, keepdim=True) / (2 * (n - 1) * (n - 2))
+        k -= u[:, :, None]
+        k -= u[:, None, :]
+        k.diagonal(dim1=1, dim2=2).zero_()
+        at = torch.tensor(idx, device=rows.device)
+        rows[at] = k.to(rows.dtype)
+        self_hsic[at] = rows[at].double().square().sum((1, 2))
+        nonconstant[at] = (x != x[:, :1]).flatten(1).any(1)
+    return rows.reshape(len(xs), n * n), self_hsic.cpu().numpy(), nonconstant.cpu().numpy()
 
 
 def u_centred_gram(x, dtype=np.float32):
@@ -137,7 +156,7 @@ def u_centred_gram(x, dtype=np.float32):
     if _is_torch(x):
         n = x.shape[0]
         _check_batch(n)
-        return _gram_torch(x, dtype)[0].reshape(n, n)
+        return _grams_torch([x], dtype)[0].reshape(n, n)
     n = np.shape(x)[0]
     _check_batch(n)
     out = np.empty((n, n), dtype=np.dtype(dtype))
@@ -282,13 +301,9 @@ class BatchGrams:
 
     @classmethod
     def _from_layers_torch(cls, layers, dtype) -> "BatchGrams":
-        import torch
-
-        out = [_gram_torch(x if _is_torch(x) else torch.from_numpy(np.asarray(x)), dtype) for x in layers]
+        rows, self_hsic, nonconstant = _grams_torch(layers, dtype)
         n = layers[0].shape[0]
-        g = torch.stack([o[0] for o in out])
-        self_hsic = np.array([o[1] for o in out]) / (n * (n - 3))
-        return cls(g, n, self_hsic, np.array([o[2] for o in out]))
+        return cls(rows, n, self_hsic / (n * (n - 3)), nonconstant)
 
     def __len__(self) -> int:
         return self.grams.shape[0]
@@ -519,15 +534,21 @@ def _open_store(path: str, cache_bytes: int = 0):
     return _STORES[key]
 
 
-def _store_grams(path: str, layers: list[str], rows: np.ndarray, dtype: str, cache_bytes: int = 0) -> BatchGrams:
+def _store_grams(path: str, layers: list[str], rows: np.ndarray, dtype: str, cache_bytes: int = 0, device: str | None = None) -> BatchGrams:
     """Task: the Grams of a block of layers for one minibatch, reading one layer at a time.
 
     Memory: one layer's minibatch (and, out of core, one shard of it) besides the Grams.
+    With a torch ``device`` the block's minibatch is copied there and its Grams computed there.
     """
     store = _open_store(path, cache_bytes)
     dtype = np.dtype(dtype)
     n = len(rows)
     _check_batch(n)
+    if device is not None:
+        import torch
+
+        grams, self_hsic, nonconstant = _grams_torch([torch.from_numpy(store.read(layer, rows)).to(device) for layer in layers], dtype)
+        return BatchGrams(grams, n, self_hsic / (n * (n - 3)), nonconstant)
     grams = np.empty((len(layers), n * n), dtype=dtype)
     self_hsic = np.empty(len(layers))
     nonconstant = np.empty(len(layers), bool)
@@ -540,12 +561,18 @@ def _concat_grams(blocks: list[BatchGrams], order: list[int] | None = None) -> B
     """One model's Grams from its blocks; ``order[k]`` is the layer of the k-th concatenated row."""
     if len(blocks) == 1 and order is None:
         return blocks[0]
-    grams = np.concatenate([b.grams for b in blocks])
+    if _is_torch(blocks[0].grams):
+        import torch
+
+        grams = torch.cat([b.grams for b in blocks])
+    else:
+        grams = np.concatenate([b.grams for b in blocks])
     self_hsic = np.concatenate([b.self_hsic for b in blocks])
     nonconstant = np.concatenate([b.nonconstant for b in blocks])
     if order is not None:
         inverse = np.argsort(order)
-        grams, self_hsic, nonconstant = grams[inverse], self_hsic[inverse], nonconstant[inverse]
+        grams = grams[torch.from_numpy(inverse).to(grams.device)] if _is_torch(grams) else grams[inverse]
+        self_hsic, nonconstant = self_hsic[inverse], nonconstant[inverse]
     return BatchGrams(grams, blocks[0].n, self_hsic, nonconstant)
 
 
@@ -583,6 +610,7 @@ def compare_stores(
     cache_mb: float = 1024,
     scheduler_address: str | None = None,
     progress: bool = True,
+    device: str | None = None,
 ) -> dict[tuple[str, str], "xarray.Dataset"]:
     """Minibatch CKA between every layer pair of each given pair of activation stores.
 
@@ -610,6 +638,10 @@ def compare_stores(
     scheduler_address : str, optional
         Address of a running ``distributed`` scheduler (e.g. ``tcp://host:8786``) to run on
         instead of local threads.
+    device : str, optional
+        A torch device (``"cuda"``, ``"cuda:1"``, ``"cpu"``): Grams and products are computed
+        there with the torch backend (same layout, float64 centring and sums). Default: numpy
+        on the CPU (BLAS ``?syrk``). See :func:`layersim.device.torch_device` for ``auto``.
 
     Returns
     -------
@@ -623,6 +655,10 @@ def compare_stores(
 
     if dtype not in ("float32", "float64"):
         raise EstimatorError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    if device is not None:
+        from layersim.device import torch_device
+
+        device = torch_device(device)
     missing = sorted({m for pair in pairs for m in pair} - set(stores))
     if missing:
         raise EstimatorError(f"pairs name models without a store: {missing}")
@@ -645,7 +681,7 @@ def compare_stores(
     states = []
     for rows in batches:
         grams = {
-            name: [dask.delayed(_store_grams, pure=True)(str(stores[name]), block, rows, dtype, cache_bytes) for block in blocks[name]]
+            name: [dask.delayed(_store_grams, pure=True)(str(stores[name]), block, rows, dtype, cache_bytes, device) for block in blocks[name]]
             for name in used
         }
         states.append(dask.delayed(_batch_states, pure=True)(grams, pairs, dtype, orders))
@@ -659,7 +695,7 @@ def compare_stores(
     results = {}
     for (a, b), acc in zip(pairs, final):
         acc.layer_names_a, acc.layer_names_b = opened[a].layers, opened[b].layers
-        results[(a, b)] = _to_dataset(acc, opened[a], opened[b], batch_size=batch_size, passes=passes, dtype=dtype)
+        results[(a, b)] = _to_dataset(acc, opened[a], opened[b], batch_size=batch_size, passes=passes, dtype=dtype, device=device or "cpu (numpy)")
     return results
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 
@@ -11,19 +12,34 @@ from layersim.data import Split
 from layersim.store import write_activations
 
 
-def torch_layer_batches(model, images: np.ndarray, batch_size: int, layers: list[str] | None = None, progress: bool = True) -> Iterator[dict[str, np.ndarray]]:
-    """Yield ``{layer: (b, ...) float32}`` for consecutive batches of ``images`` (eval mode)."""
+def torch_layer_batches(model, images: np.ndarray, batch_size: int, layers: list[str] | None = None, progress: bool = True, device: str = "cpu") -> Iterator[dict[str, np.ndarray]]:
+    """Yield ``{layer: (b, ...) float32}`` (host arrays) for consecutive batches of ``images``
+    (eval mode), the forward pass on the torch ``device`` (the model is moved there)."""
     import torch
     from tqdm.auto import tqdm
 
     from layersim.models.torch import LayerRecorder, layer_names
 
     names = layers or layer_names(model)
-    model.eval()
-    with LayerRecorder(model, names) as recorder, torch.no_grad():
+    model.eval().to(device)
+    with LayerRecorder(model, names) as recorder, torch.no_grad(), _full_float32():
         for start in tqdm(range(0, len(images), batch_size), desc="extract", disable=not progress, mininterval=2.0):
-            model(torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])))
-            yield {name: out.numpy() for name, out in recorder.take().items()}
+            model(torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device))
+            yield {name: out.cpu().numpy() for name, out in recorder.take().items()}
+
+
+@contextlib.contextmanager
+def _full_float32():
+    """No TensorFloat-32 in convolutions and matmuls (cuDNN's default for convolutions): the
+    stored activations are float32 results on every device, not 10-bit-mantissa ones."""
+    import torch
+
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def extract_torch(
@@ -37,12 +53,14 @@ def extract_torch(
     threads: int = 1,
     progress: bool = True,
     layers: str | None = None,
+    device: str = "cpu",
 ) -> None:
     """Write every layer's output of a trained torch model over ``split`` to a Zarr store.
 
     Layers are those of :func:`layersim.models.torch.layer_names` (``logits`` last), or only
     those matching the regex ``layers`` (``re.search``; ``logits`` is always kept); rows keep
     the order of ``split.sample_id``. Memory holds at most two shards of rows (one being written).
+    The forward pass runs on the torch ``device`` (``auto``: the GPU if the job sees one).
     """
     import re
 
@@ -52,6 +70,9 @@ def extract_torch(
     from layersim.models.torch import layer_names
     from layersim.train import load_torch_checkpoint
 
+    from layersim.device import torch_device
+
+    device = torch_device(device)
     torch.set_num_threads(max(1, threads))
     model, state = load_torch_checkpoint(checkpoint)
     names = None
@@ -60,10 +81,10 @@ def extract_torch(
         if not names:
             raise LayersimError(f"extract.layers {layers!r} matches no layer of {state['arch']}; its layers: {', '.join(layer_names(model))}")
         names.append("logits")
-    provenance = {"framework": "torch", "arch": state["arch"], "seed": state["seed"], "epoch": state["epoch"]}
+    provenance = {"framework": "torch", "arch": state["arch"], "seed": state["seed"], "epoch": state["epoch"], "device": device}
     write_activations(
         out_path,
-        torch_layer_batches(model, split.images, batch_size, layers=names, progress=progress),
+        torch_layer_batches(model, split.images, batch_size, layers=names, progress=progress, device=device),
         sample_id=split.sample_id,
         labels=split.labels,
         attrs={**provenance, **(attrs or {})},

@@ -72,7 +72,7 @@ def train(smk) -> None:
 
     _check_epoch(smk)
     dataset = load_dataset(dict(smk.params.dataset))
-    train_torch(dict(smk.params.arch), dict(smk.params.train), dataset, seed=int(smk.wildcards.seed), checkpoint=smk.output.checkpoint, history=smk.output.history, threads=smk.threads)
+    train_torch(dict(smk.params.arch), dict(smk.params.train), dataset, seed=int(smk.wildcards.seed), checkpoint=smk.output.checkpoint, history=smk.output.history, threads=smk.threads, device=_device(smk))
 
 
 @_rule
@@ -85,6 +85,14 @@ def train_keras(smk) -> None:
     _limit_threads(smk.threads)
     dataset = load_dataset(dict(smk.params.dataset))
     train(dict(smk.params.arch), dict(smk.params.train), dataset, smk.output.checkpoint, smk.output.history, int(smk.wildcards.seed))
+
+
+def _device(smk) -> str:
+    """The torch device of config ``device`` (``auto`` when unset). Read from the config, not
+    a rule parameter: moving a job to a GPU does not make its earlier outputs stale."""
+    from layersim.device import torch_device
+
+    return torch_device((getattr(smk, "config", None) or {}).get("device", "auto"))
 
 
 def _limit_threads(threads: int) -> None:
@@ -120,7 +128,7 @@ def extract(smk) -> None:
         return
     from layersim.extract import extract_torch
 
-    extract_torch(smk.input.checkpoint, dataset.eval, smk.output.store, batch_size=smk.params.batch_size, shard_chunks=smk.params.shard_chunks, attrs=attrs, threads=smk.threads, layers=layers)
+    extract_torch(smk.input.checkpoint, dataset.eval, smk.output.store, batch_size=smk.params.batch_size, shard_chunks=smk.params.shard_chunks, attrs=attrs, threads=smk.threads, layers=layers, device=_device(smk))
 
 
 @_rule
@@ -130,6 +138,7 @@ def similarity(smk) -> None:
     from layersim.store import write_similarity
 
     a, b = smk.wildcards.a, smk.wildcards.b
+    device = _device(smk)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UndefinedLayerWarning)
         results = compare_stores(
@@ -142,6 +151,7 @@ def similarity(smk) -> None:
             layer_block=smk.params.layer_block,
             cache_mb=smk.params.cache_mb,
             scheduler_address=smk.params.scheduler_address,
+            device=None if device == "cpu" else device,  # on the CPU, the numpy engine (BLAS ?syrk)
         )
     for w in caught:
         _tell(f"layersim similarity: warning: {w.message}")

@@ -36,14 +36,15 @@ def _batches(split: Split, batch_size: int, rng: np.random.Generator | None):
 
 
 def evaluate(model, split: Split, batch_size: int = 256) -> float:
-    """Top-1 accuracy of a torch model on a split."""
+    """Top-1 accuracy of a torch model on a split (on the model's device)."""
     import torch
 
     model.eval()
+    device = next(model.parameters()).device
     correct = 0
     with torch.no_grad():
         for images, labels in _batches(split, batch_size, None):
-            pred = model(torch.from_numpy(images)).argmax(1).numpy()
+            pred = model(torch.from_numpy(images).to(device)).argmax(1).cpu().numpy()
             correct += int((pred == labels).sum())
     return correct / len(split)
 
@@ -59,6 +60,7 @@ def train_torch(
     threads: int = 1,
     progress: bool = True,
     epoch_checkpoints: dict | None = None,
+    device: str = "cpu",
 ) -> dict:
     """Train a torch model with SGD (momentum, weight decay, cosine learning-rate decay).
 
@@ -71,9 +73,15 @@ def train_torch(
     ``epoch_checkpoints`` maps epoch numbers to paths: the model after that epoch (0: at
     initialisation) is saved there too, in the same format (for checkpoints over training).
 
+    ``device`` is a torch device (``auto``: the GPU if the job sees one). Checkpoints hold CPU
+    tensors whatever the device. Runs on a GPU are deterministic for a given GPU and library
+    version, not bitwise equal to CPU runs.
+
     Returns the history dict.
     """
     import torch
+
+    from layersim.device import torch_device
     from tqdm.auto import tqdm
 
     from layersim.models.torch import build_torch_model
@@ -84,11 +92,14 @@ def train_torch(
     for key in ("mixed_precision", "xla"):
         if cfg.get(key):
             raise TrainConfigError(f"train.{key} applies to keras models only; remove it for the torch model {arch}")
+    device = torch_device(device)
+    if device != "cpu":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
     torch.set_num_threads(max(1, threads))
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
     c, _, _ = dataset.image_shape
-    model = build_torch_model(arch, num_classes=dataset.num_classes, in_channels=c)
+    model = build_torch_model(arch, num_classes=dataset.num_classes, in_channels=c).to(device)
     opt = torch.optim.SGD(
         model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"]
     )
@@ -101,7 +112,7 @@ def train_torch(
 
     def save_epoch(epoch):
         if epoch in epoch_checkpoints:
-            state = {"state_dict": model.state_dict(), "arch": dict(arch), "num_classes": dataset.num_classes, "in_channels": c, "seed": seed, "epoch": epoch}
+            state = {"state_dict": _cpu_state(model), "arch": dict(arch), "num_classes": dataset.num_classes, "in_channels": c, "seed": seed, "epoch": epoch}
             _atomic(epoch_checkpoints[epoch], lambda p: torch.save(state, p))
 
     save_epoch(0)
@@ -110,7 +121,7 @@ def train_torch(
         total_loss = correct = seen = 0
         bar = tqdm(list(_batches(dataset.train, cfg["batch_size"], rng)), desc=f"epoch {epoch}", disable=not progress, mininterval=2.0)
         for images, labels in bar:
-            x, y = torch.from_numpy(images), torch.from_numpy(labels)
+            x, y = torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device)
             opt.zero_grad()
             out = model(x)
             loss = loss_fn(out, y)
@@ -135,10 +146,11 @@ def train_torch(
         "epochs": epochs,
         "eval_accuracy": evaluate(model, dataset.eval),
         "train_seconds": time.perf_counter() - start,
+        "device": device,
     }
     log.info("eval accuracy %.4f", result["eval_accuracy"])
     state = {
-        "state_dict": model.state_dict(),
+        "state_dict": _cpu_state(model),
         "arch": dict(arch),
         "num_classes": dataset.num_classes,
         "in_channels": c,
@@ -148,6 +160,11 @@ def train_torch(
     _atomic(checkpoint, lambda p: torch.save(state, p))
     _atomic(history, lambda p: Path(p).write_text(json.dumps(result, indent=2)))
     return result
+
+
+def _cpu_state(model) -> dict:
+    """The model's state dict as CPU tensors (a checkpoint loads anywhere)."""
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
 def load_torch_checkpoint(path: str | os.PathLike):
