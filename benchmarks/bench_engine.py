@@ -126,6 +126,14 @@ def main_device(device: str, quick: bool) -> None:
     cka = engine_run(*on, None)  # warm-up; compute() returns to the host, so every run is synchronised
     t = best_of(lambda: engine_run(*on, None), 5 if quick else 20)
     print(f"engine, in-memory MinibatchCKA.update (torch backend on {device}): {t * 1e3:.2f} ms = {t / limit:.2f}× limit; max |CKA − float64 reference| {np.abs(cka - ref).max():.2e}")
+    from layersim.engine import BatchGrams
+
+    def grams_only():
+        for a, b in zip(*on):
+            BatchGrams.from_models([a, b])  # returns self-HSIC on the host: synchronised
+
+    t_grams = best_of(grams_only, 5 if quick else 20)
+    print(f"  of which the Grams (BatchGrams.from_models): {t_grams * 1e3:.2f} ms; a Gram as a GEMM is 2n²p: twice the limit's flops")
     t_cpu = best_of(lambda: engine_run(batches_a, batches_b, None), 2)
     print(f"  the same on this machine's CPU (numpy engine, {default_threads()} threads): {t_cpu:.3f} s → the GPU is {t_cpu / t:.0f}× faster")
     store_figures(batches_a, batches_b, limit, repeat=1, threads=default_threads(), device=device)

@@ -149,7 +149,7 @@ def test_torch_backend_gives_the_numpy_results():
 def test_torch_backend_batches_layers_of_one_width_and_matches_the_reference():
     """Layers of equal width share one batched product: each must still get its own Gram."""
     rng = np.random.default_rng(6)
-    batches_a = [relu_layers(rng, 24, [(3, 4, 4), (48,), (6, 8), (5,)]) for _ in range(3)]  # three of width 48
+    batches_a = [relu_layers(rng, 24, [(3, 4, 4), (5,), (48,), (6, 8)]) for _ in range(3)]  # three of width 48, not adjacent
     batches_b = [relu_layers(rng, 24, [(5,), (5,), (9,)]) for _ in range(3)]
     batches_b[1][1][:] = 1.0  # constant in one batch only: still defined
     acc = MinibatchCKA(backend="torch")
@@ -166,10 +166,11 @@ def test_compare_stores_on_a_torch_device_matches_the_numpy_engine(stores):
     paths, _ = stores
     pairs = [("m0", "m1"), ("m2", "m2")]
     numpy_run = compare_stores(paths, pairs, batch_size=8, passes=2, threads=2, layer_block=2, progress=False)
-    torch_run = compare_stores(paths, pairs, batch_size=8, passes=2, threads=2, layer_block=2, progress=False, device="cpu")
-    for pair in pairs:
-        np.testing.assert_allclose(torch_run[pair]["cka"].values, numpy_run[pair]["cka"].values, atol=TOL32, rtol=0)
-        assert torch_run[pair].attrs["device"] == "cpu" and numpy_run[pair].attrs["device"] == "cpu (numpy)"
+    for cache_mb in (1024, 0):  # the layers kept on the device / read minibatch by minibatch
+        torch_run = compare_stores(paths, pairs, batch_size=8, passes=2, threads=2, layer_block=2, progress=False, device="cpu", cache_mb=cache_mb)
+        for pair in pairs:
+            np.testing.assert_allclose(torch_run[pair]["cka"].values, numpy_run[pair]["cka"].values, atol=TOL32, rtol=0)
+            assert torch_run[pair].attrs["device"] == "cpu" and numpy_run[pair].attrs["device"] == "cpu (numpy)"
 
 
 def test_compare_stores_says_when_the_device_is_not_there(stores):
@@ -189,3 +190,18 @@ def test_layer_blocks_balance_cost_and_cover_every_layer():
     loads = [sum(sizes[i] for i in b) for b in blocks]
     assert max(loads) / min(loads) < 1.1 and all(len(b) <= 16 for b in blocks)
     assert _layer_blocks([5, 1], block=16) == [[0, 1]]
+
+
+def test_torch_grams_summed_over_feature_slices_equal_whole_grams(monkeypatch):
+    """On a GPU a Gram is summed over slices of the features (the product then fills the
+    chip); forced here on the CPU: the same results as one product per layer."""
+    rng = np.random.default_rng(8)
+    layers = relu_layers(rng, 16, [(4, 6, 6), (4, 6, 6), (35,), (7,)])
+    whole = BatchGrams.from_layers([torch.from_numpy(x) for x in layers], backend="torch")
+    monkeypatch.setattr(engine, "_feature_parts", lambda p, device: next(d for d in (4, 3, 2, 1) if p % d == 0))
+    sliced = BatchGrams.from_layers([torch.from_numpy(x) for x in layers], backend="torch")
+    np.testing.assert_allclose(sliced.grams.numpy(), whole.grams.numpy(), atol=1e-4, rtol=1e-5)
+    np.testing.assert_allclose(sliced.self_hsic, whole.self_hsic, rtol=1e-5)
+    assert sliced.nonconstant.all()
+    for x, row in zip(layers, sliced.grams):
+        np.testing.assert_allclose(row.reshape(16, 16).numpy(), u_centred_gram(x.astype(np.float64), np.float64), atol=1e-4)

@@ -24,7 +24,7 @@ def relu_layers(rng, n, shapes):
 
 def test_engine_on_the_gpu_equals_the_float64_reference():
     rng = np.random.default_rng(0)
-    batches_a = [relu_layers(rng, 64, [(4, 8, 8), (4, 8, 8), (200,), (3,)]) for _ in range(4)]
+    batches_a = [relu_layers(rng, 64, [(4, 8, 8), (4, 8, 8), (200,), (3,), (16, 16, 16)]) for _ in range(4)]  # 4096 features: sliced
     batches_b = [relu_layers(rng, 64, [(8, 4, 4), (50,)]) for _ in range(4)]
     acc = MinibatchCKA()
     for a, b in zip(batches_a, batches_b):
@@ -47,10 +47,11 @@ def test_compare_stores_on_the_gpu_equals_the_numpy_engine(tmp_path):
         paths[name] = str(write_activations(tmp_path / f"{name}.zarr", batches, sample_id=np.arange(n), labels=np.zeros(n), attrs={}))
     pairs = [("a", "b"), ("a", "a")]
     on_cpu = compare_stores(paths, pairs, batch_size=32, passes=2, threads=2, layer_block=2, progress=False)
-    on_gpu = compare_stores(paths, pairs, batch_size=32, passes=2, threads=2, layer_block=2, progress=False, device="cuda")
-    for pair in pairs:
-        np.testing.assert_allclose(on_gpu[pair]["cka"].values, on_cpu[pair]["cka"].values, atol=TOL32, rtol=0)
-        assert on_gpu[pair].attrs["device"] == "cuda"
+    for cache_mb in (1024, 0):  # stores kept on the GPU / read minibatch by minibatch
+        on_gpu = compare_stores(paths, pairs, batch_size=32, passes=2, threads=2, layer_block=2, progress=False, device="cuda", cache_mb=cache_mb)
+        for pair in pairs:
+            np.testing.assert_allclose(on_gpu[pair]["cka"].values, on_cpu[pair]["cka"].values, atol=TOL32, rtol=0)
+            assert on_gpu[pair].attrs["device"] == "cuda"
 
 
 @pytest.fixture(scope="module")

@@ -107,35 +107,62 @@ def _grams_torch(layers, dtype):
     """The torch backend of :func:`_gram_numpy` for a list of layers (any device).
 
     Layers of the same width are stacked and their Grams taken in one batched product; the
-    centring is done in float64 on the device, and nothing is copied to the host until the
-    end. Returns ``(rows (L, n²), self_hsic·n(n−3) (L,), nonconstant (L,))``: rows on the
-    layers' device, the two others as numpy arrays.
+    centring is done in float64 on the device. Nothing waits for the device: the results are
+    ``(rows (L, n²), self_hsic·n(n−3) (L,), nonconstant (L,))`` tensors there
+    (see :func:`_to_host`).
     """
     import torch
 
     xs = [_flatten(x if _is_torch(x) else torch.from_numpy(np.asarray(x)), dtype) for x in layers]
     n = xs[0].shape[0]
     _check_batch(n)
-    rows = torch.empty((len(xs), n, n), dtype=xs[0].dtype, device=xs[0].device)
-    self_hsic = torch.empty(len(xs), dtype=torch.float64, device=rows.device)
-    nonconstant = torch.empty(len(xs), dtype=torch.bool, device=rows.device)
+    device = xs[0].device
     widths: dict[int, list[int]] = {}
     for i, x in enumerate(xs):
         widths.setdefault(x.shape[1], []).append(i)
-    for idx in widths.values():
-        x = torch.stack([xs[i] for i in idx]) if len(idx) > 1 else xs[idx[0]][None]  # (B, n, p)
-        k = torch.bmm(x, x.transpose(1, 2)).double()
+    rows, self_hsic, nonconstant = [], [], []
+    for p, idx in widths.items():
+        parts = _feature_parts(p, device)
+        # (B, parts, n, p/parts): each layer's features cut into `parts` slices, one Gram each
+        x = torch.stack([xs[i].view(n, parts, p // parts).transpose(0, 1) for i in idx]) if len(idx) > 1 or parts > 1 else xs[idx[0]].view(1, 1, n, p)
+        partial = torch.bmm(x.view(-1, n, p // parts), x.view(-1, n, p // parts).transpose(1, 2))
+        k = partial.view(len(idx), parts, n, n).sum(1, dtype=torch.float64)
         k.diagonal(dim1=1, dim2=2).zero_()
         r = k.sum(2)
         u = r / (n - 2) - r.sum(1, keepdim=True) / (2 * (n - 1) * (n - 2))
-        k -= u[:, :, None]
-        k -= u[:, None, :]
+        k -= u[:, :, None] + u[:, None, :]
         k.diagonal(dim1=1, dim2=2).zero_()
-        at = torch.tensor(idx, device=rows.device)
-        rows[at] = k.to(rows.dtype)
-        self_hsic[at] = rows[at].double().square().sum((1, 2))
-        nonconstant[at] = (x != x[:, :1]).flatten(1).any(1)
-    return rows.reshape(len(xs), n * n), self_hsic.cpu().numpy(), nonconstant.cpu().numpy()
+        rounded = k.to(xs[0].dtype)
+        rows.append(rounded)
+        self_hsic.append(rounded.double().square().sum((1, 2)))
+        nonconstant.append((x != x[:, :, :1]).flatten(1).any(1))
+    rows, self_hsic, nonconstant = torch.cat(rows), torch.cat(self_hsic), torch.cat(nonconstant)
+    order = [i for idx in widths.values() for i in idx]
+    if order != sorted(order):  # back to the layers' order (the index is copied without waiting)
+        inverse = torch.from_numpy(np.argsort(order)).to(device, non_blocking=True)
+        rows, self_hsic, nonconstant = rows[inverse], self_hsic[inverse], nonconstant[inverse]
+    return rows.reshape(len(xs), n * n), self_hsic, nonconstant
+
+
+def _to_host(*tensors) -> list[np.ndarray]:
+    """1-D device tensors as float64 numpy arrays, in one copy (one wait for the device)."""
+    import torch
+
+    sizes = [len(t) for t in tensors]
+    joined = torch.cat([t.double() for t in tensors]).cpu().numpy()
+    return np.split(joined, np.cumsum(sizes)[:-1])
+
+
+def _feature_parts(p: int, device) -> int:
+    """Slices of the feature axis whose Grams are summed, on a GPU: an ``n × n`` Gram is a few
+    output tiles of a product, too few to keep the chip busy; ``parts`` batched products of
+    ``p/parts`` features each fill it (and are summed in float64). One on a CPU."""
+    if device.type == "cpu":
+        return 1
+    parts = min(32, p // 512)
+    while parts > 1 and p % parts:
+        parts -= 1
+    return max(1, parts)
 
 
 def u_centred_gram(x, dtype=np.float32):
@@ -273,7 +300,7 @@ class BatchGrams:
         if backend is None:
             backend = "torch" if any(_is_torch(x) and x.device.type != "cpu" for x in flat) else "numpy"
         if backend == "torch":
-            return [cls._from_layers_torch(layers, dtype) for layers in models]
+            return cls._from_models_torch(models, dtype)
         if backend != "numpy":
             raise EstimatorError(f"backend must be 'numpy' or 'torch', got {backend!r}")
         flat = [x.detach().cpu().numpy() if _is_torch(x) else x for x in flat]
@@ -300,10 +327,11 @@ class BatchGrams:
         return out
 
     @classmethod
-    def _from_layers_torch(cls, layers, dtype) -> "BatchGrams":
-        rows, self_hsic, nonconstant = _grams_torch(layers, dtype)
-        n = layers[0].shape[0]
-        return cls(rows, n, self_hsic / (n * (n - 3)), nonconstant)
+    def _from_models_torch(cls, models, dtype) -> list["BatchGrams"]:
+        out = [_grams_torch(layers, dtype) for layers in models]
+        stats = _to_host(*(t for _, self_hsic, nonconstant in out for t in (self_hsic, nonconstant)))
+        n = models[0][0].shape[0]
+        return [cls(rows, n, stats[2 * m] / (n * (n - 3)), stats[2 * m + 1] > 0) for m, (rows, _, _) in enumerate(out)]
 
     def __len__(self) -> int:
         return self.grams.shape[0]
@@ -545,10 +573,9 @@ def _store_grams(path: str, layers: list[str], rows: np.ndarray, dtype: str, cac
     n = len(rows)
     _check_batch(n)
     if device is not None:
-        import torch
-
-        grams, self_hsic, nonconstant = _grams_torch([torch.from_numpy(store.read(layer, rows)).to(device) for layer in layers], dtype)
-        return BatchGrams(grams, n, self_hsic / (n * (n - 3)), nonconstant)
+        grams, self_hsic, nonconstant = _grams_torch([store.read_torch(layer, rows, device) for layer in layers], dtype)
+        self_hsic, nonconstant = _to_host(self_hsic, nonconstant)
+        return BatchGrams(grams, n, self_hsic / (n * (n - 3)), nonconstant > 0)
     grams = np.empty((len(layers), n * n), dtype=dtype)
     self_hsic = np.empty(len(layers))
     nonconstant = np.empty(len(layers), bool)

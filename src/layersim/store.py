@@ -222,6 +222,7 @@ class ActivationStore:
         self.nbytes = sum(self.group[layer].nbytes for layer in self.layers)
         self.cached = self.nbytes <= cache_bytes
         self._cache: dict[str, np.ndarray] = {}
+        self._device_cache: dict[tuple[str, str], object] = {}  # (layer, torch device) → tensor
 
     @property
     def name(self) -> str:
@@ -261,6 +262,18 @@ class ActivationStore:
             block = array[lo:hi]
             out[part] = block.reshape(len(block), -1)[rows[part] - lo]
         return out
+
+    def read_torch(self, layer: str, rows: np.ndarray, device: str):
+        """:meth:`read` as a torch tensor on ``device``. A cached store keeps each layer on the
+        device too (read and copied there once; the minibatch's rows are gathered there)."""
+        import torch
+
+        if not self.cached:
+            return torch.from_numpy(self.read(layer, rows)).to(device)
+        key = (layer, str(device))
+        if key not in self._device_cache:
+            self._device_cache[key] = torch.from_numpy(self.read(layer)).to(device)
+        return self._device_cache[key][torch.from_numpy(np.asarray(rows)).to(device, non_blocking=True)]
 
     def iter_layers(self, rows: np.ndarray, layers: list[str] | None = None) -> Iterator[np.ndarray]:
         for layer in layers or self.layers:
