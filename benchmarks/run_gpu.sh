@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks in one run, on a machine with a CUDA GPU and torch: the GPU tests, then the
 # engine, peer and extraction benchmarks with --device cuda. Output also goes to
-# $OUT/results_gpu.txt (default benchmarks/results_gpu.txt).
+# $OUT/results_gpu.txt (default benchmarks/results_gpu.txt), without the peers' progress bars.
 # Usage: bash benchmarks/run_gpu.sh [--quick]
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -17,4 +17,4 @@ DEST=${OUT:-benchmarks}
     echo "== $s --device cuda $*"
     "$PY" "benchmarks/$s.py" --device cuda "$@"
   done
-} 2>&1 | tee "$DEST/results_gpu.txt"
+} 2>&1 | grep --line-buffered -v 'it/s\]' | tee "$DEST/results_gpu.txt"  # without the peers' progress bars
