@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from layersim.rules import _rule
+from layersim.rules import _device, _rule
 
 log = logging.getLogger("layersim")
 
@@ -71,7 +71,7 @@ def train_epochs(smk) -> None:
 
     epoch_paths = {int(_re.search(r"e(\d+)\.pt$", str(p)).group(1)): str(p) for p in smk.output.checkpoints}
     dataset = load_dataset(dict(smk.params.dataset))
-    train_torch(dict(smk.params.arch), dict(smk.params.train), dataset, seed=int(smk.wildcards.seed), checkpoint=epoch_paths[max(epoch_paths)], history=smk.output.history, threads=smk.threads, epoch_checkpoints=epoch_paths)
+    train_torch(dict(smk.params.arch), dict(smk.params.train), dataset, seed=int(smk.wildcards.seed), checkpoint=epoch_paths[max(epoch_paths)], history=smk.output.history, threads=smk.threads, epoch_checkpoints=epoch_paths, device=_device(smk))
 
 
 @_rule
@@ -236,7 +236,7 @@ def architectures_init(smk) -> None:
     from layersim.train import train_torch
 
     dataset = load_dataset(dict(smk.params.dataset))
-    train_torch(dict(smk.params.arch), {**dict(smk.params.train), "epochs": 0}, dataset, seed=int(smk.wildcards.seed), checkpoint=smk.output.checkpoint, history=smk.output.history, threads=smk.threads)
+    train_torch(dict(smk.params.arch), {**dict(smk.params.train), "epochs": 0}, dataset, seed=int(smk.wildcards.seed), checkpoint=smk.output.checkpoint, history=smk.output.history, threads=smk.threads, device=_device(smk))
 
 
 @_rule
@@ -309,7 +309,7 @@ def representation_train(smk) -> None:
     train = dict(smk.params.train)
     if trained_on == UNTRAINED:
         train["epochs"] = 0
-    train_torch(dict(smk.params.arch), train, dataset, seed=int(smk.wildcards.seed), checkpoint=smk.output.checkpoint, history=smk.output.history, threads=smk.threads)
+    train_torch(dict(smk.params.arch), train, dataset, seed=int(smk.wildcards.seed), checkpoint=smk.output.checkpoint, history=smk.output.history, threads=smk.threads, device=_device(smk))
 
 
 @_rule
@@ -343,7 +343,7 @@ def representation_extract(smk) -> None:
         "config_hash": config_hash(p.dataset, p.samples_per_set, p.seed),
     }
     log.info("%s: layer %s on %d images of %s", attrs["set"], layer, len(rows), dataset.name)
-    write_activations(smk.output.store, torch_layer_batches(model, images, p.batch_size, layers=[layer, "logits"]), sample_id=dataset.eval.sample_id[rows], labels=dataset.eval.labels[rows], attrs=attrs)
+    write_activations(smk.output.store, torch_layer_batches(model, images, p.batch_size, layers=[layer, "logits"], device=_device(smk)), sample_id=dataset.eval.sample_id[rows], labels=dataset.eval.labels[rows], attrs=attrs)
 
 
 def _representation_sets(paths) -> list[dict]:
