@@ -89,6 +89,27 @@ def store_figures(batches_a, batches_b, limit, *, repeat, threads, device=None):
     return full
 
 
+def naive_figure(batches_a, batches_b, engine_seconds: float, quick: bool, where: str = "") -> None:
+    """The seed-style naive code (CPU, float64) on the standard workload, timed on a random
+    sample of pairs and extrapolated, against the engine's time."""
+    per_pair = naive_time(batches_a, batches_b, 6 if quick else 16, np.random.default_rng(0))
+    naive_total = per_pair * len(STANDARD_SHAPES) ** 2 * BATCHES
+    print(f"seed-style naive code (CPU, numpy float64): {per_pair * 1e3:.0f} ms per layer pair and batch → {naive_total:.0f} s extrapolated to 24×24 pairs × 4 batches; engine{where} is {naive_total / engine_seconds:.0f}× faster")
+
+
+def seed_case_figure(quick: bool, move=lambda x: x, where: str = "") -> None:
+    """The seed's own case: ResNet50 vs ResNet101 at 32×32, every Keras layer, one batch of
+    256 (random activations of those layers' shapes; ``move`` puts them on the device)."""
+    rng = np.random.default_rng(1)
+    acts = {name: [np.maximum(rng.standard_normal((N, *s), dtype=np.float32) + 0.3, 0) for s in shp] for name, shp in seed_shapes().items()}
+    a, b = ([move(x) for x in acts[name]] for name in ("resnet50", "resnet101"))
+    engine_run([a], [b], None)  # warm-up
+    ours = best_of(lambda: engine_run([a], [b], None), 1 if quick else 2)
+    per_pair = naive_time([acts["resnet50"]], [acts["resnet101"]], 4 if quick else 12, rng)
+    total = per_pair * len(a) * len(b)
+    print(f"seed case ResNet50 ({len(a)} layers) vs ResNet101 ({len(b)} layers), 32×32, 1 batch of 256 (random activations of those layers' shapes): engine{where} {ours:.3f} s; naive (CPU) {per_pair * 1e3:.0f} ms/pair × {len(a) * len(b)} pairs = {total:.0f} s (extrapolated from a random sample of pairs) → {total / ours:.0f}× faster")
+
+
 def torch_gemm_rates(device: str, size: int = 4096, repeat: int = 10) -> dict[str, float]:
     """GFLOP/s of a ``size``² matmul on a torch device, float32 (no TF32) and float64."""
     import torch
@@ -137,20 +158,9 @@ def main_device(device: str, quick: bool) -> None:
     t_cpu = best_of(lambda: engine_run(batches_a, batches_b, None), 2)
     print(f"  the same on this machine's CPU (numpy engine, {default_threads()} threads): {t_cpu:.3f} s → the GPU is {t_cpu / t:.0f}× faster")
     store_figures(batches_a, batches_b, limit, repeat=1, threads=default_threads(), device=device)
-    rng = np.random.default_rng(0)
-    per_pair = naive_time(batches_a, batches_b, 6 if quick else 16, rng)
-    naive_total = per_pair * len(STANDARD_SHAPES) ** 2 * BATCHES
-    print(f"seed-style naive code (CPU, numpy float64): {per_pair * 1e3:.0f} ms per layer pair and batch → {naive_total:.0f} s extrapolated; engine on {device} is {naive_total / t:.0f}× faster")
+    naive_figure(batches_a, batches_b, t, quick, where=f" on {device}")
     del on, batches_a, batches_b
-    shapes = seed_shapes()
-    rng = np.random.default_rng(1)
-    acts = {name: [np.maximum(rng.standard_normal((N, *s), dtype=np.float32) + 0.3, 0) for s in shp] for name, shp in shapes.items()}
-    a, b = ([torch.from_numpy(x).to(device) for x in acts[name]] for name in ("resnet50", "resnet101"))
-    engine_run([a], [b], None)
-    ours = best_of(lambda: engine_run([a], [b], None), 3)
-    per_pair = naive_time([acts["resnet50"]], [acts["resnet101"]], 4 if quick else 12, rng)
-    total = per_pair * len(a) * len(b)
-    print(f"seed case ResNet50 ({len(a)} layers) vs ResNet101 ({len(b)} layers), 32×32, 1 batch of 256: engine on {device} {ours:.3f} s; naive (CPU) {per_pair * 1e3:.0f} ms/pair × {len(a) * len(b)} pairs = {total:.0f} s (extrapolated from a random sample of pairs) → {total / ours:.0f}× faster")
+    seed_case_figure(quick, move=lambda x: torch.from_numpy(x).to(device), where=f" on {device}")
 
 
 def main(quick: bool) -> None:
@@ -181,22 +191,9 @@ def main(quick: bool) -> None:
 
     full = store_figures(batches_a, batches_b, limit, repeat=repeat, threads=threads)
 
-    # the seed-style naive code: per-pair Grams in float64, timed on a random sample of pairs
-    rng = np.random.default_rng(0)
-    per_pair = naive_time(batches_a, batches_b, 6 if quick else 16, rng)
-    naive_total = per_pair * len(STANDARD_SHAPES) ** 2 * BATCHES
-    print(f"seed-style naive code: {per_pair * 1e3:.0f} ms per layer pair and batch → {naive_total:.0f} s extrapolated to 24×24 pairs × 4 batches; engine is {naive_total / best_in_memory:.0f}× faster")
+    naive_figure(batches_a, batches_b, best_in_memory, quick)
     del batches_a, batches_b, full
-
-    # the seed's own case: ResNet50 vs ResNet101 at 32×32, every Keras layer, one batch of 256
-    shapes = seed_shapes()
-    rng = np.random.default_rng(1)
-    acts = {name: [np.maximum(rng.standard_normal((N, *s), dtype=np.float32) + 0.3, 0) for s in shp] for name, shp in shapes.items()}
-    a, b = acts["resnet50"], acts["resnet101"]
-    ours = best_of(lambda: engine_run([a], [b], None), 1 if quick else 2)
-    per_pair = naive_time([a], [b], 4 if quick else 12, rng)
-    total = per_pair * len(a) * len(b)
-    print(f"seed case ResNet50 ({len(a)} layers) vs ResNet101 ({len(b)} layers), 32×32, 1 batch of 256 (random activations of those layers' shapes): engine {ours:.2f} s; naive {per_pair * 1e3:.0f} ms/pair × {len(a) * len(b)} pairs = {total:.0f} s (extrapolated from a random sample of pairs) → {total / ours:.0f}× faster")
+    seed_case_figure(quick)
 
 
 if __name__ == "__main__":
