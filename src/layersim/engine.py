@@ -703,7 +703,10 @@ def compare_stores(
     for name in used:
         layers = opened[name].layers
         sizes = [int(np.prod(opened[name].feature_shape(layer))) for layer in layers]
-        blocks[name] = [[layers[i] for i in block] for block in _layer_blocks(sizes, max(1, layer_block), min_blocks=max(1, threads))]
+        # on the CPU at least one block per thread (the pool computes them in parallel); a GPU
+        # takes a block's Grams in a few batched products, so fewer, larger blocks
+        min_blocks = 1 if device is not None else max(1, threads)
+        blocks[name] = [[layers[i] for i in block] for block in _layer_blocks(sizes, max(1, layer_block), min_blocks=min_blocks)]
         orders[name] = [layers.index(layer) for block in blocks[name] for layer in block]
     states = []
     for rows in batches:
