@@ -46,6 +46,17 @@ def naive_time(batches_a, batches_b, n_pairs, rng):
     return (time.perf_counter() - start) / n_pairs
 
 
+def standard_workload(gflops: float, note: str = ""):
+    """Print the standard workload's limit at ``gflops`` (float32 GEMM rate); return it (s), the
+    two models' activations and their float64 reference CKA."""
+    flops = workload_flops(STANDARD_SHAPES, STANDARD_SHAPES)
+    limit = flops / (gflops * 1e9)
+    print(f"standard workload: {flops / 1e9:.1f} GFLOP (Grams as ?syrk n²p + all-pairs products) → limit {limit:.4f} s at {gflops:.1f} GFLOP/s float32{note}")
+    batches_a = make_model_activations(STANDARD_SHAPES, seed=0)
+    batches_b = make_model_activations(STANDARD_SHAPES, seed=1)
+    return limit, batches_a, batches_b, reference_cka64(batches_a, batches_b)
+
+
 def store_figures(batches_a, batches_b, limit, *, repeat, threads, device=None):
     """compare_stores from Zarr stores (4 batches of 256 = one pass over 1024 samples): cached
     and out of core, with its max error against a float64 reference. Returns the activations
@@ -136,13 +147,7 @@ def main_device(device: str, quick: bool) -> None:
     print(f"device: {device} ({torch.cuda.get_device_name(device)}), torch {torch.__version__}")
     rates = torch_gemm_rates(device)
     print("GEMM 4096² GFLOP/s on the device: " + ", ".join(f"{k} {v:.0f}" for k, v in rates.items()))
-    r32 = rates["torch float32"]
-    flops = workload_flops(STANDARD_SHAPES, STANDARD_SHAPES)
-    limit = flops / (r32 * 1e9)
-    print(f"standard workload: {flops / 1e9:.1f} GFLOP (Grams as ?syrk n²p + all-pairs products) → limit {limit * 1e3:.2f} ms at {r32:.0f} GFLOP/s float32 (torch has no syrk: its Gram is a GEMM, 2n²p)")
-    batches_a = make_model_activations(STANDARD_SHAPES, seed=0)
-    batches_b = make_model_activations(STANDARD_SHAPES, seed=1)
-    ref = reference_cka64(batches_a, batches_b)
+    limit, batches_a, batches_b, ref = standard_workload(rates["torch float32"], " (torch has no syrk: its Gram is a GEMM, 2n²p)")
     on = [[[torch.from_numpy(x).to(device) for x in layers] for layers in batches] for batches in (batches_a, batches_b)]
     cka = engine_run(*on, None)  # warm-up; compute() returns to the host, so every run is synchronised
     t = best_of(lambda: engine_run(*on, None), 5 if quick else 20)
@@ -169,14 +174,7 @@ def main(quick: bool) -> None:
     print_facts(facts)
     rates = gemm_rates(repeat=repeat)
     print("GEMM 4096² GFLOP/s (all threads): " + ", ".join(f"{k} {v:.1f}" for k, v in rates.items()))
-    r32 = max(rates["numpy float32"], rates["torch float32"])
-    flops = workload_flops(STANDARD_SHAPES, STANDARD_SHAPES)
-    limit = flops / (r32 * 1e9)
-    print(f"standard workload: {flops / 1e9:.1f} GFLOP (Grams as ?syrk n²p + all-pairs products) → limit {limit:.3f} s at {r32:.1f} GFLOP/s float32")
-
-    batches_a = make_model_activations(STANDARD_SHAPES, seed=0)
-    batches_b = make_model_activations(STANDARD_SHAPES, seed=1)
-    ref = reference_cka64(batches_a, batches_b)
+    limit, batches_a, batches_b, ref = standard_workload(max(rates["numpy float32"], rates["torch float32"]))
 
     threads = default_threads()
     results = {}
