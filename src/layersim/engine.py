@@ -667,8 +667,9 @@ def compare_stores(
         instead of local threads.
     device : str, optional
         A torch device (``"cuda"``, ``"cuda:1"``, ``"cpu"``): Grams and products are computed
-        there with the torch backend (same layout, float64 centring and sums). Default: numpy
-        on the CPU (BLAS ``?syrk``). See :func:`layersim.device.torch_device` for ``auto``.
+        there with the torch backend (same layout, float64 centring and sums); cached stores
+        are kept there too, like the host cache, for later calls. Default: numpy on the CPU
+        (BLAS ``?syrk``). See :func:`layersim.device.torch_device` for ``auto``.
 
     Returns
     -------

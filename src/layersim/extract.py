@@ -66,11 +66,10 @@ def extract_torch(
 
     import torch
 
+    from layersim.device import torch_device
     from layersim.errors import LayersimError
     from layersim.models.torch import layer_names
     from layersim.train import load_torch_checkpoint
-
-    from layersim.device import torch_device
 
     device = torch_device(device)
     torch.set_num_threads(max(1, threads))

@@ -80,10 +80,9 @@ def train_torch(
     Returns the history dict.
     """
     import torch
-
-    from layersim.device import torch_device
     from tqdm.auto import tqdm
 
+    from layersim.device import torch_device
     from layersim.models.torch import build_torch_model
 
     cfg = {**DEFAULT_TRAIN, **(train_cfg or {})}
