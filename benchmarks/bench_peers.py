@@ -80,15 +80,8 @@ def on_device(batches):
     return batches if DEVICE == "cpu" else [[torch.from_numpy(x).to(DEVICE) for x in layers] for layers in batches]
 
 
-def run_ours(batches_a, batches_b):
-    acc = MinibatchCKA()
-    for a, b in zip(batches_a, batches_b):
-        acc.update(a, b)
-    return acc.compute()
-
-
-def _float64(batches_a, batches_b):
-    acc = MinibatchCKA(np.float64)
+def run_ours(batches_a, batches_b, dtype=np.float32):
+    acc = MinibatchCKA(dtype)
     for a, b in zip(batches_a, batches_b):
         acc.update(a, b)
     return acc.compute()
@@ -152,7 +145,7 @@ def main(quick: bool) -> None:
     t_pc, out_pc = min(pc_runs, key=lambda r: r[0])
     cka = run_ours(ours_a, ours_b)
     print(f"  layersim      {t_ours:8.2f} s  max error {np.abs(cka - ref).max():.1e}  (unbiased HSIC, float32 Grams, float64 sums)")
-    t64, out = timed(lambda: _float64(ours_a, ours_b))
+    t64, out = timed(lambda: run_ours(ours_a, ours_b, np.float64))
     print(f"  layersim f64  {t64:8.2f} s  max error {np.abs(out - ref).max():.1e}  (dtype=float64)")
     print(f"  pytorch-cka   {t_pc:8.2f} s  max error {np.abs(out_pc - ref).max():.1e}  ratio {t_pc / t_ours:.1f}×  (best of {len(pc_runs)}, alternating with layersim's)")
     peers = {"pytorch-cka": t_pc}

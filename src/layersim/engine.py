@@ -573,9 +573,7 @@ def _store_grams(path: str, layers: list[str], rows: np.ndarray, dtype: str, cac
     n = len(rows)
     _check_batch(n)
     if device is not None:
-        grams, self_hsic, nonconstant = _grams_torch([store.read_torch(layer, rows, device) for layer in layers], dtype)
-        self_hsic, nonconstant = _to_host(self_hsic, nonconstant)
-        return BatchGrams(grams, n, self_hsic / (n * (n - 3)), nonconstant > 0)
+        return BatchGrams.from_layers([store.read_torch(layer, rows, device) for layer in layers], dtype, backend="torch")
     grams = np.empty((len(layers), n * n), dtype=dtype)
     self_hsic = np.empty(len(layers))
     nonconstant = np.empty(len(layers), bool)
