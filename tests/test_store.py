@@ -5,6 +5,7 @@ import pytest
 import xarray as xr
 import zarr
 
+from layersim import store as store_module
 from layersim.store import ActivationStore, StoreError, check_comparable, read_similarity, write_activations, write_similarity
 
 
@@ -46,16 +47,64 @@ def test_writes_are_whole_shards(tmp_path, monkeypatch):
     rng = np.random.default_rng(1)
     _, batches = make_batches(rng, 50, [7] * 7 + [1])
     regions = []
-    original = zarr.Array.__setitem__
+    original = store_module._write_rows
 
-    def spy(self, key, value):
-        regions.append((key.start, key.stop))
-        return original(self, key, value)
+    def spy(array, start, rows, write_shard):
+        regions.append((start, start + len(rows)))
+        return original(array, start, rows, write_shard)
 
-    monkeypatch.setattr(zarr.Array, "__setitem__", spy)
+    monkeypatch.setattr(store_module, "_write_rows", spy)
     write_activations(tmp_path / "m.zarr", batches, sample_id=np.arange(50), labels=np.zeros(50), attrs={}, chunk_rows=5, shard_chunks=2)
     starts = sorted({r for r in regions})
     assert starts == [(0, 10), (10, 20), (20, 30), (30, 40), (40, 50)]
+
+
+@pytest.mark.parametrize(
+    "feature_shape,chunk_rows,shard_chunks,full_shards,last_rows",
+    [((3, 4, 4), 5, 2, 2, 9), ((7,), 4, 3, 2, 5), ((7,), 4, 3, 0, 3), ((2, 3), 6, 1, 3, 0), ((2, 3), 6, 1, 1, 4)],
+)
+def test_shards_written_directly_are_byte_identical_to_zarrs(tmp_path, monkeypatch, feature_shape, chunk_rows, shard_chunks, full_shards, last_rows):
+    """Shards bypass zarr's shard assembly; the store is byte for byte the one zarr writes on
+    its own, the last, partial shard (a padded chunk and chunks past the end) included."""
+    rng = np.random.default_rng(6)
+    n = full_shards * chunk_rows * shard_chunks + last_rows  # the last shard: a padded chunk, chunks past the end
+    data, batches = make_batches(rng, n, [3] * (n // 3) + [n % 3] * (n % 3 > 0), feature_shape)
+    data["conv"][0, 0] = np.nan  # bytes, not values: NaN and -0.0 too
+    data["conv"][1, 0] = -0.0
+    args = dict(sample_id=np.arange(n), labels=np.arange(n) % 5, attrs={"model": "m"}, chunk_rows=chunk_rows, shard_chunks=shard_chunks)
+
+    by_zarr = []
+    original = zarr.Array.__setitem__
+
+    def spy(self, key, value):
+        by_zarr.append((self.path, key.start, key.stop))
+        return original(self, key, value)
+
+    monkeypatch.setattr(zarr.Array, "__setitem__", spy)
+    direct = write_activations(tmp_path / "direct.zarr", batches, **args)
+    assert by_zarr == []
+
+    monkeypatch.setattr(store_module, "_shard_writer", lambda array: None)
+    by_zarr_only = write_activations(tmp_path / "zarr.zarr", batches, **args)
+
+    files = sorted(p.relative_to(direct) for p in direct.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(by_zarr_only) for p in by_zarr_only.rglob("*") if p.is_file())
+    assert any(f.parts[:2] == ("conv", "c") for f in files)
+    for f in files:
+        assert (direct / f).read_bytes() == (by_zarr_only / f).read_bytes(), f
+    np.testing.assert_array_equal(ActivationStore(direct).read("conv"), data["conv"].reshape(n, -1))
+
+
+def test_layouts_the_direct_shard_writer_does_not_know_go_through_zarr(tmp_path):
+    group = zarr.open_group(str(tmp_path / "g.zarr"), mode="w", zarr_format=3)
+    common = dict(shape=(8, 4), chunks=(2, 4), shards=(4, 4), fill_value=np.nan)
+    assert store_module._shard_writer(group.create_array("plain", dtype="float32", compressors=None, **common)) is not None
+    assert store_module._shard_writer(group.create_array("compressed", dtype="float32", **common)) is None
+    assert store_module._shard_writer(group.create_array("float64", dtype="float64", compressors=None, **common)) is None
+    assert store_module._shard_writer(group.create_array("split_features", dtype="float32", compressors=None, shape=(8, 4), chunks=(2, 2), shards=(4, 4))) is None
+    assert store_module._shard_writer(group.create_array("unsharded", dtype="float32", compressors=None, shape=(8, 4), chunks=(2, 4))) is None
+    in_memory = zarr.open_group(zarr.storage.MemoryStore(), mode="w", zarr_format=3)
+    assert store_module._shard_writer(in_memory.create_array("plain", dtype="float32", compressors=None, **common)) is None
 
 
 def test_incomplete_store_is_refused(tmp_path):
@@ -84,14 +133,14 @@ def test_failed_shard_write_is_raised_and_leaves_no_store(tmp_path, monkeypatch)
     """A write that fails in the background writer stops the extraction with its error."""
     rng = np.random.default_rng(4)
     _, batches = make_batches(rng, 40, [5] * 8)
-    original = zarr.Array.__setitem__
+    original = store_module._write_rows
 
-    def full_disk(self, key, value):
-        if key.start >= 20:  # the second shard
+    def full_disk(array, start, rows, write_shard):
+        if start >= 20:  # the second shard
             raise OSError("No space left on device")
-        return original(self, key, value)
+        return original(array, start, rows, write_shard)
 
-    monkeypatch.setattr(zarr.Array, "__setitem__", full_disk)
+    monkeypatch.setattr(store_module, "_write_rows", full_disk)
     with pytest.raises(OSError, match="No space left"):
         write_activations(tmp_path / "m.zarr", batches, sample_id=np.arange(40), labels=np.zeros(40), attrs={}, chunk_rows=5, shard_chunks=4)
     assert not (tmp_path / "m.zarr").exists()
