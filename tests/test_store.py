@@ -49,9 +49,9 @@ def test_writes_are_whole_shards(tmp_path, monkeypatch):
     regions = []
     original = store_module._write_rows
 
-    def spy(array, start, rows, write_shard):
+    def spy(array, start, rows, shard_files):
         regions.append((start, start + len(rows)))
-        return original(array, start, rows, write_shard)
+        return original(array, start, rows, shard_files)
 
     monkeypatch.setattr(store_module, "_write_rows", spy)
     write_activations(tmp_path / "m.zarr", batches, sample_id=np.arange(50), labels=np.zeros(50), attrs={}, chunk_rows=5, shard_chunks=2)
@@ -84,7 +84,7 @@ def test_shards_written_directly_are_byte_identical_to_zarrs(tmp_path, monkeypat
     direct = write_activations(tmp_path / "direct.zarr", batches, **args)
     assert by_zarr == []
 
-    monkeypatch.setattr(store_module, "_shard_writer", lambda array: None)
+    monkeypatch.setattr(store_module._ShardFiles, "of", classmethod(lambda cls, array: None))
     by_zarr_only = write_activations(tmp_path / "zarr.zarr", batches, **args)
 
     files = sorted(p.relative_to(direct) for p in direct.rglob("*") if p.is_file())
@@ -98,13 +98,47 @@ def test_shards_written_directly_are_byte_identical_to_zarrs(tmp_path, monkeypat
 def test_layouts_the_direct_shard_writer_does_not_know_go_through_zarr(tmp_path):
     group = zarr.open_group(str(tmp_path / "g.zarr"), mode="w", zarr_format=3)
     common = dict(shape=(8, 4), chunks=(2, 4), shards=(4, 4), fill_value=np.nan)
-    assert store_module._shard_writer(group.create_array("plain", dtype="float32", compressors=None, **common)) is not None
-    assert store_module._shard_writer(group.create_array("compressed", dtype="float32", **common)) is None
-    assert store_module._shard_writer(group.create_array("float64", dtype="float64", compressors=None, **common)) is None
-    assert store_module._shard_writer(group.create_array("split_features", dtype="float32", compressors=None, shape=(8, 4), chunks=(2, 2), shards=(4, 4))) is None
-    assert store_module._shard_writer(group.create_array("unsharded", dtype="float32", compressors=None, shape=(8, 4), chunks=(2, 4))) is None
+    assert store_module._ShardFiles.of(group.create_array("plain", dtype="float32", compressors=None, **common)) is not None
+    assert store_module._ShardFiles.of(group.create_array("compressed", dtype="float32", **common)) is None
+    assert store_module._ShardFiles.of(group.create_array("float64", dtype="float64", compressors=None, **common)) is None
+    assert store_module._ShardFiles.of(group.create_array("split_features", dtype="float32", compressors=None, shape=(8, 4), chunks=(2, 2), shards=(4, 4))) is None
+    assert store_module._ShardFiles.of(group.create_array("unsharded", dtype="float32", compressors=None, shape=(8, 4), chunks=(2, 4))) is None
     in_memory = zarr.open_group(zarr.storage.MemoryStore(), mode="w", zarr_format=3)
-    assert store_module._shard_writer(in_memory.create_array("plain", dtype="float32", compressors=None, **common)) is None
+    assert store_module._ShardFiles.of(in_memory.create_array("plain", dtype="float32", compressors=None, **common)) is None
+
+
+def test_rows_are_read_straight_from_the_shard_files_and_only_those(tmp_path, monkeypatch):
+    rng = np.random.default_rng(7)
+    n = 61  # shards of 12 rows, the last one partial (1 row)
+    data, batches = make_batches(rng, n, [4] * 15 + [1])
+    path = write_activations(tmp_path / "m.zarr", batches, sample_id=np.arange(n), labels=np.zeros(n), attrs={}, chunk_rows=4, shard_chunks=3)
+    read_bytes = []
+    original_preadv = store_module.os.preadv
+
+    def counting_preadv(fd, buffers, offset):
+        read_bytes.append(sum(memoryview(b).nbytes for b in buffers))
+        return original_preadv(fd, buffers, offset)
+
+    monkeypatch.setattr(store_module.os, "preadv", counting_preadv)
+    store = ActivationStore(path)
+    monkeypatch.setattr(zarr.Array, "__getitem__", lambda self, key: pytest.fail(f"zarr read {self.path}[{key}]"))
+    row_bytes = 3 * 4 * 4 * 4
+    for rows in ([0], [60], [11, 12], [3, 4, 5, 9, 30, 31, 59, 60], sorted(rng.choice(n, 25, replace=False))):
+        read_bytes.clear()
+        rows = np.asarray(rows)
+        np.testing.assert_array_equal(store.read("conv", rows), data["conv"][rows].reshape(len(rows), -1))
+        assert sum(read_bytes) == len(rows) * row_bytes  # only the rows asked for
+
+
+def test_a_missing_shard_file_is_an_error_not_nans(tmp_path):
+    rng = np.random.default_rng(8)
+    _, batches = make_batches(rng, 20, [5] * 4)
+    path = write_activations(tmp_path / "m.zarr", batches, sample_id=np.arange(20), labels=np.zeros(20), attrs={}, chunk_rows=5, shard_chunks=2)
+    (path / "conv" / "c" / "1" / "0" / "0" / "0").unlink()
+    store = ActivationStore(path)
+    np.testing.assert_array_equal(store.read("conv", np.array([1, 2])).shape, (2, 48))
+    with pytest.raises(StoreError, match=r"c/1/0/0/0 is missing: the activation store is damaged; delete it and rerun the extract step"):
+        store.read("conv", np.array([1, 12]))
 
 
 def test_incomplete_store_is_refused(tmp_path):
@@ -135,10 +169,10 @@ def test_failed_shard_write_is_raised_and_leaves_no_store(tmp_path, monkeypatch)
     _, batches = make_batches(rng, 40, [5] * 8)
     original = store_module._write_rows
 
-    def full_disk(array, start, rows, write_shard):
+    def full_disk(array, start, rows, shard_files):
         if start >= 20:  # the second shard
             raise OSError("No space left on device")
-        return original(array, start, rows, write_shard)
+        return original(array, start, rows, shard_files)
 
     monkeypatch.setattr(store_module, "_write_rows", full_disk)
     with pytest.raises(OSError, match="No space left"):
