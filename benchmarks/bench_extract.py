@@ -58,7 +58,9 @@ def main(args) -> None:
                 try:
                     for batch in torch_layer_batches(model, images, 128, progress=False, device=device):
                         for name, value in batch.items():
-                            files.setdefault(name, open(raw_dir / name, "wb")).write(np.ascontiguousarray(value).data)
+                            if name not in files:
+                                files[name] = open(raw_dir / name, "wb")
+                            files[name].write(np.ascontiguousarray(value).data)
                 finally:
                     for f in files.values():
                         f.close()

@@ -42,21 +42,28 @@ def test_roundtrip_layout(tmp_path):
     assert not (tmp_path / "m.zarr.partial").exists()
 
 
-def test_writes_are_whole_shards(tmp_path, monkeypatch):
-    """Every write covers whole shards (or the final rows), never part of a shard."""
+def by_zarr_only(monkeypatch):
+    """Every array's layout treated as one the direct shard files do not know."""
+    monkeypatch.setattr(store_module._ShardFiles, "of", classmethod(lambda cls, array: None))
+
+
+def test_zarr_writes_are_whole_shards(tmp_path, monkeypatch):
+    """Where zarr writes, every write covers whole shards (or the final rows), never part of a shard."""
+    by_zarr_only(monkeypatch)
     rng = np.random.default_rng(1)
-    _, batches = make_batches(rng, 50, [7] * 7 + [1])
+    data, batches = make_batches(rng, 50, [7] * 7 + [1])
     regions = []
     original = store_module._write_rows
 
-    def spy(array, start, rows, shard_files):
+    def spy(array, start, rows):
         regions.append((start, start + len(rows)))
-        return original(array, start, rows, shard_files)
+        return original(array, start, rows)
 
     monkeypatch.setattr(store_module, "_write_rows", spy)
     write_activations(tmp_path / "m.zarr", batches, sample_id=np.arange(50), labels=np.zeros(50), attrs={}, chunk_rows=5, shard_chunks=2)
     starts = sorted({r for r in regions})
     assert starts == [(0, 10), (10, 20), (20, 30), (30, 40), (40, 50)]
+    np.testing.assert_array_equal(ActivationStore(tmp_path / "m.zarr").read("conv"), data["conv"].reshape(50, -1))
 
 
 @pytest.mark.parametrize(
@@ -84,14 +91,14 @@ def test_shards_written_directly_are_byte_identical_to_zarrs(tmp_path, monkeypat
     direct = write_activations(tmp_path / "direct.zarr", batches, **args)
     assert by_zarr == []
 
-    monkeypatch.setattr(store_module._ShardFiles, "of", classmethod(lambda cls, array: None))
-    by_zarr_only = write_activations(tmp_path / "zarr.zarr", batches, **args)
+    by_zarr_only(monkeypatch)
+    zarr_written = write_activations(tmp_path / "zarr.zarr", batches, **args)
 
     files = sorted(p.relative_to(direct) for p in direct.rglob("*") if p.is_file())
-    assert files == sorted(p.relative_to(by_zarr_only) for p in by_zarr_only.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(zarr_written) for p in zarr_written.rglob("*") if p.is_file())
     assert any(f.parts[:2] == ("conv", "c") for f in files)
     for f in files:
-        assert (direct / f).read_bytes() == (by_zarr_only / f).read_bytes(), f
+        assert (direct / f).read_bytes() == (zarr_written / f).read_bytes(), f
     np.testing.assert_array_equal(ActivationStore(direct).read("conv"), data["conv"].reshape(n, -1))
 
 
@@ -163,21 +170,42 @@ def test_failed_write_leaves_no_store(tmp_path):
     assert not (tmp_path / "m.zarr").exists()
 
 
-def test_failed_shard_write_is_raised_and_leaves_no_store(tmp_path, monkeypatch):
+def test_failed_zarr_shard_write_is_raised_and_leaves_no_store(tmp_path, monkeypatch):
     """A write that fails in the background writer stops the extraction with its error."""
+    by_zarr_only(monkeypatch)
     rng = np.random.default_rng(4)
     _, batches = make_batches(rng, 40, [5] * 8)
     original = store_module._write_rows
 
-    def full_disk(array, start, rows, shard_files):
+    def full_disk(array, start, rows):
         if start >= 20:  # the second shard
             raise OSError("No space left on device")
-        return original(array, start, rows, shard_files)
+        return original(array, start, rows)
 
     monkeypatch.setattr(store_module, "_write_rows", full_disk)
     with pytest.raises(OSError, match="No space left"):
         write_activations(tmp_path / "m.zarr", batches, sample_id=np.arange(40), labels=np.zeros(40), attrs={}, chunk_rows=5, shard_chunks=4)
     assert not (tmp_path / "m.zarr").exists()
+
+
+def test_failed_shard_file_write_is_raised_and_leaves_no_store(tmp_path, monkeypatch):
+    rng = np.random.default_rng(4)
+    _, batches = make_batches(rng, 40, [5] * 8)
+    opened = []
+    original_open = open
+
+    def full_disk(path, mode="r", *args, **kwargs):
+        if "w" in mode and str(path).endswith("c/1/0/0/0"):  # conv's second shard
+            raise OSError("No space left on device")
+        handle = original_open(path, mode, *args, **kwargs)
+        opened.append(handle)
+        return handle
+
+    monkeypatch.setattr(store_module, "open", full_disk, raising=False)
+    with pytest.raises(OSError, match="No space left"):
+        write_activations(tmp_path / "m.zarr", batches, sample_id=np.arange(40), labels=np.zeros(40), attrs={}, chunk_rows=5, shard_chunks=4)
+    assert not (tmp_path / "m.zarr").exists()
+    assert opened and all(handle.closed for handle in opened)
 
 
 def test_more_rows_than_sample_ids_is_an_error(tmp_path):

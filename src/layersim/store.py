@@ -10,12 +10,12 @@ Layout of ``results/{exp}/activations/{model}-s{seed}-e{epoch}.zarr``::
     logits      (sample, class)         float32 (also listed in ``layers``)
 
 Every array is chunked along ``sample`` (``chunk_rows`` rows) and sharded (``shard_chunks``
-chunks a shard). Rows are buffered and written one whole shard at a time (by a background
-thread, while the next rows are computed), so every write is aligned to a shard boundary and
-memory holds at most two shards of rows, whatever the number of samples. A shard's file is
-written from the buffer as it is (``_ShardFiles``: the bytes zarr would write, without zarr
-3.1's three copies of every shard). ``complete`` is set only after the last shard of every
-array is written; readers refuse a store without it.
+chunks a shard). zarr creates the arrays; each batch's rows are then appended to their shard's
+file (``_ShardFiles``: the bytes zarr would write, without zarr 3.1's three copies of every
+shard), one writer per file, so memory holds one batch whatever the number of samples. Where
+an array's layout is another (``_ShardFiles.of``), rows are buffered and zarr writes one whole
+shard at a time (by a background thread), every write aligned to a shard boundary. ``complete``
+is set only after the last shard of every array is written; readers refuse a store without it.
 """
 
 from __future__ import annotations
@@ -65,10 +65,11 @@ def write_activations(
 ) -> Path:
     """Write per-layer activations, batch by batch, into a new Zarr v3 group at ``path``.
 
-    Rows are copied into one ``(shard rows, *features)`` buffer per layer; a full shard is
-    handed to a background thread that writes it (every layer, one whole-shard write each)
-    while the next batches are computed and copied into a second set of buffers. Memory holds
-    at most two shards of rows, whatever the number of samples.
+    Each batch's rows are appended to their shard files at once (memory: one batch). Where
+    the layout is not the one :class:`_ShardFiles` writes, rows are copied into one
+    ``(shard rows, *features)`` buffer per layer instead, and a full shard is handed to a
+    background thread that writes it by zarr (one whole-shard write per layer) while the next
+    batches fill a second set of buffers (memory: two shards of rows).
 
     Parameters
     ----------
@@ -109,6 +110,7 @@ def write_activations(
     filling: dict[str, np.ndarray] = {}  # the shard being filled, per layer
     spare: dict[str, np.ndarray] = {}  # the other set of buffers (written by the writer thread)
     filled = written = shard_rows = 0
+    direct = False  # shard files appended to directly (else buffered and written by zarr)
     writer = ThreadPoolExecutor(1, thread_name_prefix="layersim-store")
     pending = None  # the writer's current job
 
@@ -128,11 +130,8 @@ def write_activations(
             )
 
     def write_shard(buffers: dict[str, np.ndarray], start: int, rows: int) -> None:
-        if not arrays:
-            create_arrays()
-            shard_files.update({name: _ShardFiles.of(array) for name, array in arrays.items()})
         for name, array in arrays.items():
-            _write_rows(array, start, buffers[name][:rows], shard_files[name])
+            _write_rows(array, start, buffers[name][:rows])
 
     def hand_over(rows: int) -> None:
         """Give the filled buffers to the writer (after it finished the previous shard)."""
@@ -153,13 +152,22 @@ def write_activations(
                 chunk_rows = chunk_rows or len(next(iter(batch.values())))
                 shard_rows = chunk_rows * shard_chunks
                 shapes.update({name: value.shape[1:] for name, value in batch.items()})
-                filling = {name: np.empty((shard_rows, *feat), dtype=np.float32) for name, feat in shapes.items()}
+                create_arrays()
+                shard_files.update({name: _ShardFiles.of(array) for name, array in arrays.items()})
+                direct = all(files is not None for files in shard_files.values())
+                if not direct:
+                    filling = {name: np.empty((shard_rows, *feat), dtype=np.float32) for name, feat in shapes.items()}
                 root.attrs["layers"] = list(batch)
             elif list(batch) != list(shapes):
                 raise StoreError("every batch must hold the same layers in the same order as the first")
             rows = len(next(iter(batch.values())))
             if written + filled + rows > n_total:
                 raise StoreError(f"the batches hold more rows than the {n_total} sample ids given")
+            if direct:  # each layer's rows appended to its shard file while they are in cache
+                for name, value in batch.items():
+                    shard_files[name].append(value)
+                written += rows
+                continue
             done = 0
             while done < rows:
                 take = min(rows - done, shard_rows - filled)
@@ -175,6 +183,9 @@ def write_activations(
             pending.result()
     finally:
         writer.shutdown(wait=True, cancel_futures=True)
+        for files in shard_files.values():
+            if files is not None:
+                files.close()
     if written != n_total:
         raise StoreError(f"wrote {written} rows but {n_total} sample ids were given")
     root.create_array("sample_id", data=sample_id, dimension_names=("sample",), compressors=None)
@@ -186,14 +197,10 @@ def write_activations(
     return path
 
 
-def _write_rows(array: zarr.Array, start: int, rows: np.ndarray, shard_files: "_ShardFiles | None") -> None:
-    """Write ``rows`` from row ``start`` of ``array``: one whole shard, or the array's last
-    rows (``start`` on a shard boundary). Straight to the shard's file where ``shard_files``
-    (see :class:`_ShardFiles`) is given, else by zarr."""
-    if shard_files is not None:
-        shard_files.write(start // array.shards[0], rows)
-    else:
-        array[start : start + len(rows)] = rows
+def _write_rows(array: zarr.Array, start: int, rows: np.ndarray) -> None:
+    """Write ``rows`` from row ``start`` of ``array`` by zarr: one whole shard, or the array's
+    last rows (``start`` on a shard boundary)."""
+    array[start : start + len(rows)] = rows
 
 
 class _ShardFiles:
@@ -208,7 +215,7 @@ class _ShardFiles:
     its rows' bytes as they lie in memory, the last chunk padded with the fill value, followed
     by the index the sharding spec defines: ``(offset, length)`` of every chunk as
     little-endian uint64 (``2⁶⁴−1`` twice for a chunk past the array's end), then the index's
-    CRC32C. :meth:`write` writes exactly that (``tests/test_store.py`` checks the bytes against
+    CRC32C. :meth:`append` writes exactly that (``tests/test_store.py`` checks the bytes against
     zarr's own); :meth:`read` reads only the rows asked for, straight into the result, from a
     file whose index is that one (else zarr reads it).
     """
@@ -246,6 +253,7 @@ class _ShardFiles:
         self.chunk_rows, self.shard_rows = array.chunks[0], array.shards[0]
         self.row_bytes = int(np.prod(self.feature_shape, dtype=np.int64)) * 4
         self.dir = Path(array.store_path.store.root) / array.path
+        self._shard, self._file, self._rows_written = 0, None, 0  # where append() is
 
     def path(self, shard: int) -> Path:
         return self.dir / self.array.metadata.encode_chunk_key((shard, *(0,) * len(self.feature_shape)))
@@ -265,19 +273,36 @@ class _ShardFiles:
         index_bytes = index.tobytes()
         return chunks * chunk_bytes, index_bytes + np.array(google_crc32c.value(index_bytes), dtype="<u4").tobytes()
 
-    def write(self, shard: int, rows: np.ndarray) -> None:
-        """All the rows of ``shard`` (the array's last rows for its last shard)."""
-        if len(rows) != self._rows_in(shard) or rows.shape[1:] != self.feature_shape or rows.dtype != np.float32 or not rows.flags.c_contiguous:
-            raise StoreError(f"internal: shard {shard} of {self.array.path} must be written whole, as one C-ordered float32 array")
-        data_bytes, index = self._layout(shard)
-        path = self.path(shard)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as f:
-            f.write(rows.data)
-            padding = data_bytes // self.row_bytes - len(rows)
-            if padding:
-                f.write(np.full((padding, *self.feature_shape), self.array.fill_value, dtype="<f4").data)
-            f.write(index)
+    def append(self, rows: np.ndarray) -> None:
+        """The array's next rows (from row 0 on, in order): written to the current shard's
+        file as they come; a shard's file is finished (padding, index) with its last row."""
+        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        if rows.shape[1:] != self.feature_shape:
+            raise StoreError(f"internal: rows of shape {rows.shape[1:]} for {self.array.path}, whose rows are {self.feature_shape}")
+        while len(rows):
+            if self._file is None:
+                if self._shard * self.shard_rows >= self.array.shape[0]:
+                    raise StoreError(f"internal: more rows than the {self.array.shape[0]} of {self.array.path}")
+                path = self.path(self._shard)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._file, self._rows_written = open(path, "wb"), 0
+            take = min(len(rows), self._rows_in(self._shard) - self._rows_written)
+            self._file.write(rows[:take].data)
+            self._rows_written += take
+            rows = rows[take:]
+            if self._rows_written == self._rows_in(self._shard):
+                data_bytes, index = self._layout(self._shard)
+                padding = data_bytes // self.row_bytes - self._rows_written
+                if padding:
+                    self._file.write(np.full((padding, *self.feature_shape), self.array.fill_value, dtype="<f4").data)
+                self._file.write(index)
+                self.close()
+                self._shard += 1
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def read(self, shard: int, rows: np.ndarray, out: np.ndarray) -> bool:
         """Rows ``rows`` (sorted positions within ``shard``) into ``out`` (C-ordered float32,
