@@ -135,6 +135,13 @@ def test_rows_are_read_straight_from_the_shard_files_and_only_those(tmp_path, mo
         rows = np.asarray(rows)
         np.testing.assert_array_equal(store.read("conv", rows), data["conv"][rows].reshape(len(rows), -1))
         assert sum(read_bytes) == len(rows) * row_bytes  # only the rows asked for
+    np.testing.assert_array_equal(store.read("conv", slice(10, 30)), data["conv"][10:30].reshape(20, -1))
+    np.testing.assert_array_equal(store.read("conv"), data["conv"].reshape(n, -1))
+    monkeypatch.undo()
+    cached = ActivationStore(path, cache_bytes=1 << 30)  # read once, whole, the same way
+    assert cached.cached
+    monkeypatch.setattr(zarr.Array, "__getitem__", lambda self, key: pytest.fail(f"zarr read {self.path}[{key}]"))
+    np.testing.assert_array_equal(cached.read("conv", np.array([2, 59])), data["conv"][[2, 59]].reshape(2, -1))
 
 
 def test_a_missing_shard_file_is_an_error_not_nans(tmp_path):

@@ -391,18 +391,21 @@ class ActivationStore:
         """
         if self.cached:
             if layer not in self._cache:
-                whole = self.group[layer][:]
-                self._cache[layer] = whole.reshape(len(whole), -1)
+                self._cache[layer] = self._read_rows(layer, np.arange(len(self)))
             return self._cache[layer] if rows is None else self._cache[layer][rows]
-        array = self.group[layer]
         if rows is None:
             rows = slice(None)
-        if isinstance(rows, slice):
-            data = array[rows]
+        if isinstance(rows, slice) and rows.step not in (None, 1):
+            data = self.group[layer][rows]
             return data.reshape(data.shape[0], -1)
-        rows = np.asarray(rows)
+        return self._read_rows(layer, np.arange(len(self))[rows] if isinstance(rows, slice) else np.asarray(rows))
+
+    def _read_rows(self, layer: str, rows: np.ndarray) -> np.ndarray:
+        array = self.group[layer]
         shard_rows = (array.shards or array.chunks)[0]
         out = np.empty((len(rows), int(np.prod(array.shape[1:]))), dtype=array.dtype)
+        if len(rows) == 0:
+            return out
         if layer not in self._shard_files:
             self._shard_files[layer] = _ShardFiles.of(array)
         shard_files = self._shard_files[layer]
