@@ -223,6 +223,15 @@ def test_more_rows_than_sample_ids_is_an_error(tmp_path):
     assert not (tmp_path / "m.zarr").exists()
 
 
+def test_layers_with_different_rows_in_one_batch_are_an_error(tmp_path):
+    rng = np.random.default_rng(9)
+    _, batches = make_batches(rng, 20, [10, 10])
+    batches[1]["logits"] = batches[1]["logits"][:9]
+    with pytest.raises(StoreError, match="same samples; this batch has conv: 10, logits: 9 rows"):
+        write_activations(tmp_path / "m.zarr", batches, sample_id=np.arange(20), labels=np.zeros(20), attrs={})
+    assert not (tmp_path / "m.zarr").exists()
+
+
 def test_different_sample_ids_are_not_comparable(tmp_path):
     rng = np.random.default_rng(3)
     _, batches = make_batches(rng, 20, [10, 10])

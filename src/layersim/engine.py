@@ -565,7 +565,7 @@ def _open_store(path: str, cache_bytes: int = 0):
 def _store_grams(path: str, layers: list[str], rows: np.ndarray, dtype: str, cache_bytes: int = 0, device: str | None = None) -> BatchGrams:
     """Task: the Grams of a block of layers for one minibatch, reading one layer at a time.
 
-    Memory: one layer's minibatch (and, out of core, one shard of it) besides the Grams.
+    Memory: one layer's minibatch besides the Grams (out of core, only its rows are read).
     With a torch ``device`` the block's minibatch is copied there and its Grams computed there.
     """
     store = _open_store(path, cache_bytes)

@@ -161,6 +161,9 @@ def write_activations(
             elif list(batch) != list(shapes):
                 raise StoreError("every batch must hold the same layers in the same order as the first")
             rows = len(next(iter(batch.values())))
+            if any(len(value) != rows for value in batch.values()):
+                counts = ", ".join(f"{name}: {len(value)}" for name, value in batch.items())
+                raise StoreError(f"every layer of a batch must hold the same samples; this batch has {counts} rows")
             if written + filled + rows > n_total:
                 raise StoreError(f"the batches hold more rows than the {n_total} sample ids given")
             if direct:  # each layer's rows appended to its shard file while they are in cache
