@@ -144,7 +144,7 @@ def test_rows_are_read_straight_from_the_shard_files_and_only_those(tmp_path, mo
     np.testing.assert_array_equal(cached.read("conv", np.array([2, 59])), data["conv"][[2, 59]].reshape(2, -1))
 
 
-def test_a_missing_shard_file_is_an_error_not_nans(tmp_path):
+def test_a_missing_or_truncated_shard_file_is_an_error_not_nans(tmp_path):
     rng = np.random.default_rng(8)
     _, batches = make_batches(rng, 20, [5] * 4)
     path = write_activations(tmp_path / "m.zarr", batches, sample_id=np.arange(20), labels=np.zeros(20), attrs={}, chunk_rows=5, shard_chunks=2)
@@ -153,6 +153,10 @@ def test_a_missing_shard_file_is_an_error_not_nans(tmp_path):
     np.testing.assert_array_equal(store.read("conv", np.array([1, 2])).shape, (2, 48))
     with pytest.raises(StoreError, match=r"c/1/0/0/0 is missing: the activation store is damaged; delete it and rerun the extract step"):
         store.read("conv", np.array([1, 12]))
+    first_shard = path / "conv" / "c" / "0" / "0" / "0" / "0"
+    first_shard.write_bytes(first_shard.read_bytes()[:-30])  # truncated: no index at its end
+    with pytest.raises(StoreError, match=r"rows 1–2 of layer 'conv' cannot be read .*damaged: delete it and rerun the extract step"):
+        store.read("conv", np.array([1, 2]))
 
 
 def test_incomplete_store_is_refused(tmp_path):

@@ -418,7 +418,10 @@ class ActivationStore:
             shard, lo, hi = int(shard_of[part[0]]), rows[part[0]], rows[part[-1]] + 1
             if shard_files is not None and shard_files.read(shard, rows[part] - shard * shard_rows, out[part[0] : part[-1] + 1]):
                 continue
-            block = array[lo:hi]
+            try:
+                block = array[lo:hi]
+            except Exception as err:  # zarr raises several types for a damaged shard
+                raise StoreError(f"{self.path}: rows {lo}–{hi - 1} of layer {layer!r} cannot be read ({err}); the store is damaged: delete it and rerun the extract step") from err
             out[part] = block.reshape(len(block), -1)[rows[part] - lo]
         return out
 
