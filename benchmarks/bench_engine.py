@@ -178,8 +178,10 @@ def main(quick: bool) -> None:
 
     threads = default_threads()
     flops = workload_flops(STANDARD_SHAPES, STANDARD_SHAPES)
+    import torch
+
     square = np.random.default_rng(0).random((4096, 4096), dtype=np.float32)
-    square_torch = __import__("torch").from_numpy(square)
+    square_torch = torch.from_numpy(square)
 
     def gemm_now() -> float:
         """float32 GFLOP/s of a 4096² matmul now: the faster of numpy's and torch's."""

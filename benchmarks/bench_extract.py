@@ -8,6 +8,7 @@ the floor of writing the same bytes to plain files (one per layer) during the sa
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -26,7 +27,7 @@ from layersim.store import write_activations  # noqa: E402
 
 def main(args) -> None:
     quick, device = args.quick, args.device
-    torch.set_num_threads(len(__import__("os").sched_getaffinity(0)))
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
     repeat = 2 if quick else 3
     if device != "cpu":
         print(f"device: {device} ({torch.cuda.get_device_name(device)}); the bare forward includes copying the images to it")
