@@ -219,6 +219,42 @@ def test_failed_shard_file_write_is_raised_and_leaves_no_store(tmp_path, monkeyp
     assert opened and all(handle.closed for handle in opened)
 
 
+def test_a_batch_is_written_while_the_next_one_is_computed(tmp_path, monkeypatch):
+    """The shard files of batch k are appended while the producer computes batch k + 1: here
+    the append of the first batch waits until the producer is asked for the second one (one
+    thread doing both would never get there), and the store is still the data."""
+    import threading
+
+    rng = np.random.default_rng(5)
+    data, batches = make_batches(rng, 40, [10] * 4)
+    second_requested = threading.Event()
+    original_append = store_module._ShardFiles.append
+
+    def append(self, rows):
+        if self.name == "conv" and not second_requested.is_set():
+            assert second_requested.wait(timeout=10), "batch 1 was written before batch 2 was asked for"
+        return original_append(self, rows)
+
+    def producer():
+        yield batches[0]
+        second_requested.set()
+        yield from batches[1:]
+
+    monkeypatch.setattr(store_module._ShardFiles, "append", append)
+    write_activations(tmp_path / "m.zarr", producer(), sample_id=np.arange(40), labels=np.zeros(40), attrs={}, chunk_rows=10, shard_chunks=2)
+    store = ActivationStore(tmp_path / "m.zarr")
+    np.testing.assert_array_equal(store.read("conv"), data["conv"].reshape(40, -1))
+    np.testing.assert_array_equal(store.read("logits"), data["logits"])
+
+
+@pytest.mark.parametrize("name", ["block/conv", "", "..", "__meta", "labels", "sample_id"])
+def test_a_layer_name_that_cannot_name_an_array_is_one_clear_error(tmp_path, name):
+    batch = {name: np.zeros((4, 3), np.float32), "logits": np.zeros((4, 2), np.float32)}
+    with pytest.raises(StoreError, match="cannot name an array of the activation store"):
+        write_activations(tmp_path / "m.zarr", [batch], sample_id=np.arange(4), labels=np.zeros(4), attrs={})
+    assert not (tmp_path / "m.zarr").exists()
+
+
 def test_more_rows_than_sample_ids_is_an_error(tmp_path):
     rng = np.random.default_rng(5)
     _, batches = make_batches(rng, 20, [10, 10])

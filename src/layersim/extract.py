@@ -59,8 +59,8 @@ def extract_torch(
 
     Layers are those of :func:`layersim.models.torch.layer_names` (``logits`` last), or only
     those matching the regex ``layers`` (``re.search``; ``logits`` is always kept); rows keep
-    the order of ``split.sample_id``. Memory holds one batch of rows (each batch is appended
-    to the shard files at once).
+    the order of ``split.sample_id``. Memory holds two batches of rows (one is appended to the
+    shard files while the next is computed).
     The forward pass runs on the torch ``device`` (``auto``: the GPU if the job sees one).
     """
     import re

@@ -2,8 +2,8 @@
 
 One ``keras.Model(model.inputs, [layer.output for every non-input layer])`` is run batch by
 batch over the split (NHWC input) and each batch's outputs are handed, as a dict in layer
-order, to :func:`layersim.store.write_activations`, so memory stays at one batch (which the store
-appends to its shard files). Convolutional outputs get the dimension names ``(height, width, channel)``
+order, to :func:`layersim.store.write_activations`, so memory stays at two batches (the store
+appends one to its shard files while the next is computed). Convolutional outputs get the dimension names ``(height, width, channel)``
 (Keras is channels-last), vectors ``(feature,)`` and ``logits`` ``(class,)``.
 
 ``logits`` is always a pre-softmax layer of the models in :mod:`layersim.models.keras`
