@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -87,7 +86,7 @@ def main(args) -> None:
                 t_raw.append(timed(forward_and_raw_write))
                 shutil.rmtree(raw_dir, ignore_errors=True)
                 t_writes.append(timed(lambda: write_files(recorded)))
-            del recorded
+            recorded.clear()  # free the recorded activations before the next case
             mib = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
         (bare_s, bare_cpu), (writes_s, writes_cpu) = min(t_bare), min(t_writes)
         extract_s, raw_s = min(t_extract)[0], min(t_raw)[0]

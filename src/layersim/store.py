@@ -22,6 +22,7 @@ is set only after the last shard of every array is written; readers refuse a sto
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import warnings
@@ -292,7 +293,7 @@ class _ShardFiles:
         with the new shape, chunk shapes and dimension names, as zarr writes it."""
         import json
 
-        meta = json.loads((self.dir / "zarr.json").read_bytes())
+        meta = json.loads(self._metadata_document)
         meta["shape"] = list(shape)
         meta["chunk_grid"]["configuration"]["chunk_shape"] = [self.shard_rows, *shape[1:]]
         meta["codecs"][0]["configuration"]["chunk_shape"] = [self.chunk_rows, *shape[1:]]
@@ -301,6 +302,11 @@ class _ShardFiles:
         directory.mkdir()
         (directory / "zarr.json").write_text(json.dumps(meta, allow_nan=True, indent=zarr.config.get("json_indent")))
         return type(self)(directory, shape, self.chunk_rows, self.shard_rows, self.fill_value, self.chunk_key_encoding)
+
+    @functools.cached_property
+    def _metadata_document(self) -> bytes:
+        """This array's ``zarr.json`` (read once, however many siblings it gets)."""
+        return (self.dir / "zarr.json").read_bytes()
 
     def path(self, shard: int) -> Path:
         return self.dir / self.chunk_key_encoding.encode_chunk_key((shard, *(0,) * len(self.feature_shape)))
