@@ -25,10 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
-from layersim.extract import torch_layer_batches  # noqa: E402
-from layersim.models.torch import CifarResNet  # noqa: E402
-from layersim.store import write_activations  # noqa: E402
+from layersim.extract import torch_layer_batches
+from layersim.models.torch import CifarResNet
+from layersim.store import write_activations
 
 
 def main(args) -> None:
