@@ -8,7 +8,9 @@ Beside it, what the machine allows, measured in the same run:
 - the bound: extraction does the forward pass's CPU work and the writes' CPU work, so on
   ``cores`` cores it takes at least max(bare forward, writes alone, (forward CPU + writes
   CPU) / cores) of wall time;
-- forward pass + plain file writes one after the other in one thread (no Zarr, no overlap).
+- forward pass + plain file writes one after the other in one thread (no Zarr, no overlap);
+- extraction with one write thread instead of as many as the forward pass's threads (what
+  ``extract_torch`` gives ``write_activations``).
 
     .venv/bin/python benchmarks/bench_extract.py [--quick] [--dir D] [--device cuda]
 """
@@ -51,8 +53,8 @@ def main(args) -> None:
         with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
             path = Path(tmp) / "m.zarr"
 
-            def extract():
-                write_activations(path, torch_layer_batches(model, images, 128, progress=False, device=device), sample_id=np.arange(n_images), labels=np.zeros(n_images), attrs={}, shard_chunks=4)
+            def extract(write_threads=torch.get_num_threads()):
+                write_activations(path, torch_layer_batches(model, images, 128, progress=False, device=device), sample_id=np.arange(n_images), labels=np.zeros(n_images), attrs={}, shard_chunks=4, write_threads=write_threads)
 
             raw_dir = Path(tmp) / "raw"
 
@@ -76,11 +78,13 @@ def main(args) -> None:
 
             recorded = list(torch_layer_batches(model, images, 128, progress=False, device=device))
             bare()  # warm-up (cuDNN's algorithm choice on a GPU)
-            t_bare, t_extract, t_raw, t_writes = [], [], [], []
+            t_bare, t_extract, t_extract_1, t_raw, t_writes = [], [], [], [], []
             for _ in range(repeat):  # interleaved; previous outputs are deleted outside the timing
                 t_bare.append(timed(bare))
                 shutil.rmtree(path, ignore_errors=True)
                 t_extract.append(timed(extract))
+                shutil.rmtree(path, ignore_errors=True)
+                t_extract_1.append(timed(lambda: extract(1)))
                 shutil.rmtree(raw_dir, ignore_errors=True)
                 t_raw.append(timed(forward_and_raw_write))
                 shutil.rmtree(raw_dir, ignore_errors=True)
@@ -88,7 +92,7 @@ def main(args) -> None:
             recorded.clear()  # free the recorded activations before the next case
             mib = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
         (bare_s, bare_cpu), (writes_s, writes_cpu) = min(t_bare), min(t_writes)
-        extract_s, raw_s = min(t_extract)[0], min(t_raw)[0]
+        extract_s, extract_1_s, raw_s = min(t_extract)[0], min(t_extract_1)[0], min(t_raw)[0]
         cores = len(os.sched_getaffinity(0))
         bound_s = max(bare_s, writes_s, (bare_cpu + writes_cpu) / cores)
         print(
@@ -96,7 +100,8 @@ def main(args) -> None:
             f"bare forward {bare_s:.3f} s ({bare_cpu:.2f} CPU-s); writing the bytes to new plain files alone {writes_s:.3f} s ({writes_cpu:.2f} CPU-s, {mib / writes_s:.0f} MiB/s); "
             f"bound max(forward, writes, CPU-s / {cores} cores) {bound_s:.3f} s = {bound_s / bare_s:.2f}× bare; "
             f"forward + plain writes in one thread {raw_s:.3f} s = {raw_s / bare_s:.2f}×; "
-            f"extract to Zarr {extract_s:.3f} s = {extract_s / bare_s:.2f}× bare, {extract_s / bound_s:.2f}× the bound"
+            f"extract to Zarr {extract_s:.3f} s = {extract_s / bare_s:.2f}× bare, {extract_s / bound_s:.2f}× the bound "
+            f"({torch.get_num_threads()} write threads; with 1: {extract_1_s:.3f} s = {extract_1_s / bare_s:.2f}× bare)"
         )
 
 

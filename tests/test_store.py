@@ -96,7 +96,7 @@ def test_shards_written_directly_are_byte_identical_to_zarrs(tmp_path, monkeypat
 
     files = sorted(p.relative_to(direct) for p in direct.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(zarr_written) for p in zarr_written.rglob("*") if p.is_file())
-    assert any(f.parts[:2] == ("conv", "c") for f in files)
+    assert any(f.parts[0] == "conv" and f.name.startswith("c.") for f in files)  # shard files c.0.0.0.0
     for f in files:
         assert (direct / f).read_bytes() == (zarr_written / f).read_bytes(), f
     np.testing.assert_array_equal(ActivationStore(direct).read("conv"), data["conv"].reshape(n, -1))
@@ -148,12 +148,12 @@ def test_a_missing_or_truncated_shard_file_is_an_error_not_nans(tmp_path):
     rng = np.random.default_rng(8)
     _, batches = make_batches(rng, 20, [5] * 4)
     path = write_activations(tmp_path / "m.zarr", batches, sample_id=np.arange(20), labels=np.zeros(20), attrs={}, chunk_rows=5, shard_chunks=2)
-    (path / "conv" / "c" / "1" / "0" / "0" / "0").unlink()
+    (path / "conv" / "c.1.0.0.0").unlink()
     store = ActivationStore(path)
     np.testing.assert_array_equal(store.read("conv", np.array([1, 2])).shape, (2, 48))
-    with pytest.raises(StoreError, match=r"c/1/0/0/0 is missing: the activation store is damaged; delete it and rerun the extract step"):
+    with pytest.raises(StoreError, match=r"c\.1\.0\.0\.0 is missing: the activation store is damaged; delete it and rerun the extract step"):
         store.read("conv", np.array([1, 12]))
-    first_shard = path / "conv" / "c" / "0" / "0" / "0" / "0"
+    first_shard = path / "conv" / "c.0.0.0.0"
     first_shard.write_bytes(first_shard.read_bytes()[:-30])  # truncated: no index at its end
     with pytest.raises(StoreError, match=r"rows 1–2 of layer 'conv' cannot be read .*damaged: delete it and rerun the extract step"):
         store.read("conv", np.array([1, 2]))
@@ -206,7 +206,7 @@ def test_failed_shard_file_write_is_raised_and_leaves_no_store(tmp_path, monkeyp
     original_open = open
 
     def full_disk(path, mode="r", *args, **kwargs):
-        if "w" in mode and str(path).endswith("c/1/0/0/0"):  # conv's second shard
+        if "w" in mode and str(path).endswith("conv/c.1.0.0.0"):  # conv's second shard
             raise OSError("No space left on device")
         handle = original_open(path, mode, *args, **kwargs)
         opened.append(handle)
@@ -245,6 +245,41 @@ def test_a_batch_is_written_while_the_next_one_is_computed(tmp_path, monkeypatch
     store = ActivationStore(tmp_path / "m.zarr")
     np.testing.assert_array_equal(store.read("conv"), data["conv"].reshape(40, -1))
     np.testing.assert_array_equal(store.read("logits"), data["logits"])
+
+
+def test_write_threads_append_layers_at_once_and_write_the_same_store(tmp_path, monkeypatch):
+    """With two write threads a batch's layers are appended by both at the same time (each
+    thread's first append waits for the other's: one thread alone never gets past it), and the
+    store is byte for byte the one a single writer writes."""
+    import threading
+
+    rng = np.random.default_rng(9)
+    data = {f"layer{i}": rng.normal(size=(30, 2, 3 + i)).astype(np.float32) for i in range(5)}
+    data["logits"] = rng.normal(size=(30, 4)).astype(np.float32)
+    batches = [{k: v[s : s + 10] for k, v in data.items()} for s in range(0, 30, 10)]
+    args = dict(sample_id=np.arange(30), labels=np.zeros(30), attrs={"model": "m"}, chunk_rows=10, shard_chunks=2)
+    one = write_activations(tmp_path / "one.zarr", batches, **args, write_threads=1)
+
+    both_appending = threading.Barrier(2, timeout=10)
+    started = threading.local()
+    original_append = store_module._ShardFiles.append
+
+    def append(self, rows):
+        if not getattr(started, "done", False):
+            started.done = True
+            both_appending.wait()  # raises BrokenBarrierError if the other thread never comes
+        return original_append(self, rows)
+
+    monkeypatch.setattr(store_module._ShardFiles, "append", append)
+    two = write_activations(tmp_path / "two.zarr", batches, **args, write_threads=2)
+    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file())
+    for f in files:
+        assert (one / f).read_bytes() == (two / f).read_bytes(), f
+    for bad in (0, 1.5):
+        with pytest.raises(StoreError, match="write_threads must be a positive integer"):
+            write_activations(tmp_path / "bad.zarr", batches, **args, write_threads=bad)
+    assert not (tmp_path / "bad.zarr").exists() and not (tmp_path / "bad.zarr.partial").exists()
 
 
 @pytest.mark.parametrize("name", ["block/conv", "", "..", "__meta", "labels", "sample_id"])

@@ -60,7 +60,7 @@ def extract_torch(
     Layers are those of :func:`layersim.models.torch.layer_names` (``logits`` last), or only
     those matching the regex ``layers`` (``re.search``; ``logits`` is always kept); rows keep
     the order of ``split.sample_id``. Memory holds two batches of rows (one is appended to the
-    shard files while the next is computed).
+    shard files while the next is computed, by as many threads as the forward pass's ``threads``).
     The forward pass runs on the torch ``device`` (``auto``: the GPU if the job sees one).
     """
     import re
@@ -89,4 +89,5 @@ def extract_torch(
         labels=split.labels,
         attrs={**provenance, **(attrs or {})},
         shard_chunks=shard_chunks,
+        write_threads=max(1, threads),
     )
