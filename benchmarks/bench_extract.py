@@ -35,7 +35,7 @@ from layersim.store import write_activations
 def main(args) -> None:
     quick, device = args.quick, args.device
     torch.set_num_threads(len(os.sched_getaffinity(0)))
-    repeat = 2 if quick else 3
+    repeat = 3 if quick else 7
     if device != "cpu":
         print(f"device: {device} ({torch.cuda.get_device_name(device)}); the bare forward includes copying the images to it")
     for label, size, n_images in (("digits default (8×8, 1 channel)", 8, 540), ("CIFAR (32×32, 3 channels)", 32, 256 if quick else 512)):
@@ -78,21 +78,26 @@ def main(args) -> None:
 
             recorded = list(torch_layer_batches(model, images, 128, progress=False, device=device))
             bare()  # warm-up (cuDNN's algorithm choice on a GPU)
-            t_bare, t_extract, t_extract_1, t_raw, t_writes = [], [], [], [], []
-            for _ in range(repeat):  # interleaved; previous outputs are deleted outside the timing
-                t_bare.append(timed(bare))
-                shutil.rmtree(path, ignore_errors=True)
-                t_extract.append(timed(extract))
-                shutil.rmtree(path, ignore_errors=True)
-                t_extract_1.append(timed(lambda: extract(1)))
-                shutil.rmtree(raw_dir, ignore_errors=True)
-                t_raw.append(timed(forward_and_raw_write))
-                shutil.rmtree(raw_dir, ignore_errors=True)
-                t_writes.append(timed(lambda: write_files(recorded)))
+            runs = {  # what each writes (deleted just before it runs, outside the timing) and how
+                "bare": (None, bare),
+                "extract": (path, extract),
+                "extract_1": (path, lambda: extract(1)),
+                "raw": (raw_dir, forward_and_raw_write),
+                "writes": (raw_dir, lambda: write_files(recorded)),
+            }
+            times: dict[str, list] = {name: [] for name in runs}
+            names = list(runs)
+            for r in range(repeat):  # interleaved, in a rotating order: none always runs first
+                for name in names[r % len(names) :] + names[: r % len(names)]:
+                    output, fn = runs[name]
+                    if output is not None:
+                        shutil.rmtree(output, ignore_errors=True)
+                    times[name].append(timed(fn))
             recorded.clear()  # free the recorded activations before the next case
             mib = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
-        (bare_s, bare_cpu), (writes_s, writes_cpu) = min(t_bare), min(t_writes)
-        extract_s, extract_1_s, raw_s = min(t_extract)[0], min(t_extract_1)[0], min(t_raw)[0]
+        (bare_s, bare_cpu), (writes_s, writes_cpu) = min(times["bare"]), min(times["writes"])
+        extract_s, extract_1_s, raw_s = (min(times[name])[0] for name in ("extract", "extract_1", "raw"))
+        median = {name: float(np.median([wall for wall, _ in t])) for name, t in times.items()}
         cores = len(os.sched_getaffinity(0))
         bound_s = max(bare_s, writes_s, (bare_cpu + writes_cpu) / cores)
         print(
@@ -101,7 +106,9 @@ def main(args) -> None:
             f"bound max(forward, writes, CPU-s / {cores} cores) {bound_s:.3f} s = {bound_s / bare_s:.2f}× bare; "
             f"forward + plain writes in one thread {raw_s:.3f} s = {raw_s / bare_s:.2f}×; "
             f"extract to Zarr {extract_s:.3f} s = {extract_s / bare_s:.2f}× bare, {extract_s / bound_s:.2f}× the bound "
-            f"({torch.get_num_threads()} write threads; with 1: {extract_1_s:.3f} s = {extract_1_s / bare_s:.2f}× bare)"
+            f"({torch.get_num_threads()} write threads; with 1: {extract_1_s:.3f} s = {extract_1_s / bare_s:.2f}× bare). "
+            f"Medians of {repeat} rounds: bare {median['bare']:.3f} s, extract {median['extract']:.3f} s = {median['extract'] / median['bare']:.2f}× "
+            f"(with 1 write thread {median['extract_1']:.3f} s = {median['extract_1'] / median['bare']:.2f}×)"
         )
 
 

@@ -104,10 +104,11 @@ def write_activations(
     write_threads : int
         Threads appending a batch's layers to their shard files (layers split between them,
         balanced by bytes). Give the number of threads the forward pass runs on: the writes
-        then pause it on all its cores at once rather than stall its parallel sections on one
-        (2 threads against 1 beside a 2-thread forward pass here, for the 1.1 GiB of a
-        ResNet-20 at 32×32: median 1.29 against 2.24 s, 2.4 against 3.5 CPU-s;
-        ``benchmarks/bench_extract.py`` prints both).
+        then pause it on all its cores at once rather than stall its parallel sections on one.
+        Beside a 2-thread forward pass of a ResNet-20 at 32×32 (1.1 GiB) here, 2 write threads
+        had the lower median time than 1 in six of eight side-by-side runs of 7–15 rounds
+        (e.g. 1.43 against 1.77 s over 15 rounds), though this host's noise is as large as the
+        difference; ``benchmarks/bench_extract.py`` prints both.
     """
     from concurrent.futures import ThreadPoolExecutor
 
