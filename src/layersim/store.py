@@ -76,8 +76,8 @@ def write_activations(
     """Write per-layer activations, batch by batch, into a new Zarr v3 group at ``path``.
 
     Each batch's rows are appended to their shard files by ``write_threads`` background
-    threads while the next batch is computed (memory: two batches). Where the layout is not the one
-    :class:`_ShardFiles` writes, rows are copied into one
+    threads while the next batch is computed (memory: two batches). Where the layout is not
+    the one :class:`_ShardFiles` writes, rows are copied into one
     ``(shard rows, *features)`` buffer per layer instead, and a full shard is handed to a
     background thread that writes it by zarr (one whole-shard write per layer) while the next
     batches fill a second set of buffers (memory: two shards of rows).
@@ -203,8 +203,8 @@ def write_activations(
                     from layersim.engine import _layer_blocks
 
                     layers = list(shapes)
-                    row_bytes = [int(np.prod(feat, dtype=np.int64)) for feat in shapes.values()]
-                    layer_parts = [[layers[i] for i in part] for part in _layer_blocks(row_bytes, len(layers), min_blocks=write_threads)]
+                    row_features = [int(np.prod(feat, dtype=np.int64)) for feat in shapes.values()]  # ∝ bytes
+                    layer_parts = [[layers[i] for i in part] for part in _layer_blocks(row_features, len(layers), min_blocks=write_threads)]
                 else:
                     filling = {name: np.empty((shard_rows, *feat), dtype=np.float32) for name, feat in shapes.items()}
                 root.attrs["layers"] = list(batch)
