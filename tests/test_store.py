@@ -19,6 +19,15 @@ def make_batches(rng, n, sizes, feature_shape=(3, 4, 4)):
     return data, batches
 
 
+def assert_same_files(a, b) -> list:
+    """The two stores hold the same files, byte for byte; returns their relative paths."""
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    for f in files:
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    return files
+
+
 def test_roundtrip_layout(tmp_path):
     rng = np.random.default_rng(0)
     n = 70
@@ -94,11 +103,8 @@ def test_shards_written_directly_are_byte_identical_to_zarrs(tmp_path, monkeypat
     by_zarr_only(monkeypatch)
     zarr_written = write_activations(tmp_path / "zarr.zarr", batches, **args)
 
-    files = sorted(p.relative_to(direct) for p in direct.rglob("*") if p.is_file())
-    assert files == sorted(p.relative_to(zarr_written) for p in zarr_written.rglob("*") if p.is_file())
+    files = assert_same_files(direct, zarr_written)
     assert any(f.parts[0] == "conv" and f.name.startswith("c.") for f in files)  # shard files c.0.0.0.0
-    for f in files:
-        assert (direct / f).read_bytes() == (zarr_written / f).read_bytes(), f
     np.testing.assert_array_equal(ActivationStore(direct).read("conv"), data["conv"].reshape(n, -1))
 
 
@@ -272,10 +278,7 @@ def test_write_threads_append_layers_at_once_and_write_the_same_store(tmp_path, 
 
     monkeypatch.setattr(store_module._ShardFiles, "append", append)
     two = write_activations(tmp_path / "two.zarr", batches, **args, write_threads=2)
-    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
-    assert files == sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file())
-    for f in files:
-        assert (one / f).read_bytes() == (two / f).read_bytes(), f
+    assert_same_files(one, two)
     for bad in (0, 1.5):
         with pytest.raises(StoreError, match="write_threads must be a positive integer"):
             write_activations(tmp_path / "bad.zarr", batches, **args, write_threads=bad)
