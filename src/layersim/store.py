@@ -10,11 +10,12 @@ Layout of ``results/{exp}/activations/{model}-s{seed}-e{epoch}.zarr``::
     logits      (sample, class)         float32 (also listed in ``layers``)
 
 Every array is chunked along ``sample`` (``chunk_rows`` rows) and sharded (``shard_chunks``
-chunks a shard). zarr creates the first layer's array; the others' metadata is its document
+chunks a shard); a layer's shard files are ``<layer>/c.<shard>.0…`` (chunk keys with ``.`` as
+separator). zarr creates the first layer's array; the others' metadata is its document
 with their own shapes (``_ShardFiles.sibling``). Each batch's rows are then appended to their
 shard's file (``_ShardFiles``: the bytes zarr would write, without zarr 3.1's three copies of
-every shard) by a background thread while the next batch is computed, so memory holds two
-batches whatever the number of samples. Where an array's layout is another
+every shard) by background threads (``write_threads``, each with its share of the layers)
+while the next batch is computed, so memory holds two batches whatever the number of samples. Where an array's layout is another
 (``_ShardFiles.of``), zarr creates every array, rows are buffered and zarr writes one whole
 shard at a time (by a background thread), every write aligned to a shard boundary. ``complete``
 is set only after the last shard of every array is written; readers refuse a store without it.
@@ -129,7 +130,7 @@ def write_activations(
     shard_files: dict[str, _ShardFiles | None] = {}  # layer → direct shard writes (None: by zarr)
     shapes: dict[str, tuple] = {}  # layer → feature shape
     filling: dict[str, np.ndarray] = {}  # the shard being filled, per layer
-    spare: dict[str, np.ndarray] = {}  # the other set of buffers (written by the writer thread)
+    spare: dict[str, np.ndarray] = {}  # the other set of buffers (written by a writer thread)
     filled = written = shard_rows = 0
     direct = False  # shard files appended to directly (else buffered and written by zarr)
     writer = ThreadPoolExecutor(write_threads, thread_name_prefix="layersim-store")
