@@ -15,7 +15,8 @@ separator). zarr creates the first layer's array; the others' metadata is its do
 with their own shapes (``_ShardFiles.sibling``). Each batch's rows are then appended to their
 shard's file (``_ShardFiles``: the bytes zarr would write, without zarr 3.1's three copies of
 every shard) by background threads (``write_threads``, each with its share of the layers)
-while the next batch is computed, so memory holds two batches whatever the number of samples. Where an array's layout is another
+while the next batch is computed, so memory holds two batches whatever the number of
+samples. Where an array's layout is another
 (``_ShardFiles.of``), zarr creates every array, rows are buffered and zarr writes one whole
 shard at a time (by a background thread), every write aligned to a shard boundary. ``complete``
 is set only after the last shard of every array is written; readers refuse a store without it.
@@ -232,8 +233,7 @@ def write_activations(
                     hand_over(shard_rows)
         if filled:
             hand_over(filled)
-        for job in pending:
-            job.result()
+        to_writers()  # wait for the last jobs (re-raises a failed write)
     finally:
         writer.shutdown(wait=True, cancel_futures=True)
         for files in shard_files.values():
