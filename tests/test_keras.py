@@ -300,6 +300,36 @@ def test_extract_writes_every_layer(tf, tmp_path, tiny_cifar, trained):
 
 
 @pytest.mark.keras
+def test_extract_hands_on_tensorflow_buffers_and_writes_with_the_given_threads(tf, tmp_path, tiny_cifar, trained, monkeypatch):
+    """Layer outputs reach the store as views of TensorFlow's buffers (``predict_on_batch``
+    copied each one), and ``write_threads`` reaches ``write_activations``: 2 write threads
+    write the store 1 writes, byte for byte."""
+    from layersim import store as store_module
+    from layersim.keras_extract import extract_keras, keras_layer_batches, load_keras_checkpoint
+
+    ckpt = trained[1]["a"][0]
+    model, _ = load_keras_checkpoint(ckpt)
+    batches = list(keras_layer_batches(model, tiny_cifar.eval.images, 5))
+    assert len(batches) == 3 and all(value.dtype == np.float32 and not value.flags.owndata for batch in batches for value in batch.values())
+
+    given = []
+    original = store_module.write_activations
+
+    def spy(*args, **kwargs):
+        given.append(kwargs["write_threads"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(store_module, "write_activations", spy)
+    one = extract_keras(ckpt, tiny_cifar.eval, tmp_path / "one.zarr", batch_size=5, write_threads=1)
+    two = extract_keras(ckpt, tiny_cifar.eval, tmp_path / "two.zarr", batch_size=5, write_threads=2)
+    assert given == [1, 2]
+    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file()) and len(files) > 60
+    for f in files:
+        assert (one / f).read_bytes() == (two / f).read_bytes(), f
+
+
+@pytest.mark.keras
 def test_extract_seed_resnet_stores_pre_softmax_logits(tf, tmp_path, tiny_cifar):
     pytest.importorskip("zarr")
     from layersim.data import Split

@@ -124,7 +124,7 @@ def extract(smk) -> None:
         if layers is not None:
             raise LayersimError(f"extract.layers applies to torch models only; {smk.wildcards.model} is a keras model (set extract.layers: null)")
         _limit_threads(smk.threads)
-        extract_keras(smk.input.checkpoint, dataset.eval, smk.output.store, smk.params.batch_size, attrs, shard_chunks=smk.params.shard_chunks)
+        extract_keras(smk.input.checkpoint, dataset.eval, smk.output.store, smk.params.batch_size, attrs, shard_chunks=smk.params.shard_chunks, write_threads=max(1, smk.threads))
         return
     from layersim.extract import extract_torch
 
