@@ -12,7 +12,11 @@ Beside it, what the machine allows, measured in the same run:
 - extraction with one write thread instead of as many as the forward pass's threads (what
   ``extract_torch`` gives ``write_activations``).
 
-    .venv/bin/python benchmarks/bench_extract.py [--quick] [--dir D] [--device cuda]
+With ``--keras``, the same for a Keras ResNet-20 at 32×32 (TensorFlow on the same threads):
+``predict_on_batch`` of the model against the extract rule's Keras path (``keras_layer_batches``
++ ``write_activations``), each store's first batch tracing the multi-output function.
+
+    .venv/bin/python benchmarks/bench_extract.py [--quick] [--dir D] [--device cuda] [--keras]
 """
 
 from __future__ import annotations
@@ -85,14 +89,7 @@ def main(args) -> None:
                 "raw": (raw_dir, forward_and_raw_write),
                 "writes": (raw_dir, lambda: write_files(recorded)),
             }
-            times: dict[str, list] = {name: [] for name in runs}
-            names = list(runs)
-            for r in range(repeat):  # interleaved, in a rotating order: none always runs first
-                for name in names[r % len(names) :] + names[: r % len(names)]:
-                    output, fn = runs[name]
-                    if output is not None:
-                        shutil.rmtree(output, ignore_errors=True)
-                    times[name].append(timed(fn))
+            times = rounds(runs, repeat)
             recorded.clear()  # free the recorded activations before the next case
             mib = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
         (bare_s, bare_cpu), (writes_s, writes_cpu) = min(times["bare"]), min(times["writes"])
@@ -112,6 +109,57 @@ def main(args) -> None:
         )
 
 
+def keras_case(args) -> None:
+    """Keras ResNet-20 at 32×32: bare ``predict_on_batch`` against the Keras extract path."""
+    import tensorflow as tf
+
+    threads = len(os.sched_getaffinity(0))
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    from layersim.keras_extract import keras_layer_batches
+    from layersim.keras_train import nhwc
+    from layersim.models.keras import cifar_resnet
+
+    n_images = 256 if args.quick else 512
+    model = cifar_resnet(20, 1, input_shape=(32, 32, 3))
+    images = np.random.default_rng(0).standard_normal((n_images, 3, 32, 32), dtype=np.float32)
+
+    def bare():
+        for s in range(0, n_images, 128):
+            model.predict_on_batch(nhwc(images[s : s + 128]))
+
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        path = Path(tmp) / "m.zarr"
+
+        def extract(write_threads):
+            write_activations(path, keras_layer_batches(model, images, 128), sample_id=np.arange(n_images), labels=np.zeros(n_images), attrs={}, shard_chunks=4, write_threads=write_threads)
+
+        bare()  # warm-up: traces predict_on_batch's function once
+        times = rounds({"bare": (None, bare), "extract": (path, lambda: extract(threads)), "extract_1": (path, lambda: extract(1))}, 3 if args.quick else 7)
+    best = {name: min(wall for wall, _ in t) for name, t in times.items()}
+    median = {name: float(np.median([wall for wall, _ in t])) for name, t in times.items()}
+    print(
+        f"Keras ResNet-20 ×1, 32×32×3, {n_images} images, TensorFlow on {threads} threads: bare predict_on_batch {best['bare']:.3f} s; "
+        f"extract to Zarr {best['extract']:.3f} s = {best['extract'] / best['bare']:.2f}× bare ({threads} write threads; with 1: "
+        f"{best['extract_1']:.3f} s = {best['extract_1'] / best['bare']:.2f}×). Medians of {len(times['bare'])} rounds: bare {median['bare']:.3f} s, "
+        f"extract {median['extract']:.3f} s = {median['extract'] / median['bare']:.2f}× (with 1 write thread {median['extract_1'] / median['bare']:.2f}×)"
+    )
+
+
+def rounds(runs: dict, repeat: int) -> dict[str, list]:
+    """``repeat`` rounds of every run ``{name: (output to delete first or None, fn)}``,
+    interleaved in a rotating order (none always runs first): ``{name: [(wall, CPU), ...]}``."""
+    times: dict[str, list] = {name: [] for name in runs}
+    names = list(runs)
+    for r in range(repeat):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            output, fn = runs[name]
+            if output is not None:
+                shutil.rmtree(output, ignore_errors=True)  # outside the timing
+            times[name].append(timed(fn))
+    return times
+
+
 def timed(fn) -> tuple[float, float]:
     """(wall seconds, CPU seconds of every thread of this process) of one call."""
     wall, cpu = time.perf_counter(), time.process_time()
@@ -124,4 +172,8 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="fewer images and repeats")
     parser.add_argument("--device", default="cpu", help="torch device of the forward pass (e.g. cuda)")
     parser.add_argument("--dir", default=None, help="where to write the stores (default: the system's temporary directory; use the results/ file system to measure it)")
-    main(parser.parse_args())
+    parser.add_argument("--keras", action="store_true", help="also a Keras ResNet-20 at 32×32 (imports TensorFlow)")
+    args = parser.parse_args()
+    main(args)
+    if args.keras:
+        keras_case(args)
