@@ -19,15 +19,6 @@ def make_batches(rng, n, sizes, feature_shape=(3, 4, 4)):
     return data, batches
 
 
-def assert_same_files(a, b) -> list:
-    """The two stores hold the same files, byte for byte; returns their relative paths."""
-    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
-    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
-    for f in files:
-        assert (a / f).read_bytes() == (b / f).read_bytes(), f
-    return files
-
-
 def test_roundtrip_layout(tmp_path):
     rng = np.random.default_rng(0)
     n = 70
@@ -79,7 +70,7 @@ def test_zarr_writes_are_whole_shards(tmp_path, monkeypatch):
     "feature_shape,chunk_rows,shard_chunks,full_shards,last_rows",
     [((3, 4, 4), 5, 2, 2, 9), ((7,), 4, 3, 2, 5), ((7,), 4, 3, 0, 3), ((2, 3), 6, 1, 3, 0), ((2, 3), 6, 1, 1, 4)],
 )
-def test_shards_written_directly_are_byte_identical_to_zarrs(tmp_path, monkeypatch, feature_shape, chunk_rows, shard_chunks, full_shards, last_rows):
+def test_shards_written_directly_are_byte_identical_to_zarrs(tmp_path, monkeypatch, assert_same_files, feature_shape, chunk_rows, shard_chunks, full_shards, last_rows):
     """Shards bypass zarr's shard assembly; the store is byte for byte the one zarr writes on
     its own, the last, partial shard (a padded chunk and chunks past the end) included."""
     rng = np.random.default_rng(6)
@@ -253,7 +244,7 @@ def test_a_batch_is_written_while_the_next_one_is_computed(tmp_path, monkeypatch
     np.testing.assert_array_equal(store.read("logits"), data["logits"])
 
 
-def test_write_threads_append_layers_at_once_and_write_the_same_store(tmp_path, monkeypatch):
+def test_write_threads_append_layers_at_once_and_write_the_same_store(tmp_path, monkeypatch, assert_same_files):
     """With two write threads a batch's layers are appended by both at the same time (each
     thread's first append waits for the other's: one thread alone never gets past it), and the
     store is byte for byte the one a single writer writes."""
