@@ -111,14 +111,13 @@ def main(args) -> None:
 
 def keras_case(args) -> None:
     """Keras ResNet-20 at 32×32: bare ``predict_on_batch`` against the Keras extract path."""
-    import tensorflow as tf
-
-    threads = len(os.sched_getaffinity(0))
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
     from layersim.keras_extract import keras_layer_batches
     from layersim.keras_train import nhwc
     from layersim.models.keras import cifar_resnet
+    from layersim.rules import _limit_threads
+
+    threads = len(os.sched_getaffinity(0))
+    _limit_threads(threads)  # as the extract rule keeps TensorFlow to the job's threads
 
     n_images = 256 if args.quick else 512
     model = cifar_resnet(20, 1, input_shape=(32, 32, 3))
