@@ -82,15 +82,17 @@ def _centre_numpy(k: np.ndarray, out: np.ndarray) -> float:
     """
     n = k.shape[0]
     np.fill_diagonal(k, 0)
-    r = k.sum(1, dtype=np.float64)
+    r = k.sum(0, dtype=np.float64)  # column sums (k is symmetric: ?syrk mirrors its triangle); faster than row sums
     u = r / (n - 2) - r.sum() / (2 * (n - 1) * (n - 2))  # Ũ_ij = K_ij − u_i − u_j  (i ≠ j)
     centred = k.astype(np.float64)
     centred -= u[:, None]
     centred -= u[None, :]
     np.fill_diagonal(centred, 0)
     out[...] = centred
-    flat = out.reshape(-1)
-    return float(np.dot(flat, flat)) if out.dtype == np.float64 else float(np.einsum("i,i->", flat, flat, dtype=np.float64))
+    if out.dtype != np.float64:
+        centred[...] = out  # the stored (rounded) entries, in float64
+    flat = centred.reshape(-1)
+    return float(np.dot(flat, flat))
 
 
 def _gram_numpy(x, dtype, out: np.ndarray) -> tuple[float, bool]:
@@ -337,13 +339,29 @@ class BatchGrams:
         return self.grams.shape[0]
 
 
-def _cross(grams_a: BatchGrams, grams_b: BatchGrams):
-    """``G_a G_bᵀ`` as a float64 numpy array (one GEMM; ?syrk for self-similarity)."""
-    ga = grams_a.grams
-    if grams_b is grams_a:
-        cross = ga @ ga.T  # numpy sends A·Aᵀ to ?syrk
+def _cross(grams_a: BatchGrams, grams_b: BatchGrams, threads: int = 1):
+    """``G_a G_bᵀ`` as a float64 numpy array (one GEMM; ?syrk for self-similarity).
+
+    ``threads > 1`` (numpy): the rows of ``G_a`` are split over the Gram pool, one BLAS thread
+    each, and self-similarity is one single-threaded ?syrk. A multi-threaded BLAS call here
+    would leave OpenBLAS's own threads spinning through the next batch's Grams (7–9 % of the
+    standard workload). ``threads == 1`` leaves the BLAS thread count alone (a Dask task).
+    """
+    ga, gb = grams_a.grams, grams_b.grams
+    if threads == 1 or _is_torch(ga):
+        cross = ga @ ga.T if gb is ga else ga @ gb.T  # numpy sends A·Aᵀ to ?syrk
+    elif gb is ga:
+        with _single_blas_thread():
+            cross = ga @ ga.T
     else:
-        cross = ga @ grams_b.grams.T
+        cross = np.empty((len(ga), len(gb)), ga.dtype)
+
+        def rows(s):
+            cross[s] = ga[s] @ gb.T
+
+        step = -(-len(ga) // threads)
+        with _single_blas_thread():
+            list(_pool(threads).map(rows, [slice(i, i + step) for i in range(0, len(ga), step)]))
     return _to_float64(cross)
 
 
@@ -361,8 +379,9 @@ class MinibatchCKA:
     layer_names_a, layer_names_b : list of str, optional
         Used to name layers in warnings.
     threads : int, optional
-        Grams of a batch computed in parallel, one BLAS thread each (default: every CPU; see
-        :meth:`BatchGrams.from_layers`).
+        Grams of a batch computed in parallel, one BLAS thread each, and the all-pairs product
+        split over the same threads (default: every CPU; see :meth:`BatchGrams.from_layers`).
+        ``1`` leaves the BLAS thread count alone.
     backend : {"numpy", "torch"}, optional
         Array backend of the Grams (default: torch for tensors on an accelerator, else numpy).
 
@@ -415,7 +434,8 @@ class MinibatchCKA:
                 "both must hold the same samples"
             )
         n = grams_a.n
-        hsic_ab = _cross(grams_a, grams_b) / (n * (n - 3))
+        threads = default_threads() if self.threads is None else max(1, int(self.threads))
+        hsic_ab = _cross(grams_a, grams_b, threads) / (n * (n - 3))
         self._add(hsic_ab, grams_a.self_hsic, grams_b.self_hsic, grams_a.nonconstant, grams_b.nonconstant, 1)
 
     def _add(self, hsic_ab, hsic_aa, hsic_bb, nonconstant_a, nonconstant_b, n_batches) -> None:
@@ -607,7 +627,7 @@ def _batch_states(grams: dict[str, list[BatchGrams]], pairs: list[tuple[str, str
     full = {name: _concat_grams(blocks, orders.get(name)) for name, blocks in grams.items()}
     states = []
     for a, b in pairs:
-        acc = MinibatchCKA(dtype)
+        acc = MinibatchCKA(dtype, threads=1)  # a Dask task: BLAS threads are the scheduler's
         acc.update_grams(full[a], full[a] if a == b else full[b])
         states.append(acc)
     return states
