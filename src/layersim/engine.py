@@ -344,7 +344,7 @@ def _cross(grams_a: BatchGrams, grams_b: BatchGrams, threads: int = 1):
 
     ``threads > 1`` (numpy): the rows of ``G_a`` are split over the Gram pool, one BLAS thread
     each, and self-similarity is one single-threaded ?syrk. A multi-threaded BLAS call here
-    would leave OpenBLAS's own threads spinning through the next batch's Grams (7–9 % of the
+    would leave OpenBLAS's own threads spinning through the next batch's Grams (6–10 % of the
     standard workload). ``threads == 1`` leaves the BLAS thread count alone (a Dask task).
     """
     ga, gb = grams_a.grams, grams_b.grams
