@@ -228,6 +228,11 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _threads(threads: int | None) -> int:
+    """The engine's ``threads`` argument as a count: ``None`` means every CPU."""
+    return default_threads() if threads is None else max(1, int(threads))
+
+
 def _pool(threads: int):
     from concurrent.futures import ThreadPoolExecutor
 
@@ -313,7 +318,7 @@ class BatchGrams:
         def one(i):
             self_hsic[i], nonconstant[i] = _gram_numpy(flat[i], dtype, grams[i].reshape(n, n))
 
-        threads = default_threads() if threads is None else max(1, int(threads))
+        threads = _threads(threads)
         if threads == 1 or len(flat) == 1:
             for i in range(len(flat)):
                 one(i)
@@ -434,8 +439,7 @@ class MinibatchCKA:
                 "both must hold the same samples"
             )
         n = grams_a.n
-        threads = default_threads() if self.threads is None else max(1, int(self.threads))
-        hsic_ab = _cross(grams_a, grams_b, threads) / (n * (n - 3))
+        hsic_ab = _cross(grams_a, grams_b, _threads(self.threads)) / (n * (n - 3))
         self._add(hsic_ab, grams_a.self_hsic, grams_b.self_hsic, grams_a.nonconstant, grams_b.nonconstant, 1)
 
     def _add(self, hsic_ab, hsic_aa, hsic_bb, nonconstant_a, nonconstant_b, n_batches) -> None:
