@@ -134,16 +134,21 @@ def test_one_gram_per_layer_per_batch_per_model(stores, monkeypatch):
     assert len(calls) == layers * n_batches  # not once per pair
 
 
+def blas_threads() -> int:
+    """The largest thread count of the BLAS libraries loaded now."""
+    from threadpoolctl import threadpool_info
+
+    return max(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
+
+
 class BlasThreadsSpy(np.ndarray):
     """Grams that record the BLAS thread count at each matrix product they take part in."""
 
     seen: list[int] = []
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        from threadpoolctl import threadpool_info
-
         if ufunc is np.matmul:
-            BlasThreadsSpy.seen.append(max(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"))
+            BlasThreadsSpy.seen.append(blas_threads())
         inputs = [np.asarray(x) if isinstance(x, BlasThreadsSpy) else x for x in inputs]
         return getattr(ufunc, method)(*inputs, **kwargs)
 
@@ -152,7 +157,7 @@ def test_all_pairs_product_keeps_to_one_blas_thread_per_pool_thread(monkeypatch)
     """threads > 1: the cross product (and the self-similarity product) runs with one BLAS
     thread per pool thread, as the Grams do, so that no BLAS thread pool spins through the next
     batch's Grams; threads = 1 (what a Dask task uses) leaves the BLAS thread count alone."""
-    from threadpoolctl import threadpool_info, threadpool_limits
+    from threadpoolctl import threadpool_limits
 
     monkeypatch.setattr(engine, "_CONTROLLER", None)  # a fresh one: it sees every BLAS loaded so far
     rng = np.random.default_rng(4)
@@ -160,7 +165,7 @@ def test_all_pairs_product_keeps_to_one_blas_thread_per_pool_thread(monkeypatch)
     grams_a, grams_b = BatchGrams.from_models([layers_a, layers_b], np.float64, threads=1)
     spy_a, spy_b = (BatchGrams(g.grams.view(BlasThreadsSpy), g.n, g.self_hsic, g.nonconstant) for g in (grams_a, grams_b))
     with threadpool_limits(limits=2, user_api="blas"):
-        if max(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas") < 2:
+        if blas_threads() < 2:
             pytest.skip("BLAS runs one thread on this machine")
         for threads, expected_blas_threads in ((2, 1), (1, 2)):
             for spied_b, plain_b in ((spy_b, grams_b), (spy_a, grams_a)):  # cross-model, then self-similarity
