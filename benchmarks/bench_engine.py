@@ -5,6 +5,8 @@ features), n = 256, 4 batches, the full 24×24 cross-model matrix. Prints the GE
 limit measured in this run, the engine's time (in-memory accumulator, both thread strategies,
 and compare_stores from Zarr stores) as a multiple of it, its max error against a float64
 reference, the ratio to the seed-style code, and the seed's own ResNet50 vs ResNet101 case.
+numpy's OpenBLAS runs the kernels the similarity rule chooses (``layersim.blas``: on AMD Zen 4
+its Haswell kernels), and the GEMM rates are measured on them too.
 
     .venv/bin/python benchmarks/bench_engine.py [--quick] [--device cuda]
 
@@ -20,7 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from layersim.blas import prefer_gram_kernels
+
+prefer_gram_kernels()  # before numpy loads OpenBLAS, as the similarity rule's script
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import BATCHES, N, STANDARD_SHAPES, best_of, gemm_rates, machine_facts, make_model_activations, print_facts, reference_cka64, seed_pair, seed_shapes, workload_flops  # noqa: E402

@@ -12,6 +12,8 @@ and ×8 (exact for their per-pair costs); the output says so. In the eight-model
 extrapolated from their one-pair times; pytorch-cka runs all 28 comparisons.
 
 Needs the ``bench`` extra: pytorch-cka==1.1.3 ckatorch==1.0.3 torch-cka==0.21 (``--no-deps``).
+layersim's numpy engine runs on the OpenBLAS kernels the similarity rule chooses
+(``layersim.blas``); the peers compute with torch (MKL).
 
     .venv/bin/python benchmarks/bench_peers.py [--quick] [--device cuda]
 
@@ -26,7 +28,11 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
+from layersim.blas import prefer_gram_kernels
+
+prefer_gram_kernels()  # before numpy loads OpenBLAS, as the similarity rule's script
+
+import numpy as np  # noqa: E402
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -123,7 +129,24 @@ def timed(fn):
     return time.perf_counter() - start, out
 
 
+PEER_MODULES = {"cka": "pytorch-cka==1.1.3", "ckatorch": "ckatorch==1.0.3", "torch_cka": "torch-cka==0.21"}
+
+
+def missing_peers() -> list[str]:
+    """The pinned peer packages (the ``bench`` extra) that cannot be imported here."""
+    import importlib.util
+
+    return [pin for module, pin in PEER_MODULES.items() if importlib.util.find_spec(module) is None]
+
+
 def main(quick: bool) -> None:
+    missing = missing_peers()
+    if missing:
+        raise SystemExit(
+            f"bench_peers: the peer libraries {', '.join(missing)} are not installed. Install the benchmark extra "
+            "(--no-deps: they ask for torchvision, which does not work here):\n"
+            "  .venv/bin/python -m pip install --no-deps torch==2.13.0 pytorch-cka==1.1.3 ckatorch==1.0.3 torch-cka==0.21 safetensors==0.8.0 seaborn==0.13.2"
+        )
     print_facts(machine_facts())
     if DEVICE != "cpu":
         print(f"device: {DEVICE} ({torch.cuda.get_device_name(DEVICE)}), every library computing there")
