@@ -10,11 +10,15 @@ Beside it, what the machine allows, measured in the same run:
   CPU) / cores) of wall time;
 - forward pass + plain file writes one after the other in one thread (no Zarr, no overlap);
 - extraction with one write thread instead of as many as the forward pass's threads (what
-  ``extract_torch`` gives ``write_activations``).
+  ``extract_torch`` gives ``write_activations``);
+- extraction in the other of ``write_activations``' two modes: the writes taking turns with
+  the forward pass where ``extract_torch`` overlaps them (``overlap_writes``: on a GPU, and on
+  the CPU with up to 2 threads), or overlapping where it takes turns.
 
 With ``--keras``, the same for a Keras ResNet-20 at 32×32 (TensorFlow on the same threads):
 ``predict_on_batch`` of the model against the extract rule's Keras path (``keras_layer_batches``
-+ ``write_activations``), each store's first batch tracing the multi-output function.
++ ``write_activations`` with ``overlap=True``, as ``extract_keras``), each store's first batch
+tracing the multi-output function; and that path taking turns instead.
 
     .venv/bin/python benchmarks/bench_extract.py [--quick] [--dir D] [--device cuda] [--keras]
 """
@@ -31,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from layersim.extract import torch_layer_batches
+from layersim.extract import overlap_writes, torch_layer_batches
 from layersim.models.torch import CifarResNet
 from layersim.store import write_activations
 
@@ -57,8 +61,10 @@ def main(args) -> None:
         with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
             path = Path(tmp) / "m.zarr"
 
-            def extract(write_threads=torch.get_num_threads()):
-                write_activations(path, torch_layer_batches(model, images, 128, progress=False, device=device), sample_id=np.arange(n_images), labels=np.zeros(n_images), attrs={}, shard_chunks=4, write_threads=write_threads)
+            rule_overlap = overlap_writes(device, torch.get_num_threads())  # as extract_torch
+
+            def extract(write_threads=torch.get_num_threads(), overlap=rule_overlap):
+                write_activations(path, torch_layer_batches(model, images, 128, progress=False, device=device), sample_id=np.arange(n_images), labels=np.zeros(n_images), attrs={}, shard_chunks=4, write_threads=write_threads, overlap=overlap)
 
             raw_dir = Path(tmp) / "raw"
 
@@ -86,6 +92,7 @@ def main(args) -> None:
                 "bare": (None, bare),
                 "extract": (path, extract),
                 "extract_1": (path, lambda: extract(1)),
+                "extract_other": (path, lambda: extract(overlap=not rule_overlap)),
                 "raw": (raw_dir, forward_and_raw_write),
                 "writes": (raw_dir, lambda: write_files(recorded)),
             }
@@ -93,7 +100,8 @@ def main(args) -> None:
             recorded.clear()  # free the recorded activations before the next case
             mib = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
         (bare_s, bare_cpu), (writes_s, writes_cpu) = min(times["bare"]), min(times["writes"])
-        extract_s, extract_1_s, raw_s = (min(times[name])[0] for name in ("extract", "extract_1", "raw"))
+        extract_s, extract_1_s, other_s, raw_s = (min(times[name])[0] for name in ("extract", "extract_1", "extract_other", "raw"))
+        mode, other = ("overlapping", "taking turns") if rule_overlap else ("taking turns", "overlapping")
         median = {name: float(np.median([wall for wall, _ in t])) for name, t in times.items()}
         cores = len(os.sched_getaffinity(0))
         bound_s = max(bare_s, writes_s, (bare_cpu + writes_cpu) / cores)
@@ -103,9 +111,9 @@ def main(args) -> None:
             f"bound max(forward, writes, CPU-s / {cores} cores) {bound_s:.3f} s = {bound_s / bare_s:.2f}× bare; "
             f"forward + plain writes in one thread {raw_s:.3f} s = {raw_s / bare_s:.2f}×; "
             f"extract to Zarr {extract_s:.3f} s = {extract_s / bare_s:.2f}× bare, {extract_s / bound_s:.2f}× the bound "
-            f"({torch.get_num_threads()} write threads; with 1: {extract_1_s:.3f} s = {extract_1_s / bare_s:.2f}× bare). "
+            f"({torch.get_num_threads()} write threads, {mode}; with 1: {extract_1_s:.3f} s = {extract_1_s / bare_s:.2f}× bare; {other}: {other_s:.3f} s = {other_s / bare_s:.2f}×). "
             f"Medians of {repeat} rounds: bare {median['bare']:.3f} s, extract {median['extract']:.3f} s = {median['extract'] / median['bare']:.2f}× "
-            f"(with 1 write thread {median['extract_1']:.3f} s = {median['extract_1'] / median['bare']:.2f}×)"
+            f"(with 1 write thread {median['extract_1']:.3f} s = {median['extract_1'] / median['bare']:.2f}×; {other} {median['extract_other']:.3f} s = {median['extract_other'] / median['bare']:.2f}×)"
         )
 
 
@@ -130,18 +138,21 @@ def keras_case(args) -> None:
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         path = Path(tmp) / "m.zarr"
 
-        def extract(write_threads):
-            write_activations(path, keras_layer_batches(model, images, 128), sample_id=np.arange(n_images), labels=np.zeros(n_images), attrs={}, shard_chunks=4, write_threads=write_threads)
+        def extract(write_threads, overlap=True):  # as extract_keras
+            write_activations(path, keras_layer_batches(model, images, 128), sample_id=np.arange(n_images), labels=np.zeros(n_images), attrs={}, shard_chunks=4, write_threads=write_threads, overlap=overlap)
 
         bare()  # warm-up: traces predict_on_batch's function once
-        times = rounds({"bare": (None, bare), "extract": (path, lambda: extract(threads)), "extract_1": (path, lambda: extract(1))}, 3 if args.quick else 7)
+        runs = {"bare": (None, bare), "extract": (path, lambda: extract(threads)), "extract_1": (path, lambda: extract(1)), "turns": (path, lambda: extract(threads, overlap=False))}
+        times = rounds(runs, 3 if args.quick else 7)
     best = {name: min(wall for wall, _ in t) for name, t in times.items()}
     median = {name: float(np.median([wall for wall, _ in t])) for name, t in times.items()}
     print(
         f"Keras ResNet-20 ×1, 32×32×3, {n_images} images, TensorFlow on {threads} threads: bare predict_on_batch {best['bare']:.3f} s; "
-        f"extract to Zarr {best['extract']:.3f} s = {best['extract'] / best['bare']:.2f}× bare ({threads} write threads; with 1: "
-        f"{best['extract_1']:.3f} s = {best['extract_1'] / best['bare']:.2f}×). Medians of {len(times['bare'])} rounds: bare {median['bare']:.3f} s, "
-        f"extract {median['extract']:.3f} s = {median['extract'] / median['bare']:.2f}× (with 1 write thread {median['extract_1'] / median['bare']:.2f}×)"
+        f"extract to Zarr {best['extract']:.3f} s = {best['extract'] / best['bare']:.2f}× bare ({threads} write threads, overlapping; with 1: "
+        f"{best['extract_1']:.3f} s = {best['extract_1'] / best['bare']:.2f}×; taking turns: {best['turns']:.3f} s = {best['turns'] / best['bare']:.2f}×). "
+        f"Medians of {len(times['bare'])} rounds: bare {median['bare']:.3f} s, "
+        f"extract {median['extract']:.3f} s = {median['extract'] / median['bare']:.2f}× (with 1 write thread {median['extract_1'] / median['bare']:.2f}×; "
+        f"taking turns {median['turns'] / median['bare']:.2f}×)"
     )
 
 

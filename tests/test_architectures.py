@@ -232,9 +232,12 @@ def test_reduced_correlation_table_and_figure(reduced):
     assert image.shape[0] > 1500 and image.shape[1] > 800 and image[..., :3].std() > 0.05  # 5 rows (metrics) × 2 panels
 
 
-def test_extract_layers_keeps_only_the_matching_layers_and_logits(tmp_path):
+def test_extract_layers_keeps_only_the_matching_layers_and_logits(tmp_path, monkeypatch):
+    """Only the layers ``layers`` matches, and ``logits``; on the CPU the writes overlap the
+    forward pass on up to 2 threads and take turns with it on more (``overlap_writes``)."""
     import torch
 
+    from layersim import extract as extract_module
     from layersim.data import Split
     from layersim.errors import LayersimError
     from layersim.extract import extract_torch
@@ -247,7 +250,12 @@ def test_extract_layers_keeps_only_the_matching_layers_and_logits(tmp_path):
     torch.save({"state_dict": model.state_dict(), "arch": arch, "num_classes": 3, "in_channels": 1, "seed": 0, "epoch": 0}, tmp_path / "m.pt")
     images = np.random.default_rng(0).random((10, 1, 8, 8), dtype=np.float32)
     split = Split(images, np.arange(10) % 3, np.arange(10))
+    overlap, original = [], extract_module.write_activations
+    monkeypatch.setattr(extract_module, "write_activations", lambda *a, **kw: overlap.append(kw["overlap"]) or original(*a, **kw))
     extract_torch(tmp_path / "m.pt", split, tmp_path / "m.zarr", batch_size=5, progress=False, layers="^pool$")
+    extract_torch(tmp_path / "m.pt", split, tmp_path / "m3.zarr", batch_size=5, progress=False, layers="^pool$", threads=3)
+    assert overlap == [True, False]
+    np.testing.assert_allclose(ActivationStore(tmp_path / "m3.zarr").read("pool"), ActivationStore(tmp_path / "m.zarr").read("pool"), rtol=1e-5, atol=1e-6)  # 3 threads sum in another order
     store = ActivationStore(tmp_path / "m.zarr")
     assert store.layers == ["pool", "logits"]
     with torch.no_grad():

@@ -70,10 +70,17 @@ def test_training_on_the_gpu_is_deterministic_and_saves_a_cpu_checkpoint(tmp_pat
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
 
 
-def test_extraction_on_the_gpu_stores_the_cpu_activations(tmp_path, digits):
+def test_extraction_on_the_gpu_stores_the_cpu_activations(tmp_path, digits, monkeypatch):
+    """The same activations as on the CPU; on the GPU the writes overlap the forward pass
+    whatever the number of threads."""
+    from layersim import extract as extract_module
+
     train_torch({"depth": 8, "width": 1}, {"epochs": 1}, digits, seed=0, checkpoint=tmp_path / "m.pt", history=tmp_path / "m.json", progress=False, device="cpu")
+    overlap, original = [], extract_module.write_activations
+    monkeypatch.setattr(extract_module, "write_activations", lambda *a, **kw: overlap.append(kw["overlap"]) or original(*a, **kw))
     for device in ("cpu", "cuda"):
-        extract_torch(tmp_path / "m.pt", digits.eval, tmp_path / f"{device}.zarr", batch_size=64, progress=False, device=device)
+        extract_torch(tmp_path / "m.pt", digits.eval, tmp_path / f"{device}.zarr", batch_size=64, progress=False, device=device, threads=4)
+    assert overlap == [False, True]  # 4 threads: taking turns on the CPU, overlapping on the GPU
     cpu, gpu = ActivationStore(tmp_path / "cpu.zarr"), ActivationStore(tmp_path / "cuda.zarr")
     assert gpu.layers == cpu.layers and gpu.attrs["device"] == "cuda"
     rows = np.arange(len(cpu))

@@ -302,8 +302,8 @@ def test_extract_writes_every_layer(tf, tmp_path, tiny_cifar, trained):
 @pytest.mark.keras
 def test_extract_hands_on_tensorflow_buffers_and_writes_with_the_given_threads(tf, tmp_path, tiny_cifar, trained, monkeypatch, assert_same_files):
     """Layer outputs reach the store as views of TensorFlow's buffers (``predict_on_batch``
-    copied each one), and ``write_threads`` reaches ``write_activations``: 2 write threads
-    write the store 1 writes, byte for byte."""
+    copied each one), and ``write_threads`` reaches ``write_activations``, with the writes
+    overlapping the forward pass: 2 write threads write the store 1 writes, byte for byte."""
     from layersim import store as store_module
     from layersim.keras_extract import extract_keras, keras_layer_batches, load_keras_checkpoint
 
@@ -316,13 +316,13 @@ def test_extract_hands_on_tensorflow_buffers_and_writes_with_the_given_threads(t
     original = store_module.write_activations
 
     def spy(*args, **kwargs):
-        given.append(kwargs["write_threads"])
+        given.append((kwargs["write_threads"], kwargs["overlap"]))
         return original(*args, **kwargs)
 
     monkeypatch.setattr(store_module, "write_activations", spy)
     one = extract_keras(ckpt, tiny_cifar.eval, tmp_path / "one.zarr", batch_size=5, write_threads=1)
     two = extract_keras(ckpt, tiny_cifar.eval, tmp_path / "two.zarr", batch_size=5, write_threads=2)
-    assert given == [1, 2]
+    assert given == [(1, True), (2, True)]
     assert len(assert_same_files(one, two)) > 60
 
 

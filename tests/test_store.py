@@ -238,7 +238,39 @@ def test_a_batch_is_written_while_the_next_one_is_computed(tmp_path, monkeypatch
         yield from batches[1:]
 
     monkeypatch.setattr(store_module._ShardFiles, "append", append)
-    write_activations(tmp_path / "m.zarr", producer(), sample_id=np.arange(40), labels=np.zeros(40), attrs={}, chunk_rows=10, shard_chunks=2)
+    write_activations(tmp_path / "m.zarr", producer(), sample_id=np.arange(40), labels=np.zeros(40), attrs={}, chunk_rows=10, shard_chunks=2, overlap=True)
+    store = ActivationStore(tmp_path / "m.zarr")
+    np.testing.assert_array_equal(store.read("conv"), data["conv"].reshape(40, -1))
+    np.testing.assert_array_equal(store.read("logits"), data["logits"])
+
+
+def test_without_overlap_a_batch_is_on_disk_before_the_next_one_is_computed(tmp_path, monkeypatch):
+    """By default the forward pass and the writes take turns: every layer's rows of batch k are
+    appended before the producer is asked for batch k + 1 (the appends are slowed down, so a writer
+    still busy in the background would be seen), and the store is still the data."""
+    import time
+
+    rng = np.random.default_rng(5)
+    data, batches = make_batches(rng, 40, [10] * 4)
+    events, appended = [], {"conv": 0, "logits": 0}  # appended: rows so far, per layer
+    original_append = store_module._ShardFiles.append
+
+    def append(self, rows):
+        time.sleep(0.02)
+        events.append(("append", self.name, appended[self.name]))
+        appended[self.name] += len(rows)
+        return original_append(self, rows)
+
+    def producer():
+        for k, batch in enumerate(batches):
+            events.append(("compute", k))
+            yield batch
+
+    monkeypatch.setattr(store_module._ShardFiles, "append", append)
+    write_activations(tmp_path / "m.zarr", producer(), sample_id=np.arange(40), labels=np.zeros(40), attrs={}, chunk_rows=10, shard_chunks=2, write_threads=2)
+    computed = [i for i, event in enumerate(events) if event[0] == "compute"] + [len(events)]
+    appends_after = [sorted(events[i + 1 : j]) for i, j in zip(computed, computed[1:])]  # per batch
+    assert appends_after == [[("append", "conv", 10 * k), ("append", "logits", 10 * k)] for k in range(4)]
     store = ActivationStore(tmp_path / "m.zarr")
     np.testing.assert_array_equal(store.read("conv"), data["conv"].reshape(40, -1))
     np.testing.assert_array_equal(store.read("logits"), data["logits"])

@@ -42,6 +42,21 @@ def _full_float32():
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
+def overlap_writes(device: str, threads: int) -> bool:
+    """Whether a torch extraction's writes overlap the next batch's forward pass
+    (``write_activations(overlap=…)``) rather than take turns with it.
+
+    Overlap on a GPU, and on the CPU with up to 2 threads; take turns on the CPU with more. A
+    write thread that takes a core from one of the forward pass's OpenMP threads leaves the
+    others spinning at their barriers, and the more threads, the more often that happens: with
+    16 threads (an idle 16-core machine, ResNet-20 at 32×32) taking turns had 22–29 % lower
+    medians in 4 of 4 runs. With 2 the two were within this machine's noise (taking turns
+    lower in 15 of 16 runs of a side-by-side script, overlapping lower in 6 of 8
+    ``bench_extract`` runs). On an H100 taking turns took 1.6–1.8× as long.
+    """
+    return device != "cpu" or threads <= 2
+
+
 def extract_torch(
     checkpoint: str | os.PathLike,
     split: Split,
@@ -59,8 +74,10 @@ def extract_torch(
 
     Layers are those of :func:`layersim.models.torch.layer_names` (``logits`` last), or only
     those matching the regex ``layers`` (``re.search``; ``logits`` is always kept); rows keep
-    the order of ``split.sample_id``. Memory holds two batches of rows (one is appended to the
-    shard files while the next is computed, by as many threads as the forward pass's ``threads``).
+    the order of ``split.sample_id``. Each batch of rows is appended to the shard files by as
+    many threads as the forward pass's ``threads``, while the next is computed (memory: two
+    batches) or, on the CPU with more than 2 threads, before (memory: one batch; see
+    :func:`overlap_writes`).
     The forward pass runs on the torch ``device`` (``auto``: the GPU if the job sees one).
     """
     import re
@@ -90,4 +107,5 @@ def extract_torch(
         attrs={**provenance, **(attrs or {})},
         shard_chunks=shard_chunks,
         write_threads=max(1, threads),
+        overlap=overlap_writes(device, threads),
     )

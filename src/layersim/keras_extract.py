@@ -156,6 +156,7 @@ def extract_keras(
         dimension_names=dimension_names(model),
         shard_chunks=shard_chunks,
         write_threads=write_threads,
+        overlap=True,  # TensorFlow's pool loses little to the write threads (see write_activations)
     )
     log.info("wrote %s", path)
     return path

@@ -14,9 +14,9 @@ chunks a shard); a layer's shard files are ``<layer>/c.<shard>.0…`` (chunk key
 separator). zarr creates the first layer's array; the others' metadata is its document
 with their own shapes (``_ShardFiles.sibling``). Each batch's rows are then appended to their
 shard's file (``_ShardFiles``: the bytes zarr would write, without zarr 3.1's three copies of
-every shard) by background threads (``write_threads``, each with its share of the layers)
-while the next batch is computed, so memory holds two batches whatever the number of
-samples. Where an array's layout is another
+every shard) by ``write_threads`` threads at once, each with its share of the layers, before
+the next batch is computed (or, with ``overlap``, while it is), so memory holds one batch (two)
+whatever the number of samples. Where an array's layout is another
 (``_ShardFiles.of``), zarr creates every array, rows are buffered and zarr writes one whole
 shard at a time (by a background thread), every write aligned to a shard boundary. ``complete``
 is set only after the last shard of every array is written; readers refuse a store without it.
@@ -74,12 +74,14 @@ def write_activations(
     chunk_rows: int | None = None,
     shard_chunks: int = 4,
     write_threads: int = 1,
+    overlap: bool = False,
 ) -> Path:
     """Write per-layer activations, batch by batch, into a new Zarr v3 group at ``path``.
 
-    Each batch's rows are appended to their shard files by ``write_threads`` background
-    threads while the next batch is computed (memory: two batches). Where the layout is not
-    the one :class:`_ShardFiles` writes, rows are copied into one
+    Each batch's rows are appended to their shard files by ``write_threads`` threads at once,
+    each with its share of the layers: before the next batch is taken from ``batches``
+    (memory: one batch), or, with ``overlap``, while it is computed (memory: two batches).
+    Where the layout is not the one :class:`_ShardFiles` writes, rows are copied into one
     ``(shard rows, *features)`` buffer per layer instead, and a full shard is handed to a
     background thread that writes it by zarr (one whole-shard write per layer) while the next
     batches fill a second set of buffers (memory: two shards of rows).
@@ -105,12 +107,15 @@ def write_activations(
         Chunks per shard.
     write_threads : int
         Threads appending a batch's layers to their shard files (layers split between them,
-        balanced by bytes). Give the number of threads the forward pass runs on: the writes
-        then pause it on all its cores at once rather than stall its parallel sections on one.
-        Beside a 2-thread forward pass of a ResNet-20 at 32×32 (1.1 GiB) here, 2 write threads
-        had the lower median time than 1 in six of eight side-by-side runs of 7–15 rounds
-        (e.g. 1.43 against 1.77 s over 15 rounds), though this host's noise is as large as the
-        difference; ``benchmarks/bench_extract.py`` prints both.
+        balanced by bytes). Give the number of cores the job has (the extract rule gives its
+        ``threads``), so that the writes use them all; ``benchmarks/bench_extract.py`` also
+        times one write thread.
+    overlap : bool
+        Append a batch while the next one is computed, rather than between batches. Worth it
+        where the forward pass loses little when a write thread takes one of its cores: a GPU,
+        TensorFlow (whose pool hands a waiting task to any free thread), a torch forward pass
+        on few threads. With many, OpenMP's threads spin at a barrier until the one that lost
+        its core catches up; :func:`layersim.extract.overlap_writes` has the figures.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -218,8 +223,10 @@ def write_activations(
                 raise StoreError(f"every layer of a batch must hold the same samples; this batch has {counts} rows")
             if written + filled + rows > n_total:
                 raise StoreError(f"the batches hold more rows than the {n_total} sample ids given")
-            if direct:  # the writers append this batch while the next one is computed
+            if direct:  # the writers append this batch, each its share of the layers
                 to_writers(*((append_layers, batch, names) for names in layer_parts))
+                if not overlap:
+                    to_writers()  # the next batch is computed once this one is written
                 written += rows
                 continue
             done = 0
