@@ -51,7 +51,7 @@ def overlap_writes(device: str, threads: int) -> bool:
     others spinning at their barriers, and the more threads, the more often that happens: with
     16 threads (an idle 16-core machine, ResNet-20 at 32×32) taking turns had 22–29 % lower
     medians in 4 of 4 runs. With 2 the two were within this machine's noise (taking turns
-    lower in 15 of 16 runs of a side-by-side script, overlapping lower in 6 of 8
+    lower in 15 of 16 runs of a side-by-side script, overlapping lower in 6 of 9
     ``bench_extract`` runs). On an H100 taking turns took 1.6–1.8× as long.
     """
     return device != "cpu" or threads <= 2
