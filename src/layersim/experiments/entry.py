@@ -317,7 +317,7 @@ def representation_extract(smk) -> None:
     """Rule ``representation_extract``: one model's features at the configured layer (and its
     logits) on the sampled evaluation images of one test dataset → an activation store."""
     from layersim.experiments.representation_sets import RepresentationSetError, feature_layer, load_set_dataset, sample_rows, set_label
-    from layersim.extract import torch_layer_batches
+    from layersim.extract import overlap_writes, torch_layer_batches
     from layersim.models.torch import layer_names
     from layersim.rules import config_hash
     from layersim.store import write_activations
@@ -343,7 +343,11 @@ def representation_extract(smk) -> None:
         "config_hash": config_hash(p.dataset, p.samples_per_set, p.seed),
     }
     log.info("%s: layer %s on %d images of %s", attrs["set"], layer, len(rows), dataset.name)
-    write_activations(smk.output.store, torch_layer_batches(model, images, p.batch_size, layers=[layer, "logits"], device=_device(smk)), sample_id=dataset.eval.sample_id[rows], labels=dataset.eval.labels[rows], attrs=attrs)
+    device = _device(smk)
+    write_activations(
+        smk.output.store, torch_layer_batches(model, images, p.batch_size, layers=[layer, "logits"], device=device),
+        sample_id=dataset.eval.sample_id[rows], labels=dataset.eval.labels[rows], attrs=attrs, overlap=overlap_writes(device, smk.threads),
+    )
 
 
 def _representation_sets(paths) -> list[dict]:
