@@ -129,7 +129,8 @@ def timed(fn):
     return time.perf_counter() - start, out
 
 
-PEER_MODULES = {"cka": "pytorch-cka==1.1.3", "ckatorch": "ckatorch==1.0.3", "torch_cka": "torch-cka==0.21"}
+PEER_MODULES = {"cka": "pytorch-cka==1.1.3", "ckatorch": "ckatorch==1.0.3", "torch_cka": "torch-cka==0.21"}  # module → pin
+BENCH_EXTRA = ["torch==2.13.0", *PEER_MODULES.values(), "safetensors==0.8.0", "seaborn==0.13.2"]  # pyproject's `bench`, torch kept
 
 
 def missing_peers() -> list[str]:
@@ -145,7 +146,7 @@ def main(quick: bool) -> None:
         raise SystemExit(
             f"bench_peers: the peer libraries {', '.join(missing)} are not installed. Install the benchmark extra "
             "(--no-deps: they ask for torchvision, which does not work here):\n"
-            "  .venv/bin/python -m pip install --no-deps torch==2.13.0 pytorch-cka==1.1.3 ckatorch==1.0.3 torch-cka==0.21 safetensors==0.8.0 seaborn==0.13.2"
+            f"  .venv/bin/python -m pip install --no-deps {' '.join(BENCH_EXTRA)}"
         )
     print_facts(machine_facts())
     if DEVICE != "cpu":
