@@ -5,8 +5,6 @@ features), n = 256, 4 batches, the full 24×24 cross-model matrix. Prints the GE
 limit measured in this run, the engine's time (in-memory accumulator, both thread strategies,
 and compare_stores from Zarr stores) as a multiple of it, its max error against a float64
 reference, the ratio to the seed-style code, and the seed's own ResNet50 vs ResNet101 case.
-numpy's OpenBLAS runs the kernels the similarity rule chooses (``layersim.blas``: on AMD Zen 4
-its Haswell kernels), and the GEMM rates are measured on them too.
 
     .venv/bin/python benchmarks/bench_engine.py [--quick] [--device cuda]
 
@@ -22,16 +20,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from layersim.blas import prefer_gram_kernels
-
-prefer_gram_kernels()  # before numpy loads OpenBLAS, as the similarity rule's script
-
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import BATCHES, N, STANDARD_SHAPES, best_of, gemm_rates, machine_facts, make_model_activations, print_facts, reference_cka64, seed_pair, seed_shapes, workload_flops  # noqa: E402
 
-from layersim.engine import MinibatchCKA, compare_stores, default_threads, minibatch_rows  # noqa: E402
+from layersim.engine import MinibatchCKA, compare_stores, minibatch_rows  # noqa: E402
+from layersim.parallel import default_threads  # noqa: E402
 from layersim.store import write_activations  # noqa: E402
 
 
@@ -69,8 +64,6 @@ def store_figures(batches_a, batches_b, limit, *, repeat, threads, device=None):
     concatenated per layer."""
     import warnings
 
-    from layersim import engine
-
     with tempfile.TemporaryDirectory() as tmp:
         paths = {}
         for name, batches in (("a", batches_a), ("b", batches_b)):
@@ -92,7 +85,6 @@ def store_figures(batches_a, batches_b, limit, *, repeat, threads, device=None):
         for cache_mb, label in ((1024, "cached stores"), (0, "out of core, cache_mb=0")):
             cold, warm = [], []
             for _ in range(repeat):
-                engine._STORES.clear()  # forget the cache: the first call reads the stores
                 start = time.perf_counter()
                 out = run(cache_mb)
                 cold.append(time.perf_counter() - start)

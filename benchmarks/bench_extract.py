@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from layersim.extract import overlap_writes, torch_layer_batches
+from layersim.extract.torch import overlap_writes, torch_layer_batches
 from layersim.models.torch import CifarResNet
 from layersim.store import write_activations
 
@@ -119,10 +119,10 @@ def main(args) -> None:
 
 def keras_case(args) -> None:
     """Keras ResNet-20 at 32×32: bare ``predict_on_batch`` against the Keras extract path."""
-    from layersim.keras_extract import keras_layer_batches
-    from layersim.keras_train import nhwc
+    from layersim.extract.keras import keras_layer_batches
+    from layersim.train.keras import nhwc
     from layersim.models.keras import cifar_resnet
-    from layersim.rules import _limit_threads
+    from layersim.jobs.core import _limit_threads
 
     threads = len(os.sched_getaffinity(0))
     _limit_threads(threads)  # as the extract rule keeps TensorFlow to the job's threads

@@ -12,8 +12,7 @@ and ×8 (exact for their per-pair costs); the output says so. In the eight-model
 extrapolated from their one-pair times; pytorch-cka runs all 28 comparisons.
 
 Needs the ``bench`` extra: pytorch-cka==1.1.3 ckatorch==1.0.3 torch-cka==0.21 (``--no-deps``).
-layersim's numpy engine runs on the OpenBLAS kernels the similarity rule chooses
-(``layersim.blas``); the peers compute with torch (MKL).
+layersim's numpy engine computes with numpy's BLAS; the peers with torch's (MKL).
 
     .venv/bin/python benchmarks/bench_peers.py [--quick] [--device cuda]
 
@@ -27,10 +26,6 @@ import sys
 import time
 import warnings
 from pathlib import Path
-
-from layersim.blas import prefer_gram_kernels
-
-prefer_gram_kernels()  # before numpy loads OpenBLAS, as the similarity rule's script
 
 import numpy as np  # noqa: E402
 import torch

@@ -127,8 +127,8 @@ def test_untrained_copy_is_the_trained_instance_at_initialisation(tmp_path, monk
     import torch
 
     from layersim.data import Dataset, Split
-    from layersim.rules import architectures_init
-    from layersim.train import train_torch
+    from layersim.jobs.architectures import architectures_init
+    from layersim.train.torch import train_torch
 
     rng = np.random.default_rng(0)
     images = rng.random((20, 1, 8, 8), dtype=np.float32)
@@ -237,10 +237,10 @@ def test_extract_layers_keeps_only_the_matching_layers_and_logits(tmp_path, monk
     forward pass on up to 2 threads and take turns with it on more (``overlap_writes``)."""
     import torch
 
-    from layersim import extract as extract_module
+    from layersim.extract import torch as extract_module
     from layersim.data import Split
     from layersim.errors import LayersimError
-    from layersim.extract import extract_torch
+    from layersim.extract.torch import extract_torch
     from layersim.models.torch import build_torch_model
     from layersim.store import ActivationStore
 

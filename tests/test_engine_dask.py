@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-import layersim.engine as engine
-from layersim.engine import BatchGrams, MinibatchCKA, _layer_blocks, compare_stores, minibatch_rows, u_centred_gram
+import layersim.engine.grams
+import layersim.engine.stores as engine_stores
+from layersim.engine import BatchGrams, MinibatchCKA, compare_stores, minibatch_rows, u_centred_gram
+from layersim.parallel import balanced_blocks
 from layersim.store import ActivationStore, write_activations
 from reference import minibatch_cka
 
@@ -118,14 +120,14 @@ def test_one_gram_per_layer_per_batch_per_model(stores, monkeypatch):
     paths, _ = stores
     calls = []
     lock = threading.Lock()
-    original = engine._gram_numpy
+    original = engine_stores._gram_numpy
 
     def counting(x, dtype, out):
         with lock:
             calls.append(x.shape)
         return original(x, dtype, out)
 
-    monkeypatch.setattr(engine, "_gram_numpy", counting)
+    monkeypatch.setattr(engine_stores, "_gram_numpy", counting)
     names = list(SHAPES)
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i:]]  # all pairs and self-pairs of M = 3 models
     compare_stores(paths, pairs, batch_size=8, passes=2, threads=2, layer_block=2, progress=False)
@@ -159,7 +161,9 @@ def test_all_pairs_product_keeps_to_one_blas_thread_per_pool_thread(monkeypatch)
     batch's Grams; threads = 1 (what a Dask task uses) leaves the BLAS thread count alone."""
     from threadpoolctl import threadpool_limits
 
-    monkeypatch.setattr(engine, "_CONTROLLER", None)  # a fresh one: it sees every BLAS loaded so far
+    import layersim.parallel
+
+    layersim.parallel._blas_libraries.cache_clear()  # a fresh one: it sees every BLAS loaded so far
     rng = np.random.default_rng(4)
     layers_a, layers_b = relu_layers(rng, 16, [(5,), (3, 2), (7,), (4,), (6,)]), relu_layers(rng, 16, [(8,), (2, 2), (5,)])
     grams_a, grams_b = BatchGrams.from_models([layers_a, layers_b], np.float64, threads=1)
@@ -232,11 +236,11 @@ def test_compare_stores_says_when_the_device_is_not_there(stores):
 
 def test_layer_blocks_balance_cost_and_cover_every_layer():
     sizes = [16384] * 8 + [8192] * 8 + [4096] * 8
-    blocks = _layer_blocks(sizes, block=16, min_blocks=2)
+    blocks = balanced_blocks(sizes, block=16, min_blocks=2)
     assert sorted(i for b in blocks for i in b) == list(range(24))
     loads = [sum(sizes[i] for i in b) for b in blocks]
     assert max(loads) / min(loads) < 1.1 and all(len(b) <= 16 for b in blocks)
-    assert _layer_blocks([5, 1], block=16) == [[0, 1]]
+    assert balanced_blocks([5, 1], block=16) == [[0, 1]]
 
 
 def test_torch_grams_summed_over_feature_slices_equal_whole_grams(monkeypatch):
@@ -245,7 +249,7 @@ def test_torch_grams_summed_over_feature_slices_equal_whole_grams(monkeypatch):
     rng = np.random.default_rng(8)
     layers = relu_layers(rng, 16, [(4, 6, 6), (4, 6, 6), (35,), (7,)])
     whole = BatchGrams.from_layers([torch.from_numpy(x) for x in layers], backend="torch")
-    monkeypatch.setattr(engine, "_feature_parts", lambda p, device: next(d for d in (4, 3, 2, 1) if p % d == 0))
+    monkeypatch.setattr(layersim.engine.grams, "_feature_parts", lambda p, device: next(d for d in (4, 3, 2, 1) if p % d == 0))
     sliced = BatchGrams.from_layers([torch.from_numpy(x) for x in layers], backend="torch")
     np.testing.assert_allclose(sliced.grams.numpy(), whole.grams.numpy(), atol=1e-4, rtol=1e-5)
     np.testing.assert_allclose(sliced.self_hsic, whole.self_hsic, rtol=1e-5)

@@ -8,9 +8,9 @@ import torch
 
 from layersim.data.digits import load_digits
 from layersim.engine import BatchGrams, MinibatchCKA, compare_stores
-from layersim.extract import extract_torch
+from layersim.extract.torch import extract_torch
 from layersim.store import ActivationStore, write_activations
-from layersim.train import train_torch
+from layersim.train.torch import train_torch
 from reference import minibatch_cka
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -73,7 +73,7 @@ def test_training_on_the_gpu_is_deterministic_and_saves_a_cpu_checkpoint(tmp_pat
 def test_extraction_on_the_gpu_stores_the_cpu_activations(tmp_path, digits, monkeypatch):
     """The same activations as on the CPU; on the GPU the writes overlap the forward pass
     whatever the number of threads."""
-    from layersim import extract as extract_module
+    from layersim.extract import torch as extract_module
 
     train_torch({"depth": 8, "width": 1}, {"epochs": 1}, digits, seed=0, checkpoint=tmp_path / "m.pt", history=tmp_path / "m.json", progress=False, device="cpu")
     overlap, original = [], extract_module.write_activations

@@ -5,7 +5,7 @@ the accuracy count."""
 import numpy as np
 import pytest
 
-from layersim.identification import (
+from layersim.experiments.kornblith import (
     IDENTIFICATION_METRICS,
     RBF_THRESHOLDS,
     identification_accuracy,

@@ -23,8 +23,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't
 
 def test_modules_import_without_tensorflow_or_torch():
     code = (
-        "import sys, layersim.data.cifar, layersim.models.keras, layersim.keras_train, "
-        "layersim.keras_extract; print(sorted(m for m in ('tensorflow', 'keras', 'torch') if m in sys.modules))"
+        "import sys, layersim.data.cifar, layersim.models.keras, layersim.train.keras, "
+        "layersim.extract.keras; print(sorted(m for m in ('tensorflow', 'keras', 'torch') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -133,7 +133,7 @@ class _FakeStrategy:
 
 @pytest.mark.keras
 def test_strategy_tpu_uses_bfloat16(tf, monkeypatch, caplog):
-    from layersim.keras_train import select_strategy
+    from layersim.train.keras import select_strategy
     from layersim.models.keras import import_keras
 
     calls = []
@@ -141,7 +141,7 @@ def test_strategy_tpu_uses_bfloat16(tf, monkeypatch, caplog):
     monkeypatch.setattr(tf.config, "experimental_connect_to_cluster", lambda r: calls.append("connect"))
     monkeypatch.setattr(tf.tpu.experimental, "initialize_tpu_system", lambda r: calls.append("init"))
     monkeypatch.setattr(tf.distribute, "TPUStrategy", _FakeStrategy)
-    with caplog.at_level(logging.INFO, logger="layersim.keras_train"):
+    with caplog.at_level(logging.INFO, logger="layersim.train.keras"):
         choice = select_strategy(mixed_precision="float16", xla=True)
     assert choice.name == "TPUStrategy" and isinstance(choice.strategy, _FakeStrategy)
     assert isinstance(choice.strategy.args[0], _FakeResolver) and calls == ["connect", "init"]
@@ -159,12 +159,12 @@ def _fake_gpus(tf, monkeypatch, n):
 
 @pytest.mark.keras
 def test_strategy_several_gpus_mirrored(tf, monkeypatch, caplog):
-    from layersim.keras_train import select_strategy
+    from layersim.train.keras import select_strategy
     from layersim.models.keras import import_keras
 
     _fake_gpus(tf, monkeypatch, 4)
     monkeypatch.setattr(tf.distribute, "MirroredStrategy", _FakeStrategy)
-    with caplog.at_level(logging.INFO, logger="layersim.keras_train"):
+    with caplog.at_level(logging.INFO, logger="layersim.train.keras"):
         choice = select_strategy(mixed_precision="auto", xla=False)
     assert choice.name == "MirroredStrategy" and isinstance(choice.strategy, _FakeStrategy)
     assert choice.policy == "mixed_float16" == import_keras().mixed_precision.global_policy().name
@@ -173,7 +173,7 @@ def test_strategy_several_gpus_mirrored(tf, monkeypatch, caplog):
 
 @pytest.mark.keras
 def test_strategy_one_gpu(tf, monkeypatch):
-    from layersim.keras_train import select_strategy
+    from layersim.train.keras import select_strategy
 
     _fake_gpus(tf, monkeypatch, 1)
     choice = select_strategy(mixed_precision="bfloat16")
@@ -184,13 +184,13 @@ def test_strategy_one_gpu(tf, monkeypatch):
 
 @pytest.mark.keras
 def test_strategy_cpu_default(tf, monkeypatch, caplog):
-    from layersim.keras_train import TrainConfigError, select_strategy
+    from layersim.train.keras import TrainConfigError, select_strategy
     from layersim.models.keras import import_keras
 
     _fake_gpus(tf, monkeypatch, 0)
     keras = import_keras()
     keras.mixed_precision.set_global_policy("mixed_float16")  # a leftover policy is reset
-    with caplog.at_level(logging.INFO, logger="layersim.keras_train"):
+    with caplog.at_level(logging.INFO, logger="layersim.train.keras"):
         choice = select_strategy(mixed_precision="auto")
     assert choice.name == "default" and choice.strategy is tf.distribute.get_strategy()
     assert choice.policy == "float32" == keras.mixed_precision.global_policy().name
@@ -220,7 +220,7 @@ def _weights(path):
 def trained(tmp_path_factory, tiny_cifar):
     """Three 1-epoch trainings of ResNet-8: seeds 0, 0 and 1."""
     pytest.importorskip("tensorflow")
-    from layersim.keras_train import train_keras
+    from layersim.train.keras import train_keras
 
     root = tmp_path_factory.mktemp("trained")
     arch = {"framework": "keras", "family": "resnet", "depth": 8, "width": 1}
@@ -233,7 +233,7 @@ def trained(tmp_path_factory, tiny_cifar):
 
 @pytest.mark.keras
 def test_train_is_deterministic_and_writes_checkpoint_and_history(tf, trained):
-    from layersim.keras_train import read_checkpoint_metadata
+    from layersim.train.keras import read_checkpoint_metadata
 
     root, runs = trained
     weights = {name: _weights(ckpt) for name, (ckpt, _) in runs.items()}
@@ -255,7 +255,7 @@ def test_train_is_deterministic_and_writes_checkpoint_and_history(tf, trained):
 
 @pytest.mark.keras
 def test_checkpoint_written_atomically(tf, tmp_path, monkeypatch):
-    from layersim.keras_train import save_checkpoint
+    from layersim.train.keras import save_checkpoint
 
     model = cifar_resnet(8, input_shape=(8, 8, 1))
     target = tmp_path / "m.keras"
@@ -272,8 +272,8 @@ def test_checkpoint_written_atomically(tf, tmp_path, monkeypatch):
 @pytest.mark.keras
 def test_extract_writes_every_layer(tf, tmp_path, tiny_cifar, trained):
     pytest.importorskip("zarr")
-    from layersim.keras_extract import extract_keras, load_keras_checkpoint
-    from layersim.keras_train import nhwc
+    from layersim.extract.keras import extract_keras, load_keras_checkpoint
+    from layersim.train.keras import nhwc
     from layersim.models.keras import layer_names
     from layersim.store import ActivationStore
 
@@ -305,7 +305,7 @@ def test_extract_hands_on_tensorflow_buffers_and_writes_with_the_given_threads(t
     copied each one), and ``write_threads`` reaches ``write_activations``, with the writes
     overlapping the forward pass: 2 write threads write the store 1 writes, byte for byte."""
     from layersim import store as store_module
-    from layersim.keras_extract import extract_keras, keras_layer_batches, load_keras_checkpoint
+    from layersim.extract.keras import extract_keras, keras_layer_batches, load_keras_checkpoint
 
     ckpt = trained[1]["a"][0]
     model, _ = load_keras_checkpoint(ckpt)
@@ -330,8 +330,8 @@ def test_extract_hands_on_tensorflow_buffers_and_writes_with_the_given_threads(t
 def test_extract_seed_resnet_stores_pre_softmax_logits(tf, tmp_path, tiny_cifar):
     pytest.importorskip("zarr")
     from layersim.data import Split
-    from layersim.keras_extract import extract_keras
-    from layersim.keras_train import save_checkpoint
+    from layersim.extract.keras import extract_keras
+    from layersim.train.keras import save_checkpoint
     from layersim.store import ActivationStore
 
     ckpt = tmp_path / "r50.keras"
@@ -349,8 +349,8 @@ def test_extract_seed_resnet_stores_pre_softmax_logits(tf, tmp_path, tiny_cifar)
 
 @pytest.mark.keras
 def test_extract_refuses_mismatched_input(tf, tmp_path, tiny_cifar):
-    from layersim.keras_extract import ExtractError, extract_keras
-    from layersim.keras_train import save_checkpoint
+    from layersim.extract.keras import ExtractError, extract_keras
+    from layersim.train.keras import save_checkpoint
 
     ckpt = tmp_path / "m.keras"
     save_checkpoint(cifar_resnet(8, input_shape=(8, 8, 1)), ckpt, {})

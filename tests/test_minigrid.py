@@ -1,4 +1,4 @@
-"""Issue 9, item 7: PPO agents on MiniGrid (layersim.rl), their pairwise comparison
+"""Issue 9, item 7: PPO agents on MiniGrid (layersim.experiments.ppo), their pairwise comparison
 (layersim.experiments.minigrid) and the reduced workflow (config/experiments/minigrid_reduced.yaml)."""
 
 import json
@@ -13,7 +13,7 @@ from metric_reference import linear_cka as reference_cka
 from scipy.stats import spearmanr
 from workflow_runner import REPO, planned_jobs, run_experiment, run_snakemake
 
-from layersim import rl
+from layersim.experiments import ppo as rl
 from layersim.errors import LayersimError
 from layersim.experiments.common import read_csv
 from layersim.metrics import MetricInputError, distribution_rank_correlation

@@ -8,7 +8,7 @@ import torch
 
 from layersim.data import Dataset, Split
 from layersim.models.torch import CifarResNet, LayerRecorder, ModelConfigError, layer_names
-from layersim.train import load_torch_checkpoint, train_torch
+from layersim.train.torch import load_torch_checkpoint, train_torch
 
 
 @pytest.mark.parametrize("depth", [8, 14, 20])

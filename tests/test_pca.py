@@ -1,10 +1,10 @@
-"""First-PC share per layer (layersim.pca), read batch-wise, against numpy's exact SVD; and the
+"""First-PC share per layer (layersim.experiments.nguyen), read batch-wise, against numpy's exact SVD; and the
 block-structure size."""
 
 import numpy as np
 import pytest
 
-from layersim.pca import first_pc_share, largest_block, pc_shares, read_pc_shares, write_pc_shares
+from layersim.experiments.nguyen import first_pc_share, largest_block, pc_shares, read_pc_shares, write_pc_shares
 from layersim.store import write_activations
 
 

@@ -205,7 +205,7 @@ def test_reduced_stores_hold_the_models_features_on_transformed_images(reduced):
 
     from layersim.data import load_dataset
     from layersim.models.torch import LayerRecorder
-    from layersim.train import load_torch_checkpoint
+    from layersim.train.torch import load_torch_checkpoint
 
     cfg = _cfg()
     acts = reduced / "representation_sets" / "activations"

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from layersim import rules
+from layersim.jobs import core as rules
 from layersim.store import write_activations
 
 

@@ -167,5 +167,5 @@ def test_bucket_switches_inputs_and_outputs_to_gcs(monkeypatch):
 
 def test_training_picks_tpu_strategy_when_a_tpu_is_found(monkeypatch):
     """On the VM, keras training asks TPUClusterResolver; a found TPU means TPUStrategy."""
-    keras_train = pytest.importorskip("layersim.keras_train")
+    keras_train = pytest.importorskip("layersim.train.keras")
     assert "TPUStrategy" in (keras_train.select_strategy.__doc__ or "") + (keras_train.__doc__ or "")

@@ -144,7 +144,7 @@ def series_figure(results: list, shares: list, labels: list[str], path: str | os
     beneath it (bottom row, same layer axis, 0–1), where one PC dominates, CKA saturates.
 
     ``results`` are self-similarity Datasets (``cka (layer_a, layer_b)``), ``shares`` the
-    matching Datasets of :func:`layersim.pca.read_pc_shares`.
+    matching Datasets of :func:`layersim.experiments.nguyen.read_pc_shares`.
     """
     plt = _pyplot()
     k = len(results)
@@ -173,7 +173,7 @@ def series_figure(results: list, shares: list, labels: list[str], path: str | os
 
 
 def block_structure_figure(rows: list[dict], path: str | os.PathLike, *, threshold: float, depth_width: int, width_depths: list[int]) -> None:
-    """Block-structure size (fraction of the layers considered, :func:`layersim.pca.largest_block`)
+    """Block-structure size (fraction of the layers considered, :func:`layersim.experiments.nguyen.largest_block`)
     against depth (ResNets of width ``depth_width``) and against width (at each of
     ``width_depths``); one dot per seed, a line through the means."""
     plt = _pyplot()

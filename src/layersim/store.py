@@ -28,7 +28,7 @@ import functools
 import os
 import shutil
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -115,7 +115,7 @@ def write_activations(
         where the forward pass loses little when a write thread takes one of its cores: a GPU,
         TensorFlow (whose pool hands a waiting task to any free thread), a torch forward pass
         on few threads. With many, OpenMP's threads spin at a barrier until the one that lost
-        its core catches up; :func:`layersim.extract.overlap_writes` has the figures.
+        its core catches up; :func:`layersim.extract.torch.overlap_writes` has the figures.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -207,11 +207,11 @@ def write_activations(
                 shapes.update({name: value.shape[1:] for name, value in batch.items()})
                 create_arrays()
                 if direct:
-                    from layersim.engine import _layer_blocks
+                    from layersim.parallel import balanced_blocks
 
                     layers = list(shapes)
                     row_features = [int(np.prod(feat, dtype=np.int64)) for feat in shapes.values()]  # ∝ bytes
-                    layer_parts = [[layers[i] for i in part] for part in _layer_blocks(row_features, len(layers), min_blocks=write_threads)]
+                    layer_parts = [[layers[i] for i in part] for part in balanced_blocks(row_features, len(layers), min_blocks=write_threads)]
                 else:
                     filling = {name: np.empty((shard_rows, *feat), dtype=np.float32) for name, feat in shapes.items()}
                 root.attrs["layers"] = list(batch)
@@ -441,6 +441,7 @@ class ActivationStore:
 
     def __init__(self, path: str | os.PathLike, cache_bytes: int = 0):
         self.path = Path(path)
+        self.cache_bytes = cache_bytes
         if not self.path.exists():
             raise StoreError(f"activation store {self.path} does not exist; run the extract step first")
         try:
@@ -461,6 +462,12 @@ class ActivationStore:
         self._cache: dict[str, np.ndarray] = {}
         self._device_cache: dict[tuple[str, str], object] = {}  # (layer, torch device) → tensor
         self._shard_files: dict[str, _ShardFiles | None] = {}  # layer → direct reads (None: by zarr)
+
+    def __reduce__(self):  # pickled (to a Dask worker) as its path: reopened there
+        return type(self), (str(self.path), self.cache_bytes)
+
+    def __dask_tokenize__(self):
+        return str(self.path), os.stat(self.path / "zarr.json").st_mtime_ns, self.cache_bytes
 
     @property
     def name(self) -> str:
@@ -525,10 +532,6 @@ class ActivationStore:
         if key not in self._device_cache:
             self._device_cache[key] = torch.from_numpy(self.read(layer)).to(device)
         return self._device_cache[key][torch.from_numpy(np.asarray(rows)).to(device, non_blocking=True)]
-
-    def iter_layers(self, rows: np.ndarray, layers: list[str] | None = None) -> Iterator[np.ndarray]:
-        for layer in layers or self.layers:
-            yield self.read(layer, rows)
 
 
 def check_comparable(a: ActivationStore, b: ActivationStore) -> None:

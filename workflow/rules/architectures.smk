@@ -22,7 +22,7 @@ rule architectures_init:
     conda:
         "../../envs/torch.yaml"
     script:
-        "../scripts/architectures_init.py"
+        "../scripts/job.py"
 
 
 rule architectures_extract_untrained:
@@ -45,7 +45,7 @@ rule architectures_extract_untrained:
     conda:
         "../../envs/torch.yaml"
     script:
-        "../scripts/extract.py"
+        "../scripts/job.py"
 
 
 rule architectures_pairs:
@@ -66,7 +66,7 @@ rule architectures_pairs:
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../scripts/architectures_pairs.py"
+        "../scripts/job.py"
 
 
 rule architectures_summary:
@@ -87,4 +87,4 @@ rule architectures_summary:
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../scripts/architectures_summary.py"
+        "../scripts/job.py"

@@ -1,6 +1,6 @@
 # Stage 4b: Nguyen et al. 2021 figures (layersim.plots): depth and width series of
 # self-similarity heatmaps with each layer's first-PC share, the cross-seed grid, and the size of
-# the block structure against depth and width (layersim.pca.largest_block).
+# the block structure against depth and width (layersim.experiments.nguyen.largest_block).
 
 
 rule series_figure:
@@ -28,7 +28,7 @@ rule series_figure:
     wildcard_constraints:
         series=r"(depth_w|width_d)\d+",
     script:
-        "../scripts/series_figure.py"
+        "../scripts/job.py"
 
 
 rule block_structure:
@@ -56,7 +56,7 @@ rule block_structure:
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../scripts/block_structure.py"
+        "../scripts/job.py"
 
 
 rule cross_seed_figure:
@@ -78,4 +78,4 @@ rule cross_seed_figure:
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../scripts/cross_seed_figure.py"
+        "../scripts/job.py"

@@ -1,5 +1,5 @@
 # Stage 2: every layer's output over the evaluation split → one Zarr store per instance
-# (layersim.extract.extract_torch, or layersim.keras_extract.extract_keras for .keras models).
+# (layersim.extract.torch.extract_torch, or layersim.extract.keras.extract_keras for .keras models).
 
 
 rule extract:
@@ -22,4 +22,4 @@ rule extract:
     conda:
         "../../envs/keras.yaml"
     script:
-        "../scripts/extract.py"
+        "../scripts/job.py"

@@ -20,7 +20,7 @@ rule heatmap:
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../scripts/heatmap.py"
+        "../scripts/job.py"
 
 
 rule self_similarity_grid:
@@ -44,7 +44,7 @@ rule self_similarity_grid:
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../scripts/grid.py"
+        "../scripts/job.py"
 
 
 rule metrics_figure:
@@ -67,4 +67,4 @@ rule metrics_figure:
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../scripts/metrics_figure.py"
+        "../scripts/job.py"

@@ -16,4 +16,4 @@ rule functional:
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../scripts/functional.py"
+        "../scripts/job.py"

@@ -17,7 +17,7 @@ rule johnson_table:
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../scripts/johnson_table.py"
+        "../scripts/job.py"
 
 
 rule existence_proof:
@@ -39,7 +39,7 @@ rule existence_proof:
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../scripts/existence_proof.py"
+        "../scripts/job.py"
 
 
 # --- Checkpoints over training (thesis §3.4): train_epochs writes one checkpoint per epoch k,
@@ -64,7 +64,7 @@ rule train_epochs:
     conda:
         "../../envs/torch.yaml"
     script:
-        "../scripts/train_epochs.py"
+        "../scripts/job.py"
 
 
 rule extract_epoch:
@@ -86,7 +86,7 @@ rule extract_epoch:
     conda:
         "../../envs/torch.yaml"
     script:
-        "../scripts/extract.py"
+        "../scripts/job.py"
 
 
 rule checkpoint_compare:
@@ -106,7 +106,7 @@ rule checkpoint_compare:
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../scripts/checkpoint_compare.py"
+        "../scripts/job.py"
 
 
 rule checkpoints_summary:
@@ -124,7 +124,7 @@ rule checkpoints_summary:
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../scripts/checkpoints_summary.py"
+        "../scripts/job.py"
 
 
 # --- Ding & Steinhardt (2021): layer depth / seeds and PC deletion vs linear-probe accuracy.
@@ -151,4 +151,4 @@ rule ding_benchmark:
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../scripts/ding_benchmark.py"
+        "../scripts/job.py"

@@ -1,5 +1,5 @@
 # Stage 3e: Kornblith et al. 2019's layer-identification benchmark over the seeds of one model
-# (layersim.identification), and its Table 2 style figure.
+# (layersim.experiments.kornblith), and its Table 2 style figure.
 
 
 rule identification:
@@ -22,7 +22,7 @@ rule identification:
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../scripts/identification.py"
+        "../scripts/job.py"
 
 
 rule identification_figure:
@@ -44,4 +44,4 @@ rule identification_figure:
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../scripts/identification_figure.py"
+        "../scripts/job.py"

@@ -27,7 +27,7 @@ rule minigrid_train:
     conda:
         "../../envs/torch.yaml"
     script:
-        "../scripts/minigrid_train.py"
+        "../scripts/job.py"
 
 
 rule minigrid_compare:
@@ -54,7 +54,7 @@ rule minigrid_compare:
     conda:
         "../../envs/torch.yaml"
     script:
-        "../scripts/minigrid_compare.py"
+        "../scripts/job.py"
 
 
 rule minigrid_summary:
@@ -73,4 +73,4 @@ rule minigrid_summary:
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../scripts/minigrid_summary.py"
+        "../scripts/job.py"

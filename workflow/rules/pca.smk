@@ -1,5 +1,5 @@
 # Stage 3d: the first principal component's share of variance per layer of one store, read
-# batch-wise (layersim.pca.pc_shares): Nguyen et al. 2021's probe of the block structure.
+# batch-wise (layersim.experiments.nguyen.pc_shares): Nguyen et al. 2021's probe of the block structure.
 
 
 rule pca:
@@ -22,4 +22,4 @@ rule pca:
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../scripts/pca.py"
+        "../scripts/job.py"

@@ -25,7 +25,7 @@ rule representation_train:
     wildcard_constraints:
         trained_on=rs_models_regex(),
     script:
-        "../scripts/representation_train.py"
+        "../scripts/job.py"
 
 
 rule representation_extract:
@@ -52,7 +52,7 @@ rule representation_extract:
         trained_on=rs_models_regex(),
         tested_on=r"[A-Za-z0-9]+",
     script:
-        "../scripts/representation_extract.py"
+        "../scripts/job.py"
 
 
 rule representation_svm:
@@ -78,7 +78,7 @@ rule representation_svm:
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../scripts/representation_svm.py"
+        "../scripts/job.py"
 
 
 rule representation_tsne:
@@ -101,4 +101,4 @@ rule representation_tsne:
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../scripts/representation_tsne.py"
+        "../scripts/job.py"

@@ -25,7 +25,7 @@ rule similarity:
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../scripts/similarity.py"
+        "../scripts/job.py"
 
 
 # Stage 3b: full-batch metrics of layersim.metrics over every selected layer pair
@@ -51,4 +51,4 @@ rule metric_similarity:
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../scripts/metric_similarity.py"
+        "../scripts/job.py"

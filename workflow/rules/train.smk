@@ -1,5 +1,5 @@
-# Stage 1: train one model instance: torch models with layersim.train.train_torch (.pt),
-# Keras models with layersim.keras_train.train_keras (.keras).
+# Stage 1: train one model instance: torch models with layersim.train.torch.train_torch (.pt),
+# Keras models with layersim.train.keras.train_keras (.keras).
 
 
 rule train:
@@ -22,7 +22,7 @@ rule train:
     wildcard_constraints:
         model=models_of("torch"),
     script:
-        "../scripts/train.py"
+        "../scripts/job.py"
 
 
 rule train_keras:
@@ -45,4 +45,4 @@ rule train_keras:
     wildcard_constraints:
         model=models_of("keras"),
     script:
-        "../scripts/train_keras.py"
+        "../scripts/job.py"

@@ -168,7 +168,7 @@ def verify_archive(archive: Path, source: CifarSource, sha256: str | None) -> st
             "replace the file"
             if sha256
             else "the file is incomplete, corrupted or not the official archive; download it "
-            f"again from https://www.cs.toronto.edu/~kriz/cifar.html (or set dataset.sha256 "
+            "again from https://www.cs.toronto.edu/~kriz/cifar.html (or set dataset.sha256 "
             "to the checksum of your own copy)"
         )
         raise DatasetError(

@@ -1,7 +1,7 @@
 """Experiments of the functional-similarity papers (issue 9, docs/papers_functional.md).
 
 One module per experiment; each exposes pure functions (tested without Snakemake) and the rule
-entry points live in :mod:`layersim.experiments.entry` (re-exported by :mod:`layersim.rules`).
+entry points live in :mod:`layersim.jobs.papers` (re-exported by :mod:`layersim.jobs.core`).
 
 * :mod:`.johnson` — Johnson (2019) Example 3.1: subspace match vs CKA/CCA on a hand-built pair.
 * :mod:`.existence` — thesis ch. 4 (Table 4.1): frozen base, masked features, label-flipped head.

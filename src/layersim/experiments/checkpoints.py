@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import warnings
 
-import numpy as np
 
 
 def compare_with_final(paths: dict[int, str], *, layers: str = "^pool$", max_samples: int | None = None) -> list[dict]:

@@ -80,3 +80,11 @@ def fit_line(x, y) -> tuple[float, float]:
 def finite_or_nan(v) -> float:
     v = float(v)
     return v if math.isfinite(v) else float("nan")
+
+
+def markdown_table(rows: list[dict], keys: list[str]) -> str:
+    """``rows`` as a Markdown table of the columns ``keys`` (floats to 3 decimals)."""
+    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in rows]
+    return "\n".join(lines) + "\n"

@@ -4,7 +4,7 @@ rank correlation of their action distributions.
 For the agents of one architecture trained on one grid (several seeds), on each test grid:
 every agent plays ``episodes`` episodes (actions sampled, seeded); for a pair (a, b) the states
 of a's and b's rollouts are pooled and fed to both networks; linear CKA of the feature layer
-(:meth:`layersim.rl.AgentNet.cka_features`), mean JSD (bits) of the action distributions and the
+(:meth:`layersim.experiments.ppo.AgentNet.cka_features`), mean JSD (bits) of the action distributions and the
 mean per-state Spearman rank correlation of the action probabilities
 (:func:`layersim.metrics.distribution_rank_correlation`) are computed on the pooled states.
 """
@@ -24,7 +24,7 @@ COLOURS = {"both optimal": "tab:green", "optimal vs mediocre": "magenta", "optim
 
 
 def compare_agents(agents: dict, returns: dict, test_grids: list[int], *, episodes: int, seed: int) -> tuple[list[dict], dict]:
-    """Every pair of ``agents`` (name → :class:`~layersim.rl.AgentNet`, all of one architecture
+    """Every pair of ``agents`` (name → :class:`~layersim.experiments.ppo.AgentNet`, all of one architecture
     and training grid) on every test grid.
 
     ``returns``: name → the agent's mean return on its training grid (its category). Returns
@@ -33,7 +33,7 @@ def compare_agents(agents: dict, returns: dict, test_grids: list[int], *, episod
     state, in sorted-name order) and each agent's ``features`` / ``probs`` on all those states.
     """
     from layersim.metrics import ConstantInputError, distribution_rank_correlation, jsd, linear_cka
-    from layersim.rl import category, pair_colour_group, policy_outputs, run_episodes
+    from layersim.experiments.ppo import category, pair_colour_group, policy_outputs, run_episodes
 
     names = sorted(agents)
     if len(names) < 2:

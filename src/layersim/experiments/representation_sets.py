@@ -11,7 +11,7 @@ Datasets are ``load_dataset`` configs with an optional pixel *transform* (so tha
 datasets can be built from the bundled digits: inverted, transposed, …) and an optional
 channel replication (a grey-scale set fed to a network trained on RGB images). Everything here
 is a pure function of arrays; the rules that train, extract and classify are in
-``workflow/rules/representation_sets.smk`` and :mod:`layersim.experiments.entry`.
+``workflow/rules/representation_sets.smk`` and :mod:`layersim.jobs.papers`.
 """
 
 from __future__ import annotations

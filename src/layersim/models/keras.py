@@ -4,7 +4,7 @@ TensorFlow is imported only when a model is built (``import layersim.models.kera
 Keras 3 with the TensorFlow backend is required (``KERAS_BACKEND`` defaults to tensorflow).
 
 Layer names (every layer of the model except the InputLayer, in ``model.layers`` order, which
-is what :mod:`layersim.keras_extract` records):
+is what :mod:`layersim.extract.keras` records):
 
 :func:`cifar_resnet` (depth ``6n + 2``) uses the torch side's names — Keras accepts dots::
 

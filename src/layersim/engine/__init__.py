@@ -1,0 +1,14 @@
+"""Minibatch CKA (Nguyen, Raghu & Kornblith 2021): the estimator of ``docs/design.md``.
+
+* :mod:`.grams` — the U-centred Gram of every layer of a minibatch (:class:`BatchGrams`);
+* :mod:`.accumulator` — HSIC sums over minibatches and CKA at the end (:class:`MinibatchCKA`);
+* :mod:`.stores` — the same over activation stores, as a Dask graph (:func:`compare_stores`).
+
+Cost: each Gram once per layer per batch; all layer pairs of two models from one product.
+"""
+
+from layersim.engine.accumulator import MinibatchCKA, minibatch_rows
+from layersim.engine.grams import MIN_BATCH, BatchGrams, EstimatorError, UndefinedLayerWarning, u_centred_gram
+from layersim.engine.stores import compare_stores
+
+__all__ = ["MIN_BATCH", "BatchGrams", "EstimatorError", "MinibatchCKA", "UndefinedLayerWarning", "compare_stores", "minibatch_rows", "u_centred_gram"]

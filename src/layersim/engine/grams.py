@@ -1,0 +1,293 @@
+"""Gram kernels of the minibatch CKA: the U-centred Gram of each layer of a minibatch.
+
+For a minibatch ``X (n, p)`` of one layer, ``K = X Xᵀ`` with ``diag(K) = 0`` is U-centred::
+
+    Ũ_ij = K_ij − K_i·/(n−2) − K_·j/(n−2) + K_··/((n−1)(n−2))   (i ≠ j),   Ũ_ii = 0
+
+so that ``HSIC₁(K, L) = ⟨Ũ(K), Ũ(L)⟩ / (n(n−3))`` is the unbiased estimator of Song et al.
+(2012). Every U-centred Gram is flattened to a row of ``G (L, n²)`` (:class:`BatchGrams`), so that
+all layer pairs of two models come from one product ``G_a G_bᵀ``. The maths works on numpy or
+torch arrays (torch stays on its device).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from layersim.errors import LayersimError
+from layersim.parallel import gram_pool, single_blas_thread, thread_count
+
+
+class EstimatorError(LayersimError):
+    """Input that the minibatch CKA estimator cannot use."""
+
+
+class UndefinedLayerWarning(UserWarning):
+    """A layer's self-HSIC is not positive (e.g. constant activations): its CKA is undefined."""
+
+
+MIN_BATCH = 4  # the unbiased HSIC divides by n(n−3) and (n−1)(n−2)
+
+
+def _is_torch(x) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def _flatten(x, dtype):
+    """``(n, ...)`` → ``(n, p)`` in ``dtype`` (a numpy dtype; torch inputs keep their device)."""
+    if _is_torch(x):
+        import torch
+
+        tdtype = torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
+        return x.detach().reshape(x.shape[0], -1).to(tdtype)
+    x = np.asarray(x)
+    return np.ascontiguousarray(x.reshape(x.shape[0], -1), dtype=dtype)
+
+
+def _check_batch(n: int) -> None:
+    if n < MIN_BATCH:
+        raise EstimatorError(
+            f"a minibatch of {n} samples is too small: the unbiased HSIC estimator needs at "
+            f"least {MIN_BATCH} (use a larger batch size)"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernels. A Gram is ``x @ x.T``: numpy sends a matrix times its own transpose to BLAS ?syrk
+# (n²p flops, half a GEMM's) and mirrors the triangle, and it releases the GIL, so the Grams of
+# a batch run in parallel on a thread pool. (scipy.linalg.blas.ssyrk holds the GIL: a pool of
+# threads calling it ran no faster than one thread.) The centring terms (row sums, total) are
+# summed in float64 and subtracted from each float32 Gram entry in float64, with one rounding
+# at the end, so a float32 Gram of uncentred (e.g. post-ReLU) activations keeps the accuracy of
+# the Gram itself. Rows of ``BatchGrams.grams`` are the flattened U-centred Grams.
+# ---------------------------------------------------------------------------------------------
+
+
+def _centre_numpy(k: np.ndarray, out: np.ndarray) -> float:
+    """U-centre the symmetric Gram ``k (n, n)`` (overwritten) into ``out``; returns ‖Ũ(k)‖²_F.
+
+    ‖Ũ(k)‖²_F = HSIC(K, K)·n(n−3), summed in float64 from the stored (rounded) entries.
+    """
+    n = k.shape[0]
+    np.fill_diagonal(k, 0)
+    r = k.sum(0, dtype=np.float64)  # column sums (k is symmetric: ?syrk mirrors its triangle); faster than row sums
+    u = r / (n - 2) - r.sum() / (2 * (n - 1) * (n - 2))  # Ũ_ij = K_ij − u_i − u_j  (i ≠ j)
+    centred = k.astype(np.float64)
+    centred -= u[:, None]
+    centred -= u[None, :]
+    np.fill_diagonal(centred, 0)
+    out[...] = centred
+    if out.dtype != np.float64:
+        centred[...] = out  # the stored (rounded) entries, in float64
+    flat = centred.reshape(-1)
+    return float(np.dot(flat, flat))
+
+
+def _gram_numpy(x, dtype, out: np.ndarray) -> tuple[float, bool]:
+    """One layer: ``x (n, ...)`` → Ũ(X Xᵀ) in ``out (n, n)``.
+
+    Returns ``(HSIC(K, K)·n(n−3), nonconstant)``.
+    """
+    x = _flatten(x, dtype)
+    _check_batch(x.shape[0])
+    return _centre_numpy(x @ x.T, out), _is_nonconstant(x)
+
+
+def _grams_torch(layers, dtype):
+    """The torch backend of :func:`_gram_numpy` for a list of layers (any device).
+
+    Layers of the same width are stacked and their Grams taken in one batched product; the
+    centring is done in float64 on the device. Nothing waits for the device: the results are
+    ``(rows (L, n²), self_hsic·n(n−3) (L,), nonconstant (L,))`` tensors there
+    (see :func:`_to_host`).
+    """
+    import torch
+
+    xs = [_flatten(x if _is_torch(x) else torch.from_numpy(np.asarray(x)), dtype) for x in layers]
+    n = xs[0].shape[0]
+    _check_batch(n)
+    device = xs[0].device
+    widths: dict[int, list[int]] = {}
+    for i, x in enumerate(xs):
+        widths.setdefault(x.shape[1], []).append(i)
+    rows, self_hsic, nonconstant = [], [], []
+    for p, idx in widths.items():
+        parts = _feature_parts(p, device)
+        # (B, parts, n, p/parts): each layer's features cut into `parts` slices, one Gram each
+        x = torch.stack([xs[i].view(n, parts, p // parts).transpose(0, 1) for i in idx]) if len(idx) > 1 or parts > 1 else xs[idx[0]].view(1, 1, n, p)
+        partial = torch.bmm(x.view(-1, n, p // parts), x.view(-1, n, p // parts).transpose(1, 2))
+        k = partial.view(len(idx), parts, n, n).sum(1, dtype=torch.float64)
+        k.diagonal(dim1=1, dim2=2).zero_()
+        r = k.sum(2)
+        u = r / (n - 2) - r.sum(1, keepdim=True) / (2 * (n - 1) * (n - 2))
+        k -= u[:, :, None] + u[:, None, :]
+        k.diagonal(dim1=1, dim2=2).zero_()
+        rounded = k.to(xs[0].dtype)
+        rows.append(rounded)
+        self_hsic.append(rounded.double().square().sum((1, 2)))
+        nonconstant.append((x != x[:, :, :1]).flatten(1).any(1))
+    rows, self_hsic, nonconstant = torch.cat(rows), torch.cat(self_hsic), torch.cat(nonconstant)
+    order = [i for idx in widths.values() for i in idx]
+    if order != sorted(order):  # back to the layers' order (the index is copied without waiting)
+        inverse = torch.from_numpy(np.argsort(order)).to(device, non_blocking=True)
+        rows, self_hsic, nonconstant = rows[inverse], self_hsic[inverse], nonconstant[inverse]
+    return rows.reshape(len(xs), n * n), self_hsic, nonconstant
+
+
+def _to_host(*tensors) -> list[np.ndarray]:
+    """1-D device tensors as float64 numpy arrays, in one copy (one wait for the device)."""
+    import torch
+
+    sizes = [len(t) for t in tensors]
+    joined = torch.cat([t.double() for t in tensors]).cpu().numpy()
+    return np.split(joined, np.cumsum(sizes)[:-1])
+
+
+def _feature_parts(p: int, device) -> int:
+    """Slices of the feature axis whose Grams are summed, on a GPU: an ``n × n`` Gram is a few
+    output tiles of a product, too few to keep the chip busy; ``parts`` batched products of
+    ``p/parts`` features each fill it (and are summed in float64). One on a CPU."""
+    if device.type == "cpu":
+        return 1
+    parts = min(32, p // 512)
+    while parts > 1 and p % parts:
+        parts -= 1
+    return max(1, parts)
+
+
+def u_centred_gram(x, dtype=np.float32):
+    """The U-centred linear Gram matrix ``Ũ(X Xᵀ)`` of one layer's minibatch.
+
+    Parameters
+    ----------
+    x : array ``(n, ...)``
+        Activations of ``n`` samples (numpy or torch); flattened per sample.
+    dtype : numpy dtype
+        Precision of the Gram (float32 by default; float64 on request).
+
+    Returns
+    -------
+    array ``(n, n)``
+        Zero diagonal; every row and column sums to zero.
+    """
+    if _is_torch(x):
+        n = x.shape[0]
+        _check_batch(n)
+        return _grams_torch([x], dtype)[0].reshape(n, n)
+    n = np.shape(x)[0]
+    _check_batch(n)
+    out = np.empty((n, n), dtype=np.dtype(dtype))
+    _gram_numpy(x, dtype, out)
+    return out
+
+
+def _is_nonconstant(x) -> bool:
+    """Whether the rows of ``x (n, p)`` are not all identical (else every centred Gram is 0).
+
+    Rows 0 and 1 differ for almost every real layer, so the full pass is rarely needed.
+    """
+    if bool((x[1] != x[0]).any()):
+        return True
+    return bool((x != x[:1]).any())
+
+
+def _to_float64(x) -> np.ndarray:
+    if _is_torch(x):
+        return x.detach().double().cpu().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+@dataclass
+class BatchGrams:
+    """The flattened U-centred Grams ``G (L, n²)`` of one model for one minibatch.
+
+    Row ``i`` is layer ``i``'s ``Ũ(X Xᵀ)``, flattened, so that
+    ``HSIC(K_i, L_j) = G_i · H_j / (n(n−3))``. ``self_hsic`` are the ``(L,)`` HSIC(K, K) values
+    (float64); ``nonconstant`` flags layers whose activations vary within the batch.
+    """
+
+    grams: object
+    n: int
+    self_hsic: np.ndarray
+    nonconstant: np.ndarray
+
+    @classmethod
+    def from_layers(cls, layers: Sequence, dtype=np.float32, *, threads: int | None = None, backend: str | None = None) -> "BatchGrams":
+        """Compute the Grams of every layer of one minibatch (each exactly once).
+
+        Parameters
+        ----------
+        layers : sequence of arrays ``(n, ...)``
+            numpy or torch; the same ``n`` samples in every layer.
+        dtype : numpy dtype
+            float32 (default) or float64 Grams; self-HSIC is summed in float64 either way.
+        threads : int, optional
+            Grams computed in parallel, one BLAS thread each (default: every CPU). ``1``
+            computes them one after another without touching the BLAS thread count (what a
+            Dask task does).
+        backend : {"numpy", "torch"}, optional
+            Default: torch for torch tensors on an accelerator, numpy (``x @ x.T``, BLAS ?syrk) otherwise
+            (CPU torch tensors are read without a copy).
+        """
+        return cls.from_models([layers], dtype, threads=threads, backend=backend)[0]
+
+    @classmethod
+    def from_models(cls, models: Sequence[Sequence], dtype=np.float32, *, threads: int | None = None, backend: str | None = None) -> list["BatchGrams"]:
+        """:meth:`from_layers` for several models' layers of one minibatch at once (one
+        parallel sweep over all their layers, largest first, instead of one per model)."""
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise EstimatorError(f"dtype must be float32 or float64, got {dtype}")
+        n = None
+        for m, layers in enumerate(models):
+            if len(layers) == 0:
+                raise EstimatorError("no layers given")
+            n = layers[0].shape[0] if n is None else n
+            for i, x in enumerate(layers):
+                if x.shape[0] != n:
+                    if m > 0 and i == 0:
+                        raise EstimatorError(f"model a's minibatch has {n} samples and model b's {x.shape[0]}; both must hold the same samples")
+                    raise EstimatorError(f"layer {i} has {x.shape[0]} samples but layer 0 has {n}; every layer of a batch needs the same samples")
+        _check_batch(n)
+        flat = [x for layers in models for x in layers]
+        if backend is None:
+            backend = "torch" if any(_is_torch(x) and x.device.type != "cpu" for x in flat) else "numpy"
+        if backend == "torch":
+            return cls._from_models_torch(models, dtype)
+        if backend != "numpy":
+            raise EstimatorError(f"backend must be 'numpy' or 'torch', got {backend!r}")
+        flat = [x.detach().cpu().numpy() if _is_torch(x) else x for x in flat]
+        grams = np.empty((len(flat), n * n), dtype=dtype)
+        self_hsic = np.empty(len(flat))
+        nonconstant = np.empty(len(flat), bool)
+
+        def one(i):
+            self_hsic[i], nonconstant[i] = _gram_numpy(flat[i], dtype, grams[i].reshape(n, n))
+
+        threads = thread_count(threads)
+        if threads == 1 or len(flat) == 1:
+            for i in range(len(flat)):
+                one(i)
+        else:
+            order = sorted(range(len(flat)), key=lambda i: -int(np.prod(flat[i].shape[1:])))
+            with single_blas_thread(), gram_pool(threads) as pool:
+                list(pool.map(one, order))
+        out, start = [], 0
+        for layers in models:
+            s = slice(start, start + len(layers))
+            out.append(cls(grams[s], n, self_hsic[s] / (n * (n - 3)), nonconstant[s]))
+            start += len(layers)
+        return out
+
+    @classmethod
+    def _from_models_torch(cls, models, dtype) -> list["BatchGrams"]:
+        out = [_grams_torch(layers, dtype) for layers in models]
+        stats = _to_host(*(t for _, self_hsic, nonconstant in out for t in (self_hsic, nonconstant)))
+        n = models[0][0].shape[0]
+        return [cls(rows, n, stats[2 * m] / (n * (n - 3)), stats[2 * m + 1] > 0) for m, (rows, _, _) in enumerate(out)]
+
+    def __len__(self) -> int:
+        return self.grams.shape[0]

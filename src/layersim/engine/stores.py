@@ -1,0 +1,227 @@
+"""Minibatch CKA over activation stores, as a Dask graph (:func:`compare_stores`)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from layersim.engine.accumulator import MinibatchCKA, minibatch_rows
+from layersim.engine.grams import BatchGrams, EstimatorError, UndefinedLayerWarning, _check_batch, _gram_numpy, _is_torch
+from layersim.parallel import balanced_blocks, single_blas_thread, thread_count
+
+
+def _store_grams(store, layers: list[str], rows: np.ndarray, dtype: str, device: str | None = None) -> BatchGrams:
+    """Task: the Grams of a block of layers for one minibatch, reading one layer at a time.
+
+    Memory: one layer's minibatch besides the Grams (out of core, only its rows are read).
+    With a torch ``device`` the block's minibatch is copied there and its Grams computed there.
+    """
+    dtype = np.dtype(dtype)
+    n = len(rows)
+    _check_batch(n)
+    if device is not None:
+        return BatchGrams.from_layers([store.read_torch(layer, rows, device) for layer in layers], dtype, backend="torch")
+    grams = np.empty((len(layers), n * n), dtype=dtype)
+    self_hsic = np.empty(len(layers))
+    nonconstant = np.empty(len(layers), bool)
+    for i, layer in enumerate(layers):
+        self_hsic[i], nonconstant[i] = _gram_numpy(store.read(layer, rows), dtype, grams[i].reshape(n, n))
+    return BatchGrams(grams, n, self_hsic / (n * (n - 3)), nonconstant)
+
+
+def _concat_grams(blocks: list[BatchGrams], order: list[int] | None = None) -> BatchGrams:
+    """One model's Grams from its blocks; ``order[k]`` is the layer of the k-th concatenated row."""
+    if len(blocks) == 1 and order is None:
+        return blocks[0]
+    if _is_torch(blocks[0].grams):
+        import torch
+
+        grams = torch.cat([b.grams for b in blocks])
+    else:
+        grams = np.concatenate([b.grams for b in blocks])
+    self_hsic = np.concatenate([b.self_hsic for b in blocks])
+    nonconstant = np.concatenate([b.nonconstant for b in blocks])
+    if order is not None:
+        inverse = np.argsort(order)
+        grams = grams[torch.from_numpy(inverse).to(grams.device)] if _is_torch(grams) else grams[inverse]
+        self_hsic, nonconstant = self_hsic[inverse], nonconstant[inverse]
+    return BatchGrams(grams, blocks[0].n, self_hsic, nonconstant)
+
+
+def _batch_states(grams: dict[str, list[BatchGrams]], pairs: list[tuple[str, str]], dtype: str, orders: dict[str, list[int]] | None = None) -> list[MinibatchCKA]:
+    """Task: one minibatch's accumulator state for every pair, from each model's Grams."""
+    orders = orders or {}
+    full = {name: _concat_grams(blocks, orders.get(name)) for name, blocks in grams.items()}
+    states = []
+    for a, b in pairs:
+        acc = MinibatchCKA(dtype, threads=1)  # a Dask task: BLAS threads are the scheduler's
+        acc.update_grams(full[a], full[a] if a == b else full[b])
+        states.append(acc)
+    return states
+
+
+def _merge_states(*groups: list[MinibatchCKA]) -> list[MinibatchCKA]:
+    """Task: element-wise merge of lists of per-pair states (a node of the tree reduction)."""
+    merged = [MinibatchCKA(s.dtype).merge(s) for s in groups[0]]
+    for group in groups[1:]:
+        for acc, other in zip(merged, group):
+            acc.merge(other)
+    return merged
+
+
+def compare_stores(
+    stores: dict[str, str],
+    pairs: list[tuple[str, str]],
+    *,
+    batch_size: int = 256,
+    passes: int = 10,
+    dtype: str = "float32",
+    threads: int | None = None,
+    layer_block: int = 16,
+    split_every: int = 8,
+    cache_mb: float = 1024,
+    scheduler_address: str | None = None,
+    progress: bool = True,
+    device: str | None = None,
+) -> dict[tuple[str, str], "xarray.Dataset"]:
+    """Minibatch CKA between every layer pair of each given pair of activation stores.
+
+    Each model's Grams are computed once per layer per minibatch and shared by every pair it
+    is in. The Dask graph has one task per (minibatch, model, layer block) for the Grams, one
+    per minibatch for the products, and a tree reduction (``split_every`` states a node) of
+    the accumulator states.
+
+    Parameters
+    ----------
+    stores : dict
+        Model name → path of its activation store (all with the same ``sample_id``).
+    pairs : list of (str, str)
+        Names to compare; ``(a, a)`` is a self-comparison.
+    batch_size, passes : int
+        Minibatches of ``batch_size`` from ``passes`` seeded permutations (see
+        :func:`minibatch_rows`).
+    dtype : {"float32", "float64"}
+        Precision of Grams and products; HSIC sums are float64 either way.
+    threads : int, optional
+        Threads of the local Dask scheduler (default: every CPU this process may run on).
+    cache_mb : float
+        Stores of at most this size (MiB) are read once and kept in memory; larger ones are
+        read minibatch by minibatch (memory then stays flat in the number of samples).
+    scheduler_address : str, optional
+        Address of a running ``distributed`` scheduler (e.g. ``tcp://host:8786``) to run on
+        instead of local threads.
+    device : str, optional
+        A torch device (``"cuda"``, ``"cuda:1"``, ``"cpu"``): Grams and products are computed
+        there with the torch backend (same layout, float64 centring and sums); cached stores
+        are kept there too, like the host cache, for later calls. Default: numpy on the CPU
+        (BLAS ``?syrk``). See :func:`layersim.device.torch_device` for ``auto``.
+
+    Returns
+    -------
+    dict
+        ``(a, b)`` → ``xarray.Dataset`` with ``cka`` and ``hsic_sum`` ``(layer_a, layer_b)`` and
+        the self-HSIC sums ``hsic_aa_sum (layer_a)``, ``hsic_bb_sum (layer_b)``.
+    """
+    import dask
+
+    from layersim.store import check_comparable
+
+    if dtype not in ("float32", "float64"):
+        raise EstimatorError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    if device is not None:
+        from layersim.device import torch_device
+
+        device = torch_device(device)
+    missing = sorted({m for pair in pairs for m in pair} - set(stores))
+    if missing:
+        raise EstimatorError(f"pairs name models without a store: {missing}")
+    used = sorted({m for pair in pairs for m in pair}, key=list(stores).index)
+    threads = thread_count(threads)
+    cache_bytes = int(cache_mb * 2**20)
+    from layersim.store import ActivationStore
+
+    # opened for this call: tasks share each store (and its in-memory cache) until it returns
+    opened = {name: ActivationStore(stores[name], cache_bytes=cache_bytes) for name in used}
+    first = opened[used[0]]
+    for name in used[1:]:
+        check_comparable(first, opened[name])
+    batches = minibatch_rows(len(first), batch_size, passes)
+
+    blocks, orders = {}, {}
+    for name in used:
+        layers = opened[name].layers
+        sizes = [int(np.prod(opened[name].feature_shape(layer))) for layer in layers]
+        # on the CPU at least one block per thread (the pool computes them in parallel); a GPU
+        # takes a block's Grams in a few batched products, so fewer, larger blocks
+        min_blocks = 1 if device is not None else max(1, threads)
+        blocks[name] = [[layers[i] for i in block] for block in balanced_blocks(sizes, max(1, layer_block), min_blocks=min_blocks)]
+        orders[name] = [layers.index(layer) for block in blocks[name] for layer in block]
+    states = []
+    for rows in batches:
+        grams = {
+            name: [dask.delayed(_store_grams, pure=True)(opened[name], block, rows, dtype, device) for block in blocks[name]]
+            for name in used
+        }
+        states.append(dask.delayed(_batch_states, pure=True)(grams, pairs, dtype, orders))
+    while len(states) > 1:
+        states = [
+            dask.delayed(_merge_states, pure=True)(*states[i : i + split_every])
+            for i in range(0, len(states), split_every)
+        ]
+    final = _run(states[0], threads=threads, scheduler_address=scheduler_address, progress=progress)
+
+    results = {}
+    for (a, b), acc in zip(pairs, final):
+        acc.layer_names_a, acc.layer_names_b = opened[a].layers, opened[b].layers
+        results[(a, b)] = _to_dataset(acc, opened[a], opened[b], batch_size=batch_size, passes=passes, dtype=dtype, device=device or "cpu (numpy)")
+    return results
+
+
+def _run(graph, *, threads: int, scheduler_address: str | None, progress: bool):
+    import dask
+
+    if scheduler_address:
+        from distributed import Client
+
+        with Client(scheduler_address) as client:
+            return client.compute(graph).result()
+    from layersim.progress import DaskTqdm
+
+    # One BLAS thread per Dask thread: the Grams are many small products, and a multi-threaded
+    # BLAS inside each of several Dask threads oversubscribes the cores (10× slower here).
+    with single_blas_thread(), DaskTqdm(disable=not progress, desc="minibatch CKA"):
+        (result,) = dask.compute(graph, scheduler="threads", num_workers=max(1, threads))
+    return result
+
+
+def _to_dataset(acc: MinibatchCKA, store_a, store_b, **attrs):
+    import xarray as xr
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UndefinedLayerWarning)
+        cka = acc.compute()
+    for w in caught:
+        warnings.warn(f"{store_a.name} vs {store_b.name}: {w.message}", UndefinedLayerWarning, stacklevel=3)
+    bad_a, bad_b = acc.undefined()
+    coords = {"layer_a": list(store_a.layers), "layer_b": list(store_b.layers)}
+    return xr.Dataset(
+        {
+            "cka": (("layer_a", "layer_b"), cka),
+            "hsic_sum": (("layer_a", "layer_b"), acc.hsic_ab),
+            "hsic_aa_sum": (("layer_a",), acc.hsic_aa),
+            "hsic_bb_sum": (("layer_b",), acc.hsic_bb),
+        },
+        coords=coords,
+        attrs={
+            "metric": "minibatch_linear_cka",
+            "estimator": "unbiased HSIC (Song et al. 2012), sums over minibatches (Nguyen et al. 2021)",
+            "model_a": store_a.name,
+            "model_b": store_b.name,
+            "n_batches": acc.n_batches,
+            "n_samples": len(store_a),
+            "undefined_layers_a": [l for l, bad in zip(store_a.layers, bad_a) if bad],
+            "undefined_layers_b": [l for l, bad in zip(store_b.layers, bad_b) if bad],
+            **attrs,
+        },
+    )

@@ -1,0 +1,431 @@
+"""The layer-identification benchmark of Kornblith et al. (2019, Sec. 6.1 and Table 2).
+
+Train N networks of one architecture from different seeds. For every ordered pair of different
+networks (A, B) and every layer i of A (logits excluded), find the layer j of B most similar to
+A's layer i under a similarity index s(A_i, B_j); the index "identifies" the layer when j = i.
+The accuracy of an index is the percentage of the N(N−1)·L trials it gets right. A tie for the
+maximum (values within a relative 1e-9, e.g. several CCA values of exactly 1) counts as 1/k
+correct when the corresponding layer is one of the k tied layers.
+
+Indexes (Kornblith et al. 2019, Table 1; X = A's layer, Y = B's candidate layer, both centred):
+
+- ``cca_mean_rho``, ``cca_r2``: mean ρ and mean ρ² of CCA (:func:`layersim.metrics.cca`);
+- ``svcca``, ``svcca_r2``: the same after keeping the directions holding 99 % of each side's
+  variance (:func:`layersim.metrics.svcca`, :func:`svcca_r2`);
+- ``pwcca``: projection-weighted CCA, weights from X (:func:`layersim.metrics.pwcca`);
+- ``linear_regression``: R²_LR = ‖Q_Yᵀ X‖²_F / ‖X‖²_F, the share of X's variance a least-squares
+  fit from Y explains (:func:`linear_regression_fit`);
+- ``linear_hsic``: ‖YᵀX‖²_F / (n − 1)², unnormalised (:func:`linear_hsic`);
+- ``linear_cka``, ``rbf_cka_0.2``, ``rbf_cka_0.4``, ``rbf_cka_0.8``: CKA with a linear kernel or
+  an RBF kernel of bandwidth σ = 0.2, 0.4, 0.8 × the median distance
+  (:func:`layersim.metrics.linear_cka`, :func:`layersim.metrics.rbf_cka`).
+
+The CCA family reduces a side with p ≥ n features to its top ⌊(n − 1)/2⌋ directions, as
+:mod:`layersim.metrics` does; R²_LR uses Y's full column space, so it is 1 whenever Y has
+n − 1 or more independent directions (one reason it fails the benchmark).
+
+Cost: every per-layer quantity (the centred activations, the orthonormal bases of CCA, SVCCA
+and least squares, the centred linear and RBF Grams) is computed once per network
+(:func:`layer_features`); a layer pair then costs one SVD per CCA variant and inner products of
+n × n matrices, and one SVD serves both directions of an unordered pair.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from layersim.errors import LayersimError
+
+log = logging.getLogger("layersim.experiments.kornblith")
+
+RBF_THRESHOLDS = {"rbf_cka_0.2": 0.2, "rbf_cka_0.4": 0.4, "rbf_cka_0.8": 0.8}
+
+IDENTIFICATION_METRICS: dict[str, str] = {
+    "cca_mean_rho": "CCA (ρ̄)",
+    "cca_r2": "CCA (R²_CCA)",
+    "svcca": "SVCCA (ρ̄)",
+    "svcca_r2": "SVCCA (R²_CCA)",
+    "pwcca": "PWCCA",
+    "linear_regression": "Linear Reg.",
+    "linear_hsic": "Linear HSIC",
+    "linear_cka": "CKA (Linear)",
+    "rbf_cka_0.2": "CKA (RBF 0.2)",
+    "rbf_cka_0.4": "CKA (RBF 0.4)",
+    "rbf_cka_0.8": "CKA (RBF 0.8)",
+}
+"""Name → the label of Kornblith et al. (2019)'s Table 2, in the table's order."""
+
+# Kornblith et al. (2019), Table 2, Tiny-10 on CIFAR-10 (accuracy %, 10 networks). Typed in from the
+# paper as remembered by two engineers independently (the seeds hold no copy of the table); check
+# against the paper before citing them.
+PAPER_ACCURACY: dict[str, float] = {
+    "cca_mean_rho": 1.4,
+    "cca_r2": 10.6,
+    "svcca": 9.9,
+    "svcca_r2": 15.1,
+    "pwcca": 11.1,
+    "linear_regression": 45.4,
+    "linear_hsic": 22.2,
+    "linear_cka": 99.3,
+    "rbf_cka_0.2": 80.6,
+    "rbf_cka_0.4": 99.1,
+    "rbf_cka_0.8": 99.3,
+}
+"""Kornblith et al. (2019) Table 2 (10 Tiny-10 CNNs on CIFAR-10), accuracy in %, for reference."""
+
+_TIE_RTOL = 1e-9
+
+
+# ---------------------------------------------------------------------------------------------
+# The indexes not in layersim.metrics (pure functions, float64)
+# ---------------------------------------------------------------------------------------------
+
+
+def svcca_r2(X, Y, *, variance: float = 0.99) -> float:
+    """SVCCA's R²: the mean squared canonical correlation after the SVD truncation of
+    :func:`layersim.metrics.svcca` (Kornblith et al. 2019, Table 1: ‖(U_Y T_Y)ᵀ U_X T_X‖²_F /
+    min(‖T_X‖²_F, ‖T_Y‖²_F), the mean over the min(k_X, k_Y) correlations).
+
+    Similarity in [0, 1], 1 for identical inputs; invariant to orthogonal maps, isotropic scaling
+    and shifts of either side.
+    """
+    from layersim.metrics import svcca
+
+    rho = svcca(X, Y, variance=variance).rho
+    return float(np.mean(rho**2))
+
+
+def linear_regression_fit(X, Y) -> float:
+    """R²_LR = ‖Q_Yᵀ X_c‖²_F / ‖X_c‖²_F (Kornblith et al. 2019, Table 1): the share of the
+    (centred) variance of X explained by its least-squares prediction from Y (with intercept).
+
+    ``Q_Y`` is an orthonormal basis of the centred Y's column space (numerical rank, no
+    truncation). Asymmetric; in [0, 1]; invariant to invertible linear maps and shifts of Y, and
+    to orthogonal maps, isotropic scaling and shifts of X. Equals 1 whenever Y spans the n − 1
+    dimensions of centred sample space.
+    """
+    from layersim.metrics._common import _centre, _pair
+
+    X, Y = _pair(X, Y, min_samples=2, why="linear regression")
+    xc, yc = _centre(X, "X"), _centre(Y, "Y")
+    q = _basis(yc, variance=1.0, max_dims=None)
+    return float(np.sum((q.T @ xc) ** 2) / np.sum(xc**2))
+
+
+def linear_hsic(X, Y) -> float:
+    """Linear HSIC = ‖Y_cᵀ X_c‖²_F / (n − 1)² (Gretton et al. 2005; Kornblith et al. 2019,
+    Table 1), unnormalised: it grows with the scale of either input. Invariant to orthogonal maps
+    and shifts."""
+    from layersim.metrics._common import _pair
+
+    X, Y = _pair(X, Y, min_samples=2, why="HSIC")
+    n = X.shape[0]
+    xc, yc = X - X.mean(axis=0), Y - Y.mean(axis=0)
+    return float(np.sum((yc.T @ xc) ** 2) / (n - 1) ** 2)
+
+
+def index_function(name: str):
+    """``f(X, Y) -> float`` of one index, computed directly (the slow, per-pair path)."""
+    import functools
+
+    from layersim.metrics import METRICS, rbf_cka
+
+    direct = {"svcca_r2": svcca_r2, "linear_regression": linear_regression_fit, "linear_hsic": linear_hsic}
+    if name in direct:
+        return direct[name]
+    if name in RBF_THRESHOLDS:
+        return functools.partial(rbf_cka, threshold=RBF_THRESHOLDS[name])
+    if name in METRICS and name in IDENTIFICATION_METRICS:
+        return METRICS[name]
+    raise LayersimError(f"unknown identification index {name!r}; known: {', '.join(IDENTIFICATION_METRICS)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-layer precomputation and the all-pairs computation
+# ---------------------------------------------------------------------------------------------
+
+
+def _basis(xc: np.ndarray, *, variance: float, max_dims: int | None, svd=None) -> np.ndarray:
+    """Orthonormal basis of the top directions of centred ``xc``, as
+    :func:`layersim.metrics.canonical._side_basis` chooses them (rank, variance, p ≥ n cap)."""
+    from layersim.metrics._common import _RANK_RTOL
+
+    n, p = xc.shape
+    U, s = svd if svd is not None else np.linalg.svd(xc, full_matrices=False)[:2]
+    rank = int(np.sum(s > s[0] * _RANK_RTOL))
+    explained = np.cumsum(s[:rank] ** 2) / np.sum(s[:rank] ** 2)
+    k = min(rank, int(np.searchsorted(explained, variance - 1e-12)) + 1)
+    if p >= n and max_dims is not None:
+        k = min(k, max_dims)
+    return U[:, :k]
+
+
+@dataclass
+class LayerFeatures:
+    """Everything the indexes need from one layer ``X (n, p)``, computed once.
+
+    ``cca``/``svcca``: orthonormal bases (n, k) as the CCA family chooses them; ``cca_m``:
+    ``ccaᵀ X_c`` (k, p) for PWCCA's weights; ``total``: ‖X_c‖²_F; ``grams``: flattened n × n
+    matrices — ``lin`` (X_c X_cᵀ), ``proj`` (the projector onto X_c's column space) and, per RBF
+    index, the centred RBF Gram scaled to unit Frobenius norm. ``error`` is set (and everything
+    else empty) when the layer is constant.
+    """
+
+    n: int
+    cca: np.ndarray | None = None
+    svcca: np.ndarray | None = None
+    cca_m: np.ndarray | None = None
+    total: float = float("nan")
+    grams: dict[str, np.ndarray] = field(default_factory=dict)
+    error: str | None = None
+
+
+def layer_features(X, *, rbf: dict[str, float] | None = None, variance: float = 0.99) -> LayerFeatures:
+    """Per-layer quantities of :class:`LayerFeatures` for ``X (n, p, ...)`` (float64)."""
+    from layersim.metrics import MetricInputError
+    from layersim.metrics._common import _as_matrix, _centre
+    from layersim.metrics.kernel import _h_centre, _rbf_gram
+
+    X = _as_matrix(X, "X")
+    n = X.shape[0]
+    try:
+        xc = _centre(X, "X")
+        U, s, _ = np.linalg.svd(xc, full_matrices=False)
+        cca = _basis(xc, variance=1.0, max_dims=(n - 1) // 2, svd=(U, s))
+        full = _basis(xc, variance=1.0, max_dims=None, svd=(U, s))
+        grams = {"lin": (xc @ xc.T).ravel(), "proj": (full @ full.T).ravel()}
+        for name, t in (rbf or {}).items():
+            k = _h_centre(_rbf_gram(X, t, "X"))
+            grams[name] = (k / np.linalg.norm(k)).ravel()
+        return LayerFeatures(n, cca, _basis(xc, variance=variance, max_dims=(n - 1) // 2, svd=(U, s)), cca.T @ xc, float(np.sum(xc**2)), grams)
+    except MetricInputError as err:  # a constant layer: every index is undefined
+        return LayerFeatures(n, error=str(err))
+
+
+def _pwcca(rho: np.ndarray, vectors: np.ndarray, m: np.ndarray) -> float:
+    """Σ wᵢρᵢ with weights ∝ Σⱼ |⟨hᵢ, xⱼ⟩|, ``hᵢ = basis @ vectors[:, i]`` (so Hᵀ X_c = vectorsᵀ m)."""
+    alpha = np.abs(vectors[:, : len(rho)].T @ m).sum(axis=1)
+    return float((alpha / alpha.sum()) @ rho)
+
+
+def pair_matrices(fa: list[LayerFeatures], fb: list[LayerFeatures], metrics: list[str]) -> tuple[dict, dict]:
+    """Every index over every layer pair of two networks, both ways.
+
+    Returns ``(ab, ba)``: metric → ``(La, Lb)`` matrix of s(A_i, B_j) and metric → ``(Lb, La)``
+    of s(B_j, A_i) (they differ only for the asymmetric PWCCA and linear regression).
+    """
+    la, lb = len(fa), len(fb)
+    ab = {m: np.full((la, lb), np.nan) for m in metrics}
+    ba = {m: np.full((lb, la), np.nan) for m in metrics}
+    ok_a = np.array([f.error is None for f in fa])
+    ok_b = np.array([f.error is None for f in fb])
+    n = fa[0].n
+    # Gram-based indexes: one matrix product per kind of Gram over all layer pairs.
+    def gram_stack(feats, kind):
+        return np.stack([f.grams[kind] if f.error is None else np.zeros(n * n) for f in feats])
+
+    need_lin = any(m in metrics for m in ("linear_hsic", "linear_cka", "linear_regression"))
+    if need_lin:
+        lin_a, lin_b = gram_stack(fa, "lin"), gram_stack(fb, "lin")
+        inner = lin_a @ lin_b.T
+        mask = np.outer(ok_a, ok_b)
+        if "linear_hsic" in metrics:
+            ab["linear_hsic"] = np.where(mask, inner / (n - 1) ** 2, np.nan)
+        if "linear_cka" in metrics:
+            norms_a, norms_b = np.linalg.norm(lin_a, axis=1), np.linalg.norm(lin_b, axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ab["linear_cka"] = np.where(mask, inner / np.outer(norms_a, norms_b), np.nan)
+        if "linear_regression" in metrics:
+            total_a = np.array([f.total for f in fa])
+            total_b = np.array([f.total for f in fb])
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ab["linear_regression"] = np.where(mask, (lin_a @ gram_stack(fb, "proj").T) / total_a[:, None], np.nan)
+                ba["linear_regression"] = np.where(mask.T, (lin_b @ gram_stack(fa, "proj").T) / total_b[:, None], np.nan)
+    for m in metrics:
+        if m in RBF_THRESHOLDS:
+            ab[m] = np.where(np.outer(ok_a, ok_b), gram_stack(fa, m) @ gram_stack(fb, m).T, np.nan)
+    # CCA family: one SVD per layer pair (and one more for SVCCA) serves both directions.
+    cca_metrics = {"cca_mean_rho", "cca_r2", "pwcca"} & set(metrics)
+    sv_metrics = {"svcca", "svcca_r2"} & set(metrics)
+    for i, x in enumerate(fa):
+        for j, y in enumerate(fb):
+            if x.error or y.error:
+                continue
+            if cca_metrics:
+                P, rho, Vt = np.linalg.svd(x.cca.T @ y.cca, full_matrices=False)
+                rho = np.clip(rho, 0.0, 1.0)
+                if "cca_mean_rho" in metrics:
+                    ab["cca_mean_rho"][i, j] = rho.mean()
+                if "cca_r2" in metrics:
+                    ab["cca_r2"][i, j] = np.mean(rho**2)
+                if "pwcca" in metrics:
+                    ab["pwcca"][i, j] = _pwcca(rho, P, x.cca_m)
+                    ba["pwcca"][j, i] = _pwcca(rho, Vt.T, y.cca_m)
+            if sv_metrics:
+                rho = np.clip(np.linalg.svd(x.svcca.T @ y.svcca, compute_uv=False), 0.0, 1.0)
+                if "svcca" in metrics:
+                    ab["svcca"][i, j] = rho.mean()
+                if "svcca_r2" in metrics:
+                    ab["svcca_r2"][i, j] = np.mean(rho**2)
+    for m in metrics:
+        if m not in ("pwcca", "linear_regression"):
+            ba[m] = ab[m].T.copy()
+    return ab, ba
+
+
+def identification_layers(layers: list[str], pattern: str) -> list[str]:
+    """The layers compared: those matching the regex ``pattern`` (``re.search``), logits never."""
+    regex = re.compile(pattern)
+    chosen = [l for l in layers if l != "logits" and regex.search(l)]
+    if not chosen:
+        raise LayersimError(f"no layer matches the identification layer pattern {pattern!r}; layers: {', '.join(layers)}")
+    return chosen
+
+
+def similarity_tensor(paths: dict[str, str], *, layers: str = r"\.relu$|^pool$", metrics: list[str] | None = None, max_samples: int | None = None, threads: int = 1):
+    """Every index over every layer pair of every ordered pair of different networks.
+
+    Parameters
+    ----------
+    paths : dict
+        Network name → activation store (the same samples in every store, the same layers).
+    layers : str
+        Regex selecting the compared layers (``logits`` is always excluded).
+    metrics : list of str, optional
+        Keys of :data:`IDENTIFICATION_METRICS` (default: all).
+    max_samples : int, optional
+        Use only the first N evaluation samples.
+    threads : int
+        Networks (then network pairs) processed at once, each with one BLAS thread (small
+        SVDs with several BLAS threads each oversubscribe the cores: measured 60× slower on 2
+        loaded cores).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``similarity (metric, network_a, network_b, layer_a, layer_b)``, NaN where
+        ``network_a == network_b`` (not compared).
+    """
+    import xarray as xr
+
+    from layersim.store import ActivationStore, check_comparable
+
+    metrics = list(metrics or IDENTIFICATION_METRICS)
+    for m in metrics:
+        if m not in IDENTIFICATION_METRICS:
+            raise LayersimError(f"unknown identification index {m!r}; known: {', '.join(IDENTIFICATION_METRICS)}")
+    names = list(paths)
+    if len(names) < 2:
+        raise LayersimError(f"layer identification needs at least 2 networks, got {len(names)}")
+    stores = {k: ActivationStore(p) for k, p in paths.items()}
+    first = stores[names[0]]
+    for k in names[1:]:
+        check_comparable(first, stores[k])
+        if stores[k].layers != first.layers:
+            raise LayersimError(f"networks {names[0]} and {k} have different layers; layer identification compares networks of one architecture")
+    chosen = identification_layers(first.layers, layers)
+    rows = slice(0, max_samples)
+    rbf = {m: RBF_THRESHOLDS[m] for m in metrics if m in RBF_THRESHOLDS}
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    def network(k):
+        start = time.perf_counter()
+        feats = [layer_features(stores[k].read(l, rows), rbf=rbf) for l in chosen]
+        log.info("features of %s (%d layers): %.1f s", k, len(chosen), time.perf_counter() - start)
+        return feats
+
+    def pair(ab):
+        start = time.perf_counter()
+        result = pair_matrices(features[names[ab[0]]], features[names[ab[1]]], metrics)
+        log.info("pair %s × %s: %.1f s", names[ab[0]], names[ab[1]], time.perf_counter() - start)
+        return result
+
+    N, L = len(names), len(chosen)
+    out = np.full((len(metrics), N, N, L, L), np.nan)
+    pairs = [(a, b) for a in range(N) for b in range(a + 1, N)]
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        features = dict(zip(names, pool.map(network, names)))
+        for (a, b), (ab, ba) in zip(pairs, pool.map(pair, pairs)):
+            for k, m in enumerate(metrics):
+                out[k, a, b], out[k, b, a] = ab[m], ba[m]
+    n_used = len(first) if max_samples is None else min(max_samples, len(first))
+    return xr.Dataset(
+        {"similarity": (("metric", "network_a", "network_b", "layer_a", "layer_b"), out)},
+        coords={"metric": metrics, "network_a": names, "network_b": names, "layer_a": chosen, "layer_b": chosen},
+        attrs={"n_samples": n_used, "layer_pattern": layers},
+    )
+
+
+def identification_accuracy(similarity) -> list[dict]:
+    """Per index, the percentage of (ordered network pair, layer) trials in which the most
+    similar layer of the other network is the corresponding one (ties: 1/k credit).
+
+    ``similarity`` is the Dataset of :func:`similarity_tensor`. Returns one dict per index:
+    ``metric``, ``label``, ``accuracy`` (in [0, 100]), ``n_trials``, ``n_tied`` (trials whose
+    maximum was shared), ``n_undefined`` (trials with no defined value, counted wrong) and
+    ``paper_accuracy`` (Kornblith et al. 2019, Table 2).
+    """
+    values = similarity["similarity"].values
+    names = list(similarity["network_a"].values)
+    out = []
+    for k, metric in enumerate(similarity["metric"].values):
+        credit, trials, tied, undefined = 0.0, 0, 0, 0
+        for a in range(len(names)):
+            for b in range(len(names)):
+                if a == b:
+                    continue
+                for i, row in enumerate(values[k, a, b]):
+                    trials += 1
+                    if not np.isfinite(row).any():
+                        undefined += 1
+                        continue
+                    best = np.nanmax(row)
+                    winners = np.nan_to_num(row, nan=-np.inf) >= best - _TIE_RTOL * abs(best)
+                    tied += int(winners.sum() > 1)
+                    if winners[i]:
+                        credit += 1.0 / winners.sum()
+        out.append({
+            "metric": str(metric),
+            "label": IDENTIFICATION_METRICS[str(metric)],
+            "accuracy": 100.0 * credit / trials if trials else float("nan"),
+            "n_trials": trials,
+            "n_tied": tied,
+            "n_undefined": undefined,
+            "paper_accuracy": PAPER_ACCURACY[str(metric)],
+        })
+    return out
+
+
+def write_accuracy_csv(rows: list[dict], path, *, attrs: dict | None = None) -> None:
+    """Write :func:`identification_accuracy` rows as CSV (``attrs`` as leading ``# k: v`` lines)."""
+    import csv
+    import os
+
+    tmp = f"{path}.partial"
+    with open(tmp, "w", newline="") as f:
+        for key, value in (attrs or {}).items():
+            f.write(f"# {key}: {value}\n")
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
+    os.replace(tmp, path)
+
+
+def read_accuracy_csv(path) -> list[dict]:
+    """The rows of :func:`write_accuracy_csv` (numbers as floats/ints)."""
+    import csv
+
+    with open(path) as f:
+        lines = [line for line in f if not line.startswith("# ")]
+    rows = []
+    for r in csv.DictReader(lines):
+        rows.append({"metric": r["metric"], "label": r["label"], "accuracy": float(r["accuracy"]), "n_trials": int(r["n_trials"]), "n_tied": int(r["n_tied"]), "n_undefined": int(r["n_undefined"]), "paper_accuracy": float(r["paper_accuracy"])})
+    return rows

@@ -1,0 +1,132 @@
+"""The one seam between Snakemake and the package: every rule runs ``workflow/scripts/job.py``,
+which calls :func:`run`, which calls the job function registered under the rule's name.
+
+A job function takes the ``snakemake`` object that Snakemake's ``script:`` directive injects
+(anything with ``input``, ``output``, ``params``, ``log``, ``threads`` and ``wildcards`` will do,
+so jobs are tested without Snakemake), sends logging and progress bars to the rule's log, and
+calls one package function. An input error ends the job with one line saying what was wrong
+(exit status 1); Snakemake then removes the job's outputs and keeps everything else.
+
+Job modules mirror the rule files: ``workflow/rules/<name>.smk`` ↔ ``layersim.jobs.<name>``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import json
+import logging
+import sys
+
+from layersim.errors import LayersimError
+
+log = logging.getLogger("layersim")
+_console = sys.stderr  # the job's own stderr (Snakemake's console), while sys.stderr is the log
+
+# rule name → job module (layersim.jobs.<module>); the function has the rule's name
+JOBS: dict[str, str] = {
+    **dict.fromkeys(["train", "train_keras", "extract", "similarity", "heatmap", "grid", "metric_similarity", "functional", "metrics_figure"], "core"),
+    **dict.fromkeys(["pca", "series_figure", "block_structure", "cross_seed_figure"], "nguyen"),
+    **dict.fromkeys(["identification", "identification_figure"], "kornblith"),
+    "johnson_table": "johnson",
+    "existence_proof": "existence",
+    **dict.fromkeys(["train_epochs", "checkpoint_compare", "checkpoints_summary"], "checkpoints"),
+    "ding_benchmark": "ding",
+    **dict.fromkeys(["minigrid_train", "minigrid_compare", "minigrid_summary"], "minigrid"),
+    **dict.fromkeys(["architectures_init", "architectures_pairs", "architectures_summary"], "architectures"),
+    **dict.fromkeys(["representation_train", "representation_extract", "representation_svm", "representation_tsne"], "representation_sets"),
+}
+
+
+def job_function(rule: str):
+    """The job function of ``rule`` (a :class:`LayersimError` names an unregistered rule)."""
+    if rule not in JOBS:
+        raise LayersimError(f"no job is registered for rule {rule!r} (layersim.jobs.JOBS)")
+    return getattr(importlib.import_module(f"layersim.jobs.{JOBS[rule]}"), rule)
+
+
+def run(smk) -> None:
+    """Run the job of the rule ``smk.rule`` in this (the rule's own) process."""
+    func = job_function(smk.rule)
+    for setup in getattr(func, "process_setup", ()):
+        setup()
+    func(smk)
+
+
+def tell(message: str) -> None:
+    """Write one line to the log and to the console."""
+    log.warning(message)
+    print(message, file=_console)
+
+
+def job(func=None, *, process_setup=()):
+    """Decorator of a job function: logging to the rule's log, one-line errors, exit status 1.
+
+    ``process_setup``: callables that :func:`run` calls first, in the rule's own process only
+    (never when the job function is called as a library function, e.g. in tests).
+    """
+    if func is None:
+        return functools.partial(job, process_setup=process_setup)
+
+    @functools.wraps(func)
+    def wrapper(smk):
+        global _console
+        logfile = open(smk.log[0], "w") if smk.log else sys.stderr
+        stderr = _console = sys.stderr
+        sys.stderr = logfile  # tqdm and warnings go to the log too
+        logging.basicConfig(stream=logfile, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True)
+        logging.captureWarnings(True)
+        try:
+            func(smk)
+        except LayersimError as err:
+            message = f"layersim {func.__name__}: error: {err}"
+            log.error(message)
+            print(message, file=stderr)
+            sys.exit(1)
+        finally:
+            sys.stderr = stderr
+            if logfile is not stderr:
+                logfile.close()
+
+    wrapper.process_setup = tuple(process_setup)
+    return wrapper
+
+
+def config_hash(*parts) -> str:
+    """A short, stable hash of JSON-serialisable config parts (provenance)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def job_device(smk) -> str:
+    """The torch device of config ``device`` (``auto`` when unset). Read from the config, not
+    a rule parameter: moving a job to a GPU does not make its earlier outputs stale."""
+    from layersim.device import torch_device
+
+    return torch_device((getattr(smk, "config", None) or {}).get("device", "auto"))
+
+
+def limit_threads(threads: int) -> None:
+    """Keep TensorFlow to the job's threads (it must be set before TF starts)."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(max(1, threads))
+    tf.config.threading.set_inter_op_parallelism_threads(max(1, threads))
+
+
+def release_freed_blocks_to_the_os() -> None:
+    """A fixed 1 MiB mmap threshold for glibc's malloc in the similarity job's process.
+
+    Out of core, every task allocates and frees shard-sized read buffers; glibc raises its
+    mmap threshold after each such free and then keeps those blocks in per-thread arenas, so
+    the resident memory grows with the number of minibatches. A fixed threshold maps every
+    large buffer and unmaps it when freed. A no-op where libc has no ``mallopt``.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD = -3 (malloc.h)
+    except (OSError, AttributeError):
+        pass

@@ -1,0 +1,71 @@
+"""Jobs of the thesis' architectures comparison (§3.3, Table 3.1)."""
+
+from __future__ import annotations
+
+import logging
+
+from layersim.jobs import job, job_device
+
+log = logging.getLogger("layersim")
+
+
+@job
+def architectures_init(smk) -> None:
+    """Rule ``architectures_init``: the untrained copy of a model — :func:`layersim.train.torch.train_torch`
+    with 0 epochs, i.e. the same seeded initialisation the trained instance starts from."""
+    from layersim.data import load_dataset
+    from layersim.train.torch import train_torch
+
+    dataset = load_dataset(dict(smk.params.dataset))
+    train_torch(dict(smk.params.arch), {**dict(smk.params.train), "epochs": 0}, dataset, seed=int(smk.wildcards.seed), checkpoint=smk.output.checkpoint, history=smk.output.history, threads=smk.threads, device=job_device(smk))
+
+
+@job
+def architectures_pairs(smk) -> None:
+    """Rule ``architectures_pairs``: :func:`layersim.experiments.architectures.pair_rows` over the
+    trained (and untrained) stores → one CSV row per pair."""
+    from threadpoolctl import threadpool_limits
+
+    from layersim.experiments.architectures import pair_rows
+    from layersim.experiments.common import write_csv
+
+    p = smk.params
+    groups = {"trained": list(smk.input.trained)}
+    if smk.input.untrained:
+        groups["untrained"] = list(smk.input.untrained)
+    with threadpool_limits(limits=max(1, smk.threads), user_api="blas"):
+        rows = pair_rows(groups, layer=p.layer, metrics=list(p.metrics), max_samples=p.max_samples)
+    for r in rows:
+        log.info("%s %s vs %s: %s JSD %.3f rank %.3f", r["group"], r["a"], r["b"], " ".join(f"{m} {r[m]:.3f}" for m in p.metrics), r["jsd_bits"], r["rank_correlation"])
+    write_csv(rows, smk.output.table, comments=[f"thesis §3.3 (Fig. 3.4): every pair of instances within a group; metrics of layer {p.layer!r}, JSD (bits) and confidence rank correlation of the outputs", f"samples: first {p.max_samples or 'all'} of the evaluation split"])
+
+
+@job
+def architectures_summary(smk) -> None:
+    """Rule ``architectures_summary``: the pairs → Table 3.1 (CSV + Markdown) and the scatter
+    figure (one row per metric: the metric against JSD and against rank correlation)."""
+    from layersim.experiments.architectures import FUNCTIONAL, correlation_rows, markdown_table
+    from layersim.experiments.common import _write_text, read_csv, write_csv
+    from layersim.experiments.figures import scatter_panels
+
+    pairs = read_csv(smk.input.pairs)
+    metrics = list(smk.params.metrics)
+    rows = correlation_rows(pairs, metrics)
+    for r in rows:
+        log.info("%s vs %s: rho %.3f over %d trained pairs (thesis %s)", r["metric"], r["functional"], r["spearman_rho"], r["n_pairs"], r["thesis_rho"] or "-")
+    write_csv(rows, smk.output.table, comments=["thesis Table 3.1 over the trained pairs: Spearman rho and least-squares slope of each functional measure on each metric; spearman_rho_all includes the untrained pairs", "procrustes is a distance (0 = identical): its signs are the opposite of the similarities'"])
+    _write_text(smk.output.markdown, markdown_table(rows))
+    labels = {"jsd_bits": "JSD of predictions (bits)", "rank_correlation": "confidence rank correlation"}
+    panels = [
+        {
+            "x": [r[m] for r in pairs],
+            "y": [r[f] for r in pairs],
+            "xlabel": f"{m} ({smk.params.layer})",
+            "ylabel": labels[f],
+            "groups": [f"{r['group']} pairs" for r in pairs],
+            "fit_mask": [r["group"] == "trained" for r in pairs],
+        }
+        for m in metrics
+        for f in FUNCTIONAL
+    ]
+    scatter_panels(panels, smk.output.figure, ncols=len(FUNCTIONAL), title="Representational vs functional similarity across architectures (thesis Fig. 3.4); line and ρ over the trained pairs")

@@ -1,0 +1,152 @@
+"""Jobs of the core stages: train, extract, similarity, metrics, figures."""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+
+from layersim.jobs import config_hash, job, job_device, limit_threads, release_freed_blocks_to_the_os, tell
+from layersim.errors import LayersimError
+
+log = logging.getLogger("layersim")
+
+
+def _check_epoch(smk) -> None:
+    """The checkpoint asked for must be the configured last epoch."""
+    epochs = smk.params.train["epochs"]
+    if int(smk.wildcards.epoch) != epochs:
+        raise LayersimError(f"asked for epoch {smk.wildcards.epoch} but model {smk.wildcards.model} is configured for {epochs} epochs")
+
+
+@job
+def train(smk) -> None:
+    """Rule ``train``: :func:`layersim.train.torch.train_torch`."""
+    from layersim.data import load_dataset
+    from layersim.train.torch import train_torch
+
+    _check_epoch(smk)
+    dataset = load_dataset(dict(smk.params.dataset))
+    train_torch(dict(smk.params.arch), dict(smk.params.train), dataset, seed=int(smk.wildcards.seed), checkpoint=smk.output.checkpoint, history=smk.output.history, threads=smk.threads, device=job_device(smk))
+
+
+@job
+def train_keras(smk) -> None:
+    """Rule ``train_keras``: :func:`layersim.train.keras.train_keras`."""
+    from layersim.data import load_dataset
+    from layersim.train.keras import train_keras as train
+
+    _check_epoch(smk)
+    limit_threads(smk.threads)
+    dataset = load_dataset(dict(smk.params.dataset))
+    train(dict(smk.params.arch), dict(smk.params.train), dataset, smk.output.checkpoint, smk.output.history, int(smk.wildcards.seed))
+
+
+@job
+def extract(smk) -> None:
+    """Rule ``extract``: every layer over the evaluation split, with
+    :func:`layersim.extract.torch.extract_torch` (``.pt``) or :func:`layersim.extract.keras.extract_keras`
+    (``.keras``)."""
+    from layersim.data import load_dataset
+
+    dataset = load_dataset(dict(smk.params.dataset))
+    attrs = {
+        "model": smk.wildcards.model,
+        "dataset": dataset.name,
+        "split": "eval",
+        "config_hash": config_hash(smk.params.dataset),
+    }
+    layers = getattr(smk.params, "layers", None)  # config extract.layers (torch only)
+    if str(smk.input.checkpoint).endswith(".keras"):
+        from layersim.extract.keras import extract_keras
+
+        if layers is not None:
+            raise LayersimError(f"extract.layers applies to torch models only; {smk.wildcards.model} is a keras model (set extract.layers: null)")
+        limit_threads(smk.threads)
+        extract_keras(smk.input.checkpoint, dataset.eval, smk.output.store, smk.params.batch_size, attrs, shard_chunks=smk.params.shard_chunks, write_threads=max(1, smk.threads))
+        return
+    from layersim.extract.torch import extract_torch
+
+    extract_torch(smk.input.checkpoint, dataset.eval, smk.output.store, batch_size=smk.params.batch_size, shard_chunks=smk.params.shard_chunks, attrs=attrs, threads=smk.threads, layers=layers, device=job_device(smk))
+
+
+@job(process_setup=[release_freed_blocks_to_the_os])
+def similarity(smk) -> None:
+    """Rule ``similarity``: :func:`layersim.engine.compare_stores` for one pair of stores."""
+    from layersim.engine import UndefinedLayerWarning, compare_stores
+    from layersim.store import write_similarity
+
+    a, b = smk.wildcards.a, smk.wildcards.b
+    device = job_device(smk)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UndefinedLayerWarning)
+        results = compare_stores(
+            {a: smk.input.a, b: smk.input.b},
+            [(a, b)],
+            batch_size=smk.params.batch_size,
+            passes=smk.params.passes,
+            dtype=smk.params.dtype,
+            threads=smk.threads,
+            layer_block=smk.params.layer_block,
+            cache_mb=smk.params.cache_mb,
+            scheduler_address=smk.params.scheduler_address,
+            device=None if device == "cpu" else device,  # on the CPU, the numpy engine (BLAS ?syrk)
+        )
+    for w in caught:
+        tell(f"layersim similarity: warning: {w.message}")
+    write_similarity(results[(a, b)], smk.output.result)
+
+
+@job
+def heatmap(smk) -> None:
+    """Rule ``heatmap``: :func:`layersim.plots.heatmap_figure` for one similarity result."""
+    from layersim.plots import heatmap_figure
+    from layersim.store import read_similarity
+
+    heatmap_figure(read_similarity(smk.input.result), smk.output.figure, max_labels=smk.params.max_labels)
+
+
+@job
+def grid(smk) -> None:
+    """Rule ``self_similarity_grid``: :func:`layersim.plots.grid_figure` over depth × width."""
+    from layersim.plots import grid_figure
+    from layersim.store import read_similarity
+
+    by_instance = {read_similarity(p).attrs["model_a"]: p for p in smk.input.results}
+    results = {}
+    for key, inst in dict(smk.params.cells).items():
+        i, j = (int(v) for v in key.split(","))
+        results[(i, j)] = read_similarity(by_instance[inst])
+    grid_figure(results, smk.output.figure, row_labels=list(smk.params.depths), col_labels=[f"×{w}" for w in smk.params.widths], row_title="depth", col_title="width", title="Self-similarity (minibatch linear CKA)")
+
+
+@job
+def metric_similarity(smk) -> None:
+    """Rule ``metric_similarity``: :func:`layersim.layerwise.metric_matrix` for one metric and pair."""
+    from layersim.layerwise import metric_matrix
+    from layersim.store import write_similarity
+
+    result = metric_matrix(smk.input.a, smk.input.b, smk.wildcards.metric, layer_stride=smk.params.layer_stride, max_samples=smk.params.max_samples, threads=smk.threads)
+    if result.attrs["n_undefined"]:
+        message = f"{smk.wildcards.metric} is undefined for {result.attrs['n_undefined']} layer pair(s) (NaN): " + "; ".join(result.attrs["undefined"][:5])
+        tell(f"layersim metric_similarity: warning: {message}")
+    write_similarity(result, smk.output.result)
+
+
+@job
+def functional(smk) -> None:
+    """Rule ``functional``: :func:`layersim.layerwise.functional_similarity` → JSON."""
+    from layersim.layerwise import functional_similarity
+    from layersim.train.torch import _atomic
+
+    result = functional_similarity(smk.input.a, smk.input.b)
+    _atomic(smk.output.result, lambda p: open(p, "w").write(json.dumps(result, indent=2)))
+
+
+@job
+def metrics_figure(smk) -> None:
+    """Rule ``metrics_figure``: :func:`layersim.plots.metrics_figure` (metrics side by side)."""
+    from layersim.plots import metrics_figure as draw
+    from layersim.store import read_similarity
+
+    draw([read_similarity(p) for p in smk.input.results], smk.output.figure, max_labels=smk.params.max_labels)

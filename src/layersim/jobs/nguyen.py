@@ -1,0 +1,104 @@
+"""Jobs of Nguyen, Raghu & Kornblith (2021): first-PC shares, depth/width series, block structure, cross-seed figure."""
+
+from __future__ import annotations
+
+import logging
+
+from layersim.jobs import job
+
+log = logging.getLogger("layersim")
+
+
+@job
+def pca(smk) -> None:
+    """Rule ``pca``: :func:`layersim.experiments.nguyen.pc_shares` (first-PC share per layer) → CSV."""
+    from layersim.experiments.nguyen import pc_shares, write_pc_shares
+
+    p = smk.params
+    shares = pc_shares(smk.input.store, block_rows=p.block_rows, max_gram_features=p.max_gram_features, oversamples=p.oversamples, n_iter=p.n_iter)
+    for s in shares:
+        log.info("%s: p=%d pc1_share=%.4f (%s)", s.layer, s.n_features, s.share, s.method)
+    write_pc_shares(shares, smk.output.table, attrs={"store": smk.wildcards.model + f"-s{smk.wildcards.seed}-e{smk.wildcards.epoch}"})
+
+
+def _by_instance(paths) -> dict:
+    from layersim.store import read_similarity
+
+    out = {}
+    for path in paths:
+        result = read_similarity(path)
+        out[(result.attrs["model_a"], result.attrs["model_b"])] = result
+    return out
+
+
+@job
+def series_figure(smk) -> None:
+    """Rule ``series_figure``: self-similarity heatmaps of a depth or width series with each
+    model's first-PC share per layer beneath (:func:`layersim.plots.series_figure`)."""
+    from layersim.experiments.nguyen import read_pc_shares
+    from layersim.plots import series_figure as draw
+
+    sims = _by_instance(smk.input.results)
+    shares = {read_pc_shares(p).attrs["store"]: read_pc_shares(p) for p in smk.input.pca}
+    instances = list(smk.params.instances)
+    draw([sims[(i, i)] for i in instances], [shares[i] for i in instances], list(smk.params.labels), smk.output.figure, title=smk.params.title, max_labels=smk.params.max_labels)
+
+
+@job
+def block_structure(smk) -> None:
+    """Rule ``block_structure``: the largest high-CKA block of every ResNet instance
+    (:func:`layersim.experiments.nguyen.largest_block` on :func:`layersim.experiments.nguyen.block_layers`) → CSV and
+    :func:`layersim.plots.block_structure_figure`."""
+    import csv
+
+    import numpy as np
+
+    from layersim.experiments.nguyen import block_layers, largest_block, read_pc_shares
+    from layersim.plots import block_structure_figure
+
+    sims = _by_instance(smk.input.results)
+    shares = {read_pc_shares(p).attrs["store"]: read_pc_shares(p) for p in smk.input.pca}
+    rows = []
+    for entry in smk.params.instances:
+        inst = entry["instance"]
+        result = sims[(inst, inst)]
+        layers = block_layers(list(result["layer_a"].values), smk.params.layers)
+        cka = result["cka"].sel(layer_a=layers, layer_b=layers).values
+        block = largest_block(cka, smk.params.threshold)
+        share = shares[inst]["pc1_share"].sel(layer=layers).values
+        inside = share[block.start : block.stop]
+        rows.append({
+            **entry,
+            "n_layers": block.n_layers,
+            "block_start": layers[block.start],
+            "block_end": layers[block.stop - 1],
+            "block_size": block.size,
+            "block_fraction": block.fraction,
+            "block_mean_pc1_share": float(np.nanmean(inside)) if len(inside) else float("nan"),
+            "max_pc1_share": float(np.nanmax(share)),
+        })
+        log.info("%s: block %s..%s size %d/%d", inst, layers[block.start], layers[block.stop - 1], block.size, block.n_layers)
+    tmp = smk.output.table + ".partial"
+    with open(tmp, "w", newline="") as f:
+        f.write(f"# threshold: {smk.params.threshold}\n# layers: {smk.params.layers}\n")
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    import os
+
+    os.replace(tmp, smk.output.table)
+    block_structure_figure(rows, smk.output.figure, threshold=smk.params.threshold, depth_width=smk.params.depth_width, width_depths=list(smk.params.width_depths))
+
+
+@job
+def cross_seed_figure(smk) -> None:
+    """Rule ``cross_seed_figure``: per model, seed a with itself, seed b with itself and seed a
+    against seed b (:func:`layersim.plots.grid_figure`)."""
+    from layersim.plots import grid_figure
+
+    sims = _by_instance(smk.input.results)
+    rows = list(smk.params.rows)
+    results = {}
+    for i, (a, b) in enumerate(rows):
+        results[(i, 0)], results[(i, 1)], results[(i, 2)] = sims[(a, a)], sims[(b, b)], sims[(a, b)]
+    grid_figure(results, smk.output.figure, row_labels=[a.split("-")[0] for a, _ in rows], col_labels=["seed a", "seed b", "a vs b"], row_title="", col_title="", title="Same architecture, different seeds (minibatch linear CKA)")

@@ -1,0 +1,130 @@
+"""Jobs of the thesis' representation sets (§3.1): SVM and t-SNE."""
+
+from __future__ import annotations
+
+import logging
+
+from layersim.jobs import config_hash, job, job_device
+
+log = logging.getLogger("layersim")
+
+
+@job
+def representation_train(smk) -> None:
+    """Rule ``representation_train``: one model of the representation-set experiment, trained on
+    the dataset of wildcard ``trained_on`` (:func:`layersim.train.torch.train_torch`); ``untrained``
+    saves the seeded initialisation (0 epochs) built for the first training dataset."""
+    from layersim.experiments.representation_sets import UNTRAINED, load_set_dataset
+    from layersim.train.torch import train_torch
+
+    trained_on = smk.wildcards.trained_on
+    dataset = load_set_dataset(dict(smk.params.dataset), where=f"functional_papers.representation_sets.datasets.{smk.params.dataset_name}")
+    train = dict(smk.params.train)
+    if trained_on == UNTRAINED:
+        train["epochs"] = 0
+    train_torch(dict(smk.params.arch), train, dataset, seed=int(smk.wildcards.seed), checkpoint=smk.output.checkpoint, history=smk.output.history, threads=smk.threads, device=job_device(smk))
+
+
+@job
+def representation_extract(smk) -> None:
+    """Rule ``representation_extract``: one model's features at the configured layer (and its
+    logits) on the sampled evaluation images of one test dataset → an activation store."""
+    from layersim.experiments.representation_sets import RepresentationSetError, feature_layer, load_set_dataset, sample_rows, set_label
+    from layersim.extract.torch import overlap_writes, torch_layer_batches
+    from layersim.models.torch import layer_names
+    from layersim.store import write_activations
+    from layersim.train.torch import load_torch_checkpoint
+
+    import torch
+
+    p, w = smk.params, smk.wildcards
+    torch.set_num_threads(max(1, smk.threads))
+    where = f"functional_papers.representation_sets.datasets.{w.tested_on}"
+    dataset = load_set_dataset(dict(p.dataset), where=where)
+    model, state = load_torch_checkpoint(smk.input.checkpoint)
+    channels = dataset.image_shape[0]
+    if channels != state["in_channels"]:
+        raise RepresentationSetError(f"{where} has {channels}-channel images but the model {w.trained_on}-s{w.seed} takes {state['in_channels']}; set its `channels` to {state['in_channels']}")
+    layer = feature_layer(layer_names(model), p.layer)
+    rows = sample_rows(len(dataset.eval), p.samples_per_set, p.seed, where="functional_papers.representation_sets.samples_per_set")
+    images = dataset.eval.images[rows]
+    attrs = {
+        "model": f"{w.trained_on}-s{w.seed}", "trained_on": w.trained_on, "tested_on": w.tested_on, "seed": int(w.seed),
+        "set": set_label(w.trained_on, w.tested_on, int(w.seed)), "feature_layer": layer, "dataset": dataset.name,
+        "split": "eval", "framework": "torch", "arch": state["arch"], "epoch": state["epoch"],
+        "config_hash": config_hash(p.dataset, p.samples_per_set, p.seed),
+    }
+    log.info("%s: layer %s on %d images of %s", attrs["set"], layer, len(rows), dataset.name)
+    device = job_device(smk)
+    write_activations(
+        smk.output.store, torch_layer_batches(model, images, p.batch_size, layers=[layer, "logits"], device=device),
+        sample_id=dataset.eval.sample_id[rows], labels=dataset.eval.labels[rows], attrs=attrs, overlap=overlap_writes(device, smk.threads),
+    )
+
+
+def _representation_sets(paths) -> list[dict]:
+    """The stores of the experiment as sets: label, trained_on, tested_on, seed, features, sample_id."""
+    from layersim.store import ActivationStore
+
+    sets = []
+    for path in paths:
+        store = ActivationStore(path)
+        a = store.attrs
+        sets.append({"label": a["set"], "trained_on": a["trained_on"], "tested_on": a["tested_on"], "seed": int(a["seed"]), "model": a["model"], "features": store.read(a["feature_layer"]), "sample_id": store.sample_id, "layer": a["feature_layer"]})
+    return sets
+
+
+@job
+def representation_svm(smk) -> None:
+    """Rule ``representation_svm``: :func:`layersim.experiments.representation_sets.classify_sets`
+    over all sets → confusion CSV (counts), per-set and overall summaries, confusion figure."""
+    from threadpoolctl import threadpool_limits
+
+    from layersim.experiments import representation_sets as rs
+    from layersim.experiments.common import write_csv
+    from layersim.experiments.figures import confusion_figure
+
+    p = smk.params
+    sets = _representation_sets(smk.input.stores)
+    X, y, labels = rs.build_set_matrix(sets)
+    with threadpool_limits(limits=max(1, smk.threads), user_api="blas"):
+        result = rs.classify_sets(X, y, test_fraction=p.test_fraction, C=p.C, max_iter=p.max_iter, seed=p.seed)
+    if not result["converged"]:
+        log.warning("the linear SVM did not converge in %d iterations (raise svm_max_iter)", p.max_iter)
+    confusion = result["confusion"]
+    write_csv([{"true_set": labels[i], **{labels[j]: int(confusion[i, j]) for j in range(len(labels))}} for i in range(len(labels))], smk.output.confusion, comments=["confusion matrix of the linear SVM (one-vs-rest): counts of test representations, row = true set, column = predicted set", f"layer {sets[0]['layer']}; {len(y)} representations, test fraction {p.test_fraction}, split seed {p.seed}"])
+    summary, rows = rs.confusion_summary(confusion, sets)
+    summary = {**summary, "layer": sets[0]["layer"], "features": X.shape[1], "n_train": len(y) - len(result["test_index"]), "converged": result["converged"]}
+    write_csv(rows, smk.output.per_set)
+    write_csv([summary], smk.output.summary, comments=["same_model / same_test_dataset: share of test representations predicted as a set of the true model (trained_on, seed) / of the true test dataset"])
+    log.info("accuracy %.3f (mean recall %.3f, range %.3f–%.3f); predicted the right model %.3f, the right test dataset %.3f", summary["accuracy"], summary["mean_recall"], summary["min_recall"], summary["max_recall"], summary["same_model"], summary["same_test_dataset"])
+    confusion_figure(confusion, labels, smk.output.figure, title=f"SVM over {len(labels)} representation sets ({sets[0]['layer']}): accuracy {summary['accuracy']:.2f}")
+
+
+@job
+def representation_tsne(smk) -> None:
+    """Rule ``representation_tsne``: one joint t-SNE of ``tsne_per_set`` sampled representations
+    of every set → coordinates CSV and the figure (a panel per test dataset, coloured by model)."""
+    from threadpoolctl import threadpool_limits
+
+    from layersim.experiments import representation_sets as rs
+    from layersim.experiments.common import write_csv
+    from layersim.experiments.figures import tsne_figure
+
+    p = smk.params
+    sets = _representation_sets(smk.input.stores)
+    picked = []
+    for s in sets:
+        rows = rs.sample_rows(len(s["features"]), p.per_set, p.seed, where="functional_papers.representation_sets.tsne_per_set")
+        picked.append({**s, "features": s["features"][rows], "sample_id": s["sample_id"][rows]})
+    X, _, _ = rs.build_set_matrix(picked)
+    with threadpool_limits(limits=max(1, smk.threads)):
+        xy = rs.tsne_embedding(X, perplexity=p.perplexity, seed=p.seed)
+    out = [
+        {"set": s["label"], "model": s["model"], "trained_on": s["trained_on"], "tested_on": s["tested_on"], "seed": s["seed"], "sample_id": int(sid)}
+        for s in picked
+        for sid in s["sample_id"]
+    ]
+    out = [{**r, "x": float(x), "y": float(yy)} for r, (x, yy) in zip(out, xy)]
+    write_csv(out, smk.output.table, comments=[f"joint t-SNE (perplexity {p.perplexity}, seed {p.seed}) of standardised features at layer {sets[0]['layer']}, {p.per_set} per set"])
+    tsne_figure(out, smk.output.figure, title=f"t-SNE of the representations at {sets[0]['layer']}, coloured by model (thesis Fig. 3.2)")

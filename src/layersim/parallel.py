@@ -1,0 +1,64 @@
+"""Threads: how many, how work is split between them, and BLAS kept to one thread each.
+
+The Grams of one batch are independent BLAS calls of very different sizes. On a few cores, one
+BLAS thread per Gram and the layers spread over a thread pool (largest first) usually beats one
+multi-threaded BLAS call after another: a threaded ?syrk synchronises often for an ``n × n``
+result this small. A pool lives for one call (:func:`gram_pool`), a BLAS limit for one block
+(:func:`single_blas_thread`); neither outlives it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+
+def default_threads() -> int:
+    """Threads used when not told: the CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def thread_count(threads: int | None) -> int:
+    """A ``threads`` argument as a count: ``None`` means every CPU this process may run on."""
+    return default_threads() if threads is None else max(1, int(threads))
+
+
+def gram_pool(threads: int) -> ThreadPoolExecutor:
+    """A thread pool for one call (use it as a context manager: its threads end with it)."""
+    return ThreadPoolExecutor(threads, thread_name_prefix="layersim-gram")
+
+
+@functools.cache
+def _blas_libraries():
+    """threadpoolctl's handle on the loaded BLAS libraries (finding them costs ~1 ms; holds
+    no setting)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def single_blas_thread():
+    """Context: one BLAS thread in every loaded BLAS library, restored on exit."""
+    return _blas_libraries().limit(limits=1, user_api="blas")
+
+
+def balanced_blocks(sizes: Sequence[int], block: int, min_blocks: int = 1) -> list[list[int]]:
+    """Indices of ``sizes`` split into blocks of at most ``block`` items, at least ``min_blocks``
+    blocks (when there are as many items), balanced by size, largest first.
+
+    >>> balanced_blocks([5, 1, 4, 2], block=2)
+    [[0, 1], [2, 3]]
+    """
+    n_blocks = min(len(sizes), max(-(-len(sizes) // block), min_blocks))
+    blocks: list[list[int]] = [[] for _ in range(n_blocks)]
+    load = [0] * n_blocks
+    for i in sorted(range(len(sizes)), key=lambda i: -sizes[i]):
+        j = min((j for j in range(n_blocks) if len(blocks[j]) < block), key=lambda j: load[j])
+        blocks[j].append(i)
+        load[j] += sizes[i]
+    return [sorted(b) for b in blocks if b]
