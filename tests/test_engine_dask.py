@@ -256,3 +256,29 @@ def test_torch_grams_summed_over_feature_slices_equal_whole_grams(monkeypatch):
     assert sliced.nonconstant.all()
     for x, row in zip(layers, sliced.grams):
         np.testing.assert_allclose(row.reshape(16, 16).numpy(), u_centred_gram(x.astype(np.float64), np.float64), atol=1e-4)
+
+
+@pytest.mark.parametrize("listening", [True, False])
+def test_a_scheduler_that_does_not_answer_is_one_error_within_the_timeout(stores, listening):
+    """A listener that never answers, or a refused port: one EstimatorError naming the address,
+    after about the configured timeout (not a hang, not a raw CommClosedError)."""
+    import socket
+    import time
+
+    from layersim.engine import EstimatorError
+
+    paths, _ = stores
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    if listening:
+        sock.listen(8)  # accepts the connection (backlog) and never says a word
+    else:
+        sock.close()  # nothing listens: refused
+    start = time.monotonic()
+    try:
+        with pytest.raises(EstimatorError, match=rf"Dask scheduler at tcp://127.0.0.1:{port} within 2 s"):
+            compare_stores(paths, [("m0", "m1")], batch_size=8, passes=1, scheduler_address=f"tcp://127.0.0.1:{port}", scheduler_timeout=2, progress=False)
+    finally:
+        sock.close()
+    assert time.monotonic() - start < 30

@@ -1,8 +1,8 @@
 """layersim: do these neural networks (and their layers) learn the same things?"""
 
-__version__ = "0.1.0"
+from layersim.version import __version__
 
-__all__ = ["compare_models", "MinibatchCKA"]
+__all__ = ["__version__", "compare_models", "MinibatchCKA"]
 
 
 def __getattr__(name):  # lazy: importing layersim loads neither torch nor dask

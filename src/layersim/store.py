@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from layersim import __version__
+from layersim.version import __version__
 from layersim.errors import LayersimError
 
 

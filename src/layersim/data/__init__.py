@@ -6,54 +6,10 @@ each row's index in the original dataset, so that activation stores built from t
 can be checked for comparability.
 """
 
+
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
-
-from layersim.errors import LayersimError
-
-
-class DatasetError(LayersimError):
-    """A dataset could not be loaded or prepared as configured."""
-
-
-@dataclass(frozen=True)
-class Split:
-    """One split of a dataset.
-
-    Attributes
-    ----------
-    images : np.ndarray
-        ``(N, C, H, W)`` float32 in ``[0, 1]``.
-    labels : np.ndarray
-        ``(N,)`` int64 class labels.
-    sample_id : np.ndarray
-        ``(N,)`` int64, the index of each row in the original dataset.
-    """
-
-    images: np.ndarray
-    labels: np.ndarray
-    sample_id: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """A named dataset with a training and an evaluation split."""
-
-    name: str
-    train: Split
-    eval: Split
-    num_classes: int
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        """``(C, H, W)`` of one image."""
-        return tuple(self.train.images.shape[1:])
+from layersim.data.dataset import Dataset, DatasetError, Split, resize_images, resize_split
 
 
 def load_dataset(cfg: dict) -> Dataset:
@@ -94,31 +50,6 @@ def load_dataset(cfg: dict) -> Dataset:
             )
         return dataset
     raise DatasetError(f"unknown dataset name {name!r}: expected one of 'digits', 'cifar10', 'cifar100'")
-
-
-def resize_images(images: np.ndarray, size: int) -> np.ndarray:
-    """Bilinearly resize ``(N, C, H, W)`` images to ``(N, C, size, size)`` (float32).
-
-    Uses torch's ``interpolate`` with ``align_corners=False`` (the convention of most image
-    libraries); values stay within the input's range.
-    """
-    import torch
-
-    if images.shape[-1] == size and images.shape[-2] == size:
-        return images.astype(np.float32, copy=False)
-    with torch.no_grad():
-        out = torch.nn.functional.interpolate(
-            torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)),
-            size=(size, size),
-            mode="bilinear",
-            align_corners=False,
-        )
-    return out.numpy()
-
-
-def resize_split(split: Split, size: int) -> Split:
-    """The same split with images resized to ``size × size``."""
-    return Split(resize_images(split.images, size), split.labels, split.sample_id)
 
 
 __all__ = ["Dataset", "DatasetError", "Split", "load_dataset", "resize_images", "resize_split"]

@@ -52,7 +52,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from layersim.data import Dataset, DatasetError, Split
+from layersim.data.dataset import Dataset, DatasetError, Split
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from layersim.data import Dataset, DatasetError, Split, resize_images
+from layersim.data.dataset import Dataset, DatasetError, Split, resize_images
 
 
 def load_digits(*, eval_fraction: float = 0.3, split_seed: int = 0, image_size: int = 16) -> Dataset:

@@ -82,6 +82,7 @@ def compare_stores(
     split_every: int = 8,
     cache_mb: float = 1024,
     scheduler_address: str | None = None,
+    scheduler_timeout: float = 30,
     progress: bool = True,
     device: str | None = None,
 ) -> dict[tuple[str, str], "xarray.Dataset"]:
@@ -111,6 +112,8 @@ def compare_stores(
     scheduler_address : str, optional
         Address of a running ``distributed`` scheduler (e.g. ``tcp://host:8786``) to run on
         instead of local threads.
+    scheduler_timeout : float
+        Seconds to wait for that scheduler to answer before giving up with an error.
     device : str, optional
         A torch device (``"cuda"``, ``"cuda:1"``, ``"cpu"``): Grams and products are computed
         there with the torch backend (same layout, float64 centring and sums); cached stores
@@ -169,7 +172,7 @@ def compare_stores(
             dask.delayed(_merge_states, pure=True)(*states[i : i + split_every])
             for i in range(0, len(states), split_every)
         ]
-    final = _run(states[0], threads=threads, scheduler_address=scheduler_address, progress=progress)
+    final = _run(states[0], threads=threads, scheduler_address=scheduler_address, scheduler_timeout=scheduler_timeout, progress=progress)
 
     results = {}
     for (a, b), acc in zip(pairs, final):
@@ -178,21 +181,48 @@ def compare_stores(
     return results
 
 
-def _run(graph, *, threads: int, scheduler_address: str | None, progress: bool):
+def _run(graph, *, threads: int, scheduler_address: str | None, scheduler_timeout: float, progress: bool):
     import dask
 
     if scheduler_address:
-        from distributed import Client
+        return _run_on_scheduler(graph, scheduler_address, scheduler_timeout)
+    from concurrent.futures import ThreadPoolExecutor
 
-        with Client(scheduler_address) as client:
-            return client.compute(graph).result()
     from layersim.progress import DaskTqdm
 
     # One BLAS thread per Dask thread: the Grams are many small products, and a multi-threaded
-    # BLAS inside each of several Dask threads oversubscribes the cores (10× slower here).
-    with single_blas_thread(), DaskTqdm(disable=not progress, desc="minibatch CKA"):
-        (result,) = dask.compute(graph, scheduler="threads", num_workers=max(1, threads))
+    # BLAS inside each of several Dask threads oversubscribes the cores. The pool is this call's.
+    with single_blas_thread(), DaskTqdm(disable=not progress, desc="minibatch CKA"), ThreadPoolExecutor(max(1, threads), thread_name_prefix="layersim-dask") as pool:
+        (result,) = dask.compute(graph, scheduler="threads", pool=pool)
     return result
+
+
+def _run_on_scheduler(graph, address: str, timeout: float):
+    """Run the graph on a running ``distributed`` scheduler; one clear error if it does not
+    answer within ``timeout`` seconds (refused, unreachable or silent: distributed's own
+    client waits without a bound for a listener that never answers)."""
+    import asyncio
+
+    from distributed import Client
+    from distributed.core import rpc
+
+    async def identity():
+        scheduler = rpc(address, timeout=timeout)
+        try:
+            return await asyncio.wait_for(scheduler.identity(), timeout)
+        finally:
+            await scheduler.close_rpc()
+
+    try:
+        asyncio.run(identity())
+    except (OSError, TimeoutError) as err:  # distributed's CommClosedError is an OSError
+        reason = str(err).splitlines()[0] if str(err) else "no answer"
+        raise EstimatorError(
+            f"could not connect to the Dask scheduler at {address} within {timeout:g} s ({reason}); "
+            "start it, fix similarity.scheduler_address, or set it to null for local threads"
+        ) from None
+    with Client(address, timeout=timeout) as client:
+        return client.compute(graph).result()
 
 
 def _to_dataset(acc: MinibatchCKA, store_a, store_b, **attrs):

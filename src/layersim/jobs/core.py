@@ -19,6 +19,10 @@ def _check_epoch(smk) -> None:
         raise LayersimError(f"asked for epoch {smk.wildcards.epoch} but model {smk.wildcards.model} is configured for {epochs} epochs")
 
 
+def _config(smk) -> dict:
+    return getattr(smk, "config", None) or {}
+
+
 @job
 def train(smk) -> None:
     """Rule ``train``: :func:`layersim.train.torch.train_torch`."""
@@ -90,6 +94,7 @@ def similarity(smk) -> None:
             layer_block=smk.params.layer_block,
             cache_mb=smk.params.cache_mb,
             scheduler_address=smk.params.scheduler_address,
+            scheduler_timeout=_config(smk).get("similarity", {}).get("scheduler_timeout", 30),  # not a param: no rerun when changed
             device=None if device == "cpu" else device,  # on the CPU, the numpy engine (BLAS ?syrk)
         )
     for w in caught:
