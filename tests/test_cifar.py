@@ -233,3 +233,47 @@ def test_archive_path_given_directly(tmp_path):
     write_tar_gz(other, {"x": b"1"})
     with pytest.raises(DatasetError, match=r"cannot tell the format of .*renamed\.tar\.gz"):
         load_cifar(other, variant="cifar100")
+
+
+def _bomb_archive(tmp_path, member_bytes: int):
+    """The official name and layout, one member of ``member_bytes`` zeros (compresses ~1000×)."""
+    import gzip
+
+    path = tmp_path / "cifar-10-python.tar.gz"
+    with gzip.open(path, "wb", compresslevel=9) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+        info = tarfile.TarInfo("cifar-10-batches-py/data_batch_1")
+        info.size = member_bytes
+        tar.addfile(info, io.BytesIO(bytes(member_bytes)))
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_member_past_the_size_limit_is_refused_before_anything_is_written(tmp_path):
+    path, sha = _bomb_archive(tmp_path, 3 * 2**20)
+    assert path.stat().st_size < 2**20 // 50  # a small archive inflating 3 MiB
+    with pytest.raises(DatasetError, match=r"data_batch_1' would extract to 3 MiB, more than dataset.max_member_mb = 2"):
+        load_cifar(tmp_path, variant="cifar10", sha256=sha, max_member_mb=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # nothing extracted, no temporary left
+
+
+def test_the_total_size_limit_is_checked_too(tmp_path):
+    path, sha = _bomb_archive(tmp_path, 3 * 2**20)
+    with pytest.raises(DatasetError, match=r"would extract to 3 MiB, more than dataset.max_extracted_mb = 1"):
+        load_cifar(tmp_path, variant="cifar10", sha256=sha, max_extracted_mb=1)
+
+
+def test_disk_full_while_extracting_blames_the_disk_not_the_archive(tmp_path, monkeypatch):
+    import errno
+
+    from layersim.data import cifar
+
+    path, sha = make_cifar_archive(tmp_path, "cifar10", "python", n_train=5, n_test=3)
+
+    def full(src, dest):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cifar, "_copy_to", full)
+    with pytest.raises(DatasetError) as info:
+        load_cifar(tmp_path, variant="cifar10", sha256=sha)
+    message = str(info.value)
+    assert "disk full while extracting" in message and "the archive is fine" in message and "corrupt" not in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # the temporary directory is gone

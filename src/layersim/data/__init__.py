@@ -38,7 +38,7 @@ def load_dataset(cfg: dict) -> Dataset:
                 f"dataset '{name}' needs 'dataset.path': the directory holding the "
                 f"standard {name} archive (see README, 'CIFAR data')"
             )
-        kwargs = {k: cfg[k] for k in ("fmt", "label_mode", "sha256", "max_train", "max_eval") if cfg.get(k) is not None}
+        kwargs = {k: cfg[k] for k in ("fmt", "label_mode", "sha256", "max_train", "max_eval", "max_member_mb", "max_extracted_mb") if cfg.get(k) is not None}
         dataset = load_cifar(cfg["path"], variant=name, **kwargs)
         size = cfg.get("image_size")
         if size and size != dataset.image_shape[-1]:

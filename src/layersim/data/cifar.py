@@ -194,10 +194,33 @@ def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
         )
 
 
-def safe_extract(archive: Path, target_parent: Path, directory: str, digest: str) -> Path:
+MAX_MEMBER_MB = 512  # the largest member of a CIFAR archive is ~150 MiB (CIFAR-100's train)
+MAX_EXTRACTED_MB = 1024  # the whole of either archive extracts to ~180 MiB
+
+
+def _check_sizes(members: list[tarfile.TarInfo], archive: Path, max_member_mb: float, max_extracted_mb: float) -> None:
+    """Refuse an archive whose members would extract to more than the limits (as their headers
+    say, before anything is written)."""
+    for member in members:
+        if member.size > max_member_mb * 2**20:
+            raise DatasetError(
+                f"archive {archive}: member {member.name!r} would extract to {member.size / 2**20:,.0f} MiB, "
+                f"more than dataset.max_member_mb = {max_member_mb:g}; refusing to extract — use the "
+                "official archive (or raise the limit if you trust this one)"
+            )
+    total = sum(m.size for m in members)
+    if total > max_extracted_mb * 2**20:
+        raise DatasetError(
+            f"archive {archive} would extract to {total / 2**20:,.0f} MiB, more than "
+            f"dataset.max_extracted_mb = {max_extracted_mb:g}; refusing to extract — use the official "
+            "archive (or raise the limit if you trust this one)"
+        )
+
+
+def safe_extract(archive: Path, target_parent: Path, directory: str, digest: str, *, max_member_mb: float = MAX_MEMBER_MB, max_extracted_mb: float = MAX_EXTRACTED_MB) -> Path:
     """Extract ``archive`` into ``target_parent/directory``, atomically.
 
-    Every member is checked (:func:`_check_member`) before anything is written; members are
+    Every member is checked (:func:`_check_member`, :func:`_check_sizes`) before anything is written; members are
     written into a fresh temporary directory, the marker is written last, and the result is
     renamed into place. A concurrent extraction of the same archive that wins the rename is
     accepted.
@@ -216,15 +239,16 @@ def safe_extract(archive: Path, target_parent: Path, directory: str, digest: str
                 members = tar.getmembers()  # reads the whole archive: truncation shows here
                 for member in members:
                     _check_member(member, archive)
+                _check_sizes(members, archive, max_member_mb, max_extracted_mb)
                 for member in members:
                     dest = tmp / member.name
                     if member.isdir():
-                        dest.mkdir(parents=True, exist_ok=True)
+                        _write_or_explain(lambda: dest.mkdir(parents=True, exist_ok=True), archive, target_parent)
                         continue
-                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    _write_or_explain(lambda: dest.parent.mkdir(parents=True, exist_ok=True), archive, target_parent)
                     src = tar.extractfile(member)
-                    with src, open(dest, "wb") as out:
-                        shutil.copyfileobj(src, out)
+                    with src:
+                        _write_or_explain(lambda: _copy_to(src, dest), archive, target_parent)
         except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
             raise DatasetError(
                 f"cannot read archive {archive}: it is truncated or corrupt ({type(err).__name__}: "
@@ -247,6 +271,26 @@ def safe_extract(archive: Path, target_parent: Path, directory: str, digest: str
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _copy_to(src, dest: Path) -> None:
+    with open(dest, "wb") as out:
+        shutil.copyfileobj(src, out)
+
+
+def _write_or_explain(write, archive: Path, target_parent: Path) -> None:
+    """Run one write of the extraction; a failure is a DatasetError about the disk, not the archive."""
+    import errno
+
+    try:
+        write()
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DatasetError(
+                f"disk full while extracting {archive} into {target_parent} ({err.strerror}); the "
+                "archive is fine: free some space (about 200 MB) and rerun"
+            ) from err
+        raise DatasetError(f"cannot write the extracted files of {archive} into {target_parent} ({err}); make that directory writable and rerun") from err
 
 
 def _marker_digest(directory: Path) -> str | None:
@@ -301,7 +345,7 @@ def resolve_source(path: Path, variant: str, fmt: str | None) -> CifarSource:
     )
 
 
-def prepare_directory(path: str | os.PathLike, source: CifarSource, sha256: str | None = None) -> Path:
+def prepare_directory(path: str | os.PathLike, source: CifarSource, sha256: str | None = None, *, max_member_mb: float = MAX_MEMBER_MB, max_extracted_mb: float = MAX_EXTRACTED_MB) -> Path:
     """The extracted directory for ``source``, verifying and extracting the archive if needed."""
     path = Path(path).expanduser()
     archive, directory = _candidates(path, source)
@@ -311,7 +355,7 @@ def prepare_directory(path: str | os.PathLike, source: CifarSource, sha256: str 
         if target.is_dir() and _marker_digest(target) == digest:
             return target
         log.info("extracting %s to %s", archive, target)
-        return safe_extract(archive, archive.parent, source.directory, digest)
+        return safe_extract(archive, archive.parent, source.directory, digest, max_member_mb=max_member_mb, max_extracted_mb=max_extracted_mb)
     if directory is not None and directory.is_dir():
         log.info("reading the extracted directory %s as is (no archive there, no checksum checked)",
                  directory)
@@ -400,6 +444,8 @@ def load_cifar(
     max_train: int | None = None,
     max_eval: int | None = None,
     sha256: str | None = None,
+    max_member_mb: float = MAX_MEMBER_MB,
+    max_extracted_mb: float = MAX_EXTRACTED_MB,
 ) -> Dataset:
     """Load CIFAR-10 or CIFAR-100 from a standard archive (or its extracted directory).
 
@@ -418,6 +464,8 @@ def load_cifar(
     sha256 : str, optional
         Expected SHA-256 of the archive; replaces the check against the published MD5 (for a
         repackaged or test archive).
+    max_member_mb, max_extracted_mb : float
+        Refuse an archive whose members (each, and all together) would extract to more MiB.
 
     Returns
     -------
@@ -441,7 +489,7 @@ def load_cifar(
             raise DatasetError(f"{name} must be a positive integer or None, got {value!r}")
     path = Path(path).expanduser()
     source = resolve_source(path, variant, fmt)
-    directory = prepare_directory(path, source, sha256)
+    directory = prepare_directory(path, source, sha256, max_member_mb=max_member_mb, max_extracted_mb=max_extracted_mb)
     num_classes = NUM_CLASSES[(variant, label_mode)]
     train = _read_split(directory, source.train_files, source, label_mode, max_train, num_classes)
     test = _read_split(directory, source.test_files, source, label_mode, max_eval, num_classes)
