@@ -111,3 +111,50 @@ def test_device_moves_models_there_and_back(models):
     on_gpu = compare_models(a, b, images, batch_size=16, passes=1, progress=False, dtype=np.float64, device="cuda")
     assert next(a.parameters()).device.type == "cpu" and next(b.parameters()).device.type == "cpu"
     np.testing.assert_allclose(on_gpu.values, on_cpu.values, atol=1e-5)
+
+
+OPTIONAL = ("snakemake", "tensorflow", "keras", "minigrid", "gymnasium")
+CORE_USE = """
+import sys
+for name in {optional}:  # as if only `pip install .` had run: importing them fails
+    sys.modules[name] = None
+import layersim, layersim.api, layersim.plots, layersim.store, layersim.engine, layersim.cli, layersim.metrics
+import torch
+from layersim import compare_models
+from layersim.models.torch import CifarResNet
+from layersim.plots import heatmap_figure
+cka = compare_models(CifarResNet(8, 1, 10, 1), CifarResNet(8, 2, 10, 1), torch.rand(16, 1, 8, 8), batch_size=8, passes=1, progress=False)
+heatmap_figure(cka, sys.argv[1])
+assert layersim.cli.main(["targets"]) == 1  # one clear message instead of an ImportError
+print(sorted(m for m, module in sys.modules.items() if module is not None and m.split(".")[0] in {optional}))
+"""
+
+
+@pytest.mark.slow  # a fresh interpreter importing torch: 5–15 s
+def test_core_install_needs_no_workflow_keras_or_rl_package(repo, tmp_path):
+    """The library, notebook API, plots and CLI import and run without the optional extras."""
+    import subprocess
+    import sys
+
+    code = CORE_USE.format(optional=repr(set(OPTIONAL)))
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "h.png")], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert "pip install 'layersim[workflow]'" in done.stderr and (tmp_path / "h.png").stat().st_size > 0
+
+
+def test_pyproject_core_and_extras(repo):
+    import importlib
+    import tomllib
+
+    project = tomllib.loads((repo / "pyproject.toml").read_text())["project"]
+    core = " ".join(project["dependencies"]).lower()
+    for name in OPTIONAL + ("tensorflow-cpu",):
+        assert name not in core
+    extras = project["optional-dependencies"]
+    assert any(d.startswith("snakemake>") for d in extras["workflow"])
+    assert any(d.startswith("tensorflow-cpu") for d in extras["keras"])
+    assert {d.split(">")[0].split("=")[0] for d in extras["rl"]} >= {"minigrid", "gymnasium"}
+    assert any(d.startswith("pytest") for d in extras["test"])
+    module, function = project["scripts"]["layersim"].split(":")
+    assert callable(getattr(importlib.import_module(module), function))
