@@ -103,6 +103,10 @@ def test_heatmap_command_draws_the_pipelines_figure(results, tmp_path, capsys):
     np.testing.assert_array_equal(matplotlib.image.imread(tmp_path / "cli.png"), matplotlib.image.imread(tmp_path / "rule.png"))
     err = _one_line_error(capsys, main(["heatmap", str(tmp_path / "none.zarr"), str(tmp_path / "x.png")]), "heatmap")
     assert "does not exist" in err and not (tmp_path / "x.png").exists()
+    damaged = shutil.copytree(_result(results), tmp_path / "damaged.zarr")
+    (damaged / "cka" / "c" / "0" / "0").write_bytes(b"not a compressed chunk")
+    err = _one_line_error(capsys, main(["heatmap", str(damaged), str(tmp_path / "y.png")]), "heatmap")
+    assert str(damaged) in err and not (tmp_path / "y.png").exists()
 
 
 def test_targets_without_snakemake(monkeypatch, capsys):

@@ -86,17 +86,23 @@ def _inspect(path: Path, verify: bool, out) -> None:
                 rows = store.read(layer, np.arange(lo, min(lo + step, len(store))))
                 if not np.isfinite(rows).all():
                     bad = lo + int(np.flatnonzero(~np.isfinite(rows).all(axis=1))[0])
-                    raise StoreError(f"{path}: layer {layer!r} holds NaN/Inf from row {bad} on; the store is damaged: delete it and rerun the extract step")
+                    raise StoreError(f"{path}: layer {layer!r} holds NaN/Inf at row {bad}; the store is damaged: delete it and rerun the extract step")
         print("verified: every row of every layer read, all finite", file=out)
 
 
 def heatmap(result: Path, out: Path, *, title: str | None = None, max_labels: int = 12) -> None:
     """Render a similarity result with the pipeline's heatmap (:func:`layersim.plots.heatmap_figure`)."""
     from layersim.plots import heatmap_figure
-    from layersim.store import read_similarity
+    from layersim.store import StoreError, read_similarity
 
     _open_group(result)
-    heatmap_figure(read_similarity(result), out, title=title, max_labels=max_labels)
+    try:
+        dataset = read_similarity(result)
+    except LayersimError:
+        raise
+    except Exception as err:  # zarr/xarray raise several types for a damaged result
+        raise StoreError(f"{result} cannot be read as a similarity result ({type(err).__name__}: {err}); rerun the similarity step that wrote it") from err
+    heatmap_figure(dataset, out, title=title, max_labels=max_labels)
 
 
 def targets(configfile: Path | None, snakefile: Path, *, out=None) -> None:
