@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Create (or update) the project's virtual environment in .venv with everything layersim,
 # its workflow and its tests need. Idempotent: a second run with nothing changed is a no-op.
-#   bash scripts/setup.sh            # torch, zarr, dask, snakemake (+ SLURM/cluster plugins), pytest
-#   LAYERSIM_EXTRAS=workflow,test,keras bash scripts/setup.sh   # also TensorFlow (Keras rules/tests)
-#   (the default extras also include rl: minigrid + gymnasium for the MiniGrid PPO agents)
+#   bash scripts/setup.sh    # the library + extras workflow (snakemake + SLURM/cluster plugins),
+#                            # test (pytest), keras (TensorFlow CPU), rl (minigrid, gymnasium)
+#   LAYERSIM_EXTRAS=workflow,test bash scripts/setup.sh   # the pipeline on torch models only
+#                            # (no TensorFlow, no minigrid: their rules and tests cannot run)
+# The library and notebook API alone, in any environment: pip install . (see README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from layersim.errors import LayersimError
+
 
 def _pyplot():
     import matplotlib
@@ -63,15 +65,49 @@ def _save(fig, path) -> None:
     os.replace(tmp, path)
 
 
-def heatmap_figure(result, path: str | os.PathLike, *, title: str | None = None, max_labels: int = 12) -> None:
-    """Render one similarity result (``xarray.Dataset`` with ``cka (layer_a, layer_b)``)."""
-    plt = _pyplot()
-    a, b = result.attrs.get("model_a", "model a"), result.attrs.get("model_b", "model b")
-    fig, ax = plt.subplots(figsize=(6, 5))
-    image = draw_heatmap(ax, result["cka"].values, list(result["layer_a"].values), list(result["layer_b"].values), title=title or f"CKA: {a} vs {b}", xlabel=f"{b} layer", ylabel=f"{a} layer", max_labels=max_labels)
+def _cka_matrix(result):
+    """The ``(layer_a, layer_b)`` CKA of a similarity result: the pipeline's ``xarray.Dataset``
+    (variable ``cka``) or :func:`layersim.compare_models`' ``xarray.DataArray``."""
+    import xarray as xr
+
+    if isinstance(result, xr.Dataset):
+        if "cka" not in result:
+            raise LayersimError(f"this similarity result has no 'cka' variable (it holds {sorted(result.data_vars)}); pass a CKA result of the similarity step or of compare_models")
+        result = result["cka"]
+    if not isinstance(result, xr.DataArray) or result.dims != ("layer_a", "layer_b"):
+        raise LayersimError(f"a CKA heatmap needs an xarray result with dims (layer_a, layer_b), got {type(result).__name__} {getattr(result, 'dims', '')}; pass the result of compare_models or of the similarity step")
+    return result
+
+
+def heatmap(result, *, ax=None, title: str | None = None, max_labels: int = 12):
+    """The publication CKA heatmap of one similarity result; returns its matplotlib figure.
+
+    The same figure as the pipeline's ``heatmap`` rule (magma, fixed 0–1 colour bar, at most
+    ``max_labels`` layer labels per axis, undefined layers grey, title ``CKA: a vs b``).
+    ``result`` is :func:`layersim.compare_models`' DataArray or a result read with
+    :func:`layersim.store.read_similarity`. With ``ax``, it draws into that axes (and its
+    figure gets the colour bar) instead of a new pyplot figure.
+    """
+    cka = _cka_matrix(result)
+    attrs = {**cka.attrs, **getattr(result, "attrs", {})}
+    a, b = attrs.get("model_a", "model a"), attrs.get("model_b", "model b")
+    if ax is None:
+        import matplotlib.pyplot as plt  # the user's backend (inline in a notebook)
+
+        _, ax = plt.subplots(figsize=(6, 5))
+    fig = ax.figure
+    image = draw_heatmap(ax, np.asarray(cka.values, dtype=float), [str(n) for n in cka["layer_a"].values], [str(n) for n in cka["layer_b"].values], title=title or f"CKA: {a} vs {b}", xlabel=f"{b} layer", ylabel=f"{a} layer", max_labels=max_labels)
     fig.colorbar(image, ax=ax, label="minibatch linear CKA")
+    return fig
+
+
+def heatmap_figure(result, path: str | os.PathLike, *, title: str | None = None, max_labels: int = 12) -> None:
+    """Save :func:`heatmap` of one similarity result (Dataset or DataArray) to ``path``."""
+    from matplotlib.figure import Figure  # no pyplot: no backend, nothing left open
+
+    fig = Figure(figsize=(6, 5))
+    heatmap(result, ax=fig.subplots(), title=title, max_labels=max_labels)
     _save(fig, path)
-    plt.close(fig)
 
 
 def grid_figure(results: dict[tuple[int, int], object], path: str | os.PathLike, *, row_labels: list, col_labels: list, row_title: str = "depth", col_title: str = "width", title: str = "") -> None:
