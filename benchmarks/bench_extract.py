@@ -122,10 +122,10 @@ def keras_case(args) -> None:
     from layersim.extract.keras import keras_layer_batches
     from layersim.train.keras import nhwc
     from layersim.models.keras import cifar_resnet
-    from layersim.jobs.core import _limit_threads
+    from layersim.jobs import limit_threads
 
     threads = len(os.sched_getaffinity(0))
-    _limit_threads(threads)  # as the extract rule keeps TensorFlow to the job's threads
+    limit_threads(threads)  # as the extract rule keeps TensorFlow to the job's threads
 
     n_images = 256 if args.quick else 512
     model = cifar_resnet(20, 1, input_shape=(32, 32, 3))

@@ -1,6 +1,7 @@
 """Peak RSS of compare_stores out of core (cache_mb=0) at 1× and 4× the samples of a Zarr store.
 
-Each size runs in its own subprocess (peak RSS is per process). Layers: the standard shapes
+Each size runs in its own subprocess (peak RSS is per process), set up as the similarity job's
+process is (``layersim.jobs.release_freed_blocks_to_the_os``). Layers: the standard shapes
 (4 of each size, 12 a model; --quick: 1 of each), n = 256, one pass.
 
     .venv/bin/python benchmarks/bench_memory.py [--quick]
@@ -27,6 +28,10 @@ CHILD = """
 import json, sys, warnings
 import numpy as np
 from layersim.engine import compare_stores
+from layersim.jobs import release_freed_blocks_to_the_os
+
+release_freed_blocks_to_the_os()  # as layersim.jobs.run does for the similarity job
+
 
 def vm_hwm_kib():
     for line in open("/proc/self/status"):
