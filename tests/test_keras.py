@@ -95,6 +95,7 @@ def test_cifar_resnet_architecture(tf):
         cifar_resnet(8, input_shape=(8, 8, 1), in_channels=3)
 
 
+@pytest.mark.slow
 @pytest.mark.keras
 def test_seed_resnet50_layers_and_weights_files(tf, tmp_path):
     from layersim.models.keras import layer_names
@@ -231,6 +232,7 @@ def trained(tmp_path_factory, tiny_cifar):
     return root, runs
 
 
+@pytest.mark.slow
 @pytest.mark.keras
 def test_train_is_deterministic_and_writes_checkpoint_and_history(tf, trained):
     from layersim.train.keras import read_checkpoint_metadata
@@ -269,6 +271,7 @@ def test_checkpoint_written_atomically(tf, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.keras
 def test_extract_writes_every_layer(tf, tmp_path, tiny_cifar, trained):
     pytest.importorskip("zarr")
@@ -299,6 +302,7 @@ def test_extract_writes_every_layer(tf, tmp_path, tiny_cifar, trained):
     assert not (tmp_path / "m.zarr.partial").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.keras
 def test_extract_hands_on_tensorflow_buffers_and_writes_with_the_given_threads(tf, tmp_path, tiny_cifar, trained, monkeypatch, assert_same_files):
     """Layer outputs reach the store as views of TensorFlow's buffers (``predict_on_batch``
@@ -326,6 +330,7 @@ def test_extract_hands_on_tensorflow_buffers_and_writes_with_the_given_threads(t
     assert len(assert_same_files(one, two)) > 60
 
 
+@pytest.mark.slow
 @pytest.mark.keras
 def test_extract_seed_resnet_stores_pre_softmax_logits(tf, tmp_path, tiny_cifar):
     pytest.importorskip("zarr")

@@ -88,6 +88,7 @@ def test_training_is_deterministic_for_a_seed():
     assert not all(torch.equal(wa, wc) for wa, wc in zip(a.state_dict().values(), c.state_dict().values()))
 
 
+@pytest.mark.slow
 def test_ppo_learns_empty_5x5():
     """A small PPO budget beats a random policy by a wide margin on the agent's own grid."""
     _, random_returns = rl.run_episodes(None, 5, 30, seed=1)

@@ -22,6 +22,7 @@ def read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(line for line in f if not line.startswith("# ")))
 
 
+@pytest.mark.slow
 def test_full_experiments_list_their_dags(tmp_path):
     nguyen = planned_jobs(tmp_path, EXPERIMENTS / "nguyen2021.yaml")
     # 15 ResNets × 2 seeds; 30 self + 15 cross-seed + 3 deep-vs-wide CKA pairs
@@ -30,6 +31,7 @@ def test_full_experiments_list_their_dags(tmp_path):
     assert kornblith == {"train": 10, "extract": 10, "identification": 1, "identification_figure": 1, "all": 1}
 
 
+@pytest.mark.slow
 def test_identification_needs_two_seeds(tmp_path):
     config = load("kornblith2019_reduced")
     config["seeds"] = [0]
