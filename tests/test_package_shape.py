@@ -141,3 +141,22 @@ def test_library_calls_leave_process_state_as_it_was():
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "unchanged" in out.stdout, out.stderr[-3000:]
+
+
+def test_every_rule_that_runs_a_job_has_one_registered():
+    """Each rule whose script is the dispatcher names a job function (nothing silently missing),
+    and every registered job belongs to a rule."""
+    import re
+
+    from layersim.jobs import JOBS, job_function
+
+    rules = {}
+    for path in (SRC.parent / "workflow" / "rules").glob("*.smk"):
+        for name, body in re.findall(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)*)", path.read_text(), re.M):
+            if "scripts/job.py" in body:
+                rules[name] = path.name
+    assert rules, "no rule runs workflow/scripts/job.py"
+    assert sorted(set(rules) - set(JOBS)) == [], "rules without a registered job"
+    assert sorted(set(JOBS) - set(rules)) == [], "registered jobs without a rule"
+    for rule in rules:
+        assert callable(job_function(rule))

@@ -24,18 +24,25 @@ from layersim.errors import LayersimError
 log = logging.getLogger("layersim")
 _console = sys.stderr  # the job's own stderr (Snakemake's console), while sys.stderr is the log
 
-# rule name → job module (layersim.jobs.<module>); the function has the rule's name
+def _jobs(module: str, *functions: str) -> dict[str, str]:
+    return {name: f"{module}.{name}" for name in functions}
+
+
+# rule name → "<module of layersim.jobs>.<job function>"; a rule's job has the rule's name,
+# except where several rules run one job on other paths (the extract rules of paper experiments)
 JOBS: dict[str, str] = {
-    **dict.fromkeys(["train", "train_keras", "extract", "similarity", "heatmap", "self_similarity_grid", "metric_similarity", "functional", "metrics_figure"], "core"),
-    **dict.fromkeys(["pca", "series_figure", "block_structure", "cross_seed_figure"], "nguyen"),
-    **dict.fromkeys(["identification", "identification_figure"], "kornblith"),
-    "johnson_table": "johnson",
-    "existence_proof": "existence",
-    **dict.fromkeys(["train_epochs", "checkpoint_compare", "checkpoints_summary"], "checkpoints"),
-    "ding_benchmark": "ding",
-    **dict.fromkeys(["minigrid_train", "minigrid_compare", "minigrid_summary"], "minigrid"),
-    **dict.fromkeys(["architectures_init", "architectures_pairs", "architectures_summary"], "architectures"),
-    **dict.fromkeys(["representation_train", "representation_extract", "representation_svm", "representation_tsne"], "representation_sets"),
+    **_jobs("core", "train", "train_keras", "extract", "similarity", "heatmap", "self_similarity_grid", "metric_similarity", "functional", "metrics_figure"),
+    **_jobs("nguyen", "pca", "series_figure", "block_structure", "cross_seed_figure"),
+    **_jobs("kornblith", "identification", "identification_figure"),
+    **_jobs("johnson", "johnson_table"),
+    **_jobs("existence", "existence_proof"),
+    **_jobs("checkpoints", "train_epochs", "checkpoint_compare", "checkpoints_summary"),
+    "extract_epoch": "core.extract",
+    **_jobs("ding", "ding_benchmark"),
+    **_jobs("minigrid", "minigrid_train", "minigrid_compare", "minigrid_summary"),
+    **_jobs("architectures", "architectures_init", "architectures_pairs", "architectures_summary"),
+    "architectures_extract_untrained": "core.extract",
+    **_jobs("representation_sets", "representation_train", "representation_extract", "representation_svm", "representation_tsne"),
 }
 
 
@@ -43,7 +50,8 @@ def job_function(rule: str):
     """The job function of ``rule`` (a :class:`LayersimError` names an unregistered rule)."""
     if rule not in JOBS:
         raise LayersimError(f"no job is registered for rule {rule!r} (layersim.jobs.JOBS)")
-    return getattr(importlib.import_module(f"layersim.jobs.{JOBS[rule]}"), rule)
+    module, function = JOBS[rule].rsplit(".", 1)
+    return getattr(importlib.import_module(f"layersim.jobs.{module}"), function)
 
 
 def run(smk) -> None:
