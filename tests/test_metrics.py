@@ -368,9 +368,10 @@ def test_debiased_linear_cka_equals_minibatch_engine_on_one_batch(seed, shape):
 def test_registry():
     expected = {"linear_cka", "linear_cka_debiased", "rbf_cka", "cca_mean_rho", "cca_r2", "svcca", "pwcca",
                 "procrustes", "procrustes_sqrt"}
-    assert expected <= set(m.METRICS) and set(m.METRIC_KIND) == set(m.METRICS)
-    assert set(m.METRIC_KIND.values()) == {"similarity", "distance"}
-    assert m.METRIC_KIND["procrustes"] == m.METRIC_KIND["procrustes_sqrt"] == "distance"
+    assert expected <= set(m.METRICS)
+    assert {f.kind for f in m.METRICS.values()} == {"similarity", "distance", "unnormalised"}
+    assert m.METRICS["procrustes"].kind == m.METRICS["procrustes_sqrt"].kind == "distance"
+    assert [n for n, f in m.METRICS.items() if f.kind == "unnormalised"] == ["linear_hsic"]
     X, Y = correlated(0, 50, 4, 3)
     for name, f in m.METRICS.items():
         value = f(X, Y)
