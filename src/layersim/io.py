@@ -29,9 +29,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     """Call ``write(tmp)`` to create a file or a directory at ``tmp`` and move it to ``path``.
 
     ``tmp`` is ``<stem>.partial<suffix>`` beside ``path`` (the suffix kept, for writers that
-    choose a format by it). ``path`` is replaced only once ``write`` has returned: a failure
-    removes ``tmp`` and leaves an existing ``path`` as it was; a directory already at ``path``
-    is moved aside and deleted only after the new one is in place. A full disk
+    choose a format by it). ``path`` is replaced only once ``write`` has returned, by one
+    rename: a failure removes ``tmp`` and leaves an existing ``path`` as it was. An output
+    already at ``path`` where a directory is written is moved aside (``<stem>.old<suffix>``) and
+    deleted only after the new one is in place. A full disk
     (``ENOSPC``/``EDQUOT``) is reported as one :class:`~layersim.errors.LayersimError`.
     """
     path = Path(path)
@@ -40,7 +41,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
         path.parent.mkdir(parents=True, exist_ok=True)
         _remove(tmp)
         write(tmp)
-        if tmp.is_dir() and path.is_dir():
+        if tmp.is_dir() and (path.exists() or path.is_symlink()):  # os.replace cannot replace a directory
             old = path.with_name(f"{path.stem}.old{path.suffix}")
             _remove(old)
             os.replace(path, old)
