@@ -15,7 +15,7 @@ from scipy.stats import rankdata
 from workflow_runner import REPO, planned_jobs, run_experiment, run_snakemake
 
 from layersim.experiments.architectures import THESIS_TABLE_3_1, ArchitecturesError, correlation_rows, pair_rows
-from layersim.experiments.common import read_csv
+from layersim.io import read_csv
 from layersim.store import write_activations
 
 METRICS = ["linear_cka", "cca_mean_rho", "svcca", "pwcca", "procrustes"]

@@ -6,7 +6,7 @@ import math
 import pytest
 from workflow_runner import REPO, planned_jobs, run_experiment
 
-from layersim.experiments.common import read_csv
+from layersim.io import read_csv
 
 pytestmark = pytest.mark.slow
 

@@ -299,7 +299,7 @@ def test_extract_writes_every_layer(tf, tmp_path, tiny_cifar, trained):
     # rows in sample order across batches (5 + 5 + 2), equal to a direct forward pass
     x = nhwc(tiny_cifar.eval.images)
     np.testing.assert_allclose(store.group["logits"][:], model.predict_on_batch(x), rtol=1e-5, atol=1e-5)
-    assert not (tmp_path / "m.zarr.partial").exists()
+    assert not list(tmp_path.glob("*partial*"))
 
 
 @pytest.mark.slow

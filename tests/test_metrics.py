@@ -368,9 +368,10 @@ def test_debiased_linear_cka_equals_minibatch_engine_on_one_batch(seed, shape):
 def test_registry():
     expected = {"linear_cka", "linear_cka_debiased", "rbf_cka", "cca_mean_rho", "cca_r2", "svcca", "pwcca",
                 "procrustes", "procrustes_sqrt"}
-    assert expected <= set(m.METRICS) and set(m.METRIC_KIND) == set(m.METRICS)
-    assert set(m.METRIC_KIND.values()) == {"similarity", "distance"}
-    assert m.METRIC_KIND["procrustes"] == m.METRIC_KIND["procrustes_sqrt"] == "distance"
+    assert expected <= set(m.METRICS)
+    assert {f.kind for f in m.METRICS.values()} == {"similarity", "distance", "unnormalised"}
+    assert m.METRICS["procrustes"].kind == m.METRICS["procrustes_sqrt"].kind == "distance"
+    assert [n for n, f in m.METRICS.items() if f.kind == "unnormalised"] == ["linear_hsic"]
     X, Y = correlated(0, 50, 4, 3)
     for name, f in m.METRICS.items():
         value = f(X, Y)
@@ -433,3 +434,39 @@ def test_confidence_rank_correlation_matches_ranks_by_hand(seed):
     assert m.confidence_rank_correlation(P, Q, labels) == pytest.approx(expected, abs=1e-12)
     with pytest.raises(m.SampleMismatchError):
         m.confidence_rank_correlation(P, Q, labels[:-1])
+
+
+def test_every_consumer_reads_the_one_registry(repo):
+    """Every metric name a consumer uses (identification, Ding, architectures, the config's lists
+    and schema enums) is a key of layersim.metrics.METRICS."""
+    import yaml
+
+    from layersim.experiments import ding, kornblith
+
+    assert set(kornblith.IDENTIFICATION_METRICS) <= set(m.METRICS)
+    assert set(kornblith.RBF_THRESHOLDS) <= set(kornblith.IDENTIFICATION_METRICS)
+    assert [m.METRICS[k].label for k in kornblith.IDENTIFICATION_METRICS][:3] == ["CCA (ρ̄)", "CCA (R²_CCA)", "SVCCA (ρ̄)"]
+    assert set(kornblith.PAPER_ACCURACY) == set(kornblith.IDENTIFICATION_METRICS)
+    assert not hasattr(ding, "DISTANCES") and not hasattr(m, "METRIC_KIND")
+    X, Y = correlated(0, 40, 4, 3)
+    assert ding.distance("linear_cka", X, Y) == 1.0 - m.linear_cka(X, Y)
+    assert ding.distance("procrustes", X, Y) == m.procrustes(X, Y)
+    assert np.isnan(ding.distance("pwcca", X, np.ones((40, 2))))
+
+    def names(node):  # every list of metric names under a "metrics"/"names" key of the schema and config
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("metrics", "names") and isinstance(value, dict):
+                    for listed in (value.get("enum"), value.get("items", {}).get("enum"), value.get("default")):
+                        yield from listed if isinstance(listed, list) else []
+                if key in ("metrics", "names") and isinstance(value, list):
+                    yield from value
+                yield from names(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from names(value)
+
+    used = {n for f in ["workflow/schemas/config.schema.yaml", "config/config.yaml"] if (repo / f).exists() for n in names(yaml.safe_load((repo / f).read_text()))}
+    used = {n for n in used if isinstance(n, str)}
+    assert {"linear_cka", "pwcca", "procrustes", "linear_hsic"} <= used
+    assert used <= set(m.METRICS), used - set(m.METRICS)

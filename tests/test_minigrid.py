@@ -15,7 +15,7 @@ from workflow_runner import REPO, planned_jobs, run_experiment, run_snakemake
 
 from layersim.experiments import ppo as rl
 from layersim.errors import LayersimError
-from layersim.experiments.common import read_csv
+from layersim.io import read_csv
 from layersim.metrics import MetricInputError, distribution_rank_correlation
 
 pytest.importorskip("minigrid")

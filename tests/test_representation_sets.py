@@ -12,7 +12,7 @@ from workflow_runner import REPO, planned_jobs, run_experiment, run_snakemake
 
 from layersim.data import DatasetError
 from layersim.experiments import representation_sets as rs
-from layersim.experiments.common import read_csv
+from layersim.io import read_csv
 
 REDUCED = REPO / "config" / "experiments" / "representation_sets_reduced.yaml"
 FULL = REPO / "config" / "experiments" / "representation_sets.yaml"

@@ -39,7 +39,7 @@ def test_roundtrip_layout(tmp_path):
     np.testing.assert_array_equal(conv[:], data["conv"])
     rows = np.array([0, 5, 17, 18, 40, 69])
     np.testing.assert_array_equal(store.read("conv", rows), data["conv"][rows].reshape(len(rows), -1))
-    assert not (tmp_path / "m.zarr.partial").exists()
+    assert not list(tmp_path.glob("*partial*"))
 
 
 def by_zarr_only(monkeypatch):
@@ -305,7 +305,7 @@ def test_write_threads_append_layers_at_once_and_write_the_same_store(tmp_path, 
     for bad in (0, 1.5):
         with pytest.raises(StoreError, match="write_threads must be a positive integer"):
             write_activations(tmp_path / "bad.zarr", batches, **args, write_threads=bad)
-    assert not (tmp_path / "bad.zarr").exists() and not (tmp_path / "bad.zarr.partial").exists()
+    assert not (tmp_path / "bad.zarr").exists() and not list(tmp_path.glob("*partial*"))
 
 
 @pytest.mark.parametrize("name", ["block/conv", "", "..", "__meta", "labels", "sample_id"])

@@ -8,8 +8,6 @@ pair at a time per Dask thread.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from layersim.errors import LayersimError
@@ -27,17 +25,6 @@ def selected_layers(layers: list[str], stride: int) -> list[str]:
     if layers and chosen[-1] != layers[-1]:
         chosen.append(layers[-1])
     return chosen
-
-
-def _pair_value(metric: str, x: np.ndarray, y: np.ndarray) -> tuple[float, str | None]:
-    from layersim.metrics import METRICS, MetricInputError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return float(METRICS[metric](x, y)), None
-    except MetricInputError as err:  # e.g. a constant layer: undefined, reported, NaN
-        return float("nan"), str(err)
 
 
 def metric_matrix(path_a: str, path_b: str, metric: str, *, layer_stride: int = 1, max_samples: int | None = None, threads: int = 1, progress: bool = True):
@@ -64,7 +51,7 @@ def metric_matrix(path_a: str, path_b: str, metric: str, *, layer_stride: int = 
     import xarray as xr
     from threadpoolctl import threadpool_limits
 
-    from layersim.metrics import METRIC_KIND, METRICS
+    from layersim.metrics import METRICS, value_or_nan
     from layersim.progress import DaskTqdm
     from layersim.store import ActivationStore, check_comparable
 
@@ -77,7 +64,7 @@ def metric_matrix(path_a: str, path_b: str, metric: str, *, layer_stride: int = 
     layers_b = selected_layers(store_b.layers, layer_stride)
     data_a = {l: dask.delayed(store_a.read, pure=True)(l, rows) for l in layers_a}
     data_b = {l: dask.delayed(store_b.read, pure=True)(l, rows) for l in layers_b}
-    cells = [dask.delayed(_pair_value, pure=True)(metric, data_a[la], data_b[lb]) for la in layers_a for lb in layers_b]
+    cells = [dask.delayed(value_or_nan, pure=True)(METRICS[metric], data_a[la], data_b[lb]) for la in layers_a for lb in layers_b]
     with threadpool_limits(limits=1, user_api="blas"), DaskTqdm(desc=metric, disable=not progress):
         (values,) = dask.compute(cells, scheduler="threads", num_workers=max(1, threads))
     matrix = np.array([v for v, _ in values]).reshape(len(layers_a), len(layers_b))
@@ -86,7 +73,7 @@ def metric_matrix(path_a: str, path_b: str, metric: str, *, layer_stride: int = 
     return xr.Dataset(
         {"value": (("layer_a", "layer_b"), matrix)},
         coords={"layer_a": layers_a, "layer_b": layers_b},
-        attrs={"metric": metric, "kind": METRIC_KIND[metric], "model_a": store_a.name, "model_b": store_b.name, "n_samples": n_used, "layer_stride": layer_stride, "undefined": undefined[:50], "n_undefined": int(np.isnan(matrix).sum())},
+        attrs={"metric": metric, "kind": METRICS[metric].kind, "model_a": store_a.name, "model_b": store_b.name, "n_samples": n_used, "layer_stride": layer_stride, "undefined": undefined[:50], "n_undefined": int(np.isnan(matrix).sum())},
     )
 
 

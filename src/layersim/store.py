@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -36,6 +35,7 @@ import zarr
 
 from layersim.version import __version__
 from layersim.errors import LayersimError
+from layersim.io import atomic_write
 
 
 class StoreError(LayersimError):
@@ -117,9 +117,6 @@ def write_activations(
         on few threads. With many, OpenMP's threads spin at a barrier until the one that lost
         its core catches up; :func:`layersim.extract.torch.overlap_writes` has the figures.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    path = Path(path)
     sample_id = np.asarray(sample_id, dtype=np.int64)
     labels = np.asarray(labels, dtype=np.int64)
     n_total = len(sample_id)
@@ -127,8 +124,14 @@ def write_activations(
         raise StoreError(f"{len(labels)} labels for {n_total} sample ids")
     if not isinstance(write_threads, int) or write_threads < 1:
         raise StoreError(f"write_threads must be a positive integer, got {write_threads!r}")
-    tmp = path.with_name(path.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    return atomic_write(path, lambda tmp: _write_store(tmp, batches, sample_id, labels, attrs, dimension_names, chunk_rows, shard_chunks, write_threads, overlap))
+
+
+def _write_store(tmp: Path, batches, sample_id, labels, attrs, dimension_names, chunk_rows, shard_chunks, write_threads, overlap) -> None:
+    """The body of :func:`write_activations`: the store, written at ``tmp``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    n_total = len(sample_id)
     root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
     root.attrs.update({**dict(attrs), "layersim_version": __version__, "complete": False})
 
@@ -251,10 +254,6 @@ def write_activations(
     root.create_array("sample_id", data=sample_id, dimension_names=("sample",), compressors=None)
     root.create_array("labels", data=labels, dimension_names=("sample",), compressors=None)
     root.attrs["complete"] = True
-    if path.exists():
-        shutil.rmtree(path)
-    tmp.rename(path)
-    return path
 
 
 def _check_layer_names(names: list[str]) -> None:
@@ -553,20 +552,16 @@ def write_similarity(dataset, path: str | os.PathLike) -> Path:
     Written under a temporary name and renamed when complete. ``xarray.open_zarr(path)``
     gives it back with its ``layer_a``/``layer_b`` coordinates.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
     # layer names as variable-length strings (a specified Zarr v3 type; fixed-width is not)
     dataset = dataset.assign_coords({name: coord.values.astype(object) for name, coord in dataset.coords.items() if coord.dtype.kind == "U"})
-    # consolidated metadata (zarr-python's extension to v3) lets plain xr.open_zarr(path) work
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
-        dataset.to_zarr(str(tmp), mode="w", zarr_format=3, consolidated=True)
-    if path.exists():
-        shutil.rmtree(path)
-    tmp.rename(path)
-    return path
+
+    def write(tmp: Path) -> None:
+        # consolidated metadata (zarr-python's extension to v3) lets plain xr.open_zarr(path) work
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+            dataset.to_zarr(str(tmp), mode="w", zarr_format=3, consolidated=True)
+
+    return atomic_write(path, write)
 
 
 def read_similarity(path: str | os.PathLike):

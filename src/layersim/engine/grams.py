@@ -1,11 +1,8 @@
 """Gram kernels of the minibatch CKA: the U-centred Gram of each layer of a minibatch.
 
-For a minibatch ``X (n, p)`` of one layer, ``K = X Xᵀ`` with ``diag(K) = 0`` is U-centred::
-
-    Ũ_ij = K_ij − K_i·/(n−2) − K_·j/(n−2) + K_··/((n−1)(n−2))   (i ≠ j),   Ũ_ii = 0
-
-so that ``HSIC₁(K, L) = ⟨Ũ(K), Ũ(L)⟩ / (n(n−3))`` is the unbiased estimator of Song et al.
-(2012). Every U-centred Gram is flattened to a row of ``G (L, n²)`` (:class:`BatchGrams`), so that
+For a minibatch ``X (n, p)`` of one layer, ``K = X Xᵀ`` is U-centred
+(:func:`layersim.metrics.kernel.u_centre`), so that ``HSIC₁(K, L) = ⟨Ũ(K), Ũ(L)⟩ / (n(n−3))``
+is the unbiased estimator of Song et al. (2012). Every U-centred Gram is flattened to a row of ``G (L, n²)`` (:class:`BatchGrams`), so that
 all layer pairs of two models come from one product ``G_a G_bᵀ``. The maths works on numpy or
 torch arrays (torch stays on its device).
 """
@@ -18,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from layersim.errors import LayersimError
+from layersim.metrics.kernel import u_centre, u_centring_offsets
 from layersim.parallel import gram_pool, single_blas_thread, thread_count
 
 
@@ -71,14 +69,7 @@ def _centre_numpy(k: np.ndarray, out: np.ndarray) -> float:
 
     ‖Ũ(k)‖²_F = HSIC(K, K)·n(n−3), summed in float64 from the stored (rounded) entries.
     """
-    n = k.shape[0]
-    np.fill_diagonal(k, 0)
-    r = k.sum(0, dtype=np.float64)  # column sums (k is symmetric: ?syrk mirrors its triangle); faster than row sums
-    u = r / (n - 2) - r.sum() / (2 * (n - 1) * (n - 2))  # Ũ_ij = K_ij − u_i − u_j  (i ≠ j)
-    centred = k.astype(np.float64)
-    centred -= u[:, None]
-    centred -= u[None, :]
-    np.fill_diagonal(centred, 0)
+    centred = u_centre(k)
     out[...] = centred
     if out.dtype != np.float64:
         centred[...] = out  # the stored (rounded) entries, in float64
@@ -120,9 +111,8 @@ def _grams_torch(layers, dtype):
         x = torch.stack([xs[i].view(n, parts, p // parts).transpose(0, 1) for i in idx]) if len(idx) > 1 or parts > 1 else xs[idx[0]].view(1, 1, n, p)
         partial = torch.bmm(x.view(-1, n, p // parts), x.view(-1, n, p // parts).transpose(1, 2))
         k = partial.view(len(idx), parts, n, n).sum(1, dtype=torch.float64)
-        k.diagonal(dim1=1, dim2=2).zero_()
-        r = k.sum(2)
-        u = r / (n - 2) - r.sum(1, keepdim=True) / (2 * (n - 1) * (n - 2))
+        k.diagonal(dim1=1, dim2=2).zero_()  # u_centre's steps, batched on the device
+        u = u_centring_offsets(k.sum(2), n)
         k -= u[:, :, None] + u[:, None, :]
         k.diagonal(dim1=1, dim2=2).zero_()
         rounded = k.to(xs[0].dtype)

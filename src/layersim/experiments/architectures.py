@@ -55,19 +55,17 @@ def _read(store, layer: str, rows: slice):
     return store.read(layer, rows)
 
 
-def _metric(name: str, X, Y, where: str) -> float:
-    """One metric of :data:`layersim.metrics.METRICS`; an undefined value is NaN, said in the log."""
-    from layersim.metrics import METRICS, DegenerateCCAWarning, MetricInputError
+def _value(f, args, what: str) -> float:
+    """``f(*args)``; NaN (said in the log) where it is undefined, and any warning logged."""
+    from layersim.metrics import value_or_nan
 
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", DegenerateCCAWarning)
-            value = float(METRICS[name](X, Y))
-        for w in caught:
-            log.warning("%s, %s: %s", where, name, w.message)
-    except MetricInputError as err:
-        log.warning("%s, %s: undefined (%s); NaN in the table", where, name, err)
-        return float("nan")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value, reason = value_or_nan(f, *args, quiet=False)
+    for w in caught:
+        log.warning("%s: %s", what, w.message)
+    if reason:
+        log.warning("%s: undefined (%s); NaN in the table", what, reason)
     return value
 
 
@@ -92,7 +90,7 @@ def pair_rows(groups: dict[str, list[str]], *, layer: str = "pool", metrics: lis
         ``group, a, b, model_a, model_b, seed_a, seed_b, same_model, <metric>..., jsd_bits,
         rank_correlation, disagreement, accuracy_a, accuracy_b``.
     """
-    from layersim.metrics import METRICS, MetricInputError, confidence_rank_correlation, jsd, prediction_disagreement
+    from layersim.metrics import METRICS, confidence_rank_correlation, jsd, prediction_disagreement
     from layersim.metrics.functional import softmax
     from layersim.store import ActivationStore, check_comparable
 
@@ -114,15 +112,10 @@ def pair_rows(groups: dict[str, list[str]], *, layer: str = "pool", metrics: lis
             model_b, seed_b, _ = _parse(name_b)
             where = f"{group} pair {name_a} vs {name_b}"
             row = {"group": group, "a": name_a, "b": name_b, "model_a": model_a, "model_b": model_b, "seed_a": seed_a, "seed_b": seed_b, "same_model": model_a == model_b}
-            row.update({m: _metric(m, xa, xb, where) for m in metrics})
-            try:
-                rank = confidence_rank_correlation(pa, pb, labels)
-            except MetricInputError as err:
-                log.warning("%s, rank_correlation: undefined (%s); NaN in the table", where, err)
-                rank = float("nan")
+            row.update({m: _value(METRICS[m], (xa, xb), f"{where}, {m}") for m in metrics})
             row.update(
                 jsd_bits=jsd(pa, pb),
-                rank_correlation=rank,
+                rank_correlation=_value(confidence_rank_correlation, (pa, pb, labels), f"{where}, rank_correlation"),
                 disagreement=prediction_disagreement(pa, pb),
                 accuracy_a=float((pa.argmax(1) == labels).mean()),
                 accuracy_b=float((pb.argmax(1) == labels).mean()),
@@ -142,7 +135,7 @@ def correlation_rows(pairs: list[dict], metrics: list[str], *, fit_group: str = 
     has one (CKA only), else empty.
     """
     from layersim.experiments.common import fit_line, spearman
-    from layersim.metrics import METRIC_KIND
+    from layersim.metrics import METRICS
 
     fit = [p for p in pairs if p["group"] == fit_group]
     out = []
@@ -153,7 +146,7 @@ def correlation_rows(pairs: list[dict], metrics: list[str], *, fit_group: str = 
             out.append(
                 {
                     "metric": metric,
-                    "kind": METRIC_KIND[metric],
+                    "kind": METRICS[metric].kind,
                     "functional": measure,
                     "n_pairs": int(np.sum(np.isfinite(x) & np.isfinite(y))),
                     "spearman_rho": spearman(x, y),
@@ -168,13 +161,11 @@ def correlation_rows(pairs: list[dict], metrics: list[str], *, fit_group: str = 
 
 def markdown_table(rows: list[dict]) -> str:
     """The correlation table as Markdown (3 decimals; NaN shown as "undefined")."""
+    from layersim.experiments import common
 
     def fmt(v):
         if isinstance(v, float):
             return "undefined" if not np.isfinite(v) else f"{v:.3f}"
         return str(v) if v != "" else "—"
 
-    keys = ["metric", "kind", "functional", "n_pairs", "spearman_rho", "slope", "spearman_rho_all", "thesis_rho"]
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+    return common.markdown_table(rows, ["metric", "kind", "functional", "n_pairs", "spearman_rho", "slope", "spearman_rho_all", "thesis_rho"], fmt=fmt)

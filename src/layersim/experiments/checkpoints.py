@@ -7,24 +7,17 @@ rank correlation / prediction disagreement of its outputs against the final mode
 
 from __future__ import annotations
 
-import re
-import warnings
-
-
 
 def compare_with_final(paths: dict[int, str], *, layers: str = "^pool$", max_samples: int | None = None) -> list[dict]:
     """``paths``: epoch → activation store. One row per (epoch, layer)."""
-    from layersim.experiments.common import softmax
-    from layersim.metrics import MetricInputError, confidence_rank_correlation, jsd, linear_cka, prediction_disagreement
+    from layersim.layers import select_layers
+    from layersim.metrics import METRICS, confidence_rank_correlation, jsd, prediction_disagreement, value_or_nan
+    from layersim.metrics.functional import softmax
     from layersim.store import ActivationStore, check_comparable
 
     epochs = sorted(paths)
     final = ActivationStore(paths[epochs[-1]])
-    chosen = [l for l in final.layers if re.search(layers, l)]
-    if not chosen:
-        from layersim.errors import LayersimError
-
-        raise LayersimError(f"no layer of {final.name} matches {layers!r}; layers: {', '.join(final.layers)}")
+    chosen = select_layers(final.layers, layers, what=f"layer pattern of {final.name}", include_logits=True)
     rows_ = slice(0, max_samples)
     ref = {l: final.read(l, rows_) for l in chosen}
     labels = final.labels[rows_]
@@ -41,11 +34,6 @@ def compare_with_final(paths: dict[int, str], *, layers: str = "^pool$", max_sam
             "accuracy": float((p.argmax(1) == labels).mean()),
         }
         for layer in chosen:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    cka = linear_cka(store.read(layer, rows_), ref[layer])
-            except MetricInputError:
-                cka = float("nan")
-            rows.append({"epoch": epoch, "layer": layer, "cka": float(cka), **functional})
+            cka, _ = value_or_nan(METRICS["linear_cka"], store.read(layer, rows_), ref[layer])
+            rows.append({"epoch": epoch, "layer": layer, "cka": cka, **functional})
     return rows

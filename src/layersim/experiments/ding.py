@@ -10,37 +10,22 @@ functional behaviour, measured as linear-probe accuracy?
   (k ∈ ``pc_deletions``); ρ between the distance to the original and the drop in probe accuracy,
   over k and seeds.
 
-Distances: ``1 − linear CKA``, ``1 − PWCCA`` (Y side = the reference), Procrustes (squared).
+Distances: any metric of :data:`layersim.metrics.METRICS` as a distance (``1 − similarity``:
+``1 − linear CKA``, ``1 − PWCCA`` with Y = the reference; Procrustes as it is, squared).
 """
 
 from __future__ import annotations
 
 import itertools
-import warnings
 
 import numpy as np
 
-DISTANCES = {
-    "linear_cka": lambda x, y: 1.0 - _m().linear_cka(x, y),
-    "pwcca": lambda x, y: 1.0 - _m().pwcca(x, y).value,
-    "procrustes": lambda x, y: _m().procrustes(x, y),
-    "cca_mean_rho": lambda x, y: 1.0 - _m().cca(x, y).mean_rho,
-}
-
-
-def _m():
-    from layersim import metrics
-
-    return metrics
-
-
 def distance(metric: str, x, y) -> float:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return float(DISTANCES[metric](x, y))
-    except _m().MetricInputError:
-        return float("nan")
+    """:meth:`layersim.metrics.Metric.distance` of ``metric`` (a name of
+    :data:`layersim.metrics.METRICS`); NaN where the metric is undefined for the inputs."""
+    from layersim.metrics import METRICS, value_or_nan
+
+    return value_or_nan(METRICS[metric].distance, x, y)[0]
 
 
 def delete_top_pcs(x: np.ndarray, k: int) -> np.ndarray:
@@ -55,7 +40,9 @@ def delete_top_pcs(x: np.ndarray, k: int) -> np.ndarray:
 
 
 def probe(x, labels, seed=0) -> float:
-    return _m().linear_probe_accuracy(x, labels, seed=seed)
+    from layersim.metrics import linear_probe_accuracy
+
+    return linear_probe_accuracy(x, labels, seed=seed)
 
 
 def depth_benchmark(reps: dict[str, np.ndarray], labels, metrics) -> tuple[list[dict], list[dict]]:

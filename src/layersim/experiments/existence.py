@@ -20,8 +20,6 @@ the share *masked*; we follow the table.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 
@@ -47,24 +45,15 @@ def _logits(head, x):
         return head(torch.from_numpy(x.astype(np.float32))).double().numpy()
 
 
-def _safe(f):
-    from layersim.metrics import MetricInputError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return float(f())
-    except MetricInputError:
-        return float("nan")
-
-
 def existence_rows(features, labels, num_classes: int, *, d_ratios, flip_fraction=1.0, head_fraction=0.5, steps=300, seed=0) -> list[dict]:
     """One row per ``d_ratio`` (see the module docstring)."""
     import torch
     from sklearn.model_selection import train_test_split
 
-    from layersim.experiments.common import softmax
-    from layersim.metrics import cca, confidence_rank_correlation, jsd, linear_cka
+    from layersim.metrics import METRICS, confidence_rank_correlation, jsd, value_or_nan
+    from layersim.metrics.functional import softmax
+
+    cka, cca = METRICS["linear_cka"], METRICS["cca_mean_rho"]
 
     torch.set_num_threads(1)
     X = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
@@ -80,8 +69,8 @@ def existence_rows(features, labels, num_classes: int, *, d_ratios, flip_fractio
     p = X.shape[1]
     rows = []
     X_test = X[idx_test]
-    cka_features = _safe(lambda: linear_cka(X_test, X_test))
-    cca_features = _safe(lambda: cca(X_test, X_test).mean_rho)
+    cka_features = value_or_nan(cka, X_test, X_test)[0]
+    cca_features = value_or_nan(cca, X_test, X_test)[0]
     for d in d_ratios:
         k = max(1, int(round((1.0 - d) * p)))
         keep1, keep2 = np.arange(k), np.arange(p - k, p)
@@ -98,8 +87,8 @@ def existence_rows(features, labels, num_classes: int, *, d_ratios, flip_fractio
             "overlap_dims": max(0, 2 * k - p),
             "cka_features": cka_features,
             "cca_features": cca_features,
-            "cka_masked": _safe(lambda: linear_cka(m1, m2)),
-            "cca_masked": _safe(lambda: cca(X_test[:, keep1], X_test[:, keep2]).mean_rho),
+            "cka_masked": value_or_nan(cka, m1, m2)[0],
+            "cca_masked": value_or_nan(cca, X_test[:, keep1], X_test[:, keep2])[0],
             "jsd_bits": jsd(P1, P2),
             "rank_correlation": confidence_rank_correlation(P1, P2, y_test),
             "accuracy_net1": float((P1.argmax(1) == y_test).mean()),

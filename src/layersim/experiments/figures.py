@@ -1,24 +1,15 @@
-"""Figures of the functional-similarity experiments (matplotlib, Agg)."""
+"""Figures of the functional-similarity experiments (matplotlib, Agg; saved as :mod:`layersim.plots` saves)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from layersim import plots
+from layersim.plots import _pyplot as _plt
 
 
 def _save(fig, path) -> None:
-    from pathlib import Path
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plots._save(fig, path)
     _plt().close(fig)
 
 

@@ -15,8 +15,6 @@ Three constructions (rows = inputs, columns = neurons; ``y = W2 ReLU(W1 x)``):
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 W2 = np.array([[1.0, -1.0], [1.0, -1.0]])
@@ -32,21 +30,10 @@ def forward(inputs, w1, w2=W2):
     return hidden, hidden @ w2.T
 
 
-def _safe(f):
-    from layersim.metrics import MetricInputError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return float(f()), ""
-    except MetricInputError as err:
-        return float("nan"), type(err).__name__ + ": " + str(err).split(";")[0]
-
-
 def johnson_rows(epsilons=(0.0, 0.5)) -> list[dict]:
     """One row per construction: what each metric says about the hidden layers, and whether the
     two networks compute the same function on the inputs."""
-    from layersim.metrics import cca, linear_cka, procrustes, subspace_match
+    from layersim.metrics import METRICS, subspace_match, value_or_nan
 
     rows = []
     for name, (inputs, w1, w1_t) in CONSTRUCTIONS.items():
@@ -57,12 +44,13 @@ def johnson_rows(epsilons=(0.0, 0.5)) -> list[dict]:
             res = subspace_match(h, h_t, epsilon=eps)
             row[f"subspace_match_eps{eps:g}"] = res.similarity
             row[f"match_sets_eps{eps:g}"] = "{" + ",".join(str(i + 1) for i in res.x_neurons) + "} vs {" + ",".join(str(i + 1) for i in res.y_neurons) + "}"
-        row["linear_cka"], why_cka = _safe(lambda: linear_cka(h, h_t))
-        row["cca_mean_rho"], why_cca = _safe(lambda: cca(h, h_t).mean_rho)
-        row["procrustes"], why_pr = _safe(lambda: procrustes(h, h_t))
+        why = []
+        for metric in ("linear_cka", "cca_mean_rho", "procrustes"):
+            row[metric], reason = value_or_nan(METRICS[metric], h, h_t)
+            why.append(reason.split(";")[0] if reason else "")
         row["max_output_difference"] = float(np.abs(out - out_t).max())
         row["same_function"] = bool(np.allclose(out, out_t))
-        row["notes"] = "; ".join(w for w in (why_cka, why_cca, why_pr) if w) or ""
+        row["notes"] = "; ".join(w for w in why if w)
         rows.append(row)
     return rows
 

@@ -11,11 +11,11 @@ Indexes (Kornblith et al. 2019, Table 1; X = A's layer, Y = B's candidate layer,
 
 - ``cca_mean_rho``, ``cca_r2``: mean ρ and mean ρ² of CCA (:func:`layersim.metrics.cca`);
 - ``svcca``, ``svcca_r2``: the same after keeping the directions holding 99 % of each side's
-  variance (:func:`layersim.metrics.svcca`, :func:`svcca_r2`);
+  variance (:func:`layersim.metrics.svcca`);
 - ``pwcca``: projection-weighted CCA, weights from X (:func:`layersim.metrics.pwcca`);
 - ``linear_regression``: R²_LR = ‖Q_Yᵀ X‖²_F / ‖X‖²_F, the share of X's variance a least-squares
-  fit from Y explains (:func:`linear_regression_fit`);
-- ``linear_hsic``: ‖YᵀX‖²_F / (n − 1)², unnormalised (:func:`linear_hsic`);
+  fit from Y explains (:func:`layersim.metrics.linear_regression`);
+- ``linear_hsic``: ‖YᵀX‖²_F / (n − 1)², unnormalised (:func:`layersim.metrics.linear_hsic`);
 - ``linear_cka``, ``rbf_cka_0.2``, ``rbf_cka_0.4``, ``rbf_cka_0.8``: CKA with a linear kernel or
   an RBF kernel of bandwidth σ = 0.2, 0.4, 0.8 × the median distance
   (:func:`layersim.metrics.linear_cka`, :func:`layersim.metrics.rbf_cka`).
@@ -33,32 +33,26 @@ n × n matrices, and one SVD serves both directions of an unordered pair.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from layersim.errors import LayersimError
+from layersim.io import read_csv, write_csv
+from layersim.layers import select_layers
+from layersim.metrics import METRICS
 
 log = logging.getLogger("layersim.experiments.kornblith")
 
-RBF_THRESHOLDS = {"rbf_cka_0.2": 0.2, "rbf_cka_0.4": 0.4, "rbf_cka_0.8": 0.8}
+IDENTIFICATION_METRICS: tuple[str, ...] = (
+    "cca_mean_rho", "cca_r2", "svcca", "svcca_r2", "pwcca", "linear_regression", "linear_hsic",
+    "linear_cka", "rbf_cka_0.2", "rbf_cka_0.4", "rbf_cka_0.8",
+)
+"""The indexes of Kornblith et al. (2019)'s Table 2, in the table's order (names of
+:data:`layersim.metrics.METRICS`, whose labels are the table's)."""
 
-IDENTIFICATION_METRICS: dict[str, str] = {
-    "cca_mean_rho": "CCA (ρ̄)",
-    "cca_r2": "CCA (R²_CCA)",
-    "svcca": "SVCCA (ρ̄)",
-    "svcca_r2": "SVCCA (R²_CCA)",
-    "pwcca": "PWCCA",
-    "linear_regression": "Linear Reg.",
-    "linear_hsic": "Linear HSIC",
-    "linear_cka": "CKA (Linear)",
-    "rbf_cka_0.2": "CKA (RBF 0.2)",
-    "rbf_cka_0.4": "CKA (RBF 0.4)",
-    "rbf_cka_0.8": "CKA (RBF 0.8)",
-}
-"""Name → the label of Kornblith et al. (2019)'s Table 2, in the table's order."""
+RBF_THRESHOLDS = {name: METRICS[name].function.keywords["threshold"] for name in IDENTIFICATION_METRICS if name.startswith("rbf_cka_")}
 
 # Kornblith et al. (2019), Table 2, Tiny-10 on CIFAR-10 (accuracy %, 10 networks). Typed in from the
 # paper as remembered by two engineers independently (the seeds hold no copy of the table); check
@@ -82,87 +76,8 @@ _TIE_RTOL = 1e-9
 
 
 # ---------------------------------------------------------------------------------------------
-# The indexes not in layersim.metrics (pure functions, float64)
-# ---------------------------------------------------------------------------------------------
-
-
-def svcca_r2(X, Y, *, variance: float = 0.99) -> float:
-    """SVCCA's R²: the mean squared canonical correlation after the SVD truncation of
-    :func:`layersim.metrics.svcca` (Kornblith et al. 2019, Table 1: ‖(U_Y T_Y)ᵀ U_X T_X‖²_F /
-    min(‖T_X‖²_F, ‖T_Y‖²_F), the mean over the min(k_X, k_Y) correlations).
-
-    Similarity in [0, 1], 1 for identical inputs; invariant to orthogonal maps, isotropic scaling
-    and shifts of either side.
-    """
-    from layersim.metrics import svcca
-
-    rho = svcca(X, Y, variance=variance).rho
-    return float(np.mean(rho**2))
-
-
-def linear_regression_fit(X, Y) -> float:
-    """R²_LR = ‖Q_Yᵀ X_c‖²_F / ‖X_c‖²_F (Kornblith et al. 2019, Table 1): the share of the
-    (centred) variance of X explained by its least-squares prediction from Y (with intercept).
-
-    ``Q_Y`` is an orthonormal basis of the centred Y's column space (numerical rank, no
-    truncation). Asymmetric; in [0, 1]; invariant to invertible linear maps and shifts of Y, and
-    to orthogonal maps, isotropic scaling and shifts of X. Equals 1 whenever Y spans the n − 1
-    dimensions of centred sample space.
-    """
-    from layersim.metrics._common import _centre, _pair
-
-    X, Y = _pair(X, Y, min_samples=2, why="linear regression")
-    xc, yc = _centre(X, "X"), _centre(Y, "Y")
-    q = _basis(yc, variance=1.0, max_dims=None)
-    return float(np.sum((q.T @ xc) ** 2) / np.sum(xc**2))
-
-
-def linear_hsic(X, Y) -> float:
-    """Linear HSIC = ‖Y_cᵀ X_c‖²_F / (n − 1)² (Gretton et al. 2005; Kornblith et al. 2019,
-    Table 1), unnormalised: it grows with the scale of either input. Invariant to orthogonal maps
-    and shifts."""
-    from layersim.metrics._common import _pair
-
-    X, Y = _pair(X, Y, min_samples=2, why="HSIC")
-    n = X.shape[0]
-    xc, yc = X - X.mean(axis=0), Y - Y.mean(axis=0)
-    return float(np.sum((yc.T @ xc) ** 2) / (n - 1) ** 2)
-
-
-def index_function(name: str):
-    """``f(X, Y) -> float`` of one index, computed directly (the slow, per-pair path)."""
-    import functools
-
-    from layersim.metrics import METRICS, rbf_cka
-
-    direct = {"svcca_r2": svcca_r2, "linear_regression": linear_regression_fit, "linear_hsic": linear_hsic}
-    if name in direct:
-        return direct[name]
-    if name in RBF_THRESHOLDS:
-        return functools.partial(rbf_cka, threshold=RBF_THRESHOLDS[name])
-    if name in METRICS and name in IDENTIFICATION_METRICS:
-        return METRICS[name]
-    raise LayersimError(f"unknown identification index {name!r}; known: {', '.join(IDENTIFICATION_METRICS)}")
-
-
-# ---------------------------------------------------------------------------------------------
 # Per-layer precomputation and the all-pairs computation
 # ---------------------------------------------------------------------------------------------
-
-
-def _basis(xc: np.ndarray, *, variance: float, max_dims: int | None, svd=None) -> np.ndarray:
-    """Orthonormal basis of the top directions of centred ``xc``, as
-    :func:`layersim.metrics.canonical._side_basis` chooses them (rank, variance, p ≥ n cap)."""
-    from layersim.metrics._common import _RANK_RTOL
-
-    n, p = xc.shape
-    U, s = svd if svd is not None else np.linalg.svd(xc, full_matrices=False)[:2]
-    rank = int(np.sum(s > s[0] * _RANK_RTOL))
-    explained = np.cumsum(s[:rank] ** 2) / np.sum(s[:rank] ** 2)
-    k = min(rank, int(np.searchsorted(explained, variance - 1e-12)) + 1)
-    if p >= n and max_dims is not None:
-        k = min(k, max_dims)
-    return U[:, :k]
 
 
 @dataclass
@@ -189,20 +104,22 @@ def layer_features(X, *, rbf: dict[str, float] | None = None, variance: float = 
     """Per-layer quantities of :class:`LayerFeatures` for ``X (n, p, ...)`` (float64)."""
     from layersim.metrics import MetricInputError
     from layersim.metrics._common import _as_matrix, _centre
+    from layersim.metrics.canonical import orthonormal_basis
     from layersim.metrics.kernel import _h_centre, _rbf_gram
 
     X = _as_matrix(X, "X")
     n = X.shape[0]
     try:
         xc = _centre(X, "X")
-        U, s, _ = np.linalg.svd(xc, full_matrices=False)
-        cca = _basis(xc, variance=1.0, max_dims=(n - 1) // 2, svd=(U, s))
-        full = _basis(xc, variance=1.0, max_dims=None, svd=(U, s))
+        svd = np.linalg.svd(xc, full_matrices=False)[:2]
+        cca, _ = orthonormal_basis(xc, max_dims=(n - 1) // 2, svd=svd)
+        full, _ = orthonormal_basis(xc, svd=svd)
+        svcca, _ = orthonormal_basis(xc, variance=variance, max_dims=(n - 1) // 2, svd=svd)
         grams = {"lin": (xc @ xc.T).ravel(), "proj": (full @ full.T).ravel()}
         for name, t in (rbf or {}).items():
             k = _h_centre(_rbf_gram(X, t, "X"))
             grams[name] = (k / np.linalg.norm(k)).ravel()
-        return LayerFeatures(n, cca, _basis(xc, variance=variance, max_dims=(n - 1) // 2, svd=(U, s)), cca.T @ xc, float(np.sum(xc**2)), grams)
+        return LayerFeatures(n, cca, svcca, cca.T @ xc, float(np.sum(xc**2)), grams)
     except MetricInputError as err:  # a constant layer: every index is undefined
         return LayerFeatures(n, error=str(err))
 
@@ -278,15 +195,6 @@ def pair_matrices(fa: list[LayerFeatures], fb: list[LayerFeatures], metrics: lis
     return ab, ba
 
 
-def identification_layers(layers: list[str], pattern: str) -> list[str]:
-    """The layers compared: those matching the regex ``pattern`` (``re.search``), logits never."""
-    regex = re.compile(pattern)
-    chosen = [l for l in layers if l != "logits" and regex.search(l)]
-    if not chosen:
-        raise LayersimError(f"no layer matches the identification layer pattern {pattern!r}; layers: {', '.join(layers)}")
-    return chosen
-
-
 def similarity_tensor(paths: dict[str, str], *, layers: str = r"\.relu$|^pool$", metrics: list[str] | None = None, max_samples: int | None = None, threads: int = 1):
     """Every index over every layer pair of every ordered pair of different networks.
 
@@ -297,7 +205,7 @@ def similarity_tensor(paths: dict[str, str], *, layers: str = r"\.relu$|^pool$",
     layers : str
         Regex selecting the compared layers (``logits`` is always excluded).
     metrics : list of str, optional
-        Keys of :data:`IDENTIFICATION_METRICS` (default: all).
+        Names in :data:`IDENTIFICATION_METRICS` (default: all).
     max_samples : int, optional
         Use only the first N evaluation samples.
     threads : int
@@ -328,7 +236,7 @@ def similarity_tensor(paths: dict[str, str], *, layers: str = r"\.relu$|^pool$",
         check_comparable(first, stores[k])
         if stores[k].layers != first.layers:
             raise LayersimError(f"networks {names[0]} and {k} have different layers; layer identification compares networks of one architecture")
-    chosen = identification_layers(first.layers, layers)
+    chosen = select_layers(first.layers, layers, what="identification layer pattern")
     rows = slice(0, max_samples)
     rbf = {m: RBF_THRESHOLDS[m] for m in metrics if m in RBF_THRESHOLDS}
     from concurrent.futures import ThreadPoolExecutor
@@ -393,7 +301,7 @@ def identification_accuracy(similarity) -> list[dict]:
                         credit += 1.0 / winners.sum()
         out.append({
             "metric": str(metric),
-            "label": IDENTIFICATION_METRICS[str(metric)],
+            "label": METRICS[str(metric)].label,
             "accuracy": 100.0 * credit / trials if trials else float("nan"),
             "n_trials": trials,
             "n_tied": tied,
@@ -405,27 +313,8 @@ def identification_accuracy(similarity) -> list[dict]:
 
 def write_accuracy_csv(rows: list[dict], path, *, attrs: dict | None = None) -> None:
     """Write :func:`identification_accuracy` rows as CSV (``attrs`` as leading ``# k: v`` lines)."""
-    import csv
-    import os
-
-    tmp = f"{path}.partial"
-    with open(tmp, "w", newline="") as f:
-        for key, value in (attrs or {}).items():
-            f.write(f"# {key}: {value}\n")
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
-    os.replace(tmp, path)
+    write_csv(rows, path, [f"{key}: {value}" for key, value in (attrs or {}).items()], float_format=".4f", lineterminator="\r\n")
 
 
-def read_accuracy_csv(path) -> list[dict]:
-    """The rows of :func:`write_accuracy_csv` (numbers as floats/ints)."""
-    import csv
-
-    with open(path) as f:
-        lines = [line for line in f if not line.startswith("# ")]
-    rows = []
-    for r in csv.DictReader(lines):
-        rows.append({"metric": r["metric"], "label": r["label"], "accuracy": float(r["accuracy"]), "n_trials": int(r["n_trials"]), "n_tied": int(r["n_tied"]), "n_undefined": int(r["n_undefined"]), "paper_accuracy": float(r["paper_accuracy"])})
-    return rows
+read_accuracy_csv = read_csv
+"""The rows of :func:`write_accuracy_csv` (numbers as floats/ints)."""

@@ -32,7 +32,7 @@ def compare_agents(agents: dict, returns: dict, test_grids: list[int], *, episod
     agent's rollout states, concatenated), ``source`` (the index of the agent that visited each
     state, in sorted-name order) and each agent's ``features`` / ``probs`` on all those states.
     """
-    from layersim.metrics import ConstantInputError, distribution_rank_correlation, jsd, linear_cka
+    from layersim.metrics import METRICS, distribution_rank_correlation, jsd, value_or_nan
     from layersim.experiments.ppo import category, pair_colour_group, policy_outputs, run_episodes
 
     names = sorted(agents)
@@ -54,11 +54,9 @@ def compare_agents(agents: dict, returns: dict, test_grids: list[int], *, episod
             a, b = names[i], names[j]
             sel = (source == i) | (source == j)
             (fa, pa), (fb, pb) = outputs[a], outputs[b]
-            try:
-                cka = linear_cka(fa[sel], fb[sel])
-            except ConstantInputError as err:
-                log.warning("test grid %d, %s vs %s: CKA undefined (%s); the pair is written with cka NaN and left out of the correlations", grid, a, b, err)
-                cka = float("nan")
+            cka, reason = value_or_nan(METRICS["linear_cka"], fa[sel], fb[sel], quiet=False)
+            if reason:
+                log.warning("test grid %d, %s vs %s: CKA undefined (%s); the pair is written with cka NaN and left out of the correlations", grid, a, b, reason)
             cat_a, cat_b = category(returns[a]), category(returns[b])
             rows.append({
                 "test_grid": grid, "agent_a": a, "agent_b": b, "return_a": returns[a], "return_b": returns[b],

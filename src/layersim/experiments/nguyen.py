@@ -24,7 +24,6 @@ The store is read in blocks of rows (never a whole layer at once):
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -138,15 +137,10 @@ COLUMNS = ("position", "layer", "n_features", "pc1_share", "pc1_variance", "tota
 
 def write_pc_shares(shares: list[PCShare], path: str | os.PathLike, *, attrs: dict | None = None) -> None:
     """Write per-layer shares as CSV (one row a layer, forward order; ``attrs`` as ``# k: v`` lines)."""
-    tmp = f"{path}.partial"
-    with open(tmp, "w", newline="") as f:
-        for key, value in (attrs or {}).items():
-            f.write(f"# {key}: {value}\n")
-        writer = csv.writer(f)
-        writer.writerow(COLUMNS)
-        for i, s in enumerate(shares):
-            writer.writerow([i, s.layer, s.n_features, repr(s.share), repr(s.top), repr(s.total), s.method])
-    os.replace(tmp, path)
+    from layersim.io import write_csv
+
+    rows = [dict(zip(COLUMNS, (i, s.layer, s.n_features, s.share, s.top, s.total, s.method))) for i, s in enumerate(shares)]
+    write_csv(rows, path, [f"{key}: {value}" for key, value in (attrs or {}).items()], float_format="", lineterminator="\r\n")
 
 
 def read_pc_shares(path: str | os.PathLike):
@@ -154,17 +148,9 @@ def read_pc_shares(path: str | os.PathLike):
     (variables ``pc1_share``, ``pc1_variance``, ``total_variance``, ``n_features``)."""
     import xarray as xr
 
-    with open(path) as f:
-        attrs = {}
-        lines = []
-        for line in f:
-            if line.startswith("# "):
-                key, _, value = line[2:].rstrip("\n").partition(": ")
-                attrs[key] = value
-            else:
-                lines.append(line)
-    rows = list(csv.DictReader(lines))
-    layer = [r["layer"] for r in rows]
+    from layersim.io import read_comments, read_csv
+
+    rows = read_csv(path)
     return xr.Dataset(
         {
             "pc1_share": ("layer", np.array([float(r["pc1_share"]) for r in rows])),
@@ -173,8 +159,8 @@ def read_pc_shares(path: str | os.PathLike):
             "n_features": ("layer", np.array([int(r["n_features"]) for r in rows])),
             "method": ("layer", np.array([r["method"] for r in rows])),
         },
-        coords={"layer": layer},
-        attrs=attrs,
+        coords={"layer": [str(r["layer"]) for r in rows]},
+        attrs=read_comments(path),
     )
 
 
@@ -226,12 +212,3 @@ def largest_block(cka: np.ndarray, threshold: float = 0.9) -> Block:
             best = (i, j)
     size = best[1] - best[0]
     return Block(best[0], best[1], size, n, size / n if n else float("nan"))
-
-
-def block_layers(layers: list[str], pattern: str) -> list[str]:
-    """The layers the block structure is measured on: those matching the regex ``pattern``
-    (``re.search``), never ``logits``."""
-    import re
-
-    regex = re.compile(pattern)
-    return [l for l in layers if l != "logits" and regex.search(l)]

@@ -254,13 +254,9 @@ def pair_colour_group(cat_a: str, cat_b: str) -> str:
 
 def save_agent(net: AgentNet, path) -> None:
     """Checkpoint (``torch.load(path, weights_only=True)``): arch, bottleneck width, weights."""
-    from pathlib import Path
+    from layersim.io import atomic_write
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    torch.save({"arch": net.arch, "bottleneck": net.bottleneck_width, "state_dict": net.state_dict()}, tmp)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: torch.save({"arch": net.arch, "bottleneck": net.bottleneck_width, "state_dict": net.state_dict()}, tmp))
 
 
 def load_agent(path) -> AgentNet:

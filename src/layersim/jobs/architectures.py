@@ -27,7 +27,7 @@ def architectures_pairs(smk) -> None:
     from threadpoolctl import threadpool_limits
 
     from layersim.experiments.architectures import pair_rows
-    from layersim.experiments.common import write_csv
+    from layersim.io import write_csv
 
     p = smk.params
     groups = {"trained": list(smk.input.trained)}
@@ -45,7 +45,7 @@ def architectures_summary(smk) -> None:
     """Rule ``architectures_summary``: the pairs → Table 3.1 (CSV + Markdown) and the scatter
     figure (one row per metric: the metric against JSD and against rank correlation)."""
     from layersim.experiments.architectures import FUNCTIONAL, correlation_rows, markdown_table
-    from layersim.experiments.common import _write_text, read_csv, write_csv
+    from layersim.io import read_csv, write_csv, write_text
     from layersim.experiments.figures import scatter_panels
 
     pairs = read_csv(smk.input.pairs)
@@ -54,7 +54,7 @@ def architectures_summary(smk) -> None:
     for r in rows:
         log.info("%s vs %s: rho %.3f over %d trained pairs (thesis %s)", r["metric"], r["functional"], r["spearman_rho"], r["n_pairs"], r["thesis_rho"] or "-")
     write_csv(rows, smk.output.table, comments=["thesis Table 3.1 over the trained pairs: Spearman rho and least-squares slope of each functional measure on each metric; spearman_rho_all includes the untrained pairs", "procrustes is a distance (0 = identical): its signs are the opposite of the similarities'"])
-    _write_text(smk.output.markdown, markdown_table(rows))
+    write_text(smk.output.markdown, markdown_table(rows))
     labels = {"jsd_bits": "JSD of predictions (bits)", "rank_correlation": "confidence rank correlation"}
     panels = [
         {

@@ -30,7 +30,7 @@ def checkpoint_compare(smk) -> None:
     import re as _re
 
     from layersim.experiments.checkpoints import compare_with_final
-    from layersim.experiments.common import write_csv
+    from layersim.io import write_csv
 
     paths = {int(_re.search(r"-e(\d+)\.zarr$", str(p)).group(1)): str(p) for p in smk.input.stores}
     rows = compare_with_final(paths, layers=smk.params.layers, max_samples=smk.params.max_samples)
@@ -44,7 +44,8 @@ def checkpoint_compare(smk) -> None:
 def checkpoints_summary(smk) -> None:
     """Rule ``checkpoints_summary``: all instances' tables → one CSV and the figure (CKA and
     JSD against epoch, CKA against JSD; one line per model / learning rate)."""
-    from layersim.experiments.common import read_csv, spearman, write_csv
+    from layersim.experiments.common import spearman
+    from layersim.io import read_csv, write_csv
     from layersim.experiments.figures import lines_figure, scatter_panels
 
     rows = [r for p in smk.input.tables for r in read_csv(p)]

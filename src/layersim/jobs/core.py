@@ -141,11 +141,11 @@ def metric_similarity(smk) -> None:
 @job
 def functional(smk) -> None:
     """Rule ``functional``: :func:`layersim.layerwise.functional_similarity` → JSON."""
+    from layersim.io import write_text
     from layersim.layerwise import functional_similarity
-    from layersim.train.torch import _atomic
 
     result = functional_similarity(smk.input.a, smk.input.b)
-    _atomic(smk.output.result, lambda p: open(p, "w").write(json.dumps(result, indent=2)))
+    write_text(smk.output.result, json.dumps(result, indent=2))
 
 
 @job

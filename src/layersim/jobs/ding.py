@@ -18,7 +18,8 @@ def ding_benchmark(smk) -> None:
     from threadpoolctl import threadpool_limits
 
     from layersim.experiments import ding
-    from layersim.experiments.common import write_csv
+    from layersim.io import write_csv
+    from layersim.layers import select_layers
     from layersim.experiments.figures import scatter_panels
     from layersim.store import ActivationStore
 
@@ -29,10 +30,9 @@ def ding_benchmark(smk) -> None:
         store = ActivationStore(path)
         labels = store.labels[rows_] if labels is None else labels
         seed = _re.search(r"-s(\d+)-", store.name).group(1)
-        for layer in store.layers:
-            if _re.search(p.layers, layer):
-                reps[f"s{seed}:{layer}"] = store.read(layer, rows_)
-        pc_layer = next(l for l in store.layers if _re.search(p.pc_layer, l))
+        for layer in select_layers(store.layers, p.layers, what="functional_papers.ding.layers pattern", include_logits=True):
+            reps[f"s{seed}:{layer}"] = store.read(layer, rows_)
+        pc_layer = select_layers(store.layers, p.pc_layer, what="functional_papers.ding.pc_layer pattern", include_logits=True)[0]
         pc_reps[f"s{seed}:{pc_layer}"] = store.read(pc_layer, rows_)
     metrics = list(p.metrics)
     with threadpool_limits(limits=max(1, smk.threads), user_api="blas"):

@@ -12,7 +12,7 @@ log = logging.getLogger("layersim")
 @job
 def johnson_table(smk) -> None:
     """Rule ``johnson_table``: :func:`layersim.experiments.johnson.johnson_rows` → CSV + Markdown."""
-    from layersim.experiments.common import _write_text, write_csv
+    from layersim.io import write_csv, write_text
     from layersim.experiments.johnson import johnson_rows, verdict
 
     rows = johnson_rows(tuple(smk.params.epsilons))
@@ -22,4 +22,4 @@ def johnson_table(smk) -> None:
         cca = "undefined (n < 3)" if r["cca_mean_rho"] != r["cca_mean_rho"] else f"{r['cca_mean_rho']:.3f}"
         lines.append(f"| {r['construction']} | {r['n_inputs']} | {r['subspace_match_eps0']:.2f} ({r['match_sets_eps0']}) | {r['linear_cka']:.3f} | {cca} | {r['procrustes']:.3g} | {'yes' if r['same_function'] else 'no'} | {verdict(r)} |")
         log.info(verdict(r))
-    _write_text(smk.output.markdown, "\n".join(lines) + "\n")
+    write_text(smk.output.markdown, "\n".join(lines) + "\n")

@@ -14,14 +14,14 @@ def identification(smk) -> None:
     """Rule ``identification``: :func:`layersim.experiments.kornblith.similarity_tensor` over the seeds of
     one model and :func:`layersim.experiments.kornblith.identification_accuracy` → Zarr + CSV."""
     from layersim.experiments.kornblith import identification_accuracy, similarity_tensor, write_accuracy_csv
-    from layersim.train.torch import _atomic
+    from layersim.io import atomic_write
 
     paths = {path.split("/")[-1].removesuffix(".zarr"): path for path in smk.input.stores}
     sim = similarity_tensor(paths, layers=smk.params.layers, metrics=list(smk.params.metrics), max_samples=smk.params.max_samples, threads=smk.threads)
     rows = identification_accuracy(sim)
     for r in rows:
         log.info("%-16s %6.1f %%  (paper %5.1f %%)", r["label"], r["accuracy"], r["paper_accuracy"])
-    _atomic(smk.output.similarity, lambda p: sim.to_zarr(p, mode="w"))
+    atomic_write(smk.output.similarity, lambda p: sim.to_zarr(p, mode="w"))
     write_accuracy_csv(rows, smk.output.table, attrs={"model": smk.wildcards.model, "networks": len(paths), "layers": ",".join(sim["layer_a"].values), "n_samples": sim.attrs["n_samples"]})
 
 

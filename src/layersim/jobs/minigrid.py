@@ -15,7 +15,7 @@ def minigrid_train(smk) -> None:
     seed), then its mean return R over ``eval_episodes`` on the training grid → checkpoint + JSON."""
     import torch
 
-    from layersim.experiments.common import write_json
+    from layersim.io import write_json
     from layersim.experiments.ppo import category, run_episodes, save_agent, train_agent
 
     p, w = smk.params, smk.wildcards
@@ -34,12 +34,11 @@ def minigrid_compare(smk) -> None:
     """Rule ``minigrid_compare``: :func:`layersim.experiments.minigrid.compare_agents` over the
     seeds of one (architecture, training grid) → pairs CSV + the features/probabilities (npz)."""
     import json
-    import os
 
     import numpy as np
     import torch
 
-    from layersim.experiments.common import write_csv
+    from layersim.io import atomic_write, write_csv
     from layersim.experiments.minigrid import compare_agents
     from layersim.experiments.ppo import load_agent
 
@@ -53,16 +52,15 @@ def minigrid_compare(smk) -> None:
     rows, arrays = compare_agents(agents, returns, list(p.test_grids), episodes=p.rollout_episodes, seed=p.rollout_seed)
     rows = [{"arch": w.arch, "train_grid": int(w.grid), **r} for r in rows]
     write_csv(rows, smk.output.pairs, comments=[f"MiniGrid agents ({w.arch}, trained on Empty-{w.grid}x{w.grid}): every pair of seeds on each test grid, pooled rollout states", "cka: linear CKA of the feature layer; jsd_bits: mean JSD of the action distributions; rank_correlation: mean per-state Spearman of the action probabilities"])
-    tmp = smk.output.arrays + ".partial.npz"
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, smk.output.arrays)
+    atomic_write(smk.output.arrays, lambda tmp: np.savez_compressed(tmp, **arrays))
 
 
 @job
 def minigrid_summary(smk) -> None:
     """Rule ``minigrid_summary``: all pairs → Spearman ρ / slopes per panel, averaged per
     architecture (Table 3.1's MiniGrid rows), and the CKA-vs-JSD / CKA-vs-rank figures."""
-    from layersim.experiments.common import _write_text, markdown_table, read_csv, write_csv
+    from layersim.experiments.common import markdown_table
+    from layersim.io import read_csv, write_csv, write_text
     from layersim.experiments.minigrid import scatter_figure, summary_rows
 
     pairs = [r for path in smk.input.pairs for r in read_csv(path)]
@@ -70,6 +68,6 @@ def minigrid_summary(smk) -> None:
     for r in rows:
         log.info("%s %s (train %s, test %s): %d pairs, rho(CKA, JSD) %.3f, rho(CKA, rank) %.3f", r["arch"], r["kind"], r["train_grid"], r["test_grid"], r["n_pairs"], r["rho_cka_jsd"], r["rho_cka_rank"])
     write_csv(rows, smk.output.table, comments=["Spearman rho and least-squares slope of CKA vs JSD and CKA vs per-state rank correlation (thesis Table 3.1: MiniGrid -0.721 / 0.58, with bottleneck -0.781 / 0.602)"])
-    _write_text(smk.output.markdown, markdown_table(rows, ["arch", "kind", "train_grid", "test_grid", "n_pairs", "rho_cka_jsd", "slope_cka_jsd", "rho_cka_rank", "slope_cka_rank"]))
+    write_text(smk.output.markdown, markdown_table(rows, ["arch", "kind", "train_grid", "test_grid", "n_pairs", "rho_cka_jsd", "slope_cka_jsd", "rho_cka_rank", "slope_cka_rank"]))
     scatter_figure(pairs, smk.output.jsd_figure, y="jsd_bits", ylabel="JSD of action distributions (bits)", title="MiniGrid agents: CKA of features vs JSD of policies (thesis Fig. 3.6 / 3.8)")
     scatter_figure(pairs, smk.output.rank_figure, y="rank_correlation", ylabel="rank correlation of action probabilities", title="MiniGrid agents: CKA of features vs rank correlation of policies (thesis appendix Fig. 1 / 2)")

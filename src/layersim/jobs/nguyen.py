@@ -47,13 +47,13 @@ def series_figure(smk) -> None:
 @job
 def block_structure(smk) -> None:
     """Rule ``block_structure``: the largest high-CKA block of every ResNet instance
-    (:func:`layersim.experiments.nguyen.largest_block` on :func:`layersim.experiments.nguyen.block_layers`) → CSV and
+    (:func:`layersim.experiments.nguyen.largest_block` on :func:`layersim.layers.select_layers`) → CSV and
     :func:`layersim.plots.block_structure_figure`."""
-    import csv
-
     import numpy as np
 
-    from layersim.experiments.nguyen import block_layers, largest_block, read_pc_shares
+    from layersim.experiments.nguyen import largest_block, read_pc_shares
+    from layersim.io import write_csv
+    from layersim.layers import select_layers
     from layersim.plots import block_structure_figure
 
     sims = _by_instance(smk.input.results)
@@ -62,7 +62,7 @@ def block_structure(smk) -> None:
     for entry in smk.params.instances:
         inst = entry["instance"]
         result = sims[(inst, inst)]
-        layers = block_layers(list(result["layer_a"].values), smk.params.layers)
+        layers = select_layers(list(result["layer_a"].values), smk.params.layers, what="block_structure layer pattern")
         cka = result["cka"].sel(layer_a=layers, layer_b=layers).values
         block = largest_block(cka, smk.params.threshold)
         share = shares[inst]["pc1_share"].sel(layer=layers).values
@@ -78,15 +78,7 @@ def block_structure(smk) -> None:
             "max_pc1_share": float(np.nanmax(share)),
         })
         log.info("%s: block %s..%s size %d/%d", inst, layers[block.start], layers[block.stop - 1], block.size, block.n_layers)
-    tmp = smk.output.table + ".partial"
-    with open(tmp, "w", newline="") as f:
-        f.write(f"# threshold: {smk.params.threshold}\n# layers: {smk.params.layers}\n")
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    import os
-
-    os.replace(tmp, smk.output.table)
+    write_csv(rows, smk.output.table, [f"threshold: {smk.params.threshold}", f"layers: {smk.params.layers}"], float_format="", lineterminator="\r\n")
     block_structure_figure(rows, smk.output.figure, threshold=smk.params.threshold, depth_width=smk.params.depth_width, width_depths=list(smk.params.width_depths))
 
 

@@ -81,7 +81,7 @@ def representation_svm(smk) -> None:
     from threadpoolctl import threadpool_limits
 
     from layersim.experiments import representation_sets as rs
-    from layersim.experiments.common import write_csv
+    from layersim.io import write_csv
     from layersim.experiments.figures import confusion_figure
 
     p = smk.params
@@ -108,7 +108,7 @@ def representation_tsne(smk) -> None:
     from threadpoolctl import threadpool_limits
 
     from layersim.experiments import representation_sets as rs
-    from layersim.experiments.common import write_csv
+    from layersim.io import write_csv
     from layersim.experiments.figures import tsne_figure
 
     p = smk.params

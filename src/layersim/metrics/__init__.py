@@ -7,9 +7,10 @@ float64. Formulas, sources and invariances are in each docstring and in ``docs/m
 
 Scalar metrics return plain floats. :func:`cca`, :func:`svcca`, :func:`pwcca` and
 :func:`subspace_match` return small frozen dataclasses that carry metadata (how many
-directions were kept, whether a side was reduced). :data:`METRICS` maps the names the
-workflow uses to functions ``(X, Y) -> float``; :data:`METRIC_KIND` says whether each is a
-similarity or a distance.
+directions were kept, whether a side was reduced). :data:`METRICS` is the one registry of
+metric names: name → :class:`Metric` (``(X, Y) -> float`` with its default settings, whether it
+is a similarity or a distance, and its label in the papers' tables). :func:`value_or_nan` turns
+a metric that is undefined for its inputs into NaN with the reason.
 
 The CCA family needs more samples than directions. A side with ``p ≥ n`` features is reduced
 by SVD to its top ``max_dims`` directions (default ``⌊(n − 1)/2⌋``, so that the two sides fit
@@ -26,7 +27,9 @@ Layout: ``_common`` (errors, float64 conversion, validation, centring), ``kernel
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from layersim.metrics._common import (
     ConstantInputError,
@@ -37,7 +40,7 @@ from layersim.metrics._common import (
     SampleMismatchError,
     TooFewSamplesError,
 )
-from layersim.metrics.canonical import CCAResult, PWCCAResult, SVCCAResult, cca, pwcca, svcca
+from layersim.metrics.canonical import CCAResult, PWCCAResult, SVCCAResult, cca, linear_regression, pwcca, svcca
 from layersim.metrics.functional import (
     accuracy_difference,
     confidence_rank_correlation,
@@ -46,51 +49,81 @@ from layersim.metrics.functional import (
     linear_probe_accuracy,
     prediction_disagreement,
 )
-from layersim.metrics.kernel import cka_from_gram, linear_cka, linear_gram, rbf_cka, rbf_gram
+from layersim.metrics.kernel import cka_from_gram, linear_cka, linear_gram, linear_hsic, rbf_cka, rbf_gram
 from layersim.metrics.shape import procrustes
 from layersim.metrics.subspace import SubspaceMatchResult, subspace_match
 
 __all__ = [
-    "METRICS", "METRIC_KIND", "CCAResult", "SVCCAResult", "PWCCAResult", "SubspaceMatchResult",
+    "METRICS", "Metric", "CCAResult", "SVCCAResult", "PWCCAResult", "SubspaceMatchResult",
     "MetricInputError", "SampleMismatchError", "TooFewSamplesError", "NonFiniteInputError",
     "ConstantInputError", "InvalidParameterError", "DegenerateCCAWarning",
-    "linear_gram", "rbf_gram", "cka_from_gram", "linear_cka", "rbf_cka", "cca", "svcca", "pwcca",
+    "linear_gram", "rbf_gram", "cka_from_gram", "linear_cka", "rbf_cka", "linear_hsic", "cca", "svcca",
+    "pwcca", "linear_regression",
     "procrustes", "subspace_match", "jsd", "prediction_disagreement", "accuracy_difference",
     "linear_probe_accuracy", "confidence_rank_correlation", "distribution_rank_correlation",
 ]
 
 
-def _cca_mean_rho(X, Y) -> float:
-    return cca(X, Y).mean_rho
+@dataclass(frozen=True)
+class Metric:
+    """One entry of :data:`METRICS`: ``metric(X, Y) -> float`` with its default settings.
+
+    ``kind`` is ``"similarity"`` (1 for identical inputs), ``"distance"`` (0 for identical
+    inputs) or ``"unnormalised"`` (grows with the inputs' scale); ``label`` is the name in the
+    papers' tables (Kornblith et al. 2019, Table 2, where it has one).
+    """
+
+    function: Callable[..., float]
+    kind: str
+    label: str
+
+    def __call__(self, X, Y) -> float:
+        return float(self.function(X, Y))
+
+    def distance(self, X, Y) -> float:
+        """0 for identical inputs: the distance itself, or ``1 − similarity``."""
+        if self.kind == "unnormalised":
+            raise InvalidParameterError(f"{self.label} is unnormalised and has no distance form")
+        value = self(X, Y)
+        return value if self.kind == "distance" else 1.0 - value
 
 
-def _cca_r2(X, Y) -> float:
-    return cca(X, Y).r2
+def _similarity(function, label: str) -> Metric:
+    return Metric(function, "similarity", label)
 
 
-def _svcca_value(X, Y) -> float:
-    return svcca(X, Y).value
-
-
-def _pwcca_value(X, Y) -> float:
-    return pwcca(X, Y).value
-
-
-METRICS: dict[str, Callable[..., float]] = {
-    "linear_cka": linear_cka,
-    "linear_cka_debiased": functools.partial(linear_cka, debiased=True),
-    "rbf_cka": rbf_cka,
-    "rbf_cka_debiased": functools.partial(rbf_cka, debiased=True),
-    "cca_mean_rho": _cca_mean_rho,
-    "cca_r2": _cca_r2,
-    "svcca": _svcca_value,
-    "pwcca": _pwcca_value,
-    "procrustes": procrustes,
-    "procrustes_sqrt": functools.partial(procrustes, sqrt=True),
+METRICS: dict[str, Metric] = {
+    "linear_cka": _similarity(linear_cka, "CKA (Linear)"),
+    "linear_cka_debiased": _similarity(functools.partial(linear_cka, debiased=True), "CKA (Linear, debiased)"),
+    "rbf_cka": _similarity(rbf_cka, "CKA (RBF 1.0)"),
+    "rbf_cka_debiased": _similarity(functools.partial(rbf_cka, debiased=True), "CKA (RBF 1.0, debiased)"),
+    "rbf_cka_0.2": _similarity(functools.partial(rbf_cka, threshold=0.2), "CKA (RBF 0.2)"),
+    "rbf_cka_0.4": _similarity(functools.partial(rbf_cka, threshold=0.4), "CKA (RBF 0.4)"),
+    "rbf_cka_0.8": _similarity(functools.partial(rbf_cka, threshold=0.8), "CKA (RBF 0.8)"),
+    "cca_mean_rho": _similarity(lambda X, Y: cca(X, Y).mean_rho, "CCA (ρ̄)"),
+    "cca_r2": _similarity(lambda X, Y: cca(X, Y).r2, "CCA (R²_CCA)"),
+    "svcca": _similarity(lambda X, Y: svcca(X, Y).value, "SVCCA (ρ̄)"),
+    "svcca_r2": _similarity(lambda X, Y: svcca(X, Y).r2, "SVCCA (R²_CCA)"),
+    "pwcca": _similarity(lambda X, Y: pwcca(X, Y).value, "PWCCA"),
+    "linear_regression": _similarity(linear_regression, "Linear Reg."),
+    "linear_hsic": Metric(linear_hsic, "unnormalised", "Linear HSIC"),
+    "procrustes": Metric(procrustes, "distance", "Procrustes"),
+    "procrustes_sqrt": Metric(functools.partial(procrustes, sqrt=True), "distance", "Procrustes (√)"),
 }
-"""Name → ``f(X, Y) -> float`` with default settings, for the workflow's ``metric`` wildcard."""
+"""Name → :class:`Metric`, the one registry of metric names (the workflow's ``metric``
+wildcard, the identification indexes, Ding's distances, the architectures' metrics)."""
 
-METRIC_KIND: dict[str, str] = {
-    name: ("distance" if name.startswith("procrustes") else "similarity") for name in METRICS
-}
-"""Name → ``"similarity"`` (1 = identical) or ``"distance"`` (0 = identical)."""
+
+def value_or_nan(f: Callable[..., float], *args, quiet: bool = True) -> tuple[float, str | None]:
+    """``(float(f(*args)), None)``, or ``(NaN, reason)`` when the inputs make the metric
+    undefined (a :class:`MetricInputError`, e.g. a constant layer); ``reason`` is
+    ``"<error class>: <message>"``. ``quiet`` ignores warnings raised inside ``f`` (such as
+    :class:`DegenerateCCAWarning`); with ``quiet=False`` they reach the caller.
+    """
+    try:
+        with warnings.catch_warnings():
+            if quiet:
+                warnings.simplefilter("ignore")
+            return float(f(*args)), None
+    except MetricInputError as err:
+        return float("nan"), f"{type(err).__name__}: {err}"

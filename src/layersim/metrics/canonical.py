@@ -45,7 +45,8 @@ class CCAResult:
 
 @dataclass(frozen=True)
 class SVCCAResult:
-    """SVCCA similarity (``value = mean(rho)``) with the directions kept on each side."""
+    """SVCCA similarity (``value = mean(rho)``, ``r2 = mean(rho²)``, Kornblith et al. 2019,
+    Table 1) with the directions kept on each side."""
 
     value: float
     rho: np.ndarray
@@ -53,6 +54,7 @@ class SVCCAResult:
     reduced_to: tuple[int | None, int | None]
     variance: float
     n_samples: int
+    r2: float
 
 
 @dataclass(frozen=True)
@@ -67,19 +69,20 @@ class PWCCAResult:
     n_samples: int
 
 
-def _side_basis(xc: np.ndarray, *, variance: float = 1.0, max_dims: int | None = None):
+def orthonormal_basis(xc: np.ndarray, *, variance: float = 1.0, max_dims: int | None = None, svd=None):
     """Orthonormal basis ``(n, k)`` of the top directions of centred ``xc`` and its reduction.
 
     Keeps the fewest directions whose squared singular values reach ``variance`` of the total,
-    at most the numerical rank; a side with ``p ≥ n`` keeps at most ``max_dims``.
+    at most the numerical rank; a side with ``p ≥ n`` keeps at most ``max_dims`` (if given),
+    and the second value is then that ``k`` (else None). ``svd``: ``(U, s)`` of ``xc`` if known.
     """
     n, p = xc.shape
-    U, s, _ = np.linalg.svd(xc, full_matrices=False)
+    U, s = svd if svd is not None else np.linalg.svd(xc, full_matrices=False)[:2]
     rank = int(np.sum(s > s[0] * _RANK_RTOL))
     explained = np.cumsum(s[:rank] ** 2) / np.sum(s[:rank] ** 2)
     k = min(rank, int(np.searchsorted(explained, variance - 1e-12)) + 1)
     reduced = None
-    if p >= n:
+    if p >= n and max_dims is not None:
         k = reduced = min(k, max_dims)
     return U[:, :k], reduced
 
@@ -93,7 +96,7 @@ def _cca_core(X, Y, *, variance=1.0, max_dims=None):
     elif not (isinstance(max_dims, (int, np.integer)) and 1 <= max_dims < n):
         raise InvalidParameterError(f"max_dims must be an integer in [1, n) = [1, {n}); got {max_dims!r}")
     Xc, Yc = _centre(X, "X"), _centre(Y, "Y")
-    (Ux, rx), (Uy, ry) = (_side_basis(a, variance=variance, max_dims=max_dims) for a in (Xc, Yc))
+    (Ux, rx), (Uy, ry) = (orthonormal_basis(a, variance=variance, max_dims=max_dims) for a in (Xc, Yc))
     kx, ky = Ux.shape[1], Uy.shape[1]
     if kx + ky > n - 1:
         warnings.warn(
@@ -168,7 +171,7 @@ def svcca(X, Y, *, variance: float = 0.99, max_dims: int | None = None) -> SVCCA
     if not (isinstance(variance, (int, float, np.floating)) and 0 < variance <= 1):
         raise InvalidParameterError(f"variance must be a fraction in (0, 1]; got {variance!r}")
     _, _, _, rho, dims, reduced, n = _cca_core(X, Y, variance=variance, max_dims=max_dims)
-    return SVCCAResult(float(rho.mean()), rho, dims, reduced, float(variance), n)
+    return SVCCAResult(float(rho.mean()), rho, dims, reduced, float(variance), n, float(np.mean(rho**2)))
 
 
 def pwcca(X, Y, *, max_dims: int | None = None) -> PWCCAResult:
@@ -199,3 +202,29 @@ def pwcca(X, Y, *, max_dims: int | None = None) -> PWCCAResult:
     alpha = np.abs(H.T @ Xc).sum(axis=1)
     w = alpha / alpha.sum()
     return PWCCAResult(float(w @ rho), rho, w, dims, reduced, n)
+
+
+def linear_regression(X, Y) -> float:
+    """R²_LR = ‖Q_Yᵀ X_c‖²_F / ‖X_c‖²_F (Kornblith et al. 2019, Table 1): the share of the
+    (centred) variance of X explained by its least-squares prediction from Y (with intercept).
+
+    ``Q_Y`` is an orthonormal basis of the centred Y's column space (numerical rank, no
+    truncation), so the value is 1 whenever Y spans the n − 1 dimensions of centred sample space.
+
+    Parameters
+    ----------
+    X : array ``(n, p, ...)``
+        The representation predicted.
+    Y : array ``(n, q, ...)``
+        The representation it is predicted from.
+
+    Returns
+    -------
+    float
+        Similarity in [0, 1], 1 for identical inputs; asymmetric. Invariant to invertible
+        linear maps and shifts of Y, and to orthogonal maps, isotropic scaling and shifts of X.
+    """
+    X, Y = _pair(X, Y, min_samples=2, why="linear regression")
+    xc, yc = _centre(X, "X"), _centre(Y, "Y")
+    q, _ = orthonormal_basis(yc)
+    return float(np.sum((q.T @ xc) ** 2) / np.sum(xc**2))

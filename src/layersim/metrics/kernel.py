@@ -89,15 +89,32 @@ def _gram_pair(K, L, min_samples: int, why: str):
     return K, L
 
 
-def _u_centre(K: np.ndarray) -> np.ndarray:
-    """U-centring (Székely & Rizzo 2014): ⟨Ũ(K), Ũ(L)⟩ = n(n−3) · HSIC₁ of Song et al. (2012)."""
-    n = K.shape[0]
-    K = K.copy()
-    np.fill_diagonal(K, 0.0)
-    rows = K.sum(axis=0)
-    U = K - rows[None, :] / (n - 2) - rows[:, None] / (n - 2) + rows.sum() / ((n - 1) * (n - 2))
-    np.fill_diagonal(U, 0.0)
-    return U
+def u_centring_offsets(row_sums, n: int):
+    """The offsets ``u`` of U-centring: ``Ũ_ij = K_ij − u_i − u_j`` for ``i ≠ j``.
+
+    ``row_sums``: the row sums of Grams with a zero diagonal, over the last axis (numpy or torch,
+    any leading batch axes); ``u = r/(n−2) − Σr/(2(n−1)(n−2))``.
+    """
+    return row_sums / (n - 2) - row_sums.sum(-1)[..., None] / (2 * (n - 1) * (n - 2))
+
+
+def u_centre(k: np.ndarray) -> np.ndarray:
+    """U-centring (Székely & Rizzo 2014) of a symmetric Gram ``k (n, n)``, so that
+    ``⟨Ũ(K), Ũ(L)⟩ = n(n−3) · HSIC₁`` of Song et al. (2012)::
+
+        Ũ_ij = K_ij − K_i·/(n−2) − K_·j/(n−2) + K_··/((n−1)(n−2))   (i ≠ j),   Ũ_ii = 0
+
+    with ``diag(K)`` set to 0 first (in ``k``, in place). The sums and the subtraction are done
+    in float64 whatever ``k``'s dtype, so a float32 Gram of uncentred activations keeps the
+    accuracy of its entries. Returns a new float64 array.
+    """
+    np.fill_diagonal(k, 0)
+    u = u_centring_offsets(k.sum(0, dtype=np.float64), k.shape[0])  # column sums = row sums (symmetric)
+    centred = k.astype(np.float64)
+    centred -= u[:, None]
+    centred -= u[None, :]
+    np.fill_diagonal(centred, 0)
+    return centred
 
 
 def _h_centre(K: np.ndarray) -> np.ndarray:
@@ -138,8 +155,7 @@ def cka_from_gram(K, L, *, debiased: bool = False) -> float:
     1.0
     """
     K, L = _gram_pair(K, L, 4 if debiased else 2, "debiased CKA" if debiased else "CKA")
-    centre = _u_centre if debiased else _h_centre
-    Kc, Lc = centre(K), centre(L)
+    Kc, Lc = (u_centre(K.copy()), u_centre(L.copy())) if debiased else (_h_centre(K), _h_centre(L))
     kk, ll = float(np.vdot(Kc, Kc)), float(np.vdot(Lc, Lc))
     n = K.shape[0]
     for name, self_hsic, g in (("K", kk, K), ("L", ll, L)):
@@ -225,3 +241,30 @@ def rbf_cka(X, Y, *, threshold: float = 1.0, debiased: bool = False) -> float:
     _check_positive(threshold, "threshold", "the RBF bandwidth as a fraction of the median distance")
     X, Y = _pair(X, Y, min_samples=4 if debiased else 2, why="debiased CKA" if debiased else "CKA")
     return cka_from_gram(_rbf_gram(X, threshold, "X"), _rbf_gram(Y, threshold, "Y"), debiased=debiased)
+
+
+def linear_hsic(X, Y) -> float:
+    """Linear HSIC ``‖Y_cᵀ X_c‖²_F / (n − 1)²`` (Gretton et al. 2005; Kornblith et al. 2019,
+    Table 1), unnormalised.
+
+    Parameters
+    ----------
+    X : array ``(n, p, ...)``
+    Y : array ``(n, q, ...)``
+        The same ``n ≥ 2`` samples.
+
+    Returns
+    -------
+    float
+        Grows with the scale of either input (not 1 for identical inputs). Invariant to
+        orthogonal maps and shifts of either input.
+
+    Raises
+    ------
+    ConstantInputError
+        If an input is constant across samples (as for CKA, whose numerator this is).
+    """
+    X, Y = _pair(X, Y, min_samples=2, why="HSIC")
+    n = X.shape[0]
+    xc, yc = _centre(X, "X"), _centre(Y, "Y")
+    return float(np.sum((yc.T @ xc) ** 2) / (n - 1) ** 2)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import numpy as np
 
 from layersim.data import Dataset, Split
 from layersim.errors import LayersimError
+from layersim.io import atomic_write, write_text
 
 log = logging.getLogger(__name__)
 
@@ -173,27 +173,18 @@ def _optimizer(keras, cfg: dict, steps: int):
                                 weight_decay=cfg["weight_decay"] or None)
 
 
-def _atomic_path(path: Path, suffix: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{suffix}", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
 def save_checkpoint(model, path: str | os.PathLike, metadata: dict) -> Path:
     """Save ``model`` natively to ``path`` (``.keras``) with ``metadata`` inside, atomically."""
     path = Path(path)
     if path.suffix != ".keras":
         raise TrainConfigError(f"Keras checkpoints are saved in the native format: {path} must end in .keras")
-    tmp = _atomic_path(path, ".keras")
-    try:
+
+    def write(tmp: Path) -> None:
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as zf:
             zf.writestr(METADATA_ENTRY, json.dumps(metadata, indent=2, default=str))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+
+    return atomic_write(path, write)
 
 
 def read_checkpoint_metadata(path: str | os.PathLike) -> dict:
@@ -202,16 +193,6 @@ def read_checkpoint_metadata(path: str | os.PathLike) -> dict:
         if METADATA_ENTRY not in zf.namelist():
             return {}
         return json.loads(zf.read(METADATA_ENTRY))
-
-
-def _write_json(path: str | os.PathLike, data: dict) -> None:
-    path = Path(path)
-    tmp = _atomic_path(path, ".json")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, default=str))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def evaluate_keras(model, split: Split, batch_size: int = 256) -> float:
@@ -320,7 +301,7 @@ def train_keras(
         "tensorflow_version": tf.__version__,
     }
     save_checkpoint(model, out_path, metadata)
-    _write_json(history_path, result)
+    write_text(history_path, json.dumps(result, indent=2, default=str))
     return result
 
 

@@ -6,12 +6,12 @@ import json
 import logging
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 
 from layersim.data import Dataset, Split
 from layersim.errors import LayersimError
+from layersim.io import atomic_write, write_text
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def train_torch(
     def save_epoch(epoch):
         if epoch in epoch_checkpoints:
             state = {"state_dict": _cpu_state(model), "arch": dict(arch), "num_classes": dataset.num_classes, "in_channels": c, "seed": seed, "epoch": epoch}
-            _atomic(epoch_checkpoints[epoch], lambda p: torch.save(state, p))
+            atomic_write(epoch_checkpoints[epoch], lambda p: torch.save(state, p))
 
     save_epoch(0)
     for epoch in range(1, cfg["epochs"] + 1):
@@ -156,8 +156,8 @@ def train_torch(
         "seed": seed,
         "epoch": cfg["epochs"],
     }
-    _atomic(checkpoint, lambda p: torch.save(state, p))
-    _atomic(history, lambda p: Path(p).write_text(json.dumps(result, indent=2)))
+    atomic_write(checkpoint, lambda p: torch.save(state, p))
+    write_text(history, json.dumps(result, indent=2))
     return result
 
 
@@ -176,11 +176,3 @@ def load_torch_checkpoint(path: str | os.PathLike):
     model = build_torch_model(state["arch"], num_classes=state["num_classes"], in_channels=state["in_channels"])
     model.load_state_dict(state["state_dict"])
     return model.eval(), state
-
-
-def _atomic(path, write) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    write(tmp)
-    os.replace(tmp, path)

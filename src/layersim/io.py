@@ -1,0 +1,117 @@
+"""Writing outputs: every file or directory is written under a temporary name and renamed into
+place when complete (:func:`atomic_write`), so an output that exists is always whole; small
+CSV, JSON and text tables are built on it."""
+
+from __future__ import annotations
+
+import csv
+import errno
+import io
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from layersim.errors import LayersimError
+
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp)`` to create a file or a directory at ``tmp`` and move it to ``path``.
+
+    ``tmp`` is ``<stem>.partial<suffix>`` beside ``path`` (the suffix kept, for writers that
+    choose a format by it). ``path`` is replaced only once ``write`` has returned, by one
+    rename: a failure removes ``tmp`` and leaves an existing ``path`` as it was. An output
+    already at ``path`` where a directory is written is moved aside (``<stem>.old<suffix>``) and
+    deleted only after the new one is in place. A full disk
+    (``ENOSPC``/``EDQUOT``) is reported as one :class:`~layersim.errors.LayersimError`.
+    """
+    path = Path(path)
+    tmp = path.with_name(f"{path.stem}.partial{path.suffix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove(tmp)
+        write(tmp)
+        if tmp.is_dir() and (path.exists() or path.is_symlink()):  # os.replace cannot replace a directory
+            old = path.with_name(f"{path.stem}.old{path.suffix}")
+            _remove(old)
+            os.replace(path, old)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                os.replace(old, path)
+                raise
+            _remove(old)
+        else:
+            os.replace(tmp, path)
+    except OSError as err:
+        _remove(tmp)
+        if err.errno in _DISK_FULL:
+            raise LayersimError(f"disk full while writing {path}: free space and rerun") from err
+        raise
+    except BaseException:
+        _remove(tmp)
+        raise
+    return path
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """``text`` to ``path``, atomically."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def write_json(obj, path: str | os.PathLike) -> Path:
+    """``obj`` as indented JSON (numpy numbers as floats), atomically."""
+    return write_text(path, json.dumps(obj, indent=2, default=float))
+
+
+def write_csv(rows: list[dict], path: str | os.PathLike, comments: list[str] | None = None, *, float_format: str = ".6g", lineterminator: str = "\n") -> Path:
+    """Rows (dicts with the same keys) → CSV with ``# comment`` lines first, atomically.
+
+    Floats are written with ``format(v, float_format)`` (``""``: the shortest exact form).
+    """
+    buf = io.StringIO()
+    for line in comments or []:
+        buf.write(f"# {line}\n")
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator=lineterminator)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (format(v, float_format) if isinstance(v, float) else v) for k, v in row.items()})
+    return atomic_write(path, lambda tmp: tmp.write_text(buf.getvalue(), newline=""))
+
+
+def read_csv(path: str | os.PathLike) -> list[dict]:
+    """A CSV written by :func:`write_csv` (comment lines skipped; ints and floats parsed)."""
+    lines = [l for l in Path(path).read_text().splitlines() if not l.startswith("#")]
+    rows = []
+    for row in csv.DictReader(lines):
+        out = {}
+        for k, v in row.items():
+            try:
+                out[k] = int(v)
+            except ValueError:
+                try:
+                    out[k] = float(v)
+                except ValueError:
+                    out[k] = v
+        rows.append(out)
+    return rows
+
+
+def read_comments(path: str | os.PathLike) -> dict[str, str]:
+    """The ``# key: value`` comment lines of a CSV written by :func:`write_csv`."""
+    out = {}
+    for line in Path(path).read_text().splitlines():
+        if line.startswith("# "):
+            key, _, value = line[2:].partition(": ")
+            out[key] = value
+    return out
