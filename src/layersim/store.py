@@ -6,8 +6,14 @@ Layout of ``results/{exp}/activations/{model}-s{seed}-e{epoch}.zarr``::
            layers (names in forward order, "logits" last), complete (True once fully written)
     sample_id   (sample,)               int64, the dataset index of every row
     labels      (sample,)               int64
-    <layer>     (sample, *feature_dims) float32, one array per layer, dimension_names set
-    logits      (sample, class)         float32 (also listed in ``layers``)
+    <layer>     (sample, <layer>.<dim>…) float32, one array per layer
+    logits      (sample, logits.class)  float32 (also listed in ``layers``)
+    integrity/zarr.json                 a group whose attribute ``layersim_integrity`` records
+                                        every other file's size and CRC32C (written last)
+
+Feature dimensions are named after their layer (``conv.channel``, ``conv.height``, …): layers
+differ in their sizes, and ``xarray.open_zarr(path, consolidated=False)`` opens the whole store
+as one Dataset, every layer a variable sharing the ``sample`` dimension.
 
 Every array is chunked along ``sample`` (``chunk_rows`` rows) and sharded (``shard_chunks``
 chunks a shard); a layer's shard files are ``<layer>/c.<shard>.0…`` (chunk keys with ``.`` as
@@ -20,12 +26,23 @@ whatever the number of samples. Where an array's layout is another
 (``_ShardFiles.of``), zarr creates every array, rows are buffered and zarr writes one whole
 shard at a time (by a background thread), every write aligned to a shard boundary. ``complete``
 is set only after the last shard of every array is written; readers refuse a store without it.
+
+Integrity: the size and CRC32C of every file (shards, ``sample_id``, ``labels``, every
+``zarr.json``) are recorded before the store is renamed into place (a shard's while its bytes
+are written, the others read back), and :class:`ActivationStore` checks what it reads against
+them: every file's size and the small files' checksums when it opens the store, each shard
+file's checksum, whole, the first time it reads from it. Any difference is one
+:class:`StoreError` naming the store, the layer and rows, and what to do.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
+import json
 import os
+import re
 import shutil
 import warnings
 from collections.abc import Iterable, Mapping
@@ -127,133 +144,133 @@ def write_activations(
         raise StoreError(f"{len(labels)} labels for {n_total} sample ids")
     if not isinstance(write_threads, int) or write_threads < 1:
         raise StoreError(f"write_threads must be a positive integer, got {write_threads!r}")
-    tmp = path.with_name(path.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
-    root.attrs.update({**dict(attrs), "layersim_version": __version__, "complete": False})
+    with _written_in_place(path, "activation store") as tmp:
+        root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        root.attrs.update({**dict(attrs), "layersim_version": __version__, "complete": False})
 
-    arrays: dict[str, zarr.Array] = {}
-    shard_files: dict[str, _ShardFiles | None] = {}  # layer → direct shard writes (None: by zarr)
-    shapes: dict[str, tuple] = {}  # layer → feature shape
-    filling: dict[str, np.ndarray] = {}  # the shard being filled, per layer
-    spare: dict[str, np.ndarray] = {}  # the other set of buffers (written by a writer thread)
-    filled = written = shard_rows = 0
-    direct = False  # shard files appended to directly (else buffered and written by zarr)
-    writer = ThreadPoolExecutor(write_threads, thread_name_prefix="layersim-store")
-    pending = []  # the writers' current jobs
-    layer_parts: list[list[str]] = []  # the layers each writer appends (direct path)
+        arrays: dict[str, zarr.Array] = {}
+        shard_files: dict[str, _ShardFiles | None] = {}  # layer → direct shard writes (None: by zarr)
+        shapes: dict[str, tuple] = {}  # layer → feature shape
+        filling: dict[str, np.ndarray] = {}  # the shard being filled, per layer
+        spare: dict[str, np.ndarray] = {}  # the other set of buffers (written by a writer thread)
+        filled = written = shard_rows = 0
+        direct = False  # shard files appended to directly (else buffered and written by zarr)
+        writer = ThreadPoolExecutor(write_threads, thread_name_prefix="layersim-store")
+        pending = []  # the writers' current jobs
+        layer_parts: list[list[str]] = []  # the layers each writer appends (direct path)
 
-    def create_arrays() -> None:
-        """zarr creates the first layer's array. Where the direct shard files know its layout,
-        every other layer's metadata is that array's document with the layer's own shape and
-        dimension names (zarr's ``create_array`` costs ~3.5 ms an array here: 0.2 s for the 57
-        layers of a ResNet-20); else zarr creates every array."""
-        nonlocal direct
-        template = None  # the first array's shard files, whose metadata the others copy
-        for i, (name, feat) in enumerate(shapes.items()):
-            dims = ("sample",) + _feature_dims(name, len(feat), dimension_names)
-            if template is not None:
-                shard_files[name] = template.sibling(name, (n_total, *feat), dims)
-                continue
-            arrays[name] = root.create_array(
-                name,
-                shape=(n_total, *feat),
-                chunks=(chunk_rows, *feat),
-                shards=(shard_rows, *feat),
-                dtype="float32",
-                dimension_names=dims,
-                compressors=None,
-                fill_value=np.nan,
-                chunk_key_encoding=_CHUNK_KEY_ENCODING,
-                config={"write_empty_chunks": True},  # no per-chunk comparison with the fill value
-            )
-            shard_files[name] = _ShardFiles.of(arrays[name])
-            if i == 0:
-                template = shard_files[name]
-        direct = template is not None
+        def create_arrays() -> None:
+            """zarr creates the first layer's array. Where the direct shard files know its layout,
+            every other layer's metadata is that array's document with the layer's own shape and
+            dimension names (zarr's ``create_array`` costs ~3.5 ms an array here: 0.2 s for the 57
+            layers of a ResNet-20); else zarr creates every array."""
+            nonlocal direct
+            template = None  # the first array's shard files, whose metadata the others copy
+            for i, (name, feat) in enumerate(shapes.items()):
+                dims = ("sample",) + tuple(f"{name}.{dim}" for dim in _feature_dims(name, len(feat), dimension_names))
+                if template is not None:
+                    shard_files[name] = template.sibling(name, (n_total, *feat), dims)
+                    continue
+                arrays[name] = root.create_array(
+                    name,
+                    shape=(n_total, *feat),
+                    chunks=(chunk_rows, *feat),
+                    shards=(shard_rows, *feat),
+                    dtype="float32",
+                    dimension_names=dims,
+                    compressors=None,
+                    fill_value=np.nan,
+                    chunk_key_encoding=_CHUNK_KEY_ENCODING,
+                    config={"write_empty_chunks": True},  # no per-chunk comparison with the fill value
+                )
+                shard_files[name] = _ShardFiles.of(arrays[name])
+                if i == 0:
+                    template = shard_files[name]
+            direct = template is not None
 
-    def write_shard(buffers: dict[str, np.ndarray], start: int, rows: int) -> None:
-        for name, array in arrays.items():
-            _write_rows(array, start, buffers[name][:rows])
+        def write_shard(buffers: dict[str, np.ndarray], start: int, rows: int) -> None:
+            for name, array in arrays.items():
+                _write_rows(array, start, buffers[name][:rows])
 
-    def append_layers(batch: dict[str, np.ndarray], names: list[str]) -> None:
-        for name in names:
-            shard_files[name].append(batch[name])
+        def append_layers(batch: dict[str, np.ndarray], names: list[str], first_row: int) -> None:
+            for name in names:
+                rows = np.ascontiguousarray(batch[name], dtype=np.float32)
+                _check_finite(rows, name, first_row, path)
+                shard_files[name].append(rows)
 
-    def to_writers(*jobs) -> None:
-        """Give the writers their next jobs once they have finished the previous ones."""
-        nonlocal pending
-        for job in pending:
-            job.result()  # re-raises a failed write
-        pending = [writer.submit(*job) for job in jobs]
+        def to_writers(*jobs) -> None:
+            """Give the writers their next jobs once they have finished the previous ones."""
+            nonlocal pending
+            for job in pending:
+                job.result()  # re-raises a failed write
+            pending = [writer.submit(*job) for job in jobs]
 
-    def hand_over(rows: int) -> None:
-        """Give the filled buffers to the writer (after it finished the previous shard)."""
-        nonlocal filling, spare, filled, written
-        to_writers((write_shard, filling, written, rows))
-        filling, spare = (spare or {k: np.empty_like(v) for k, v in filling.items()}), filling
-        written += rows
-        filled = 0
+        def hand_over(rows: int) -> None:
+            """Give the filled buffers to the writer (after it finished the previous shard)."""
+            nonlocal filling, spare, filled, written
+            to_writers((write_shard, filling, written, rows))
+            filling, spare = (spare or {k: np.empty_like(v) for k, v in filling.items()}), filling
+            written += rows
+            filled = 0
 
-    try:
-        for batch in batches:
-            batch = {k: np.asarray(v.detach().cpu() if hasattr(v, "detach") else v) for k, v in batch.items()}
-            if not shapes:
-                if "logits" not in batch:
-                    raise StoreError("every batch must include 'logits'")
-                _check_layer_names(list(batch))
-                chunk_rows = chunk_rows or len(next(iter(batch.values())))
-                shard_rows = chunk_rows * shard_chunks
-                shapes.update({name: value.shape[1:] for name, value in batch.items()})
-                create_arrays()
-                if direct:
-                    from layersim.parallel import balanced_blocks
+        try:
+            for batch in batches:
+                batch = {k: np.asarray(v.detach().cpu() if hasattr(v, "detach") else v) for k, v in batch.items()}
+                if not shapes:
+                    if "logits" not in batch:
+                        raise StoreError("every batch must include 'logits'")
+                    _check_layer_names(list(batch))
+                    chunk_rows = chunk_rows or len(next(iter(batch.values())))
+                    shard_rows = chunk_rows * shard_chunks
+                    shapes.update({name: value.shape[1:] for name, value in batch.items()})
+                    create_arrays()
+                    if direct:
+                        from layersim.parallel import balanced_blocks
 
-                    layers = list(shapes)
-                    row_features = [int(np.prod(feat, dtype=np.int64)) for feat in shapes.values()]  # ∝ bytes
-                    layer_parts = [[layers[i] for i in part] for part in balanced_blocks(row_features, len(layers), min_blocks=write_threads)]
-                else:
-                    filling = {name: np.empty((shard_rows, *feat), dtype=np.float32) for name, feat in shapes.items()}
-                root.attrs["layers"] = list(batch)
-            elif list(batch) != list(shapes):
-                raise StoreError("every batch must hold the same layers in the same order as the first")
-            rows = len(next(iter(batch.values())))
-            if any(len(value) != rows for value in batch.values()):
-                counts = ", ".join(f"{name}: {len(value)}" for name, value in batch.items())
-                raise StoreError(f"every layer of a batch must hold the same samples; this batch has {counts} rows")
-            if written + filled + rows > n_total:
-                raise StoreError(f"the batches hold more rows than the {n_total} sample ids given")
-            if direct:  # the writers append this batch, each its share of the layers
-                to_writers(*((append_layers, batch, names) for names in layer_parts))
-                if not overlap:
-                    to_writers()  # the next batch is computed once this one is written
-                written += rows
-                continue
-            done = 0
-            while done < rows:
-                take = min(rows - done, shard_rows - filled)
-                for name, value in batch.items():
-                    filling[name][filled : filled + take] = value[done : done + take]
-                filled += take
-                done += take
-                if filled == shard_rows:
-                    hand_over(shard_rows)
-        if filled:
-            hand_over(filled)
-        to_writers()  # wait for the last jobs (re-raises a failed write)
-    finally:
-        writer.shutdown(wait=True, cancel_futures=True)
-        for files in shard_files.values():
-            if files is not None:
-                files.close()
-    if written != n_total:
-        raise StoreError(f"wrote {written} rows but {n_total} sample ids were given")
-    root.create_array("sample_id", data=sample_id, dimension_names=("sample",), compressors=None)
-    root.create_array("labels", data=labels, dimension_names=("sample",), compressors=None)
-    root.attrs["complete"] = True
-    if path.exists():
-        shutil.rmtree(path)
-    tmp.rename(path)
+                        layers = list(shapes)
+                        row_features = [int(np.prod(feat, dtype=np.int64)) for feat in shapes.values()]  # ∝ bytes
+                        layer_parts = [[layers[i] for i in part] for part in balanced_blocks(row_features, len(layers), min_blocks=write_threads)]
+                    else:
+                        filling = {name: np.empty((shard_rows, *feat), dtype=np.float32) for name, feat in shapes.items()}
+                    root.attrs["layers"] = list(batch)
+                elif list(batch) != list(shapes):
+                    raise StoreError("every batch must hold the same layers in the same order as the first")
+                rows = len(next(iter(batch.values())))
+                if any(len(value) != rows for value in batch.values()):
+                    counts = ", ".join(f"{name}: {len(value)}" for name, value in batch.items())
+                    raise StoreError(f"every layer of a batch must hold the same samples; this batch has {counts} rows")
+                if written + filled + rows > n_total:
+                    raise StoreError(f"the batches hold more rows than the {n_total} sample ids given")
+                if direct:  # the writers append this batch, each its share of the layers
+                    to_writers(*((append_layers, batch, names, written) for names in layer_parts))
+                    if not overlap:
+                        to_writers()  # the next batch is computed once this one is written
+                    written += rows
+                    continue
+                done = 0
+                while done < rows:
+                    take = min(rows - done, shard_rows - filled)
+                    for name, value in batch.items():
+                        filling[name][filled : filled + take] = value[done : done + take]
+                        _check_finite(filling[name][filled : filled + take], name, written + filled, path)
+                    filled += take
+                    done += take
+                    if filled == shard_rows:
+                        hand_over(shard_rows)
+            if filled:
+                hand_over(filled)
+            to_writers()  # wait for the last jobs (re-raises a failed write)
+        finally:
+            writer.shutdown(wait=True, cancel_futures=True)
+            for files in shard_files.values():
+                if files is not None:
+                    files.close()
+        if written != n_total:
+            raise StoreError(f"wrote {written} rows but {n_total} sample ids were given")
+        root.create_array("sample_id", data=sample_id, dimension_names=("sample",), compressors=None)
+        root.create_array("labels", data=labels, dimension_names=("sample",), compressors=None)
+        root.attrs["complete"] = True
+        _record_integrity(tmp, {rel: entry for files in shard_files.values() if files is not None for rel, entry in files.written.items()})
     return path
 
 
@@ -261,11 +278,29 @@ def _check_layer_names(names: list[str]) -> None:
     """Every layer is an array at the top of the store: its name must be a valid Zarr node name
     that is not one of the store's own arrays."""
     for name in names:
-        if not isinstance(name, str) or not name or "/" in name or name.startswith("__") or set(name) == {"."} or name in ("sample_id", "labels"):
+        if not isinstance(name, str) or not name or "/" in name or name.startswith("__") or set(name) == {"."} or name in ("sample_id", "labels", _INTEGRITY):
             raise StoreError(
                 f"layer name {name!r} cannot name an array of the activation store: it must be a non-empty string "
-                "without '/', not only dots, not starting with '__', and not 'sample_id' or 'labels'; rename the layer"
+                f"without '/', not only dots, not starting with '__', and not 'sample_id', 'labels' or {_INTEGRITY!r}; rename the layer"
             )
+
+
+def _check_finite(rows: np.ndarray, layer: str, first_row: int, path: Path) -> None:
+    """Raise :class:`StoreError` if float32 ``rows`` (from row ``first_row``) hold NaN or Inf.
+
+    One sum (NaN or Inf in, NaN or Inf out) at memory speed; only a sum that is not finite is
+    looked at element by element (finite values can sum past float32's range).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(rows.sum()):
+            return
+    bad = np.flatnonzero(~np.isfinite(rows.reshape(len(rows), -1)).all(1))
+    if len(bad):
+        raise StoreError(
+            f"layer {layer!r} has NaN or Inf activations in {len(bad)} of rows {first_row}–{first_row + len(rows) - 1} "
+            f"(the first: row {first_row + int(bad[0])}) while writing {path}: the model's outputs are not finite "
+            "(a diverged training, or inputs out of range?); check the checkpoint and the data. No store was written"
+        )
 
 
 def _write_rows(array: zarr.Array, start: int, rows: np.ndarray) -> None:
@@ -325,6 +360,8 @@ class _ShardFiles:
         self.fill_value, self.chunk_key_encoding = fill_value, chunk_key_encoding
         self.row_bytes = int(np.prod(self.feature_shape, dtype=np.int64)) * 4
         self._shard, self._file, self._rows_written = 0, None, 0  # where append() is
+        self._size = self._crc = 0  # of the shard file append() is writing
+        self.written: dict[str, tuple[int, int]] = {}  # relpath() → (bytes, CRC32C) of every file append() finished
 
     def sibling(self, name: str, shape: tuple, dimension_names: tuple) -> "_ShardFiles":
         """A new array ``name`` beside this one, in this one's layout, of ``shape`` (rows split
@@ -349,6 +386,10 @@ class _ShardFiles:
 
     def path(self, shard: int) -> Path:
         return self.dir / self.chunk_key_encoding.encode_chunk_key((shard, *(0,) * len(self.feature_shape)))
+
+    def relpath(self, shard: int) -> str:
+        """``shard``'s file relative to the store (``<layer>/<chunk key>``)."""
+        return f"{self.name}/{self.path(shard).name}"
 
     def _rows_in(self, shard: int) -> int:
         return min(self.shard_rows, self.shape[0] - shard * self.shard_rows)
@@ -377,45 +418,73 @@ class _ShardFiles:
                     raise StoreError(f"internal: more rows than the {self.shape[0]} of {self.name}")
                 path = self.path(self._shard)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                self._file, self._rows_written = open(path, "wb"), 0
+                self._file, self._rows_written, self._size, self._crc = open(path, "wb"), 0, 0, 0
             take = min(len(rows), self._rows_in(self._shard) - self._rows_written)
-            self._file.write(rows[:take].data)
+            self._write(rows[:take])
             self._rows_written += take
             rows = rows[take:]
             if self._rows_written == self._rows_in(self._shard):
                 data_bytes, index = self._layout(self._shard)
                 padding = data_bytes // self.row_bytes - self._rows_written
                 if padding:
-                    self._file.write(np.full((padding, *self.feature_shape), self.fill_value, dtype="<f4").data)
-                self._file.write(index)
+                    self._write(np.full((padding, *self.feature_shape), self.fill_value, dtype="<f4"))
+                self._write(np.frombuffer(index, np.uint8))
                 self.close()
+                self.written[self.relpath(self._shard)] = (self._size, self._crc)
                 self._shard += 1
+
+    def _write(self, data: np.ndarray) -> None:
+        """Append C-contiguous ``data`` to the current shard file, adding it to the file's CRC32C."""
+        import google_crc32c
+
+        self._file.write(data.data)
+        self._crc = google_crc32c.extend(self._crc, data)
+        self._size += data.nbytes
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
 
-    def read(self, shard: int, rows: np.ndarray, out: np.ndarray) -> bool:
+    def read(self, shard: int, rows: np.ndarray, out: np.ndarray, check=None) -> bool:
         """Rows ``rows`` (sorted positions within ``shard``) into ``out`` (C-ordered float32,
-        one row each), reading only those rows. ``False`` (nothing read) where the file's
-        index is not this layout's."""
+        one row each), reading only those rows. ``False`` (nothing read) where the file is
+        missing or its index is not this layout's.
+
+        With ``check``, the whole file is read and ``check(bytes, CRC32C)`` called with its size
+        and checksum before its rows are used: the checksum of the rows read where they are the
+        whole shard's, else the rows are taken from the whole file read at once.
+        """
+        import google_crc32c
+
         data_bytes, index = self._layout(shard)
         path = self.path(shard)
         try:
             f = open(path, "rb")
         except FileNotFoundError:
-            raise StoreError(f"{path} is missing: the activation store is damaged; delete it and rerun the extract step") from None
+            return False
         with f:
             fd = f.fileno()
-            if os.fstat(fd).st_size != data_bytes + len(index) or os.pread(fd, len(index), data_bytes) != index:
+            size = os.fstat(fd).st_size
+            if size != data_bytes + len(index) or os.pread(fd, len(index), data_bytes) != index:
                 return False
+            whole_shard = len(rows) == self._rows_in(shard) and np.array_equal(rows, np.arange(len(rows)))
+            if check is not None and not whole_shard:
+                whole = np.empty(size, np.uint8)
+                if os.preadv(fd, [whole], 0) != size:
+                    raise StoreError(f"{path} is shorter than its index says: the activation store is damaged; delete it and rerun the extract step")
+                check(size, google_crc32c.value(whole))
+                np.take(whole[: self._rows_in(shard) * self.row_bytes].view(np.float32).reshape(self._rows_in(shard), -1), rows, axis=0, out=out)
+                return True
             runs = np.split(np.arange(len(rows)), np.flatnonzero(np.diff(rows) != 1) + 1)
             for run in runs:  # consecutive rows: one read each
                 first, last = int(run[0]), int(run[-1]) + 1
                 want = (last - first) * self.row_bytes
                 if os.preadv(fd, [out[first:last]], int(rows[first]) * self.row_bytes) != want:
                     raise StoreError(f"{path} is shorter than its index says: the activation store is damaged; delete it and rerun the extract step")
+            if check is not None:  # the file: these rows' bytes, then padding and index
+                rows_bytes = len(rows) * self.row_bytes
+                check(size, google_crc32c.extend(google_crc32c.value(out), os.pread(fd, size - rows_bytes, rows_bytes)))
         return True
 
 
@@ -444,6 +513,16 @@ class ActivationStore:
         self.cache_bytes = cache_bytes
         if not self.path.exists():
             raise StoreError(f"activation store {self.path} does not exist; run the extract step first")
+        self.layers: list[str] = []
+        self._integrity = _Integrity.of(self.path, "activation store", "the extract step that wrote it", self._where)
+        if self._integrity is None:
+            if not _says_complete(self.path):
+                raise StoreError(
+                    f"activation store {self.path} is incomplete (extraction did not finish); "
+                    "delete it and rerun the extract step"
+                )
+            raise self._no_integrity_record()
+        self._integrity.check_file("zarr.json")
         try:
             self.group = zarr.open_group(str(self.path), mode="r")
         except Exception as err:  # zarr raises several types for a non-group
@@ -454,7 +533,19 @@ class ActivationStore:
                 f"activation store {self.path} is incomplete (extraction did not finish); "
                 "delete it and rerun the extract step"
             )
-        self.layers: list[str] = list(self.attrs["layers"])
+        self.layers = list(self.attrs["layers"])
+        # every file's size now; the small files' checksums too (each layer's metadata,
+        # sample_id, labels); the shard files' checksums the first time each is read
+        self._verified: set[str] = set()  # files whose checksum was checked
+        top = set(self.layers)
+        for name in ("sample_id", "labels", *self.layers):
+            if f"{name}/zarr.json" not in self._integrity.files:
+                raise self._integrity.damaged(f"{name}/zarr.json", "is not in the store's integrity record")
+        for rel in self._integrity.files:
+            if rel.endswith("zarr.json") or rel.partition("/")[0] not in top:
+                self._integrity.check_file(rel)
+                self._verified.add(rel)
+        self._integrity.check_sizes()
         self.sample_id = self.group["sample_id"][:]
         self.labels = self.group["labels"][:]
         self.nbytes = sum(self.group[layer].nbytes for layer in self.layers)
@@ -495,6 +586,7 @@ class ActivationStore:
         if rows is None:
             rows = slice(None)
         if isinstance(rows, slice) and rows.step not in (None, 1):
+            self._check_layer(layer)
             data = self.group[layer][rows]
             return data.reshape(data.shape[0], -1)
         return self._read_rows(layer, np.arange(len(self))[rows] if isinstance(rows, slice) else np.asarray(rows))
@@ -512,14 +604,52 @@ class ActivationStore:
         bounds = np.flatnonzero(np.diff(shard_of)) + 1
         for part in np.split(np.arange(len(rows)), bounds):
             shard, lo, hi = int(shard_of[part[0]]), rows[part[0]], rows[part[-1]] + 1
-            if shard_files is not None and shard_files.read(shard, rows[part] - shard * shard_rows, out[part[0] : part[-1] + 1]):
-                continue
+            if shard_files is not None:
+                rel = shard_files.relpath(shard)
+                check = None if rel in self._verified else functools.partial(self._integrity.check, rel)
+                if shard_files.read(shard, rows[part] - shard * shard_rows, out[part[0] : part[-1] + 1], check):
+                    self._verified.add(rel)
+                    continue
+                self._integrity.check_file(rel)  # missing or changed since it was checked?
+            else:
+                self._check_layer(layer)
             try:
                 block = array[lo:hi]
             except Exception as err:  # zarr raises several types for a damaged shard
                 raise StoreError(f"{self.path}: rows {lo}–{hi - 1} of layer {layer!r} cannot be read ({err}); the store is damaged: delete it and rerun the extract step") from err
             out[part] = block.reshape(len(block), -1)[rows[part] - lo]
         return out
+
+    def _check_layer(self, layer: str) -> None:
+        """Check every file of ``layer`` not yet checked (before zarr reads it)."""
+        for rel in self._integrity.files:
+            if rel.startswith(f"{layer}/") and rel not in self._verified:
+                self._integrity.check_file(rel)
+                self._verified.add(rel)
+
+    def _where(self, rel: str) -> str:
+        """What file ``rel`` of this store holds, in words (for error messages)."""
+        top, _, rest = rel.partition("/")
+        if rel == "zarr.json":
+            return "the store's attributes"
+        if top in ("sample_id", "labels", _INTEGRITY):
+            return {"sample_id": "the sample ids", "labels": "the labels", _INTEGRITY: "the integrity record"}[top]
+        if top not in self.layers:
+            return ""
+        shard = re.match(r"c[./](\d+)", rest)
+        if shard is None:
+            return f"layer {top!r}'s metadata" if rest == "zarr.json" else f"layer {top!r}"
+        array = self.group[top]
+        shard_rows = (array.shards or array.chunks)[0]
+        first = int(shard[1]) * shard_rows
+        return f"layer {top!r}, rows {first}–{min(first + shard_rows, array.shape[0]) - 1}"
+
+    def _no_integrity_record(self) -> StoreError:
+        return StoreError(
+            f"activation store {self.path} has no integrity record ({_INTEGRITY}/zarr.json): it was written by a "
+            f"layersim older than {__version__}, or the record was deleted; its data cannot be trusted. Delete it "
+            f"and rerun the extract step that wrote it (`snakemake --force {self.path}` with your usual options rebuilds it)"
+        )
 
     def read_torch(self, layer: str, rows: np.ndarray, device: str):
         """:meth:`read` as a torch tensor on ``device``. A cached store keeps each layer on the
@@ -555,17 +685,16 @@ def write_similarity(dataset, path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    if _INTEGRITY in dataset.variables:
+        raise StoreError(f"a similarity result cannot hold a variable named {_INTEGRITY!r}; rename it")
     # layer names as variable-length strings (a specified Zarr v3 type; fixed-width is not)
     dataset = dataset.assign_coords({name: coord.values.astype(object) for name, coord in dataset.coords.items() if coord.dtype.kind == "U"})
-    # consolidated metadata (zarr-python's extension to v3) lets plain xr.open_zarr(path) work
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
-        dataset.to_zarr(str(tmp), mode="w", zarr_format=3, consolidated=True)
-    if path.exists():
-        shutil.rmtree(path)
-    tmp.rename(path)
+    with _written_in_place(path, "similarity result") as tmp:
+        # consolidated metadata (zarr-python's extension to v3) lets plain xr.open_zarr(path) work
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+            dataset.to_zarr(str(tmp), mode="w", zarr_format=3, consolidated=True)
+        _record_integrity(tmp, {})
     return path
 
 
@@ -576,4 +705,150 @@ def read_similarity(path: str | os.PathLike):
     path = Path(path)
     if not path.exists():
         raise StoreError(f"similarity result {path} does not exist; run the similarity step first")
+    integrity = _Integrity.of(path, "similarity result", "the similarity step that wrote it", _variable_of)
+    if integrity is None:
+        raise StoreError(
+            f"similarity result {path} has no integrity record ({_INTEGRITY}/zarr.json): it was written by a layersim "
+            f"older than {__version__}, or is damaged; delete it and rerun the similarity step that wrote it "
+            f"(`snakemake --force {path}` with your usual options rebuilds it)"
+        )
+    for rel in integrity.files:
+        integrity.check_file(rel)
     return xr.open_zarr(str(path), zarr_format=3).load()
+
+
+def _variable_of(rel: str) -> str:
+    top, _, rest = rel.partition("/")
+    return f"variable {top!r}" if rest and top != _INTEGRITY else ("the integrity record" if top == _INTEGRITY else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing in place of a store, and its integrity record
+# ---------------------------------------------------------------------------------------------
+
+_INTEGRITY = "integrity"  # the group whose zarr.json records every other file of a store
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def _written_in_place(path: Path, what: str):
+    """Yield ``path.partial``, a new directory to write the store ``path`` (a ``what``) in; once
+    the block is done, rename it to ``path`` (replacing an older one). If the block fails the
+    directory is removed, and a full disk (``ENOSPC``, ``EDQUOT``) is one :class:`StoreError`."""
+    tmp = path.with_name(path.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        yield tmp
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError) and err.errno in _DISK_FULL:
+            raise StoreError(f"disk full while writing the {what} {path} ({err.strerror}): free space and rerun; nothing of it was kept") from err
+        raise
+    if path.exists():
+        shutil.rmtree(path)
+    tmp.rename(path)
+
+
+def _file_checksum(path: Path) -> tuple[int, int]:
+    """``(bytes, CRC32C)`` of a file."""
+    import google_crc32c
+
+    size = crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 24):
+            crc = google_crc32c.extend(crc, block)
+            size += len(block)
+    return size, crc
+
+
+def _record_integrity(root: Path, known: Mapping[str, tuple[int, int]]) -> None:
+    """Record the size and CRC32C of every file under ``root`` in ``root/integrity/zarr.json``
+    (a Zarr group whose attribute ``layersim_integrity`` holds them). ``known``: files whose
+    ``(bytes, CRC32C)`` were taken while they were written; the others are read back."""
+    files = {}
+    for directory, _, names in os.walk(root):
+        for name in names:
+            file = Path(directory) / name
+            rel = file.relative_to(root).as_posix()
+            entry = known.get(rel)
+            files[rel] = list(entry if entry is not None and entry[0] == file.stat().st_size else _file_checksum(file))
+    if any(rel.startswith(f"{_INTEGRITY}/") for rel in files):
+        raise StoreError(f"internal: {root} already holds a {_INTEGRITY!r} node")
+    record = {"zarr_format": 3, "node_type": "group", "attributes": {"layersim_integrity": {"checksum": "crc32c", "files": dict(sorted(files.items()))}}}
+    (root / _INTEGRITY).mkdir()
+    with open(root / _INTEGRITY / "zarr.json", "w") as f:
+        f.write(json.dumps(record, separators=(",", ":")))
+
+
+def _says_complete(root: Path) -> bool:
+    """Whether ``root/zarr.json`` reads as a group whose ``complete`` attribute is true."""
+    try:
+        return json.loads((root / "zarr.json").read_bytes())["attributes"]["complete"] is True
+    except Exception:
+        return False
+
+
+class _Integrity:
+    """The size and CRC32C every file of a store had when it was written, and checks of the
+    files against them; every difference is one :class:`StoreError` naming the store, what
+    the file holds (``where(relative path)``) and what to do."""
+
+    def __init__(self, root: Path, kind: str, remedy: str, where, files: dict[str, tuple[int, int]]):
+        self.root, self.kind, self.remedy, self.where, self.files = root, kind, remedy, where, files
+
+    @classmethod
+    def of(cls, root: Path, kind: str, remedy: str, where) -> "_Integrity | None":
+        """The integrity record of the store at ``root`` (a ``kind``, rebuilt by ``remedy``),
+        ``None`` where it has none."""
+        record = root / _INTEGRITY / "zarr.json"
+        integrity = cls(root, kind, remedy, where, {})
+        try:
+            raw = record.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            files = json.loads(raw)["attributes"]["layersim_integrity"]["files"]
+            integrity.files = {str(rel): (int(size), int(crc)) for rel, (size, crc) in files.items()}
+        except Exception:
+            raise integrity.damaged(f"{_INTEGRITY}/zarr.json", "cannot be read as an integrity record") from None
+        return integrity
+
+    def damaged(self, rel: str, problem: str) -> StoreError:
+        try:
+            where = self.where(rel)
+        except Exception:  # the store's own metadata may be what is damaged
+            where = ""
+        return StoreError(
+            f"{self.kind} {self.root} is damaged: {rel}{f' ({where})' if where else ''} {problem}; delete it and rerun "
+            f"{self.remedy} (`snakemake --force {self.root}` with your usual options rebuilds it)"
+        )
+
+    def check_sizes(self) -> None:
+        """Every recorded file is there, with its size."""
+        for rel, (size, _) in self.files.items():
+            try:
+                actual = os.stat(self.root / rel).st_size
+            except FileNotFoundError:
+                raise self.damaged(rel, "is missing") from None
+            if actual != size:
+                raise self.damaged(rel, f"has {actual:,} bytes where {size:,} were written")
+
+    def check_file(self, rel: str) -> None:
+        """Read file ``rel`` whole and check its size and checksum."""
+        if rel not in self.files:
+            raise self.damaged(rel, "is not in the store's integrity record")
+        try:
+            size, crc = _file_checksum(self.root / rel)
+        except FileNotFoundError:
+            raise self.damaged(rel, "is missing") from None
+        self.check(rel, size, crc)
+
+    def check(self, rel: str, size: int, crc: int) -> None:
+        """File ``rel`` read as ``size`` bytes whose checksum is ``crc``."""
+        if rel not in self.files:
+            raise self.damaged(rel, "is not in the store's integrity record")
+        want_size, want_crc = self.files[rel]
+        if size != want_size:
+            raise self.damaged(rel, f"has {size:,} bytes where {want_size:,} were written")
+        if crc != want_crc:
+            raise self.damaged(rel, f"does not hold the bytes written (CRC32C {crc:08x}, written {want_crc:08x})")
