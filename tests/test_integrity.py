@@ -377,3 +377,134 @@ def test_huge_finite_activations_are_stored(tmp_path):
     batch = {"big": np.full((4, 8), 3e38, np.float32), "logits": np.eye(4, 2, dtype=np.float32)}
     path = write_activations(tmp_path / "m.zarr", [batch], sample_id=np.arange(4), labels=np.zeros(4), attrs={})
     np.testing.assert_array_equal(ActivationStore(path).read("big"), batch["big"])
+
+
+# --- non-finite inputs to the CKA engine ---------------------------------------------------------
+
+from layersim.engine import BatchGrams, EstimatorError, MinibatchCKA, NonFiniteInputError, UndefinedLayerWarning  # noqa: E402
+
+
+def reference_cka(xs, ys):
+    """Minibatch CKA in float64 from the unbiased HSIC written out (Song et al. 2012),
+    independent of the engine: sums over batches, then normalised."""
+
+    def hsic(k, l):
+        n = len(k)
+        k, l = k.copy(), l.copy()
+        np.fill_diagonal(k, 0)
+        np.fill_diagonal(l, 0)
+        return (np.trace(k @ l) + k.sum() * l.sum() / ((n - 1) * (n - 2)) - 2 * (k.sum(0) @ l.sum(0)) / (n - 2)) / (n * (n - 3))
+
+    grams = lambda batch: [(x.reshape(len(x), -1).astype(np.float64)) @ (x.reshape(len(x), -1).astype(np.float64)).T for x in batch]
+    ab = aa = bb = 0
+    for bx, by in zip(xs, ys):
+        ka, kb = grams(bx), grams(by)
+        ab = ab + np.array([[hsic(k, l) for l in kb] for k in ka])
+        aa = aa + np.array([hsic(k, k) for k in ka])
+        bb = bb + np.array([hsic(l, l) for l in kb])
+    return ab / np.sqrt(np.outer(aa, bb))
+
+
+def layers(rng, n=16):
+    return [rng.normal(size=(n, 3, 2, 2)).astype(np.float32), rng.normal(size=(n, 5)).astype(np.float32)]
+
+
+def test_one_nan_pixel_is_an_error_naming_model_layer_and_batch():
+    rng = np.random.default_rng(0)
+    a, b = layers(rng), layers(rng)
+    a[0][3, 1, 0, 1] = np.nan
+    acc = MinibatchCKA(layer_names_a=["conv", "fc"], layer_names_b=["conv", "fc"])
+    with pytest.raises(NonFiniteInputError, match=r"^model a, minibatch 1: layer 'conv': 1 NaN and 0 infinite activations \(of 192\)\. CKA needs finite"):
+        acc.update(a, b)
+    assert isinstance(NonFiniteInputError("x"), EstimatorError)
+    assert acc.n_batches == 0 and acc.hsic_ab is None  # nothing was added
+
+
+def test_inf_in_model_b_is_an_error():
+    rng = np.random.default_rng(1)
+    a, b = layers(rng), layers(rng)
+    b[1][0, 0] = -np.inf
+    with pytest.raises(NonFiniteInputError, match=r"^model b, minibatch 1: layer #1: 0 NaN and 1 infinite activations"):
+        MinibatchCKA().update(a, b)
+    with pytest.raises(NonFiniteInputError, match=r"^model b: layer #1: 0 NaN and 1 infinite"):
+        BatchGrams.from_models([a, b])
+
+
+def test_nan_in_one_batch_of_many_is_an_error_naming_that_batch():
+    rng = np.random.default_rng(2)
+    acc = MinibatchCKA(layer_names_a=["conv", "fc"], layer_names_b=["c", "f"])
+    for k in range(6):
+        a, b = layers(rng), layers(rng)
+        if k == 4:
+            b[0][7] = np.nan
+        if k < 4:
+            acc.update(a, b)
+        else:
+            with pytest.raises(NonFiniteInputError, match=r"^model b, minibatch 5: layer 'c': 12 NaN and 0 infinite"):
+                acc.update(a, b)
+            break
+    assert acc.n_batches == 4
+
+
+def test_nan_through_the_torch_backend_is_an_error():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    a = [torch.from_numpy(x) for x in layers(rng)]
+    a[1][2, 2] = float("nan")
+    with pytest.raises(NonFiniteInputError, match=r"^model a, minibatch 1: layer 'fc': 1 NaN"):
+        MinibatchCKA(layer_names_a=["conv", "fc"], backend="torch").update(a)
+
+
+def test_large_int64_activations_overflow_float32_as_an_error_and_are_exact_in_float64():
+    rng = np.random.default_rng(4)
+    a = [rng.integers(-(2**62), 2**62, size=(16, 10)) for _ in range(2)]
+    b = [rng.integers(-(2**62), 2**62, size=(16, 6))]
+    with pytest.raises(NonFiniteInputError, match=r"overflows float32.*use dtype float64"):
+        acc = MinibatchCKA()
+        acc.update(a, b)
+        acc.compute()
+    acc = MinibatchCKA(np.float64)
+    acc.update(a, b)
+    want = reference_cka([[x / 2.0**62 for x in a]], [[x / 2.0**62 for x in b]])  # CKA is scale invariant
+    np.testing.assert_allclose(acc.compute(), want, rtol=1e-9)
+
+
+def test_finite_activations_whose_gram_overflows_float32_are_an_error():
+    x = np.full((8, 4), 2e19, np.float32)
+    x[::2] *= -1
+    with pytest.raises(NonFiniteInputError, match=r"layer #0: finite activations \(largest \|value\| 2e\+19\) whose Gram overflows float32"):
+        BatchGrams.from_layers([x])
+
+
+def test_a_constant_layer_stays_undefined_not_an_error():
+    rng = np.random.default_rng(5)
+    a = layers(rng) + [np.ones((16, 4), np.float32)]
+    acc = MinibatchCKA(layer_names_a=["conv", "fc", "dead"], layer_names_b=["conv", "fc", "dead"])
+    acc.update(a)
+    with pytest.warns(UndefinedLayerWarning, match="dead"):
+        cka = acc.compute()
+    assert np.isnan(cka[2]).all() and np.isfinite(cka[:2, :2]).all()
+
+
+def test_compare_models_refuses_one_nan_pixel():
+    torch = pytest.importorskip("torch")
+    from layersim.api import compare_models
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 3))
+    images = torch.randn(32, 1, 8, 8)
+    images[9, 0, 4, 4] = float("nan")
+    with pytest.raises(NonFiniteInputError, match=r"^model a, minibatch [12]: layer '0': 36 NaN and 0 infinite activations \(of 2304\); layer '1': 36 NaN.*layer '3': 3 NaN"):
+        compare_models(model, model, images, batch_size=16, passes=1, progress=False)
+
+
+@pytest.mark.parametrize("cache_mb", [0, 64], ids=["out-of-core", "cached"])
+def test_compare_stores_refuses_a_store_holding_nan(tmp_path, monkeypatch, cache_mb):
+    """A store with NaN (written before activations were checked, say) is refused by name."""
+    monkeypatch.setattr(store_module, "_check_finite", lambda *args: None)
+    rng = np.random.default_rng(6)
+    data = {"conv": rng.normal(size=(32, 2, 3, 3)).astype(np.float32), "logits": rng.normal(size=(32, 3)).astype(np.float32)}
+    data["conv"][20, 1] = np.nan
+    path = write_activations(tmp_path / "a.zarr", [data], sample_id=np.arange(32), labels=np.zeros(32), attrs={})
+    with pytest.raises(NonFiniteInputError, match=rf"^activation store {path}, minibatch \d of 4 \(batch_size 16, pass \d\): layer 'conv': 9 NaN"):
+        compare_stores({"a": str(path)}, [("a", "a")], batch_size=16, passes=2, threads=1, cache_mb=cache_mb, progress=False)
