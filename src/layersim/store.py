@@ -103,11 +103,16 @@ def write_activations(
     background thread that writes it by zarr (one whole-shard write per layer) while the next
     batches fill a second set of buffers (memory: two shards of rows).
 
+    NaN or Inf in any layer's rows is a :class:`StoreError` naming the layer and rows (one sum
+    per layer and batch, in the write threads); so is a full disk. Either way nothing is left:
+    the temporary directory is removed.
+
     Parameters
     ----------
     path : path-like
-        The store to create (``*.zarr``). It is written under a temporary name and renamed
-        when complete, so a crash never leaves a store that looks finished.
+        The store to create (``*.zarr``). It is written under a temporary name, its integrity
+        record (every file's size and CRC32C) last, and renamed when complete, so a crash never
+        leaves a store that looks finished.
     batches : iterable of dict
         One ``{layer_name: array (b, *feature_dims)}`` per batch, same keys in the same order
         every batch, including ``"logits"``; rows in the order of ``sample_id``.
@@ -489,7 +494,12 @@ class _ShardFiles:
 
 
 class ActivationStore:
-    """Read access to a complete activation store.
+    """Read access to a complete activation store, checked against its integrity record.
+
+    Opening it checks every file's size and the checksums of the small files (metadata,
+    ``sample_id``, ``labels``); each shard file's checksum is checked, over the whole file, the
+    first time this object reads from it (a cached store: from the rows read; out of core: the
+    file is read whole once). Any difference is one :class:`StoreError`.
 
     Parameters
     ----------
@@ -680,8 +690,9 @@ def check_comparable(a: ActivationStore, b: ActivationStore) -> None:
 def write_similarity(dataset, path: str | os.PathLike) -> Path:
     """Write a labelled similarity result (an ``xarray.Dataset``) as a Zarr v3 store.
 
-    Written under a temporary name and renamed when complete. ``xarray.open_zarr(path)``
-    gives it back with its ``layer_a``/``layer_b`` coordinates.
+    Written under a temporary name, with an integrity record (every file's size and CRC32C)
+    last, and renamed when complete. ``xarray.open_zarr(path)`` gives it back with its
+    ``layer_a``/``layer_b`` coordinates; :func:`read_similarity` checks it first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -699,7 +710,8 @@ def write_similarity(dataset, path: str | os.PathLike) -> Path:
 
 
 def read_similarity(path: str | os.PathLike):
-    """Open a similarity result written by :func:`write_similarity` (loaded into memory)."""
+    """Open a similarity result written by :func:`write_similarity` (loaded into memory), each
+    of its files checked against its integrity record first."""
     import xarray as xr
 
     path = Path(path)
