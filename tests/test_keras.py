@@ -293,9 +293,9 @@ def test_extract_writes_every_layer(tf, tmp_path, tiny_cifar, trained):
     np.testing.assert_array_equal(store.labels, tiny_cifar.eval.labels)
     conv = store.group["stem.conv"]
     assert conv.shape == (12, 32, 32, 16)
-    assert tuple(conv.metadata.dimension_names) == ("sample", "height", "width", "channel")
-    assert tuple(store.group["pool"].metadata.dimension_names) == ("sample", "feature")
-    assert tuple(store.group["logits"].metadata.dimension_names) == ("sample", "class")
+    assert tuple(conv.metadata.dimension_names) == ("sample", "stem.conv.height", "stem.conv.width", "stem.conv.channel")
+    assert tuple(store.group["pool"].metadata.dimension_names) == ("sample", "pool.feature")
+    assert tuple(store.group["logits"].metadata.dimension_names) == ("sample", "logits.class")
     # rows in sample order across batches (5 + 5 + 2), equal to a direct forward pass
     x = nhwc(tiny_cifar.eval.images)
     np.testing.assert_allclose(store.group["logits"][:], model.predict_on_batch(x), rtol=1e-5, atol=1e-5)

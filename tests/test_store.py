@@ -33,8 +33,8 @@ def test_roundtrip_layout(tmp_path):
     np.testing.assert_array_equal(store.labels, labels)
     group = zarr.open_group(str(path), mode="r")
     conv = group["conv"]
-    assert conv.metadata.dimension_names == ("sample", "channel", "height", "width")
-    assert group["logits"].metadata.dimension_names == ("sample", "class")
+    assert conv.metadata.dimension_names == ("sample", "conv.channel", "conv.height", "conv.width")  # per layer: xarray opens the store
+    assert group["logits"].metadata.dimension_names == ("sample", "logits.class")
     assert conv.chunks == (8, 3, 4, 4) and conv.shards == (16, 3, 4, 4)
     np.testing.assert_array_equal(conv[:], data["conv"])
     rows = np.array([0, 5, 17, 18, 40, 69])
@@ -76,7 +76,7 @@ def test_shards_written_directly_are_byte_identical_to_zarrs(tmp_path, monkeypat
     rng = np.random.default_rng(6)
     n = full_shards * chunk_rows * shard_chunks + last_rows  # the last shard: a padded chunk, chunks past the end
     data, batches = make_batches(rng, n, [3] * (n // 3) + [n % 3] * (n % 3 > 0), feature_shape)
-    data["conv"][0, 0] = np.nan  # bytes, not values: NaN and -0.0 too
+    data["conv"][0, 0] = np.float32(1e-45)  # bytes, not values: a subnormal and -0.0 too (NaN is refused)
     data["conv"][1, 0] = -0.0
     args = dict(sample_id=np.arange(n), labels=np.arange(n) % 5, attrs={"model": "m"}, chunk_rows=chunk_rows, shard_chunks=shard_chunks)
 
@@ -127,6 +127,9 @@ def test_rows_are_read_straight_from_the_shard_files_and_only_those(tmp_path, mo
     store = ActivationStore(path)
     monkeypatch.setattr(zarr.Array, "__getitem__", lambda self, key: pytest.fail(f"zarr read {self.path}[{key}]"))
     row_bytes = 3 * 4 * 4 * 4
+    np.testing.assert_array_equal(store.read("conv", np.array([0])), data["conv"][:1].reshape(1, -1))
+    assert read_bytes == [(path / "conv" / "c.0.0.0.0").stat().st_size]  # a shard's first read checks its whole file
+    store.read("conv")  # every shard checked: from now on only the rows asked for are read
     for rows in ([0], [60], [11, 12], [3, 4, 5, 9, 30, 31, 59, 60], sorted(rng.choice(n, 25, replace=False))):
         read_bytes.clear()
         rows = np.asarray(rows)
@@ -145,15 +148,20 @@ def test_a_missing_or_truncated_shard_file_is_an_error_not_nans(tmp_path):
     rng = np.random.default_rng(8)
     _, batches = make_batches(rng, 20, [5] * 4)
     path = write_activations(tmp_path / "m.zarr", batches, sample_id=np.arange(20), labels=np.zeros(20), attrs={}, chunk_rows=5, shard_chunks=2)
-    (path / "conv" / "c.1.0.0.0").unlink()
     store = ActivationStore(path)
-    np.testing.assert_array_equal(store.read("conv", np.array([1, 2])).shape, (2, 48))
-    with pytest.raises(StoreError, match=r"c\.1\.0\.0\.0 is missing: the activation store is damaged; delete it and rerun the extract step"):
-        store.read("conv", np.array([1, 12]))
+    moved = path / "conv" / "c.1.0.0.0"
+    moved.rename(tmp_path / "shard")
+    with pytest.raises(StoreError, match=r"c\.1\.0\.0\.0 \(layer 'conv', rows 10–19\) is missing; delete it and rerun the extract step"):
+        store.read("conv", np.array([1, 12]))  # missing since the store was opened
+    with pytest.raises(StoreError, match=r"c\.1\.0\.0\.0 \(layer 'conv', rows 10–19\) is missing; delete it and rerun the extract step"):
+        ActivationStore(path)
+    (tmp_path / "shard").rename(moved)
     first_shard = path / "conv" / "c.0.0.0.0"
     first_shard.write_bytes(first_shard.read_bytes()[:-30])  # truncated: no index at its end
-    with pytest.raises(StoreError, match=r"rows 1–2 of layer 'conv' cannot be read .*damaged: delete it and rerun the extract step"):
+    with pytest.raises(StoreError, match=r"c\.0\.0\.0\.0 \(layer 'conv', rows 0–9\) has 1,926 bytes where 1,956 were written; delete it and rerun the extract step"):
         store.read("conv", np.array([1, 2]))
+    with pytest.raises(StoreError, match=r"c\.0\.0\.0\.0 \(layer 'conv', rows 0–9\) has 1,926 bytes where 1,956 were written; delete it and rerun the extract step"):
+        ActivationStore(path)
 
 
 def test_incomplete_store_is_refused(tmp_path):

@@ -25,7 +25,7 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], *, what: str = "", error: type[LayersimError] = LayersimError) -> Path:
     """Call ``write(tmp)`` to create a file or a directory at ``tmp`` and move it to ``path``.
 
     ``tmp`` is ``<stem>.partial<suffix>`` beside ``path`` (the suffix kept, for writers that
@@ -33,7 +33,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     rename: a failure removes ``tmp`` and leaves an existing ``path`` as it was. An output
     already at ``path`` where a directory is written is moved aside (``<stem>.old<suffix>``) and
     deleted only after the new one is in place. A full disk
-    (``ENOSPC``/``EDQUOT``) is reported as one :class:`~layersim.errors.LayersimError`.
+    (``ENOSPC``/``EDQUOT``) is reported as one ``error`` (a :class:`~layersim.errors.LayersimError`)
+    naming ``what`` was written (e.g. ``"activation store"``).
     """
     path = Path(path)
     tmp = path.with_name(f"{path.stem}.partial{path.suffix}")
@@ -56,7 +57,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     except OSError as err:
         _remove(tmp)
         if err.errno in _DISK_FULL:
-            raise LayersimError(f"disk full while writing {path}: free space and rerun") from err
+            raise error(f"disk full while writing {what + ' ' if what else ''}{path}: free space and rerun (nothing of it was kept; {err.strerror})") from err
         raise
     except BaseException:
         _remove(tmp)

@@ -6,8 +6,14 @@ Layout of ``results/{exp}/activations/{model}-s{seed}-e{epoch}.zarr``::
            layers (names in forward order, "logits" last), complete (True once fully written)
     sample_id   (sample,)               int64, the dataset index of every row
     labels      (sample,)               int64
-    <layer>     (sample, *feature_dims) float32, one array per layer, dimension_names set
-    logits      (sample, class)         float32 (also listed in ``layers``)
+    <layer>     (sample, <layer>.<dim>…) float32, one array per layer
+    logits      (sample, logits.class)  float32 (also listed in ``layers``)
+    integrity/zarr.json                 a group whose attribute ``layersim_integrity`` records
+                                        every other file's size and CRC32C (written last)
+
+Feature dimensions are named after their layer (``conv.channel``, ``conv.height``, …): layers
+differ in their sizes, and ``xarray.open_zarr(path, consolidated=False)`` opens the whole store
+as one Dataset, every layer a variable sharing the ``sample`` dimension.
 
 Every array is chunked along ``sample`` (``chunk_rows`` rows) and sharded (``shard_chunks``
 chunks a shard); a layer's shard files are ``<layer>/c.<shard>.0…`` (chunk keys with ``.`` as
@@ -20,12 +26,22 @@ whatever the number of samples. Where an array's layout is another
 (``_ShardFiles.of``), zarr creates every array, rows are buffered and zarr writes one whole
 shard at a time (by a background thread), every write aligned to a shard boundary. ``complete``
 is set only after the last shard of every array is written; readers refuse a store without it.
+
+Integrity: the size and CRC32C of every file (shards, ``sample_id``, ``labels``, every
+``zarr.json``) are recorded before the store is renamed into place (a shard's while its bytes
+are written, the others read back), and :class:`ActivationStore` checks what it reads against
+them: every file's size and the small files' checksums when it opens the store, each shard
+file's checksum, whole, the first time it reads from it. Any difference is one
+:class:`StoreError` naming the store, the layer and rows, and what to do.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
+import json
 import os
+import re
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -86,11 +102,16 @@ def write_activations(
     background thread that writes it by zarr (one whole-shard write per layer) while the next
     batches fill a second set of buffers (memory: two shards of rows).
 
+    NaN or Inf in any layer's rows is a :class:`StoreError` naming the layer and rows (one sum
+    per layer and batch, in the write threads); so is a full disk. Either way nothing is left:
+    the temporary directory is removed.
+
     Parameters
     ----------
     path : path-like
-        The store to create (``*.zarr``). It is written under a temporary name and renamed
-        when complete, so a crash never leaves a store that looks finished.
+        The store to create (``*.zarr``). It is written under a temporary name, its integrity
+        record (every file's size and CRC32C) last, and renamed when complete, so a crash never
+        leaves a store that looks finished.
     batches : iterable of dict
         One ``{layer_name: array (b, *feature_dims)}`` per batch, same keys in the same order
         every batch, including ``"logits"``; rows in the order of ``sample_id``.
@@ -124,10 +145,10 @@ def write_activations(
         raise StoreError(f"{len(labels)} labels for {n_total} sample ids")
     if not isinstance(write_threads, int) or write_threads < 1:
         raise StoreError(f"write_threads must be a positive integer, got {write_threads!r}")
-    return atomic_write(path, lambda tmp: _write_store(tmp, batches, sample_id, labels, attrs, dimension_names, chunk_rows, shard_chunks, write_threads, overlap))
+    return atomic_write(path, lambda tmp: _write_store(tmp, Path(path), batches, sample_id, labels, attrs, dimension_names, chunk_rows, shard_chunks, write_threads, overlap), what="the activation store", error=StoreError)
 
 
-def _write_store(tmp: Path, batches, sample_id, labels, attrs, dimension_names, chunk_rows, shard_chunks, write_threads, overlap) -> None:
+def _write_store(tmp: Path, path: Path, batches, sample_id, labels, attrs, dimension_names, chunk_rows, shard_chunks, write_threads, overlap) -> None:
     """The body of :func:`write_activations`: the store, written at ``tmp``."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -154,7 +175,7 @@ def _write_store(tmp: Path, batches, sample_id, labels, attrs, dimension_names, 
         nonlocal direct
         template = None  # the first array's shard files, whose metadata the others copy
         for i, (name, feat) in enumerate(shapes.items()):
-            dims = ("sample",) + _feature_dims(name, len(feat), dimension_names)
+            dims = ("sample",) + tuple(f"{name}.{dim}" for dim in _feature_dims(name, len(feat), dimension_names))
             if template is not None:
                 shard_files[name] = template.sibling(name, (n_total, *feat), dims)
                 continue
@@ -179,9 +200,11 @@ def _write_store(tmp: Path, batches, sample_id, labels, attrs, dimension_names, 
         for name, array in arrays.items():
             _write_rows(array, start, buffers[name][:rows])
 
-    def append_layers(batch: dict[str, np.ndarray], names: list[str]) -> None:
+    def append_layers(batch: dict[str, np.ndarray], names: list[str], first_row: int) -> None:
         for name in names:
-            shard_files[name].append(batch[name])
+            rows = np.ascontiguousarray(batch[name], dtype=np.float32)
+            _check_finite(rows, name, first_row, path)
+            shard_files[name].append(rows)
 
     def to_writers(*jobs) -> None:
         """Give the writers their next jobs once they have finished the previous ones."""
@@ -227,7 +250,7 @@ def _write_store(tmp: Path, batches, sample_id, labels, attrs, dimension_names, 
             if written + filled + rows > n_total:
                 raise StoreError(f"the batches hold more rows than the {n_total} sample ids given")
             if direct:  # the writers append this batch, each its share of the layers
-                to_writers(*((append_layers, batch, names) for names in layer_parts))
+                to_writers(*((append_layers, batch, names, written) for names in layer_parts))
                 if not overlap:
                     to_writers()  # the next batch is computed once this one is written
                 written += rows
@@ -237,6 +260,7 @@ def _write_store(tmp: Path, batches, sample_id, labels, attrs, dimension_names, 
                 take = min(rows - done, shard_rows - filled)
                 for name, value in batch.items():
                     filling[name][filled : filled + take] = value[done : done + take]
+                    _check_finite(filling[name][filled : filled + take], name, written + filled, path)
                 filled += take
                 done += take
                 if filled == shard_rows:
@@ -254,17 +278,36 @@ def _write_store(tmp: Path, batches, sample_id, labels, attrs, dimension_names, 
     root.create_array("sample_id", data=sample_id, dimension_names=("sample",), compressors=None)
     root.create_array("labels", data=labels, dimension_names=("sample",), compressors=None)
     root.attrs["complete"] = True
+    _record_integrity(tmp, {rel: entry for files in shard_files.values() if files is not None for rel, entry in files.written.items()})
 
 
 def _check_layer_names(names: list[str]) -> None:
     """Every layer is an array at the top of the store: its name must be a valid Zarr node name
     that is not one of the store's own arrays."""
     for name in names:
-        if not isinstance(name, str) or not name or "/" in name or name.startswith("__") or set(name) == {"."} or name in ("sample_id", "labels"):
+        if not isinstance(name, str) or not name or "/" in name or name.startswith("__") or set(name) == {"."} or name in ("sample_id", "labels", _INTEGRITY):
             raise StoreError(
                 f"layer name {name!r} cannot name an array of the activation store: it must be a non-empty string "
-                "without '/', not only dots, not starting with '__', and not 'sample_id' or 'labels'; rename the layer"
+                f"without '/', not only dots, not starting with '__', and not 'sample_id', 'labels' or {_INTEGRITY!r}; rename the layer"
             )
+
+
+def _check_finite(rows: np.ndarray, layer: str, first_row: int, path: Path) -> None:
+    """Raise :class:`StoreError` if float32 ``rows`` (from row ``first_row``) hold NaN or Inf.
+
+    One sum (NaN or Inf in, NaN or Inf out) at memory speed; only a sum that is not finite is
+    looked at element by element (finite values can sum past float32's range).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(rows.sum()):
+            return
+    bad = np.flatnonzero(~np.isfinite(rows.reshape(len(rows), -1)).all(1))
+    if len(bad):
+        raise StoreError(
+            f"layer {layer!r} has NaN or Inf activations in {len(bad)} of rows {first_row}–{first_row + len(rows) - 1} "
+            f"(the first: row {first_row + int(bad[0])}) while writing {path}: the model's outputs are not finite "
+            "(a diverged training, or inputs out of range?); check the checkpoint and the data. No store was written"
+        )
 
 
 def _write_rows(array: zarr.Array, start: int, rows: np.ndarray) -> None:
@@ -324,6 +367,8 @@ class _ShardFiles:
         self.fill_value, self.chunk_key_encoding = fill_value, chunk_key_encoding
         self.row_bytes = int(np.prod(self.feature_shape, dtype=np.int64)) * 4
         self._shard, self._file, self._rows_written = 0, None, 0  # where append() is
+        self._size = self._crc = 0  # of the shard file append() is writing
+        self.written: dict[str, tuple[int, int]] = {}  # relpath() → (bytes, CRC32C) of every file append() finished
 
     def sibling(self, name: str, shape: tuple, dimension_names: tuple) -> "_ShardFiles":
         """A new array ``name`` beside this one, in this one's layout, of ``shape`` (rows split
@@ -348,6 +393,10 @@ class _ShardFiles:
 
     def path(self, shard: int) -> Path:
         return self.dir / self.chunk_key_encoding.encode_chunk_key((shard, *(0,) * len(self.feature_shape)))
+
+    def relpath(self, shard: int) -> str:
+        """``shard``'s file relative to the store (``<layer>/<chunk key>``)."""
+        return f"{self.name}/{self.path(shard).name}"
 
     def _rows_in(self, shard: int) -> int:
         return min(self.shard_rows, self.shape[0] - shard * self.shard_rows)
@@ -376,50 +425,83 @@ class _ShardFiles:
                     raise StoreError(f"internal: more rows than the {self.shape[0]} of {self.name}")
                 path = self.path(self._shard)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                self._file, self._rows_written = open(path, "wb"), 0
+                self._file, self._rows_written, self._size, self._crc = open(path, "wb"), 0, 0, 0
             take = min(len(rows), self._rows_in(self._shard) - self._rows_written)
-            self._file.write(rows[:take].data)
+            self._write(rows[:take])
             self._rows_written += take
             rows = rows[take:]
             if self._rows_written == self._rows_in(self._shard):
                 data_bytes, index = self._layout(self._shard)
                 padding = data_bytes // self.row_bytes - self._rows_written
                 if padding:
-                    self._file.write(np.full((padding, *self.feature_shape), self.fill_value, dtype="<f4").data)
-                self._file.write(index)
+                    self._write(np.full((padding, *self.feature_shape), self.fill_value, dtype="<f4"))
+                self._write(np.frombuffer(index, np.uint8))
                 self.close()
+                self.written[self.relpath(self._shard)] = (self._size, self._crc)
                 self._shard += 1
+
+    def _write(self, data: np.ndarray) -> None:
+        """Append C-contiguous ``data`` to the current shard file, adding it to the file's CRC32C."""
+        import google_crc32c
+
+        self._file.write(data.data)
+        self._crc = google_crc32c.extend(self._crc, data)
+        self._size += data.nbytes
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
 
-    def read(self, shard: int, rows: np.ndarray, out: np.ndarray) -> bool:
+    def read(self, shard: int, rows: np.ndarray, out: np.ndarray, check=None) -> bool:
         """Rows ``rows`` (sorted positions within ``shard``) into ``out`` (C-ordered float32,
-        one row each), reading only those rows. ``False`` (nothing read) where the file's
-        index is not this layout's."""
+        one row each), reading only those rows. ``False`` (nothing read) where the file is
+        missing or its index is not this layout's.
+
+        With ``check``, the whole file is read and ``check(bytes, CRC32C)`` called with its size
+        and checksum before its rows are used: the checksum of the rows read where they are the
+        whole shard's, else the rows are taken from the whole file read at once.
+        """
+        import google_crc32c
+
         data_bytes, index = self._layout(shard)
         path = self.path(shard)
         try:
             f = open(path, "rb")
         except FileNotFoundError:
-            raise StoreError(f"{path} is missing: the activation store is damaged; delete it and rerun the extract step") from None
+            return False
         with f:
             fd = f.fileno()
-            if os.fstat(fd).st_size != data_bytes + len(index) or os.pread(fd, len(index), data_bytes) != index:
+            size = os.fstat(fd).st_size
+            if size != data_bytes + len(index) or os.pread(fd, len(index), data_bytes) != index:
                 return False
+            whole_shard = len(rows) == self._rows_in(shard) and np.array_equal(rows, np.arange(len(rows)))
+            if check is not None and not whole_shard:
+                whole = np.empty(size, np.uint8)
+                if os.preadv(fd, [whole], 0) != size:
+                    raise StoreError(f"{path} is shorter than its index says: the activation store is damaged; delete it and rerun the extract step")
+                check(size, google_crc32c.value(whole))
+                np.take(whole[: self._rows_in(shard) * self.row_bytes].view(np.float32).reshape(self._rows_in(shard), -1), rows, axis=0, out=out)
+                return True
             runs = np.split(np.arange(len(rows)), np.flatnonzero(np.diff(rows) != 1) + 1)
             for run in runs:  # consecutive rows: one read each
                 first, last = int(run[0]), int(run[-1]) + 1
                 want = (last - first) * self.row_bytes
                 if os.preadv(fd, [out[first:last]], int(rows[first]) * self.row_bytes) != want:
                     raise StoreError(f"{path} is shorter than its index says: the activation store is damaged; delete it and rerun the extract step")
+            if check is not None:  # the file: these rows' bytes, then padding and index
+                rows_bytes = len(rows) * self.row_bytes
+                check(size, google_crc32c.extend(google_crc32c.value(out), os.pread(fd, size - rows_bytes, rows_bytes)))
         return True
 
 
 class ActivationStore:
-    """Read access to a complete activation store.
+    """Read access to a complete activation store, checked against its integrity record.
+
+    Opening it checks every file's size and the checksums of the small files (metadata,
+    ``sample_id``, ``labels``); each shard file's checksum is checked, over the whole file, the
+    first time this object reads from it (a cached store: from the rows read; out of core: the
+    file is read whole once). Any difference is one :class:`StoreError`.
 
     Parameters
     ----------
@@ -443,6 +525,16 @@ class ActivationStore:
         self.cache_bytes = cache_bytes
         if not self.path.exists():
             raise StoreError(f"activation store {self.path} does not exist; run the extract step first")
+        self.layers: list[str] = []
+        self._integrity = _Integrity.of(self.path, "activation store", "the extract step that wrote it", self._where)
+        if self._integrity is None:
+            if not _says_complete(self.path):
+                raise StoreError(
+                    f"activation store {self.path} is incomplete (extraction did not finish); "
+                    "delete it and rerun the extract step"
+                )
+            raise self._no_integrity_record()
+        self._integrity.check_file("zarr.json")
         try:
             self.group = zarr.open_group(str(self.path), mode="r")
         except Exception as err:  # zarr raises several types for a non-group
@@ -453,7 +545,19 @@ class ActivationStore:
                 f"activation store {self.path} is incomplete (extraction did not finish); "
                 "delete it and rerun the extract step"
             )
-        self.layers: list[str] = list(self.attrs["layers"])
+        self.layers = list(self.attrs["layers"])
+        # every file's size now; the small files' checksums too (each layer's metadata,
+        # sample_id, labels); the shard files' checksums the first time each is read
+        self._verified: set[str] = set()  # files whose checksum was checked
+        top = set(self.layers)
+        for name in ("sample_id", "labels", *self.layers):
+            if f"{name}/zarr.json" not in self._integrity.files:
+                raise self._integrity.damaged(f"{name}/zarr.json", "is not in the store's integrity record")
+        for rel in self._integrity.files:
+            if rel.endswith("zarr.json") or rel.partition("/")[0] not in top:
+                self._integrity.check_file(rel)
+                self._verified.add(rel)
+        self._integrity.check_sizes()
         self.sample_id = self.group["sample_id"][:]
         self.labels = self.group["labels"][:]
         self.nbytes = sum(self.group[layer].nbytes for layer in self.layers)
@@ -494,6 +598,7 @@ class ActivationStore:
         if rows is None:
             rows = slice(None)
         if isinstance(rows, slice) and rows.step not in (None, 1):
+            self._check_layer(layer)
             data = self.group[layer][rows]
             return data.reshape(data.shape[0], -1)
         return self._read_rows(layer, np.arange(len(self))[rows] if isinstance(rows, slice) else np.asarray(rows))
@@ -511,14 +616,52 @@ class ActivationStore:
         bounds = np.flatnonzero(np.diff(shard_of)) + 1
         for part in np.split(np.arange(len(rows)), bounds):
             shard, lo, hi = int(shard_of[part[0]]), rows[part[0]], rows[part[-1]] + 1
-            if shard_files is not None and shard_files.read(shard, rows[part] - shard * shard_rows, out[part[0] : part[-1] + 1]):
-                continue
+            if shard_files is not None:
+                rel = shard_files.relpath(shard)
+                check = None if rel in self._verified else functools.partial(self._integrity.check, rel)
+                if shard_files.read(shard, rows[part] - shard * shard_rows, out[part[0] : part[-1] + 1], check):
+                    self._verified.add(rel)
+                    continue
+                self._integrity.check_file(rel)  # missing or changed since it was checked?
+            else:
+                self._check_layer(layer)
             try:
                 block = array[lo:hi]
             except Exception as err:  # zarr raises several types for a damaged shard
                 raise StoreError(f"{self.path}: rows {lo}–{hi - 1} of layer {layer!r} cannot be read ({err}); the store is damaged: delete it and rerun the extract step") from err
             out[part] = block.reshape(len(block), -1)[rows[part] - lo]
         return out
+
+    def _check_layer(self, layer: str) -> None:
+        """Check every file of ``layer`` not yet checked (before zarr reads it)."""
+        for rel in self._integrity.files:
+            if rel.startswith(f"{layer}/") and rel not in self._verified:
+                self._integrity.check_file(rel)
+                self._verified.add(rel)
+
+    def _where(self, rel: str) -> str:
+        """What file ``rel`` of this store holds, in words (for error messages)."""
+        top, _, rest = rel.partition("/")
+        if rel == "zarr.json":
+            return "the store's attributes"
+        if top in ("sample_id", "labels", _INTEGRITY):
+            return {"sample_id": "the sample ids", "labels": "the labels", _INTEGRITY: "the integrity record"}[top]
+        if top not in self.layers:
+            return ""
+        shard = re.match(r"c[./](\d+)", rest)
+        if shard is None:
+            return f"layer {top!r}'s metadata" if rest == "zarr.json" else f"layer {top!r}"
+        array = self.group[top]
+        shard_rows = (array.shards or array.chunks)[0]
+        first = int(shard[1]) * shard_rows
+        return f"layer {top!r}, rows {first}–{min(first + shard_rows, array.shape[0]) - 1}"
+
+    def _no_integrity_record(self) -> StoreError:
+        return StoreError(
+            f"activation store {self.path} has no integrity record ({_INTEGRITY}/zarr.json): it was written by a "
+            f"layersim older than {__version__}, or the record was deleted; its data cannot be trusted. Delete it "
+            f"and rerun the extract step that wrote it (`snakemake --force {self.path}` with your usual options rebuilds it)"
+        )
 
     def read_torch(self, layer: str, rows: np.ndarray, device: str):
         """:meth:`read` as a torch tensor on ``device``. A cached store keeps each layer on the
@@ -549,9 +692,12 @@ def check_comparable(a: ActivationStore, b: ActivationStore) -> None:
 def write_similarity(dataset, path: str | os.PathLike) -> Path:
     """Write a labelled similarity result (an ``xarray.Dataset``) as a Zarr v3 store.
 
-    Written under a temporary name and renamed when complete. ``xarray.open_zarr(path)``
-    gives it back with its ``layer_a``/``layer_b`` coordinates.
+    Written under a temporary name, with an integrity record (every file's size and CRC32C)
+    last, and renamed when complete. ``xarray.open_zarr(path)`` gives it back with its
+    ``layer_a``/``layer_b`` coordinates; :func:`read_similarity` checks it first.
     """
+    if _INTEGRITY in dataset.variables:
+        raise StoreError(f"a similarity result cannot hold a variable named {_INTEGRITY!r}; rename it")
     # layer names as variable-length strings (a specified Zarr v3 type; fixed-width is not)
     dataset = dataset.assign_coords({name: coord.values.astype(object) for name, coord in dataset.coords.items() if coord.dtype.kind == "U"})
 
@@ -560,15 +706,144 @@ def write_similarity(dataset, path: str | os.PathLike) -> Path:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
             dataset.to_zarr(str(tmp), mode="w", zarr_format=3, consolidated=True)
+        _record_integrity(tmp, {})
 
-    return atomic_write(path, write)
+    return atomic_write(path, write, what="the similarity result", error=StoreError)
 
 
 def read_similarity(path: str | os.PathLike):
-    """Open a similarity result written by :func:`write_similarity` (loaded into memory)."""
+    """Open a similarity result written by :func:`write_similarity` (loaded into memory), each
+    of its files checked against its integrity record first."""
     import xarray as xr
 
     path = Path(path)
     if not path.exists():
         raise StoreError(f"similarity result {path} does not exist; run the similarity step first")
+    integrity = _Integrity.of(path, "similarity result", "the similarity step that wrote it", _variable_of)
+    if integrity is None:
+        raise StoreError(
+            f"similarity result {path} has no integrity record ({_INTEGRITY}/zarr.json): it was written by a layersim "
+            f"older than {__version__}, or is damaged; delete it and rerun the similarity step that wrote it "
+            f"(`snakemake --force {path}` with your usual options rebuilds it)"
+        )
+    for rel in integrity.files:
+        integrity.check_file(rel)
     return xr.open_zarr(str(path), zarr_format=3).load()
+
+
+def _variable_of(rel: str) -> str:
+    top, _, rest = rel.partition("/")
+    return f"variable {top!r}" if rest and top != _INTEGRITY else ("the integrity record" if top == _INTEGRITY else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing in place of a store, and its integrity record
+# ---------------------------------------------------------------------------------------------
+
+_INTEGRITY = "integrity"  # the group whose zarr.json records every other file of a store
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _file_checksum(path: Path) -> tuple[int, int]:
+    """``(bytes, CRC32C)`` of a file."""
+    import google_crc32c
+
+    size = crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 24):
+            crc = google_crc32c.extend(crc, block)
+            size += len(block)
+    return size, crc
+
+
+def _record_integrity(root: Path, known: Mapping[str, tuple[int, int]]) -> None:
+    """Record the size and CRC32C of every file under ``root`` in ``root/integrity/zarr.json``
+    (a Zarr group whose attribute ``layersim_integrity`` holds them). ``known``: files whose
+    ``(bytes, CRC32C)`` were taken while they were written; the others are read back."""
+    files = {}
+    for directory, _, names in os.walk(root):
+        for name in names:
+            file = Path(directory) / name
+            rel = file.relative_to(root).as_posix()
+            entry = known.get(rel)
+            files[rel] = list(entry if entry is not None and entry[0] == file.stat().st_size else _file_checksum(file))
+    if any(rel.startswith(f"{_INTEGRITY}/") for rel in files):
+        raise StoreError(f"internal: {root} already holds a {_INTEGRITY!r} node")
+    record = {"zarr_format": 3, "node_type": "group", "attributes": {"layersim_integrity": {"checksum": "crc32c", "files": dict(sorted(files.items()))}}}
+    (root / _INTEGRITY).mkdir()
+    with open(root / _INTEGRITY / "zarr.json", "w") as f:
+        f.write(json.dumps(record, separators=(",", ":")))
+
+
+def _says_complete(root: Path) -> bool:
+    """Whether ``root/zarr.json`` reads as a group whose ``complete`` attribute is true."""
+    try:
+        return json.loads((root / "zarr.json").read_bytes())["attributes"]["complete"] is True
+    except Exception:
+        return False
+
+
+class _Integrity:
+    """The size and CRC32C every file of a store had when it was written, and checks of the
+    files against them; every difference is one :class:`StoreError` naming the store, what
+    the file holds (``where(relative path)``) and what to do."""
+
+    def __init__(self, root: Path, kind: str, remedy: str, where, files: dict[str, tuple[int, int]]):
+        self.root, self.kind, self.remedy, self.where, self.files = root, kind, remedy, where, files
+
+    @classmethod
+    def of(cls, root: Path, kind: str, remedy: str, where) -> "_Integrity | None":
+        """The integrity record of the store at ``root`` (a ``kind``, rebuilt by ``remedy``),
+        ``None`` where it has none."""
+        record = root / _INTEGRITY / "zarr.json"
+        integrity = cls(root, kind, remedy, where, {})
+        try:
+            raw = record.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            files = json.loads(raw)["attributes"]["layersim_integrity"]["files"]
+            integrity.files = {str(rel): (int(size), int(crc)) for rel, (size, crc) in files.items()}
+        except Exception:
+            raise integrity.damaged(f"{_INTEGRITY}/zarr.json", "cannot be read as an integrity record") from None
+        return integrity
+
+    def damaged(self, rel: str, problem: str) -> StoreError:
+        try:
+            where = self.where(rel)
+        except Exception:  # the store's own metadata may be what is damaged
+            where = ""
+        return StoreError(
+            f"{self.kind} {self.root} is damaged: {rel}{f' ({where})' if where else ''} {problem}; delete it and rerun "
+            f"{self.remedy} (`snakemake --force {self.root}` with your usual options rebuilds it)"
+        )
+
+    def check_sizes(self) -> None:
+        """Every recorded file is there, with its size."""
+        for rel, (size, _) in self.files.items():
+            try:
+                actual = os.stat(self.root / rel).st_size
+            except FileNotFoundError:
+                raise self.damaged(rel, "is missing") from None
+            if actual != size:
+                raise self.damaged(rel, f"has {actual:,} bytes where {size:,} were written")
+
+    def check_file(self, rel: str) -> None:
+        """Read file ``rel`` whole and check its size and checksum."""
+        if rel not in self.files:
+            raise self.damaged(rel, "is not in the store's integrity record")
+        try:
+            size, crc = _file_checksum(self.root / rel)
+        except FileNotFoundError:
+            raise self.damaged(rel, "is missing") from None
+        self.check(rel, size, crc)
+
+    def check(self, rel: str, size: int, crc: int) -> None:
+        """File ``rel`` read as ``size`` bytes whose checksum is ``crc``."""
+        if rel not in self.files:
+            raise self.damaged(rel, "is not in the store's integrity record")
+        want_size, want_crc = self.files[rel]
+        if size != want_size:
+            raise self.damaged(rel, f"has {size:,} bytes where {want_size:,} were written")
+        if crc != want_crc:
+            raise self.damaged(rel, f"does not hold the bytes written (CRC32C {crc:08x}, written {want_crc:08x})")

@@ -8,7 +8,7 @@ Cost: each Gram once per layer per batch; all layer pairs of two models from one
 """
 
 from layersim.engine.accumulator import MinibatchCKA, minibatch_rows
-from layersim.engine.grams import MIN_BATCH, BatchGrams, EstimatorError, UndefinedLayerWarning, u_centred_gram
+from layersim.engine.grams import MIN_BATCH, BatchGrams, EstimatorError, NonFiniteInputError, UndefinedLayerWarning, u_centred_gram
 from layersim.engine.stores import compare_stores
 
-__all__ = ["MIN_BATCH", "BatchGrams", "EstimatorError", "MinibatchCKA", "UndefinedLayerWarning", "compare_stores", "minibatch_rows", "u_centred_gram"]
+__all__ = ["MIN_BATCH", "BatchGrams", "EstimatorError", "MinibatchCKA", "NonFiniteInputError", "UndefinedLayerWarning", "compare_stores", "minibatch_rows", "u_centred_gram"]

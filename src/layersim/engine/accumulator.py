@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from layersim.engine.grams import MIN_BATCH, BatchGrams, EstimatorError, UndefinedLayerWarning, _is_torch, _to_float64
+from layersim.engine.grams import MIN_BATCH, BatchGrams, EstimatorError, NonFiniteInputError, UndefinedLayerWarning, _is_torch, _to_float64
 from layersim.parallel import gram_pool, single_blas_thread, thread_count
 
 
@@ -96,11 +96,16 @@ class MinibatchCKA:
         """Add one minibatch: lists of ``(n, ...)`` arrays, the same ``n`` samples in the same order.
 
         ``layers_b=None`` compares model a with itself (its Grams are computed once).
+        NaN or Inf in a layer (or a Gram past the range of ``dtype``) is a
+        :class:`NonFiniteInputError` naming the model, the layers and the minibatch.
         """
-        if layers_b is None:
-            grams_a = grams_b = BatchGrams.from_layers(layers_a, self.dtype, threads=self.threads, backend=self.backend)
-        else:
-            grams_a, grams_b = BatchGrams.from_models([layers_a, layers_b], self.dtype, threads=self.threads, backend=self.backend)
+        try:
+            if layers_b is None:
+                grams_a = grams_b = BatchGrams.from_layers(layers_a, self.dtype, threads=self.threads, backend=self.backend)
+            else:
+                grams_a, grams_b = BatchGrams.from_models([layers_a, layers_b], self.dtype, threads=self.threads, backend=self.backend)
+        except NonFiniteInputError as err:
+            raise err.located(layer_names=(self.layer_names_a, self.layer_names_b)[err.side], batch=f"minibatch {self.n_batches + 1}") from None
         self.update_grams(grams_a, grams_b)
 
     def update_grams(self, grams_a: BatchGrams, grams_b: BatchGrams) -> None:
@@ -111,7 +116,20 @@ class MinibatchCKA:
                 "both must hold the same samples"
             )
         n = grams_a.n
+        batch = f"minibatch {self.n_batches + 1}"
+        for side, (grams, names) in enumerate(((grams_a, self.layer_names_a), (grams_b, self.layer_names_b))):
+            bad = np.flatnonzero(~np.isfinite(grams.self_hsic))
+            if len(bad):
+                raise NonFiniteInputError.of(f"model {'ab'[side]}", [(int(i), repr(names[i]) if names else f"#{i}", "NaN or Inf in its Gram") for i in bad], batch, side)
         hsic_ab = _cross(grams_a, grams_b, thread_count(self.threads)) / (n * (n - 3))
+        if not np.isfinite(hsic_ab).all():  # finite Grams whose product overflows their dtype
+            i, j = (int(k[0]) for k in np.nonzero(~np.isfinite(hsic_ab)))
+            name_a = repr(self.layer_names_a[i]) if self.layer_names_a else f"#{i}"
+            name_b = repr(self.layer_names_b[j]) if self.layer_names_b else f"#{j}"
+            raise NonFiniteInputError(
+                f"model a, layer {name_a} with model b, layer {name_b}, {batch}: their HSIC overflows {self.dtype} "
+                "(activations too large for that precision); use dtype float64, or rescale the activations"
+            )
         self._add(hsic_ab, grams_a.self_hsic, grams_b.self_hsic, grams_a.nonconstant, grams_b.nonconstant, 1)
 
     def _add(self, hsic_ab, hsic_aa, hsic_bb, nonconstant_a, nonconstant_b, n_batches) -> None:

@@ -23,6 +23,45 @@ class EstimatorError(LayersimError):
     """Input that the minibatch CKA estimator cannot use."""
 
 
+class NonFiniteInputError(EstimatorError):
+    """NaN or Inf in a layer's activations, or a Gram past the range of its precision: no CKA
+    from that minibatch. ``model``, ``layers`` (``(index, label, detail)`` of each such layer),
+    ``side`` (0: model a) and ``batch`` say where; :meth:`located` names them."""
+
+    @classmethod
+    def of(cls, model: str, layers: list, batch: str | None = None, side: int = 0) -> "NonFiniteInputError":
+        listed = "; ".join(f"layer {label}: {detail}" for _, label, detail in layers)
+        err = cls(f"{model}{f', {batch}' if batch else ''}: {listed}. CKA needs finite activations and Grams: check the model and its inputs")
+        err.model, err.layers, err.batch, err.side = model, layers, batch, side
+        return err
+
+    def located(self, model: str | None = None, layer_names=None, batch: str | None = None) -> "NonFiniteInputError":
+        """This error with the model's name, its layers' names and the batch, where given."""
+        layers = [(i, repr(layer_names[i]) if layer_names else label, detail) for i, label, detail in self.layers]
+        return self.of(model or self.model, layers, batch or self.batch, self.side)
+
+
+def _non_finite_detail(x, dtype) -> str:
+    """Why the Gram of ``x (n, ...)`` in ``dtype`` is not finite, in words (read only on error)."""
+    x = x.detach().cpu().numpy() if _is_torch(x) else np.asarray(x)
+    n_nan = int(np.isnan(x).sum()) if x.dtype.kind in "fc" else 0
+    n_inf = int(np.isinf(x).sum()) if x.dtype.kind in "fc" else 0
+    if n_nan or n_inf:
+        return f"{n_nan} NaN and {n_inf} infinite activations (of {x.size})"
+    return f"finite activations (largest |value| {float(np.abs(x).max()):.3g}) whose Gram overflows {np.dtype(dtype)}: use dtype float64, or rescale them"
+
+
+def _require_finite(out: list, models, dtype) -> list:
+    """``out`` (one :class:`BatchGrams` per model), or :class:`NonFiniteInputError` naming every
+    layer whose self-HSIC is not finite: NaN or Inf anywhere in a Gram makes it so."""
+    for m, grams in enumerate(out):
+        bad = np.flatnonzero(~np.isfinite(grams.self_hsic))
+        if len(bad):
+            model = f"model {'ab'[m]}" if len(out) <= 2 else f"model {m}"
+            raise NonFiniteInputError.of(model, [(int(i), f"#{i}", _non_finite_detail(models[m][i], dtype)) for i in bad], side=m)
+    return out
+
+
 class UndefinedLayerWarning(UserWarning):
     """A layer's self-HSIC is not positive (e.g. constant activations): its CKA is undefined."""
 
@@ -246,7 +285,7 @@ class BatchGrams:
         if backend is None:
             backend = "torch" if any(_is_torch(x) and x.device.type != "cpu" for x in flat) else "numpy"
         if backend == "torch":
-            return cls._from_models_torch(models, dtype)
+            return _require_finite(cls._from_models_torch(models, dtype), models, dtype)
         if backend != "numpy":
             raise EstimatorError(f"backend must be 'numpy' or 'torch', got {backend!r}")
         flat = [x.detach().cpu().numpy() if _is_torch(x) else x for x in flat]
@@ -270,7 +309,7 @@ class BatchGrams:
             s = slice(start, start + len(layers))
             out.append(cls(grams[s], n, self_hsic[s] / (n * (n - 3)), nonconstant[s]))
             start += len(layers)
-        return out
+        return _require_finite(out, models, dtype)
 
     @classmethod
     def _from_models_torch(cls, models, dtype) -> list["BatchGrams"]:

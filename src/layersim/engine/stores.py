@@ -7,26 +7,35 @@ import warnings
 import numpy as np
 
 from layersim.engine.accumulator import MinibatchCKA, minibatch_rows
-from layersim.engine.grams import BatchGrams, EstimatorError, UndefinedLayerWarning, _check_batch, _gram_numpy, _is_torch
+from layersim.engine.grams import BatchGrams, EstimatorError, NonFiniteInputError, UndefinedLayerWarning, _check_batch, _gram_numpy, _is_torch, _non_finite_detail
 from layersim.parallel import balanced_blocks, single_blas_thread, thread_count
 
 
-def _store_grams(store, layers: list[str], rows: np.ndarray, dtype: str, device: str | None = None) -> BatchGrams:
-    """Task: the Grams of a block of layers for one minibatch, reading one layer at a time.
+def _store_grams(store, layers: list[str], rows: np.ndarray, dtype: str, device: str | None = None, batch: str | None = None) -> BatchGrams:
+    """Task: the Grams of a block of layers for one minibatch (``batch``, in words), reading one
+    layer at a time.
 
     Memory: one layer's minibatch besides the Grams (out of core, only its rows are read).
     With a torch ``device`` the block's minibatch is copied there and its Grams computed there.
+    NaN or Inf in a layer is a :class:`NonFiniteInputError` naming the store, layer and batch.
     """
     dtype = np.dtype(dtype)
     n = len(rows)
     _check_batch(n)
+    model = f"activation store {store.path}"
     if device is not None:
-        return BatchGrams.from_layers([store.read_torch(layer, rows, device) for layer in layers], dtype, backend="torch")
+        try:
+            return BatchGrams.from_layers([store.read_torch(layer, rows, device) for layer in layers], dtype, backend="torch")
+        except NonFiniteInputError as err:
+            raise err.located(model, layers, batch) from None
     grams = np.empty((len(layers), n * n), dtype=dtype)
     self_hsic = np.empty(len(layers))
     nonconstant = np.empty(len(layers), bool)
     for i, layer in enumerate(layers):
-        self_hsic[i], nonconstant[i] = _gram_numpy(store.read(layer, rows), dtype, grams[i].reshape(n, n))
+        x = store.read(layer, rows)
+        self_hsic[i], nonconstant[i] = _gram_numpy(x, dtype, grams[i].reshape(n, n))
+        if not np.isfinite(self_hsic[i]):
+            raise NonFiniteInputError.of(model, [(i, repr(layer), _non_finite_detail(x, dtype))], batch)
     return BatchGrams(grams, n, self_hsic / (n * (n - 3)), nonconstant)
 
 
@@ -161,9 +170,10 @@ def compare_stores(
         blocks[name] = [[layers[i] for i in block] for block in balanced_blocks(sizes, max(1, layer_block), min_blocks=min_blocks)]
         orders[name] = [layers.index(layer) for block in blocks[name] for layer in block]
     states = []
-    for rows in batches:
+    for k, rows in enumerate(batches):
+        batch = f"minibatch {k + 1} of {len(batches)} (batch_size {batch_size}, pass {k // (len(batches) // passes) + 1})"
         grams = {
-            name: [dask.delayed(_store_grams, pure=True)(opened[name], block, rows, dtype, device) for block in blocks[name]]
+            name: [dask.delayed(_store_grams, pure=True)(opened[name], block, rows, dtype, device, batch) for block in blocks[name]]
             for name in used
         }
         states.append(dask.delayed(_batch_states, pure=True)(grams, pairs, dtype, orders))
