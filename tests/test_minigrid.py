@@ -216,7 +216,7 @@ def test_bad_minigrid_config_is_one_clear_error(tmp_path, edit, message):
     import yaml
 
     config = yaml.safe_load((REPO / "config" / "experiments" / "minigrid_reduced.yaml").read_text())
-    config["functional_papers"]["minigrid"].update(edit)
+    config["papers"]["minigrid"].update(edit)
     result = run_snakemake(tmp_path, config, "-n", check=False)
     assert result.returncode != 0 and re.search(message, result.stdout + result.stderr), result.stderr[-2000:]
     assert not (tmp_path / "results").exists()

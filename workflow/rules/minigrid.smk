@@ -1,9 +1,16 @@
 # MiniGrid PPO agents (thesis §3.5, Figures 3.6–3.8, Table 3.1; docs/papers_functional.md §7):
 # minigrid_train per (architecture, training grid, seed) → minigrid_compare per (architecture,
 # training grid): every pair of seeds on every test grid → minigrid_summary: table + figures.
-# Targets only when config `functional_papers.minigrid.enabled` (minigrid_targets() in common.smk).
+# Targets only when config `papers.minigrid.enabled`. Jobs in layersim.jobs.minigrid.
 
-MG = config["functional_papers"]["minigrid"]
+MG = PAPERS["minigrid"]
+
+
+def minigrid_targets():
+    """Targets of papers.minigrid, only where the config enables it."""
+    if not MG["enabled"]:
+        return []
+    return [f"{RESULTS}/minigrid/summary.csv", f"{RESULTS}/minigrid/summary.md", f"{RESULTS}/figures/minigrid/cka_vs_jsd.{FMT}", f"{RESULTS}/figures/minigrid/cka_vs_rank.{FMT}"]
 
 
 rule minigrid_train:

@@ -1,7 +1,48 @@
 # Representation sets told apart by an SVM, and their t-SNE (thesis §3.1, Figs. 3.1 and 3.2;
-# docs/papers_functional.md section 4). Config: functional_papers.representation_sets. One model
-# per (training dataset or `untrained`, seed); its features on each test dataset are one set.
-# Targets (only when enabled) come from functional_paper_targets() in common.smk.
+# docs/papers_functional.md section 4; jobs in layersim.jobs.representation_sets). Config:
+# papers.representation_sets. One model per (training dataset or `untrained`, seed); its features
+# on each test dataset are one set. Targets only when enabled.
+
+RS = PAPERS["representation_sets"]
+RS_UNTRAINED = "untrained"
+
+
+def rs_model():
+    """The model of the representation-set experiment (a torch model, checked by layersim.config)."""
+    return RS["model"]
+
+
+def rs_dataset(name):
+    """The datasets: entry `name` (source, transform, channels), key-sorted."""
+    return sorted_params(RS["datasets"][name])
+
+
+def rs_train_dataset(trained_on):
+    """The dataset a model trains on; the untrained copies are built for the first train_on dataset."""
+    return RS["train_on"][0] if trained_on == RS_UNTRAINED else trained_on
+
+
+def rs_trained_on():
+    """Every trained_on value: the train_on datasets, then `untrained` if asked for."""
+    return list(RS["train_on"]) + ([RS_UNTRAINED] if RS["untrained"] else [])
+
+
+def rs_models_regex():
+    names = rs_trained_on() if RS["train_on"] else []
+    return "|".join(names) if names else "(?!)"
+
+
+def rs_stores():
+    """The store of every representation set, in the order trained_on, seed, tested_on."""
+    return [f"{RESULTS}/representation_sets/activations/{t}-s{s}__{d}.zarr" for t in rs_trained_on() for s in config["seeds"] for d in RS["test_on"]]
+
+
+def representation_sets_targets():
+    """Targets of papers.representation_sets, only where the config enables it."""
+    if not RS["enabled"]:
+        return []
+    targets = [f"{RESULTS}/representation_sets/{name}.csv" for name in ("confusion", "per_set", "summary", "tsne")]
+    return targets + [f"{RESULTS}/figures/representation_sets/{name}.{FMT}" for name in ("confusion", "tsne")]
 
 
 rule representation_train:
@@ -35,9 +76,9 @@ rule representation_extract:
         store=directory(f"{RESULTS}/representation_sets/activations/{{trained_on}}-s{{seed}}__{{tested_on}}.zarr"),
     params:
         dataset=lambda w: rs_dataset(w.tested_on),
-        layer=FP["representation_sets"]["layer"],
-        samples_per_set=FP["representation_sets"]["samples_per_set"],
-        seed=FP["representation_sets"]["seed"],
+        layer=RS["layer"],
+        samples_per_set=RS["samples_per_set"],
+        seed=RS["seed"],
         batch_size=config["extract"]["batch_size"],
     log:
         f"{RESULTS}/logs/representation_sets/extract/{{trained_on}}-s{{seed}}__{{tested_on}}.log",
@@ -64,10 +105,10 @@ rule representation_svm:
         summary=f"{RESULTS}/representation_sets/summary.csv",
         figure=report(f"{RESULTS}/figures/representation_sets/confusion.{FMT}", caption="../report/representation_sets.rst", category="Functional similarity"),
     params:
-        test_fraction=FP["representation_sets"]["test_fraction"],
-        C=FP["representation_sets"]["svm_C"],
-        max_iter=FP["representation_sets"]["svm_max_iter"],
-        seed=FP["representation_sets"]["seed"],
+        test_fraction=RS["test_fraction"],
+        C=RS["svm_C"],
+        max_iter=RS["svm_max_iter"],
+        seed=RS["seed"],
     log:
         f"{RESULTS}/logs/representation_sets/svm.log",
     benchmark:
@@ -88,9 +129,9 @@ rule representation_tsne:
         table=f"{RESULTS}/representation_sets/tsne.csv",
         figure=report(f"{RESULTS}/figures/representation_sets/tsne.{FMT}", caption="../report/representation_sets.rst", category="Functional similarity"),
     params:
-        per_set=FP["representation_sets"]["tsne_per_set"],
-        perplexity=FP["representation_sets"]["tsne_perplexity"],
-        seed=FP["representation_sets"]["seed"],
+        per_set=RS["tsne_per_set"],
+        perplexity=RS["tsne_perplexity"],
+        seed=RS["seed"],
     log:
         f"{RESULTS}/logs/representation_sets/tsne.log",
     benchmark:

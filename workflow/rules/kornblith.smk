@@ -1,5 +1,22 @@
-# Stage 3e: Kornblith et al. 2019's layer-identification benchmark over the seeds of one model
-# (layersim.experiments.kornblith), and its Table 2 style figure.
+# Kornblith et al. 2019's layer-identification benchmark over the seeds of one model
+# (layersim.experiments.kornblith; jobs in layersim.jobs.kornblith), and its Table 2 style figure.
+# Config papers.kornblith.
+
+KORNBLITH = PAPERS["kornblith"]
+
+
+def identification_instances(model=None):
+    """The instances (every seed) of the model of the layer-identification benchmark."""
+    model = model or KORNBLITH["model"]
+    return [instance(model, s) for s in config["seeds"]]
+
+
+def kornblith_targets():
+    """Targets of papers.kornblith, only where the config enables it."""
+    if not KORNBLITH["enabled"]:
+        return []
+    model = KORNBLITH["model"]
+    return [f"{RESULTS}/identification/{model}/accuracy.csv", f"{RESULTS}/figures/identification/{model}.{FMT}"]
 
 
 rule identification:
@@ -9,9 +26,9 @@ rule identification:
         table=f"{RESULTS}/identification/{{model}}/accuracy.csv",
         similarity=directory(f"{RESULTS}/identification/{{model}}/similarity.zarr"),
     params:
-        layers=config["identification"]["layers"],
-        metrics=config["identification"]["metrics"],
-        max_samples=config["identification"]["max_samples"],
+        layers=KORNBLITH["layers"],
+        metrics=KORNBLITH["metrics"],
+        max_samples=KORNBLITH["max_samples"],
     log:
         f"{RESULTS}/logs/identification/{{model}}.log",
     benchmark:

@@ -1,0 +1,163 @@
+# Nguyen, Raghu & Kornblith (2021), docs/papers.md; jobs in layersim.jobs.nguyen. Config
+# papers.nguyen: pca (the first principal component's share of variance per layer of one store,
+# read batch-wise: layersim.experiments.nguyen.pc_shares) and block_structure (depth and width
+# series of self-similarity heatmaps with each layer's first-PC share, the cross-seed grid, and the
+# size of the block structure against depth and width: layersim.experiments.nguyen.largest_block).
+
+NGUYEN = PAPERS["nguyen"]
+
+
+def pca_path(inst):
+    return f"{RESULTS}/pca/{inst}.csv"
+
+
+def nguyen_series():
+    """name → {title, members}: the block-structure series depth_w<W> (the resnet models of width
+    W, by depth; if any has width W) and width_d<D> (those of depth D, by width), each member a
+    (label, first-seed instance)."""
+    if not NGUYEN["block_structure"]["enabled"]:
+        return {}
+    resnets = resnet_models()
+    seed = config["seeds"][0]
+    series = {}
+    width = NGUYEN["block_structure"]["depth_series_width"]
+    by_depth = dict(sorted((c["depth"], m) for m, c in resnets.items() if c.get("width", 1) == width))
+    if by_depth:
+        name = f"depth_w{width}"
+        series[name] = {"title": f"Over depth ({name}): self-similarity and PC1 share", "members": [(f"depth {d}", instance(m, seed)) for d, m in by_depth.items()]}
+    for depth in NGUYEN["block_structure"]["width_series_depths"]:
+        by_width = dict(sorted((c.get("width", 1), m) for m, c in resnets.items() if c["depth"] == depth))
+        name = f"width_d{depth}"
+        series[name] = {"title": f"Over width ({name}): self-similarity and PC1 share", "members": [(f"width ×{w}", instance(m, seed)) for w, m in by_width.items()]}
+    return series
+
+
+def block_instances():
+    """Every (resnet model, seed) instance the block-structure table covers, with its shape."""
+    return [
+        {"model": m, "seed": s, "depth": c["depth"], "width": c.get("width", 1), "instance": instance(m, s)}
+        for m, c in resnet_models().items()
+        for s in config["seeds"]
+    ]
+
+
+def cross_seed_rows():
+    """(seed a instance, seed b instance) of every resnet model, first two seeds."""
+    seeds = config["seeds"]
+    if len(seeds) < 2:
+        return []
+    return [(instance(m, seeds[0]), instance(m, seeds[1])) for m in resnet_models()]
+
+
+def nguyen_targets():
+    """Targets of papers.nguyen, only where the config enables them."""
+    targets = []
+    if NGUYEN["pca"]["enabled"]:
+        targets += [pca_path(instance(m, s)) for m in config["models"] for s in config["seeds"]]
+    if NGUYEN["block_structure"]["enabled"] and resnet_models():
+        targets += [f"{RESULTS}/figures/series/{name}.{FMT}" for name in nguyen_series()]
+        targets += [f"{RESULTS}/block_structure/summary.csv", f"{RESULTS}/figures/block_structure.{FMT}"]
+        if cross_seed_rows():
+            targets.append(f"{RESULTS}/figures/cross_seed.{FMT}")
+    return targets
+
+
+rule pca:
+    input:
+        store=f"{RESULTS}/activations/{{model}}-s{{seed}}-e{{epoch}}.zarr",
+    output:
+        table=f"{RESULTS}/pca/{{model}}-s{{seed}}-e{{epoch}}.csv",
+    params:
+        block_rows=NGUYEN["pca"]["block_rows"],
+        max_gram_features=NGUYEN["pca"]["max_gram_features"],
+        oversamples=NGUYEN["pca"]["oversamples"],
+        n_iter=NGUYEN["pca"]["n_iter"],
+    log:
+        f"{RESULTS}/logs/pca/{{model}}-s{{seed}}-e{{epoch}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/pca/{{model}}-s{{seed}}-e{{epoch}}.tsv"
+    threads: config["resources"]["pca"]["threads"]
+    resources:
+        **rule_resources("pca"),
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/job.py"
+
+
+rule series_figure:
+    input:
+        results=lambda w: [similarity_path(inst, inst) for _, inst in nguyen_series()[w.series]["members"]],
+        pca=lambda w: [pca_path(inst) for _, inst in nguyen_series()[w.series]["members"]],
+    output:
+        figure=report(
+            f"{RESULTS}/figures/series/{{series}}.{FMT}",
+            caption="../report/series.rst",
+            category="Block structure",
+        ),
+    params:
+        instances=lambda w: [inst for _, inst in nguyen_series()[w.series]["members"]],
+        labels=lambda w: [label for label, _ in nguyen_series()[w.series]["members"]],
+        title=lambda w: nguyen_series()[w.series]["title"],
+        max_labels=config["figures"]["max_labels"],
+    log:
+        f"{RESULTS}/logs/figures/series/{{series}}.log",
+    threads: config["resources"]["figures"]["threads"]
+    resources:
+        **rule_resources("figures"),
+    conda:
+        "../../envs/analysis.yaml"
+    wildcard_constraints:
+        series="|".join(nguyen_series()) or "(?!)",
+    script:
+        "../scripts/job.py"
+
+
+rule block_structure:
+    input:
+        results=lambda w: [similarity_path(e["instance"], e["instance"]) for e in block_instances()],
+        pca=lambda w: [pca_path(e["instance"]) for e in block_instances()],
+    output:
+        table=f"{RESULTS}/block_structure/summary.csv",
+        figure=report(
+            f"{RESULTS}/figures/block_structure.{FMT}",
+            caption="../report/block_structure.rst",
+            category="Block structure",
+        ),
+    params:
+        instances=block_instances(),
+        layers=NGUYEN["block_structure"]["layers"],
+        threshold=NGUYEN["block_structure"]["threshold"],
+        depth_width=NGUYEN["block_structure"]["depth_series_width"],
+        width_depths=NGUYEN["block_structure"]["width_series_depths"],
+    log:
+        f"{RESULTS}/logs/figures/block_structure.log",
+    threads: config["resources"]["figures"]["threads"]
+    resources:
+        **rule_resources("figures"),
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/job.py"
+
+
+rule cross_seed_figure:
+    input:
+        results=lambda w: list(dict.fromkeys(similarity_path(x, y) for a, b in cross_seed_rows() for x, y in ((a, a), (b, b), (a, b)))),
+    output:
+        figure=report(
+            f"{RESULTS}/figures/cross_seed.{FMT}",
+            caption="../report/cross_seed.rst",
+            category="Block structure",
+        ),
+    params:
+        rows=cross_seed_rows(),
+    log:
+        f"{RESULTS}/logs/figures/cross_seed.log",
+    threads: config["resources"]["figures"]["threads"]
+    resources:
+        **rule_resources("figures"),
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/job.py"
