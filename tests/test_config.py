@@ -56,6 +56,7 @@ def test_every_paper_experiment_is_one_section_under_papers_with_its_rule_file_a
     for name in papers:
         assert (REPO / "workflow" / "rules" / f"{name}.smk").is_file(), name
         importlib.import_module(f"layersim.jobs.{name}")
+        assert (REPO / "workflow" / "rules" / "helpers" / f"{name}.smk").is_file(), name  # its target helpers
     common = (REPO / "workflow" / "rules" / "common.smk").read_text()
     for helper in ("def series_names", "def identification_instances", "def ckpt_models", "def arch_models", "def rs_stores", "def functional_paper_targets"):
         assert helper not in common

@@ -3,20 +3,8 @@
 # thesis' red points) from architectures_init + architectures_extract_untrained. Every target
 # appears only when config `papers.architectures.enabled`. Jobs in layersim.jobs.architectures.
 
-ARCHITECTURES = PAPERS["architectures"]
 
-
-def arch_models():
-    """The torch models of the architectures experiment (all of models: when none are listed)."""
-    return ARCHITECTURES["models"] or list(config["models"])
-
-
-def architectures_targets():
-    """Targets of papers.architectures, only where the config enables it."""
-    if not ARCHITECTURES["enabled"]:
-        return []
-    targets = [f"{RESULTS}/architectures/{name}" for name in ("pairs.csv", "correlations.csv", "correlations.md")]
-    return targets + [f"{RESULTS}/figures/architectures/metric_vs_function.{FMT}"]
+include: "helpers/architectures.smk"
 
 
 rule architectures_init:

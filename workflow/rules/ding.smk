@@ -2,11 +2,7 @@
 # (docs/papers_functional.md; jobs in layersim.jobs.ding). Config papers.ding.
 
 
-def ding_targets():
-    """Targets of papers.ding, only where the config enables it."""
-    if not PAPERS["ding"]["enabled"]:
-        return []
-    return [f"{RESULTS}/ding/summary.csv", f"{RESULTS}/figures/ding/layer_depth.{FMT}", f"{RESULTS}/figures/ding/pc_deletion.{FMT}"]
+include: "helpers/ding.smk"
 
 
 rule ding_benchmark:

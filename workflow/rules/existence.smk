@@ -2,11 +2,7 @@
 # (docs/papers_functional.md; jobs in layersim.jobs.existence). Config papers.existence.
 
 
-def existence_targets():
-    """Targets of papers.existence, only where the config enables it."""
-    if not PAPERS["existence"]["enabled"]:
-        return []
-    return [f"{RESULTS}/existence/table.csv", f"{RESULTS}/existence/table.md", f"{RESULTS}/figures/existence.{FMT}"]
+include: "helpers/existence.smk"
 
 
 rule existence_proof:

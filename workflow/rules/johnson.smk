@@ -2,11 +2,7 @@
 # jobs in layersim.jobs.johnson). Config papers.johnson; no training.
 
 
-def johnson_targets():
-    """Targets of papers.johnson, only where the config enables it."""
-    if not PAPERS["johnson"]["enabled"]:
-        return []
-    return [f"{RESULTS}/johnson/table.csv", f"{RESULTS}/johnson/table.md"]
+include: "helpers/johnson.smk"
 
 
 rule johnson_table:

@@ -3,14 +3,8 @@
 # training grid): every pair of seeds on every test grid → minigrid_summary: table + figures.
 # Targets only when config `papers.minigrid.enabled`. Jobs in layersim.jobs.minigrid.
 
-MG = PAPERS["minigrid"]
 
-
-def minigrid_targets():
-    """Targets of papers.minigrid, only where the config enables it."""
-    if not MG["enabled"]:
-        return []
-    return [f"{RESULTS}/minigrid/summary.csv", f"{RESULTS}/minigrid/summary.md", f"{RESULTS}/figures/minigrid/cka_vs_jsd.{FMT}", f"{RESULTS}/figures/minigrid/cka_vs_rank.{FMT}"]
+include: "helpers/minigrid.smk"
 
 
 rule minigrid_train:
