@@ -117,9 +117,9 @@ def test_default_dag_has_no_representation_jobs(tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda c: c["train_on"].append("svhn"), "names dataset 'svhn'"),
-        (lambda c: c.update(model="nope"), "must name a torch model"),
-        (lambda c: c["datasets"].update(untrained={"source": {"name": "digits"}}), "'untrained' should not be valid"),
+        (lambda c: c["train_on"].append("svhn"), "'svhn' is not under its datasets"),
+        (lambda c: c.update(model="nope"), "'nope' is not a model under models:"),
+        (lambda c: c["datasets"].update(untrained={"source": {"name": "digits"}}), "'untrained' is not allowed"),
         (lambda c: c["datasets"]["digits"].update(colour="red"), "colour"),
     ],
 )
