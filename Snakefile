@@ -22,13 +22,16 @@ include: "workflow/rules/extract.smk"
 include: "workflow/rules/similarity.smk"
 include: "workflow/rules/functional.smk"
 include: "workflow/rules/figures.smk"
-include: "workflow/rules/pca.smk"
-include: "workflow/rules/block_structure.smk"
-include: "workflow/rules/identification.smk"
-include: "workflow/rules/functional_papers.smk"
+# paper experiments: one rule file each, config papers.<name>, jobs layersim.jobs.<name>
+include: "workflow/rules/nguyen.smk"
+include: "workflow/rules/kornblith.smk"
+include: "workflow/rules/johnson.smk"
+include: "workflow/rules/existence.smk"
+include: "workflow/rules/checkpoints.smk"
+include: "workflow/rules/ding.smk"
 include: "workflow/rules/architectures.smk"
-include: "workflow/rules/minigrid.smk"
 include: "workflow/rules/representation_sets.smk"
+include: "workflow/rules/minigrid.smk"
 
 
 rule all:

@@ -169,9 +169,9 @@ def test_config_naming_an_unknown_model_is_refused(tmp_path):
     import yaml
 
     config = yaml.safe_load((REPO / "config" / "experiments" / "architectures_reduced.yaml").read_text())
-    config["functional_papers"]["architectures"]["models"] = ["vgg11", "vgg19"]
+    config["papers"]["architectures"]["models"] = ["vgg11", "vgg19"]
     result = run_snakemake(tmp_path, config, "-n", check=False)
-    assert result.returncode != 0 and "functional_papers.architectures.models names 'vgg19'" in result.stdout + result.stderr
+    assert result.returncode != 0 and "papers.architectures.models: 'vgg19' is not a model under models:" in result.stdout + result.stderr
 
 
 @pytest.fixture(scope="module")

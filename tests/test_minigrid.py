@@ -209,15 +209,15 @@ def test_reduced_run_summary_and_figures(reduced):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("edit", "message"), [
-    ({"train_grids": [7]}, r"7 is not one of \[5, 6, 8, 16\]"),
+    ({"train_grids": [7]}, r"train_grids\[0\]: 7 is not allowed\. Allowed: 5, 6, 8, 16"),
     ({"ppo": {"frames": 100, "lr_decay": 0.5}}, r"lr_decay"),
-    ({"seeds": [0]}, r"\[0\] is too short"),  # pairs of seeds need at least 2
+    ({"seeds": [0]}, r"seeds: needs at least 2 items"),  # pairs of seeds need at least 2
 ])
 def test_bad_minigrid_config_is_one_clear_error(tmp_path, edit, message):
     import yaml
 
     config = yaml.safe_load((REPO / "config" / "experiments" / "minigrid_reduced.yaml").read_text())
-    config["functional_papers"]["minigrid"].update(edit)
+    config["papers"]["minigrid"].update(edit)
     result = run_snakemake(tmp_path, config, "-n", check=False)
     assert result.returncode != 0 and re.search(message, result.stdout + result.stderr), result.stderr[-2000:]
     assert not (tmp_path / "results").exists()

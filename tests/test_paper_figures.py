@@ -91,13 +91,13 @@ def test_nguyen_reduced_figure_options_rerun_only_figures(nguyen):
     workdir, config = nguyen
     assert planned_jobs(workdir, config) == {}
     changed = copy.deepcopy(config)
-    changed["block_structure"]["threshold"] = 0.8
+    changed["papers"]["nguyen"]["block_structure"]["threshold"] = 0.8
     assert planned_jobs(workdir, changed) == {"block_structure": 1, "all": 1}
     changed = copy.deepcopy(config)
     changed["figures"]["max_labels"] = 6
     assert planned_jobs(workdir, changed) == {"heatmap": 16, "series_figure": 2, "all": 1}
     changed = copy.deepcopy(config)
-    changed["pca"]["n_iter"] = 3  # a PCA option: every PCA and the figures that read it
+    changed["papers"]["nguyen"]["pca"]["n_iter"] = 3  # a PCA option: every PCA and the figures that read it
     assert planned_jobs(workdir, changed) == {"pca": 10, "series_figure": 2, "block_structure": 1, "all": 1}
 
 
@@ -106,7 +106,7 @@ def test_kornblith_reduced_table(kornblith):
     workdir, config = kornblith
     results = workdir / "results" / "kornblith2019_reduced"
     rows = read_csv(results / "identification" / "tiny10" / "accuracy.csv")
-    assert [r["metric"] for r in rows] == config["identification"].get("metrics", [r["metric"] for r in rows])
+    assert [r["metric"] for r in rows] == config["papers"]["kornblith"].get("metrics", [r["metric"] for r in rows])
     assert len(rows) == 11
     for r in rows:  # 4 networks: 12 ordered pairs × 9 layers (8 conv ReLUs + pool)
         assert 0.0 <= float(r["accuracy"]) <= 100.0 and int(r["n_trials"]) == 108

@@ -117,15 +117,15 @@ def test_default_dag_has_no_representation_jobs(tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda c: c["train_on"].append("svhn"), "names dataset 'svhn'"),
-        (lambda c: c.update(model="nope"), "must name a torch model"),
-        (lambda c: c["datasets"].update(untrained={"source": {"name": "digits"}}), "'untrained' should not be valid"),
+        (lambda c: c["train_on"].append("svhn"), "'svhn' is not under its datasets"),
+        (lambda c: c.update(model="nope"), "'nope' is not a model under models:"),
+        (lambda c: c["datasets"].update(untrained={"source": {"name": "digits"}}), "'untrained' is not allowed"),
         (lambda c: c["datasets"]["digits"].update(colour="red"), "colour"),
     ],
 )
 def test_bad_config_is_one_clear_error(tmp_path, change, message):
     config = yaml.safe_load(REDUCED.read_text())
-    change(config["functional_papers"]["representation_sets"])
+    change(config["papers"]["representation_sets"])
     result = run_snakemake(tmp_path, config, "-n", check=False)
     assert result.returncode != 0 and message in result.stdout + result.stderr
 
@@ -136,7 +136,7 @@ def reduced(tmp_path_factory):
 
 
 def _cfg():
-    return yaml.safe_load(REDUCED.read_text())["functional_papers"]["representation_sets"]
+    return yaml.safe_load(REDUCED.read_text())["papers"]["representation_sets"]
 
 
 def _expected_sets():

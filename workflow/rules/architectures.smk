@@ -1,7 +1,10 @@
 # Metric vs function across architectures (thesis §3.3, Fig. 3.4, Table 3.1; docs/papers_functional.md).
 # The trained instances come from the ordinary train/extract rules; the untrained copies (the
 # thesis' red points) from architectures_init + architectures_extract_untrained. Every target
-# appears only when config `functional_papers.architectures.enabled`.
+# appears only when config `papers.architectures.enabled`. Jobs in layersim.jobs.architectures.
+
+
+include: "helpers/architectures.smk"
 
 
 rule architectures_init:
@@ -51,11 +54,11 @@ rule architectures_extract_untrained:
 rule architectures_pairs:
     input:
         trained=lambda w: [f"{RESULTS}/activations/{instance(m, s)}.zarr" for m in arch_models() for s in config["seeds"]],
-        untrained=lambda w: [f"{RESULTS}/architectures/untrained/activations/{m}-s{s}-e0.zarr" for m in arch_models() for s in config["seeds"]] if FP["architectures"]["untrained"] else [],
+        untrained=lambda w: [f"{RESULTS}/architectures/untrained/activations/{m}-s{s}-e0.zarr" for m in arch_models() for s in config["seeds"]] if ARCHITECTURES["untrained"] else [],
     output:
         table=f"{RESULTS}/architectures/pairs.csv",
     params:
-        **{k: FP["architectures"][k] for k in ("layer", "metrics", "max_samples")},
+        **{k: ARCHITECTURES[k] for k in ("layer", "metrics", "max_samples")},
     log:
         f"{RESULTS}/logs/architectures/pairs.log",
     benchmark:
@@ -77,8 +80,8 @@ rule architectures_summary:
         markdown=f"{RESULTS}/architectures/correlations.md",
         figure=report(f"{RESULTS}/figures/architectures/metric_vs_function.{FMT}", caption="../report/architectures.rst", category="Functional similarity"),
     params:
-        layer=FP["architectures"]["layer"],
-        metrics=FP["architectures"]["metrics"],
+        layer=ARCHITECTURES["layer"],
+        metrics=ARCHITECTURES["metrics"],
     log:
         f"{RESULTS}/logs/architectures/summary.log",
     threads: 1

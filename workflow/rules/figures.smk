@@ -25,7 +25,7 @@ rule heatmap:
 
 rule self_similarity_grid:
     input:
-        results=lambda w: [similarity_path(inst, inst) for inst in grid_cells()[2].values()],
+        results=lambda w: [similarity_path(inst, inst) for _, _, inst in grid_cells()[2]],
     output:
         figure=report(
             f"{RESULTS}/figures/self_similarity_grid.{FMT}",

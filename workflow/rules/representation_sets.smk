@@ -1,7 +1,10 @@
 # Representation sets told apart by an SVM, and their t-SNE (thesis §3.1, Figs. 3.1 and 3.2;
-# docs/papers_functional.md section 4). Config: functional_papers.representation_sets. One model
-# per (training dataset or `untrained`, seed); its features on each test dataset are one set.
-# Targets (only when enabled) come from functional_paper_targets() in common.smk.
+# docs/papers_functional.md section 4; jobs in layersim.jobs.representation_sets). Config:
+# papers.representation_sets. One model per (training dataset or `untrained`, seed); its features
+# on each test dataset are one set. Targets only when enabled.
+
+
+include: "helpers/representation_sets.smk"
 
 
 rule representation_train:
@@ -35,9 +38,9 @@ rule representation_extract:
         store=directory(f"{RESULTS}/representation_sets/activations/{{trained_on}}-s{{seed}}__{{tested_on}}.zarr"),
     params:
         dataset=lambda w: rs_dataset(w.tested_on),
-        layer=FP["representation_sets"]["layer"],
-        samples_per_set=FP["representation_sets"]["samples_per_set"],
-        seed=FP["representation_sets"]["seed"],
+        layer=RS["layer"],
+        samples_per_set=RS["samples_per_set"],
+        seed=RS["seed"],
         batch_size=config["extract"]["batch_size"],
     log:
         f"{RESULTS}/logs/representation_sets/extract/{{trained_on}}-s{{seed}}__{{tested_on}}.log",
@@ -64,10 +67,10 @@ rule representation_svm:
         summary=f"{RESULTS}/representation_sets/summary.csv",
         figure=report(f"{RESULTS}/figures/representation_sets/confusion.{FMT}", caption="../report/representation_sets.rst", category="Functional similarity"),
     params:
-        test_fraction=FP["representation_sets"]["test_fraction"],
-        C=FP["representation_sets"]["svm_C"],
-        max_iter=FP["representation_sets"]["svm_max_iter"],
-        seed=FP["representation_sets"]["seed"],
+        test_fraction=RS["test_fraction"],
+        C=RS["svm_C"],
+        max_iter=RS["svm_max_iter"],
+        seed=RS["seed"],
     log:
         f"{RESULTS}/logs/representation_sets/svm.log",
     benchmark:
@@ -88,9 +91,9 @@ rule representation_tsne:
         table=f"{RESULTS}/representation_sets/tsne.csv",
         figure=report(f"{RESULTS}/figures/representation_sets/tsne.{FMT}", caption="../report/representation_sets.rst", category="Functional similarity"),
     params:
-        per_set=FP["representation_sets"]["tsne_per_set"],
-        perplexity=FP["representation_sets"]["tsne_perplexity"],
-        seed=FP["representation_sets"]["seed"],
+        per_set=RS["tsne_per_set"],
+        perplexity=RS["tsne_perplexity"],
+        seed=RS["seed"],
     log:
         f"{RESULTS}/logs/representation_sets/tsne.log",
     benchmark:

@@ -49,7 +49,7 @@ def _parse(name: str) -> tuple[str, int, int]:
 def _read(store, layer: str, rows: slice):
     if layer not in store.layers:
         raise ArchitecturesError(
-            f"store {store.path} has no layer {layer!r} (functional_papers.architectures.layer); "
+            f"store {store.path} has no layer {layer!r} (papers.architectures.layer); "
             f"its layers end with: {', '.join(store.layers[-6:])} (extract.layers must keep the layer)"
         )
     return store.read(layer, rows)
@@ -96,7 +96,7 @@ def pair_rows(groups: dict[str, list[str]], *, layer: str = "pool", metrics: lis
 
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
-        raise ArchitecturesError(f"unknown metrics {unknown} in functional_papers.architectures.metrics; known: {', '.join(sorted(METRICS))}")
+        raise ArchitecturesError(f"unknown metrics {unknown} in papers.architectures.metrics; known: {', '.join(sorted(METRICS))}")
     rows_ = slice(0, max_samples)
     rows, reference = [], None
     for group, paths in groups.items():

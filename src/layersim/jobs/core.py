@@ -119,8 +119,7 @@ def self_similarity_grid(smk) -> None:
 
     by_instance = {read_similarity(p).attrs["model_a"]: p for p in smk.input.results}
     results = {}
-    for key, inst in dict(smk.params.cells).items():
-        i, j = (int(v) for v in key.split(","))
+    for i, j, inst in smk.params.cells:
         results[(i, j)] = read_similarity(by_instance[inst])
     grid_figure(results, smk.output.figure, row_labels=list(smk.params.depths), col_labels=[f"×{w}" for w in smk.params.widths], row_title="depth", col_title="width", title="Self-similarity (minibatch linear CKA)")
 

@@ -18,7 +18,7 @@ def representation_train(smk) -> None:
     from layersim.train.torch import train_torch
 
     trained_on = smk.wildcards.trained_on
-    dataset = load_set_dataset(dict(smk.params.dataset), where=f"functional_papers.representation_sets.datasets.{smk.params.dataset_name}")
+    dataset = load_set_dataset(dict(smk.params.dataset), where=f"papers.representation_sets.datasets.{smk.params.dataset_name}")
     train = dict(smk.params.train)
     if trained_on == UNTRAINED:
         train["epochs"] = 0
@@ -39,14 +39,14 @@ def representation_extract(smk) -> None:
 
     p, w = smk.params, smk.wildcards
     torch.set_num_threads(max(1, smk.threads))
-    where = f"functional_papers.representation_sets.datasets.{w.tested_on}"
+    where = f"papers.representation_sets.datasets.{w.tested_on}"
     dataset = load_set_dataset(dict(p.dataset), where=where)
     model, state = load_torch_checkpoint(smk.input.checkpoint)
     channels = dataset.image_shape[0]
     if channels != state["in_channels"]:
         raise RepresentationSetError(f"{where} has {channels}-channel images but the model {w.trained_on}-s{w.seed} takes {state['in_channels']}; set its `channels` to {state['in_channels']}")
     layer = feature_layer(layer_names(model), p.layer)
-    rows = sample_rows(len(dataset.eval), p.samples_per_set, p.seed, where="functional_papers.representation_sets.samples_per_set")
+    rows = sample_rows(len(dataset.eval), p.samples_per_set, p.seed, where="papers.representation_sets.samples_per_set")
     images = dataset.eval.images[rows]
     attrs = {
         "model": f"{w.trained_on}-s{w.seed}", "trained_on": w.trained_on, "tested_on": w.tested_on, "seed": int(w.seed),
@@ -115,7 +115,7 @@ def representation_tsne(smk) -> None:
     sets = _representation_sets(smk.input.stores)
     picked = []
     for s in sets:
-        rows = rs.sample_rows(len(s["features"]), p.per_set, p.seed, where="functional_papers.representation_sets.tsne_per_set")
+        rows = rs.sample_rows(len(s["features"]), p.per_set, p.seed, where="papers.representation_sets.tsne_per_set")
         picked.append({**s, "features": s["features"][rows], "sample_id": s["sample_id"][rows]})
     X, _, _ = rs.build_set_matrix(picked)
     with threadpool_limits(limits=max(1, smk.threads)):

@@ -99,10 +99,7 @@ def cifar_resnet(
     keras.Model
         Named ``resnet{depth}x{width}``; layer names as in the module docstring.
     """
-    if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6 != 0:
-        raise ModelConfigError(f"ResNet depth must be 6n+2 with n >= 1 (8, 14, 20, 26, 32, ...), got {depth}")
-    if not isinstance(width, int) or width < 1:
-        raise ModelConfigError(f"ResNet width multiplier must be a positive integer, got {width}")
+    _check_cifar_resnet(depth, width)
     if num_classes < 1:
         raise ModelConfigError(f"num_classes must be positive, got {num_classes}")
     shape = _resolve_input_shape(input_shape, in_channels)
@@ -175,11 +172,7 @@ def seed_resnet(
         Unsupported depth, ``weights="imagenet"``, a missing file, or a weights file saved for
         a different architecture.
     """
-    if depth not in SEED_DEPTHS:
-        raise ModelConfigError(f"seed ResNet depth must be one of {SEED_DEPTHS} (keras.applications), got {depth}")
-    shape = tuple(int(s) for s in input_shape)
-    if len(shape) != 3 or min(shape[:2]) < 32:
-        raise ModelConfigError(f"seed ResNet input_shape must be (height, width, channels) with height, width >= 32, got {input_shape}")
+    shape = _check_seed_resnet(depth, input_shape)
     weights_path = None
     if weights is not None:
         if str(weights) == "imagenet":
@@ -217,6 +210,33 @@ def seed_resnet(
                 f"file): it was saved for a different architecture ({first_line[:300]})"
             ) from err
     return model
+
+
+def _check_cifar_resnet(depth, width) -> None:
+    if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6 != 0:
+        raise ModelConfigError(f"ResNet depth must be 6n+2 with n >= 1 (8, 14, 20, 26, 32, ...), got {depth}")
+    if not isinstance(width, int) or width < 1:
+        raise ModelConfigError(f"ResNet width multiplier must be a positive integer, got {width}")
+
+
+def _check_seed_resnet(depth, input_shape) -> tuple[int, ...]:
+    if depth not in SEED_DEPTHS:
+        raise ModelConfigError(f"seed ResNet depth must be one of {SEED_DEPTHS} (keras.applications), got {depth}")
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) != 3 or min(shape[:2]) < 32:
+        raise ModelConfigError(f"seed ResNet input_shape must be (height, width, channels) with height, width >= 32, got {input_shape}")
+    return shape
+
+
+def check_keras_arch(arch: dict, *, input_shape: tuple[int, int, int]) -> None:
+    """The checks :func:`build_keras_model` makes before building (no TensorFlow needed)."""
+    family = arch.get("family", "resnet")
+    if family == "resnet":
+        _check_cifar_resnet(arch.get("depth", 20), arch.get("width", 1))
+    elif family == "seed_resnet":
+        _check_seed_resnet(arch.get("depth", 50), input_shape)
+    else:
+        raise ModelConfigError(f"unknown Keras model family {family!r}: expected 'resnet' or 'seed_resnet'")
 
 
 def build_keras_model(arch: dict, *, num_classes: int, input_shape: tuple[int, int, int]):
@@ -257,5 +277,5 @@ def layer_names(model, *, torch_equivalent: bool = False) -> list[str]:
     return names
 
 
-__all__ = ["SEED_DEPTHS", "ModelConfigError", "build_keras_model", "cifar_resnet", "import_keras",
+__all__ = ["SEED_DEPTHS", "ModelConfigError", "build_keras_model", "check_keras_arch", "cifar_resnet", "import_keras",
            "layer_names", "outputs_logits", "seed_resnet"]

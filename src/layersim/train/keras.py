@@ -24,27 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from layersim.data import Dataset, Split
-from layersim.errors import LayersimError
 from layersim.io import atomic_write, write_text
+from layersim.config import TrainConfigError, train_config
 
 log = logging.getLogger(__name__)
 
 METADATA_ENTRY = "layersim.json"
 
-DEFAULT_TRAIN = {
-    "epochs": 1,
-    "batch_size": 256,  # the seed notebook's
-    "optimizer": "adam",  # adam (the seed notebook's, constant learning rate) | sgd
-    "lr": None,  # default 1e-3 for adam, 0.05 for sgd
-    "momentum": 0.9,  # sgd only
-    "weight_decay": 0.0,  # sgd only (Keras' decoupled weight decay)
-    "mixed_precision": None,  # None | "float16" | "bfloat16" | "auto"
-    "xla": False,
-}
-
-
-class TrainConfigError(LayersimError):
-    """A training configuration that cannot be used."""
 
 
 @dataclass(frozen=True)
@@ -154,11 +140,7 @@ def nhwc(images: np.ndarray) -> np.ndarray:
 
 
 def _train_config(train_cfg: dict | None) -> dict:
-    cfg = {**DEFAULT_TRAIN, **(train_cfg or {})}
-    if cfg["optimizer"] not in ("adam", "sgd"):
-        raise TrainConfigError(f"Keras optimizer must be 'adam' or 'sgd', got {cfg['optimizer']!r}")
-    if cfg["lr"] is None:
-        cfg["lr"] = 1e-3 if cfg["optimizer"] == "adam" else 0.05
+    cfg = train_config(train_cfg)
     for key in ("epochs", "batch_size"):
         if not isinstance(cfg[key], int) or cfg[key] < 1:
             raise TrainConfigError(f"train.{key} must be a positive integer, got {cfg[key]!r}")
@@ -223,10 +205,11 @@ def train_keras(
     model_cfg : dict
         Architecture, see :func:`layersim.models.keras.build_keras_model`.
     train_cfg : dict
-        ``epochs``, ``batch_size``, ``optimizer`` (``adam`` — constant ``lr``, default 1e-3, as
-        in the seed notebook — or ``sgd`` with momentum, weight decay and cosine decay),
-        ``lr``, ``mixed_precision``, ``xla``; defaults in :data:`DEFAULT_TRAIN`. Note that a
-        shared ``lr`` tuned for SGD is far too large for Adam.
+        ``epochs``, ``batch_size``, ``optimizer`` (``adam`` — constant ``lr``, the seed
+        notebook's choice with ``lr: 0.001`` — or ``sgd`` with momentum, weight decay and cosine
+        decay), ``lr``, ``mixed_precision``, ``xla``; missing keys take the schema's defaults
+        (:func:`layersim.config.train_defaults`). A shared ``lr`` tuned for SGD is far too large
+        for Adam.
     dataset : Dataset
         Channels-first images; transposed to NHWC here.
     out_path : path
@@ -305,5 +288,5 @@ def train_keras(
     return result
 
 
-__all__ = ["DEFAULT_TRAIN", "StrategyChoice", "TrainConfigError", "evaluate_keras", "nhwc",
+__all__ = ["StrategyChoice", "TrainConfigError", "evaluate_keras", "nhwc",
            "read_checkpoint_metadata", "save_checkpoint", "select_strategy", "train_keras"]

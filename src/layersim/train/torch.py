@@ -9,23 +9,11 @@ import time
 
 import numpy as np
 
+from layersim.config import TrainConfigError, train_config
 from layersim.data import Dataset, Split
-from layersim.errors import LayersimError
 from layersim.io import atomic_write, write_text
 
 log = logging.getLogger(__name__)
-
-class TrainConfigError(LayersimError):
-    """Training settings that cannot be used."""
-
-
-DEFAULT_TRAIN = {
-    "epochs": 4,
-    "batch_size": 64,
-    "lr": 0.05,
-    "momentum": 0.9,
-    "weight_decay": 5e-4,
-}
 
 
 def _batches(split: Split, batch_size: int, rng: np.random.Generator | None):
@@ -62,7 +50,13 @@ def train_torch(
     epoch_checkpoints: dict | None = None,
     device: str = "cpu",
 ) -> dict:
-    """Train a torch model with SGD (momentum, weight decay, cosine learning-rate decay).
+    """Train a torch model.
+
+    ``train_cfg``: the ``train:`` settings of the config (missing keys take the schema's
+    defaults, :func:`layersim.config.train_defaults`). ``optimizer: sgd`` is SGD with momentum
+    and weight decay, its learning rate ``lr`` decaying to 0 over the epochs (cosine);
+    ``optimizer: adam`` is Adam at the constant learning rate ``lr`` (momentum and weight decay
+    unused), as on the Keras side.
 
     Deterministic for a given ``seed`` (weights, batch order and kernels). Writes the
     checkpoint (``{"state_dict", "arch", "num_classes", "in_channels", "seed", "epoch"}``,
@@ -85,9 +79,7 @@ def train_torch(
     from layersim.device import torch_device
     from layersim.models.torch import build_torch_model
 
-    cfg = {**DEFAULT_TRAIN, **(train_cfg or {})}
-    if cfg.get("optimizer", "sgd") != "sgd":
-        raise TrainConfigError(f"torch models train with optimizer 'sgd' only, got {cfg['optimizer']!r} (adam is for keras models)")
+    cfg = train_config(train_cfg)
     for key in ("mixed_precision", "xla"):
         if cfg.get(key):
             raise TrainConfigError(f"train.{key} applies to keras models only; remove it for the torch model {arch}")
@@ -99,10 +91,7 @@ def train_torch(
     torch.use_deterministic_algorithms(True)
     c, _, _ = dataset.image_shape
     model = build_torch_model(arch, num_classes=dataset.num_classes, in_channels=c).to(device)
-    opt = torch.optim.SGD(
-        model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"]
-    )
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg["epochs"])
+    opt, sched = _optimizer(model, cfg)
     loss_fn = torch.nn.CrossEntropyLoss()
     rng = np.random.default_rng(seed)
     epochs = []
@@ -133,7 +122,8 @@ def train_torch(
             total_loss += loss.item() * len(y)
             correct += int((out.argmax(1) == y).sum())
             seen += len(y)
-        sched.step()
+        if sched is not None:
+            sched.step()
         save_epoch(epoch)
         epochs.append({"epoch": epoch, "loss": total_loss / seen, "accuracy": correct / seen})
         log.info("epoch %d: loss %.4f, accuracy %.4f", epoch, epochs[-1]["loss"], epochs[-1]["accuracy"])
@@ -159,6 +149,16 @@ def train_torch(
     atomic_write(checkpoint, lambda p: torch.save(state, p))
     write_text(history, json.dumps(result, indent=2))
     return result
+
+
+def _optimizer(model, cfg: dict):
+    """The optimizer and its per-epoch learning-rate schedule (None: constant)."""
+    import torch
+
+    if cfg["optimizer"] == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg["lr"]), None
+    opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
+    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg["epochs"])
 
 
 def _cpu_state(model) -> dict:

@@ -1,5 +1,9 @@
-# Stage 3e: Kornblith et al. 2019's layer-identification benchmark over the seeds of one model
-# (layersim.experiments.kornblith), and its Table 2 style figure.
+# Kornblith et al. 2019's layer-identification benchmark over the seeds of one model
+# (layersim.experiments.kornblith; jobs in layersim.jobs.kornblith), and its Table 2 style figure.
+# Config papers.kornblith.
+
+
+include: "helpers/kornblith.smk"
 
 
 rule identification:
@@ -9,9 +13,9 @@ rule identification:
         table=f"{RESULTS}/identification/{{model}}/accuracy.csv",
         similarity=directory(f"{RESULTS}/identification/{{model}}/similarity.zarr"),
     params:
-        layers=config["identification"]["layers"],
-        metrics=config["identification"]["metrics"],
-        max_samples=config["identification"]["max_samples"],
+        layers=KORNBLITH["layers"],
+        metrics=KORNBLITH["metrics"],
+        max_samples=KORNBLITH["max_samples"],
     log:
         f"{RESULTS}/logs/identification/{{model}}.log",
     benchmark:

@@ -1,12 +1,40 @@
-# Stage 4b: Nguyen et al. 2021 figures (layersim.plots): depth and width series of
-# self-similarity heatmaps with each layer's first-PC share, the cross-seed grid, and the size of
-# the block structure against depth and width (layersim.experiments.nguyen.largest_block).
+# Nguyen, Raghu & Kornblith (2021), docs/papers.md; jobs in layersim.jobs.nguyen. Config
+# papers.nguyen: pca (the first principal component's share of variance per layer of one store,
+# read batch-wise: layersim.experiments.nguyen.pc_shares) and block_structure (depth and width
+# series of self-similarity heatmaps with each layer's first-PC share, the cross-seed grid, and the
+# size of the block structure against depth and width: layersim.experiments.nguyen.largest_block).
+
+
+include: "helpers/nguyen.smk"
+
+
+rule pca:
+    input:
+        store=f"{RESULTS}/activations/{{model}}-s{{seed}}-e{{epoch}}.zarr",
+    output:
+        table=f"{RESULTS}/pca/{{model}}-s{{seed}}-e{{epoch}}.csv",
+    params:
+        block_rows=NGUYEN["pca"]["block_rows"],
+        max_gram_features=NGUYEN["pca"]["max_gram_features"],
+        oversamples=NGUYEN["pca"]["oversamples"],
+        n_iter=NGUYEN["pca"]["n_iter"],
+    log:
+        f"{RESULTS}/logs/pca/{{model}}-s{{seed}}-e{{epoch}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/pca/{{model}}-s{{seed}}-e{{epoch}}.tsv"
+    threads: config["resources"]["pca"]["threads"]
+    resources:
+        **rule_resources("pca"),
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/job.py"
 
 
 rule series_figure:
     input:
-        results=lambda w: [similarity_path(inst, inst) for _, inst in series_members(w.series)],
-        pca=lambda w: [pca_path(inst) for _, inst in series_members(w.series)],
+        results=lambda w: [similarity_path(inst, inst) for _, inst in nguyen_series()[w.series]["members"]],
+        pca=lambda w: [pca_path(inst) for _, inst in nguyen_series()[w.series]["members"]],
     output:
         figure=report(
             f"{RESULTS}/figures/series/{{series}}.{FMT}",
@@ -14,9 +42,9 @@ rule series_figure:
             category="Block structure",
         ),
     params:
-        instances=lambda w: [inst for _, inst in series_members(w.series)],
-        labels=lambda w: [label for label, _ in series_members(w.series)],
-        title=lambda w: ("Over depth" if w.series.startswith("depth") else "Over width") + f" ({w.series}): self-similarity and PC1 share",
+        instances=lambda w: [inst for _, inst in nguyen_series()[w.series]["members"]],
+        labels=lambda w: [label for label, _ in nguyen_series()[w.series]["members"]],
+        title=lambda w: nguyen_series()[w.series]["title"],
         max_labels=config["figures"]["max_labels"],
     log:
         f"{RESULTS}/logs/figures/series/{{series}}.log",
@@ -26,7 +54,7 @@ rule series_figure:
     conda:
         "../../envs/analysis.yaml"
     wildcard_constraints:
-        series=r"(depth_w|width_d)\d+",
+        series="|".join(nguyen_series()) or "(?!)",
     script:
         "../scripts/job.py"
 
@@ -44,10 +72,10 @@ rule block_structure:
         ),
     params:
         instances=block_instances(),
-        layers=config["block_structure"]["layers"],
-        threshold=config["block_structure"]["threshold"],
-        depth_width=config["block_structure"]["depth_series_width"],
-        width_depths=config["block_structure"]["width_series_depths"],
+        layers=NGUYEN["block_structure"]["layers"],
+        threshold=NGUYEN["block_structure"]["threshold"],
+        depth_width=NGUYEN["block_structure"]["depth_series_width"],
+        width_depths=NGUYEN["block_structure"]["width_series_depths"],
     log:
         f"{RESULTS}/logs/figures/block_structure.log",
     threads: config["resources"]["figures"]["threads"]

@@ -1,0 +1,440 @@
+"""The workflow's config: read safely, validated in one step, every error one short paragraph.
+
+:func:`read_config_file` reads a YAML config refusing aliases (a small file cannot expand into a
+huge document) and duplicate keys. :func:`validate_config` fills the defaults from the schema
+(``workflow/schemas/config.schema.yaml``, the one source of defaults), checks the schema, then
+:func:`cross_checks` runs every check that relates one part of the config to another or to the
+package (model names, metric names, architectures that cannot be built). Every problem becomes one
+paragraph of a :class:`ConfigError`: the key, its path, what is allowed, the nearest valid key
+for a typo; never the schema or the whole document.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+import os
+from pathlib import Path
+
+import yaml
+
+from layersim.errors import LayersimError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT_CONFIG = "config/config.yaml"
+_SHOWN = 60  # characters of a value shown in a message
+
+
+class ConfigError(LayersimError):
+    """A config that cannot be used; the message has one paragraph per problem."""
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader without aliases and with duplicate keys an error."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise ConfigError(
+                f"{self.name}, line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not "
+                "allowed in a layersim config; write the value out where it is used."
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise ConfigError(
+                    f"{self.name}, line {key_node.start_mark.line + 1}: key {str(key)[:_SHOWN]!r} appears twice "
+                    f"in one mapping (first on line {seen[key] + 1}); keep one."
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _StrictLoader.construct_mapping)
+
+
+def read_config_file(path: str | os.PathLike) -> dict:
+    """A YAML config file as a dict; aliases, duplicate keys and YAML syntax errors are a
+    :class:`ConfigError`."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"config file {path}: cannot be read ({err.strerror})") from None
+    loader = _StrictLoader(text)
+    loader.name = str(path)
+    try:
+        data = loader.get_single_data()
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
+    finally:
+        loader.dispose()
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config is a mapping of sections (experiment:, models:, ...), not a {type(data).__name__}")
+    return data
+
+
+# --- the schema ----------------------------------------------------------------------------
+
+
+def load_schema(path: str | os.PathLike | None = None) -> dict:
+    return yaml.safe_load(Path(path or SCHEMA_PATH).read_text())
+
+
+def _validator_class():
+    """Draft 2020-12 that fills each property's default before validating it (the recipe of
+    Snakemake's ``validate(set_default=True)``, so the filled config is the same)."""
+    from jsonschema import Draft202012Validator, validators
+
+    properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def fill_defaults(validator, props, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in props.items():
+                if "default" in sub:
+                    instance.setdefault(name, copy.deepcopy(sub["default"]))
+        yield from properties(validator, props, instance, schema)
+
+    return validators.extend(Draft202012Validator, {"properties": fill_defaults})
+
+
+def _path(parts) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
+
+
+def _allowed_keys(schema: dict) -> list[str]:
+    return list(schema.get("properties", {}))
+
+
+def _nearest(name, choices) -> str:
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def _describe(error) -> str:
+    """One short paragraph for one jsonschema error."""
+    where = _path(error.absolute_path)
+    kind, value, schema = error.validator, error.instance, error.schema
+    if kind == "additionalProperties":
+        allowed = _allowed_keys(schema)
+        unknown = [k for k in value if k not in allowed] if isinstance(value, dict) else []
+        return " ".join(
+            f"{_path([*error.absolute_path, k])}: unknown key {str(k)[:_SHOWN]!r} in {where}.{_nearest(k, allowed)} "
+            f"Allowed keys: {', '.join(allowed)}."
+            for k in unknown
+        )
+    if kind == "required":
+        missing = [k for k in error.validator_value if not isinstance(value, dict) or k not in value]
+        return f"{where}: the required key {', '.join(missing)} is missing."
+    if kind == "enum":
+        allowed = error.validator_value
+        return f"{where}: {_shown(value)} is not allowed.{_nearest(value, allowed)} Allowed: {', '.join(map(str, allowed))}."
+    if kind == "type":
+        types = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        return f"{where}: {_shown(value)} is a {type(value).__name__}; expected {' or '.join(types)}."
+    if kind in ("pattern", "propertyNames"):
+        return f"{where}: {_shown(value)} is not a valid name: {_name_rule(schema)}."
+    if kind in ("maxLength", "minLength"):
+        return f"{where}: {_shown(value)} has {len(value)} characters; at {'most' if kind == 'maxLength' else 'least'} {error.validator_value} allowed."
+    bounds = {"minimum": "≥", "maximum": "≤", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
+    if kind in bounds:
+        return f"{where}: {_shown(value)} is out of range; it must be {bounds[kind]} {error.validator_value}."
+    if kind in ("minItems", "maxItems", "minProperties", "uniqueItems"):
+        what = {"minItems": f"at least {error.validator_value} items", "maxItems": f"at most {error.validator_value} items",
+                "minProperties": f"at least {error.validator_value} entries", "uniqueItems": "no repeated items"}[kind]
+        return f"{where}: needs {what}; got {_shown(value)}."
+    if kind == "not":
+        return f"{where}: {_shown(value)} is not allowed here."
+    return f"{where}: {error.message[:200]}"
+
+
+def _name_rule(schema: dict) -> str:
+    pattern = (schema.get("propertyNames") or schema).get("pattern", "")
+    return f"it must match {pattern} (no trailing newline)" if pattern else "see the schema"
+
+
+def _error_leaves(errors):
+    """The innermost errors (``propertyNames`` and ``$ref`` wrap the one that says what is wrong)."""
+    for error in errors:
+        if error.context:
+            yield from _error_leaves(error.context)
+        else:
+            yield error
+
+
+def _non_finite(value, parts=()):
+    """Paths of every NaN or infinite number in a config."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield f"{_path(parts)}: {value} is not a finite number; give a finite one."
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _non_finite(v, (*parts, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _non_finite(v, (*parts, i))
+
+
+def _trailing_newlines(value, schema_names, parts=()):
+    """Names (model names, the experiment) ending in a line break: ``$`` of a JSON-schema
+    pattern (Python's re.search) matches before a final newline, so the schema cannot refuse them."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(k, str) and k != k.rstrip("\r\n"):
+                yield f"{_path((*parts, k))}: the name {k!r} ends in a line break; remove it."
+            yield from _trailing_newlines(v, schema_names, (*parts, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _trailing_newlines(v, schema_names, (*parts, i))
+    elif isinstance(value, str) and value != value.rstrip("\r\n") and parts and parts[-1] in schema_names:
+        yield f"{_path(parts)}: {value!r} ends in a line break; remove it."
+
+
+_NAME_KEYS = {"experiment", "model", "device", "layer", "format", "name"}
+
+
+def validate_config(config: dict, *, schema_path: str | os.PathLike | None = None, configfiles=()) -> dict:
+    """Fill ``config``'s defaults from the schema (in place) and check it; returns it.
+
+    Raises :class:`ConfigError` with one paragraph per problem. ``configfiles``: the files the
+    config came from (named in the message for a partial config)."""
+    schema = load_schema(schema_path)
+    problems = list(_non_finite(config)) + list(_trailing_newlines(config, _NAME_KEYS))
+    missing = [k for k in schema.get("required", []) if k not in config]
+    if missing:
+        given = ", ".join(map(str, configfiles)) or "the config"
+        problems.append(
+            f"{given} has no {', '.join(k + ':' for k in missing)} section. A config given with --configfile "
+            f"replaces {DEFAULT_CONFIG} instead of being merged with it, so it must be complete: copy "
+            f"{DEFAULT_CONFIG} (or a file of config/experiments/) and edit the copy."
+        )
+    if not problems:
+        validator = _validator_class()(schema)
+        errors = sorted(_error_leaves(validator.iter_errors(config)), key=lambda e: [str(p) for p in e.absolute_path])
+        problems += [_describe(e) for e in errors]
+    if not problems:
+        problems += cross_checks(config)
+    if problems:
+        raise ConfigError("invalid config:\n" + "\n".join(f"- {p}" for p in dict.fromkeys(problems)))
+    return config
+
+
+# --- checks across sections ----------------------------------------------------------------
+
+
+def train_settings(config: dict, model: str) -> dict:
+    """The global training settings merged with the model's own overrides."""
+    return {**config["train"], **config["models"][model].get("train", {})}
+
+
+def framework(config: dict, model: str) -> str:
+    return config["models"][model].get("framework", "torch")
+
+
+def unknown_model(config: dict, name, where: str) -> str | None:
+    """A paragraph if ``name`` is not under models:, else None."""
+    if name in config["models"]:
+        return None
+    known = ", ".join(config["models"])
+    return f"{where}: {_shown(name)} is not a model under models:.{_nearest(name, config['models'])} Known models: {known}."
+
+
+def _unknown_names(names, registry, where: str, registry_name: str) -> list[str]:
+    return [
+        f"{where}: unknown metric {_shown(n)}.{_nearest(n, registry)} Known ({registry_name}): {', '.join(registry)}."
+        for n in names if n not in registry
+    ]
+
+
+def dataset_problem(dataset: dict, where: str) -> str | None:
+    """Why a dataset: section's data is not there (None if it is, or needs no file): a CIFAR
+    archive (or its extracted directory) missing from dataset.path, named with where to get it."""
+    if dataset["name"] == "digits":
+        return None
+    from layersim.data.cifar import _available, _candidates, resolve_source
+
+    if not dataset["path"]:
+        return f"{where}.path: {dataset['name']} needs the directory holding its archive; download it from https://www.cs.toronto.edu/~kriz/cifar.html and set {where}.path."
+    path = Path(dataset["path"]).expanduser()
+    try:
+        source = resolve_source(path, dataset["name"], dataset["fmt"])  # fmt null: finds what exists
+    except LayersimError as err:
+        return f"{where}.path: {err}"
+    if _available(path, source):
+        return None
+    names = " or ".join(str(p) for p in _candidates(path, source) if p)
+    return f"{where}.path: {names} does not exist; download {source.archive} from https://www.cs.toronto.edu/~kriz/cifar.html into {path}."
+
+
+def architecture_problem(config: dict, model: str) -> str | None:
+    """Why ``model``'s architecture cannot be built for the configured dataset (None if it can):
+    the model builders' own checks, run without training (torch on the meta device)."""
+    arch = {k: v for k, v in config["models"][model].items() if k != "train"}
+    dataset = config["dataset"]
+    channels = 1 if dataset["name"] == "digits" else 3
+    side = dataset["image_size"]
+    try:
+        if framework(config, model) == "torch":
+            import torch
+
+            from layersim.models.torch import build_torch_model
+
+            with torch.device("meta"):
+                net = build_torch_model(arch, num_classes=10, in_channels=channels).eval()
+                with torch.no_grad():
+                    net(torch.zeros(1, channels, side, side))
+        else:
+            from layersim.models.keras import check_keras_arch
+
+            check_keras_arch(arch, input_shape=(side, side, channels))
+    except LayersimError as err:
+        return f"models.{model}: {err}"
+    return None
+
+
+def _train_problems(config: dict) -> list[str]:
+    problems = []
+    for model in config["models"]:
+        cfg = train_settings(config, model)
+        if framework(config, model) == "torch":
+            for key in ("mixed_precision", "xla"):
+                if cfg.get(key):
+                    problems.append(f"models.{model}.train.{key} (or train.{key}): applies to keras models only; {model} is a torch model, remove it.")
+    return problems
+
+
+def cross_checks(config: dict) -> list[str]:
+    """Every check relating one part of a (schema-valid, defaults filled) config to another or
+    to the package's registries; one paragraph per problem."""
+    from layersim.metrics import METRICS
+
+    problems = []
+    add = problems.append
+    models, seeds, papers = config["models"], config["seeds"], config["papers"]
+    for model in models:
+        problem = architecture_problem(config, model)
+        if problem:
+            add(problem)
+    problems += _train_problems(config)
+    for i, pair in enumerate(config["similarity"]["compare"]["pairs"]):
+        for name in pair:
+            problems.append(unknown_model(config, name, f"similarity.compare.pairs[{i}]"))
+    problems += _unknown_names(config["metrics"]["names"], METRICS, "metrics.names", "layersim.metrics.METRICS")
+    problems.append(dataset_problem(config["dataset"], "dataset"))
+
+    nguyen = papers["nguyen"]["block_structure"]
+    if nguyen["enabled"]:
+        depths = {c["depth"] for c in models.values() if c.get("family", "resnet") == "resnet"}
+        for depth in nguyen["width_series_depths"]:
+            if depth not in depths:
+                add(f"papers.nguyen.block_structure.width_series_depths: lists depth {depth}, but no resnet model has it (resnet depths: {', '.join(map(str, sorted(depths))) or 'none'}).")
+    kornblith = papers["kornblith"]
+    if kornblith["enabled"]:
+        from layersim.experiments.kornblith import IDENTIFICATION_METRICS
+
+        problems.append(unknown_model(config, kornblith["model"], "papers.kornblith.model"))
+        if len(seeds) < 2:
+            add("papers.kornblith: layer identification compares the seeds of one model; seeds: needs at least 2.")
+        problems += _unknown_names(kornblith["metrics"], IDENTIFICATION_METRICS, "papers.kornblith.metrics", "layersim.experiments.kornblith.IDENTIFICATION_METRICS")
+    for paper in ("existence", "ding"):
+        if papers[paper]["enabled"]:
+            problems.append(unknown_model(config, papers[paper]["model"], f"papers.{paper}.model"))
+    if papers["ding"]["enabled"]:
+        problems += _unknown_names(papers["ding"]["metrics"], METRICS, "papers.ding.metrics", "layersim.metrics.METRICS")
+    checkpoints = papers["checkpoints"]
+    if checkpoints["enabled"]:
+        bad = [unknown_model(config, m, "papers.checkpoints.models") for m in checkpoints["models"]]
+        problems += bad
+        if not any(bad) and len({train_settings(config, m)["epochs"] for m in checkpoints["models"]}) > 1:
+            add("papers.checkpoints.models: must all train for the same number of epochs.")
+    architectures = papers["architectures"]
+    if architectures["enabled"]:
+        chosen = architectures["models"] or list(models)
+        for m in chosen:
+            if m in models and framework(config, m) != "torch":
+                add(f"papers.architectures.models: {m!r} is a keras model; the experiment compares torch models.")
+            else:
+                problems.append(unknown_model(config, m, "papers.architectures.models"))
+        if len(chosen) * len(seeds) < 2:
+            add("papers.architectures: compares pairs of instances; it needs at least 2 (models × seeds).")
+        problems += _unknown_names(architectures["metrics"], METRICS, "papers.architectures.metrics", "layersim.metrics.METRICS")
+    rs = papers["representation_sets"]
+    if rs["enabled"]:
+        problem = unknown_model(config, rs["model"], "papers.representation_sets.model")
+        if problem:
+            add(problem)
+        elif framework(config, rs["model"]) != "torch":
+            add(f"papers.representation_sets.model: {rs['model']!r} is a keras model; it must name a torch model.")
+        if not rs["train_on"] or not rs["test_on"]:
+            add("papers.representation_sets: needs at least one dataset in train_on and one in test_on.")
+        for name, entry in rs["datasets"].items():
+            problems.append(dataset_problem(entry["source"], f"papers.representation_sets.datasets.{name}.source"))
+        for key in ("train_on", "test_on"):
+            for name in rs[key]:
+                if name not in rs["datasets"]:
+                    add(f"papers.representation_sets.{key}: {name!r} is not under its datasets:.{_nearest(name, rs['datasets'])} Known: {', '.join(rs['datasets']) or 'none'}.")
+        n_trained = len(rs["train_on"]) + (1 if rs["untrained"] else 0)
+        if rs["train_on"] and rs["test_on"] and n_trained * len(seeds) * len(rs["test_on"]) < 2:
+            add("papers.representation_sets: gives fewer than 2 representation sets; add seeds, datasets or untrained: true.")
+    return [p for p in problems if p]
+
+
+def check_model_name(config: dict, name: str, where: str = "the requested path") -> str:
+    """``name`` if it is under models:, else a :class:`ConfigError` listing the known models."""
+    if name not in config["models"]:
+        raise ConfigError(f"{where} names model {name!r}, which is not under models:.{_nearest(name, config['models'])} Known models: {', '.join(config['models'])}.")
+    return name
+
+
+def load_workflow_config(config: dict, configfiles, *, schema_path=None) -> dict:
+    """What common.smk calls: re-read the config files Snakemake loaded (refusing aliases and
+    duplicate keys), then validate ``config`` (Snakemake's merge of them and of ``--config``)
+    in place."""
+    for path in configfiles:
+        read_config_file(path)
+    return validate_config(config, schema_path=schema_path, configfiles=configfiles)
+
+
+# --- training settings ---------------------------------------------------------------------
+
+
+class TrainConfigError(ConfigError):
+    """Training settings that cannot be used."""
+
+
+def train_defaults() -> dict:
+    """The default training settings: the schema's ``$defs.train`` defaults (their one source)."""
+    props = load_schema()["$defs"]["train"]["properties"]
+    return {k: copy.deepcopy(v["default"]) for k, v in props.items() if "default" in v}
+
+
+def train_config(train_cfg: dict | None) -> dict:
+    """``train_cfg`` with every missing key taken from :func:`train_defaults`; an unknown key or
+    optimizer is a :class:`TrainConfigError`."""
+    defaults = train_defaults()
+    cfg = {**defaults, **(train_cfg or {})}
+    unknown = [k for k in cfg if k not in defaults]
+    if unknown:
+        raise TrainConfigError(f"unknown training setting(s) {', '.join(map(repr, unknown))}; known: {', '.join(defaults)}")
+    if cfg["optimizer"] not in ("sgd", "adam"):
+        raise TrainConfigError(f"train.optimizer must be 'sgd' or 'adam', got {cfg['optimizer']!r}")
+    return cfg
