@@ -26,7 +26,7 @@ _console = sys.stderr  # the job's own stderr (Snakemake's console), while sys.s
 
 # rule name → job module (layersim.jobs.<module>); the function has the rule's name
 JOBS: dict[str, str] = {
-    **dict.fromkeys(["train", "train_keras", "extract", "similarity", "heatmap", "grid", "metric_similarity", "functional", "metrics_figure"], "core"),
+    **dict.fromkeys(["train", "train_keras", "extract", "similarity", "heatmap", "self_similarity_grid", "metric_similarity", "functional", "metrics_figure"], "core"),
     **dict.fromkeys(["pca", "series_figure", "block_structure", "cross_seed_figure"], "nguyen"),
     **dict.fromkeys(["identification", "identification_figure"], "kornblith"),
     "johnson_table": "johnson",

@@ -107,7 +107,7 @@ def heatmap(smk) -> None:
 
 
 @job
-def grid(smk) -> None:
+def self_similarity_grid(smk) -> None:
     """Rule ``self_similarity_grid``: :func:`layersim.plots.grid_figure` over depth × width."""
     from layersim.plots import grid_figure
     from layersim.store import read_similarity
