@@ -112,3 +112,44 @@ def test_on_synthetic_activations_only_the_dominated_stretch_is_a_block():
     deep = largest_block(deep_cka, deep_share, cka_threshold=0.9)
     assert (deep.start, deep.stop) == (6, 14)
     assert deep.fraction > shallow.fraction
+
+
+# --- the block_structure job: summary rows and figure -----------------------------------------
+
+
+def test_block_structure_job_finds_the_block_and_reports_none_without(tmp_path):
+    import csv
+    from types import SimpleNamespace
+
+    import xarray as xr
+
+    from layersim.experiments.nguyen import PCShare, write_pc_shares
+    from layersim.jobs import nguyen as jobs
+    from layersim.store import write_similarity
+
+    layers = ["stem.relu"] + [f"stage1.block{i}.relu2" for i in range(1, 10)] + ["pool", "logits"]
+    c = two_runs(n=12, trivial=range(0, 6), block=range(6, 11))  # pool ends the block; logits apart
+    with_block = np.where((np.arange(12) >= 6) & (np.arange(12) < 11), 0.9, 0.2)
+    results, tables, entries = [], [], []
+    for depth, inst, share in ((8, "flat-s0-e1", np.full(12, 0.2)), (56, "deep-s0-e1", with_block)):
+        ds = xr.Dataset({"cka": (("layer_a", "layer_b"), c)}, coords={"layer_a": layers, "layer_b": layers}, attrs={"model_a": inst, "model_b": inst})
+        results.append(str(write_similarity(ds, tmp_path / f"{inst}.zarr")))
+        tables.append(str(tmp_path / f"{inst}.csv"))
+        write_pc_shares([PCShare(name, 4, s, s, 1.0, "exact") for name, s in zip(layers, share)], tables[-1], attrs={"store": inst})
+        entries.append({"model": inst.split("-")[0], "seed": 0, "depth": depth, "width": 1, "instance": inst})
+    smk = SimpleNamespace(
+        input=SimpleNamespace(results=results, pca=tables),
+        output=SimpleNamespace(table=str(tmp_path / "summary.csv"), figure=str(tmp_path / "block_structure.png")),
+        params=SimpleNamespace(instances=entries, layers=r"^stem\.relu$|relu2$|^pool$", threshold=0.9, depth_width=1, width_depths=[]),
+        log=[str(tmp_path / "block_structure.log")],
+        threads=1,
+    )
+    jobs.block_structure(smk)
+    with open(smk.output.table) as f:
+        rows = {r["instance"]: r for r in csv.DictReader(line for line in f if not line.startswith("#"))}
+    deep, flat = rows["deep-s0-e1"], rows["flat-s0-e1"]
+    assert (deep["block_start"], deep["block_end"], deep["block_size"], deep["n_layers"]) == ("stage1.block6.relu2", "pool", "5", "11")
+    assert float(deep["block_mean_pc1_share"]) == pytest.approx(0.9) and float(deep["block_min_cka"]) == pytest.approx(0.93)
+    assert (flat["block_start"], flat["block_size"], float(flat["block_fraction"])) == ("", "0", 0.0)
+    assert flat["high_cka_run_size"] == "6"  # the flat-spectrum run the CKA-only measure called a block
+    assert (tmp_path / "block_structure.png").stat().st_size > 0

@@ -146,7 +146,7 @@ def write_pc_shares(shares: list[PCShare], path: str | os.PathLike, *, attrs: di
         writer = csv.writer(f)
         writer.writerow(COLUMNS)
         for i, s in enumerate(shares):
-            writer.writerow([i, s.layer, s.n_features, repr(s.share), repr(s.top), repr(s.total), s.method])
+            writer.writerow([i, s.layer, int(s.n_features), repr(float(s.share)), repr(float(s.top)), repr(float(s.total)), s.method])
     os.replace(tmp, path)
 
 
