@@ -1,10 +1,10 @@
-"""First-PC share per layer (layersim.experiments.nguyen), read batch-wise, against numpy's exact SVD; and the
-block-structure size."""
+"""First-PC share per layer (layersim.experiments.nguyen), read batch-wise, against numpy's exact SVD
+(the block-structure measure: test_block_structure.py)."""
 
 import numpy as np
 import pytest
 
-from layersim.experiments.nguyen import first_pc_share, largest_block, pc_shares, read_pc_shares, write_pc_shares
+from layersim.experiments.nguyen import first_pc_share, pc_shares, read_pc_shares, write_pc_shares
 from layersim.store import write_activations
 
 
@@ -69,19 +69,3 @@ def test_rank_one_layer_has_share_one():
     x = rng.normal(size=(50, 1)) @ rng.normal(size=(1, 30))
     top, total, _ = first_pc_share(lambda rows: x[rows], 50, 30, block_rows=9, max_gram_features=5)
     assert top / total == pytest.approx(1.0, abs=1e-9)
-
-
-def test_largest_block_definition():
-    c = np.eye(6)
-    c[3:6, 3:6] = 0.95  # layers 3..5 form a block
-    np.fill_diagonal(c, 1.0)
-    c[0, 1] = c[1, 0] = 0.91  # and 0..1 a smaller one
-    block = largest_block(c, 0.9)
-    assert (block.start, block.stop, block.size, block.n_layers) == (3, 6, 3, 6)
-    assert block.fraction == pytest.approx(0.5)
-    c[3, 5] = c[5, 3] = 0.5  # a block needs *all* pairs above the threshold
-    assert largest_block(c, 0.9).size == 2
-    assert largest_block(np.eye(4), 0.9).size == 1
-    nan = np.full((3, 3), np.nan)
-    np.fill_diagonal(nan, 1.0)
-    assert largest_block(nan, 0.9).size == 1

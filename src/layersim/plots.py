@@ -208,10 +208,12 @@ def series_figure(results: list, shares: list, labels: list[str], path: str | os
     plt.close(fig)
 
 
-def block_structure_figure(rows: list[dict], path: str | os.PathLike, *, threshold: float, depth_width: int, width_depths: list[int]) -> None:
-    """Block-structure size (fraction of the layers considered, :func:`layersim.experiments.nguyen.largest_block`)
-    against depth (ResNets of width ``depth_width``) and against width (at each of
-    ``width_depths``); one dot per seed, a line through the means."""
+def block_structure_figure(rows: list[dict], path: str | os.PathLike, *, threshold: float, pc1_threshold: float, depth_width: int, width_depths: list[int]) -> None:
+    """Block-structure size (``block_fraction``: the fraction of the layers considered in the
+    largest run of alike layers each dominated by its first principal component,
+    :func:`layersim.experiments.nguyen.largest_block`; 0 without a block) against depth (ResNets of
+    width ``depth_width``) and against width (at each of ``width_depths``); one dot per seed, a
+    line through the means."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), layout="constrained")
 
@@ -230,7 +232,7 @@ def block_structure_figure(rows: list[dict], path: str | os.PathLike, *, thresho
     for ax, xlabel in zip(axes, ("depth", "width multiplier")):
         ax.set_xlabel(xlabel)
         ax.set_ylim(0, 1.05)
-        ax.set_ylabel(f"largest block with CKA > {threshold:g}\n(fraction of layers)")
+        ax.set_ylabel(f"block: CKA > {threshold:g}, PC1 share > {pc1_threshold:g}\n(fraction of layers)", fontsize=8)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     fig.suptitle("Block structure vs depth and width", fontsize=10)

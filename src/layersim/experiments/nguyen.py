@@ -1,5 +1,6 @@
 """Block-structure probes: the first principal component's share of variance per layer of an
-activation store, and the size of the largest high-CKA block of a self-similarity matrix.
+activation store, and the size of the block structure of a self-similarity matrix (the largest
+run of alike layers each dominated by its first principal component, :func:`largest_block`).
 
 Nguyen, Raghu & Kornblith (2021, Sec. 4) trace the "block structure" of wide and deep networks
 to a dominant datapoint direction: inside the block, one principal component carries most of the
@@ -172,7 +173,8 @@ def read_pc_shares(path: str | os.PathLike):
 @dataclass(frozen=True)
 class Block:
     """The largest block of a self-similarity matrix: layers ``start..stop-1`` (positions in the
-    layers considered), ``size = stop − start``, ``fraction = size / n_layers``."""
+    layers considered), ``size = stop − start``, ``fraction = size / n_layers``. No block:
+    ``start = stop = size = 0``."""
 
     start: int
     stop: int
@@ -181,34 +183,64 @@ class Block:
     fraction: float
 
 
-def largest_block(cka: np.ndarray, threshold: float = 0.9) -> Block:
-    """The block structure's size: the longest run of consecutive layers whose pairwise CKA
-    all exceed ``threshold``.
+PC1_SHARE_THRESHOLD = 0.5
+"""Default share₁ a layer of a block must exceed: its first principal component carries more
+variance than all the others together."""
+
+
+def largest_block(cka: np.ndarray, pc1_share: np.ndarray, *, cka_threshold: float = 0.9, pc1_threshold: float = PC1_SHARE_THRESHOLD, min_size: int = 2) -> Block:
+    """Nguyen et al. (2021)'s block structure: the longest run of consecutive layers that are all
+    alike (pairwise CKA above ``cka_threshold``) *and* each dominated by its first principal
+    component (share₁ above ``pc1_threshold``).
 
     Definition: over the layers considered (rows/columns of the square self-similarity matrix
-    ``cka``, in forward order), the largest ``j − i`` such that ``cka[a, b] > threshold`` for all
-    ``i ≤ a, b < j``, i.e. the largest all-bright square on the diagonal of the heatmap (Nguyen et
-    al. 2021's "large, contiguous set of layers with highly similar representations"). Ties go to
-    the earliest block. A single layer is a block of size 1 (its diagonal is 1); NaN entries
-    (undefined layers) never exceed the threshold.
+    ``cka`` and the entries of ``pc1_share``, in forward order), the largest ``j − i ≥ min_size``
+    such that ``pc1_share[a] > pc1_threshold`` for every ``i ≤ a < j`` and
+    ``cka[a, b] > cka_threshold`` for every ``i ≤ a, b < j``: the largest all-bright square on the
+    heatmap's diagonal whose layers all have one dominant direction. Ties go to the earliest run;
+    NaN entries (undefined layers) never exceed a threshold; with no such run the block is empty
+    (size 0).
 
-    >>> c = np.array([[1, .5, .2, .1], [.5, 1, .95, .92], [.2, .95, 1, .97], [.1, .92, .97, 1]])
-    >>> largest_block(c, 0.9)
+    Both conditions are needed: Nguyen et al. trace the block to a dominant first principal
+    component, and the high-CKA condition alone is met by adjacent residual-stream layers of any
+    small ResNet (the skip connection carries most of the signal), which have flat spectra.
+
+    >>> c = np.array([[1, .95, .2, .1], [.95, 1, .95, .92], [.2, .95, 1, .97], [.1, .92, .97, 1]])
+    >>> largest_block(c, np.array([.2, .8, .9, .85]))
     Block(start=1, stop=4, size=3, n_layers=4, fraction=0.75)
+    >>> largest_block(c, np.array([.2, .2, .3, .2])).size
+    0
     """
     c = np.asarray(cka, dtype=float)
+    share = np.asarray(pc1_share, dtype=float)
     if c.ndim != 2 or c.shape[0] != c.shape[1]:
         raise LayersimError(f"a self-similarity matrix must be square, got shape {c.shape}")
     n = c.shape[0]
-    high = np.nan_to_num(c, nan=-np.inf) > threshold
+    if share.shape != (n,):
+        raise LayersimError(f"the PC1 shares must have one entry per layer of the {n}×{n} self-similarity matrix, got shape {share.shape}")
+    high = np.nan_to_num(c, nan=-np.inf) > cka_threshold
     high &= high.T
     np.fill_diagonal(high, True)
-    best = (0, min(n, 1))
+    dominated = np.nan_to_num(share, nan=-np.inf) > pc1_threshold
+    best = (0, 0)
     for i in range(n):
+        if not dominated[i]:
+            continue
         j = i + 1
-        while j < n and high[j, i : j + 1].all():  # the new layer j with every layer of the run
+        while j < n and dominated[j] and high[j, i : j + 1].all():  # the new layer j with every layer of the run
             j += 1
-        if j - i > best[1] - best[0]:
+        if j - i >= max(min_size, 1) and j - i > best[1] - best[0]:
             best = (i, j)
     size = best[1] - best[0]
     return Block(best[0], best[1], size, n, size / n if n else float("nan"))
+
+
+def largest_high_cka_run(cka: np.ndarray, threshold: float = 0.9) -> Block:
+    """The longest run of consecutive layers whose pairwise CKA all exceed ``threshold``, with no
+    condition on the PC1 share (ties to the earliest; a lone layer is a run of 1). Not the block
+    structure (see :func:`largest_block`): kept as a summary column, it shows how much of the
+    network the residual stream alone keeps alike."""
+    c = np.asarray(cka, dtype=float)
+    return largest_block(c, np.ones(c.shape[:1]), cka_threshold=threshold, pc1_threshold=0.0, min_size=1)
+
+

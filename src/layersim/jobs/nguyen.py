@@ -46,16 +46,20 @@ def series_figure(smk) -> None:
 
 @job
 def block_structure(smk) -> None:
-    """Rule ``block_structure``: the largest high-CKA block of every ResNet instance
-    (:func:`layersim.experiments.nguyen.largest_block` on :func:`layersim.layers.select_layers`) → CSV and
-    :func:`layersim.plots.block_structure_figure`."""
+    """Rule ``block_structure``: the block structure of every ResNet instance
+    (:func:`layersim.experiments.nguyen.largest_block` of its self-similarity and PC1 shares on
+    the layers :func:`layersim.layers.select_layers` picks) → CSV and
+    :func:`layersim.plots.block_structure_figure`. The PC1-share threshold is the rule's
+    ``pc1_threshold`` param where it has one, else ``PC1_SHARE_THRESHOLD``."""
     import numpy as np
 
-    from layersim.experiments.nguyen import largest_block, read_pc_shares
+    from layersim.experiments.nguyen import PC1_SHARE_THRESHOLD, largest_block, largest_high_cka_run, read_pc_shares
     from layersim.io import write_csv
     from layersim.layers import select_layers
     from layersim.plots import block_structure_figure
 
+    threshold = smk.params.threshold
+    pc1_threshold = getattr(smk.params, "pc1_threshold", PC1_SHARE_THRESHOLD)
     sims = _by_instance(smk.input.results)
     shares = {read_pc_shares(p).attrs["store"]: read_pc_shares(p) for p in smk.input.pca}
     rows = []
@@ -64,22 +68,27 @@ def block_structure(smk) -> None:
         result = sims[(inst, inst)]
         layers = select_layers(list(result["layer_a"].values), smk.params.layers, what="block_structure layer pattern")
         cka = result["cka"].sel(layer_a=layers, layer_b=layers).values
-        block = largest_block(cka, smk.params.threshold)
         share = shares[inst]["pc1_share"].sel(layer=layers).values
-        inside = share[block.start : block.stop]
+        block = largest_block(cka, share, cka_threshold=threshold, pc1_threshold=pc1_threshold)
+        inside = slice(block.start, block.stop)
         rows.append({
             **entry,
             "n_layers": block.n_layers,
-            "block_start": layers[block.start],
-            "block_end": layers[block.stop - 1],
+            "block_start": layers[block.start] if block.size else "",
+            "block_end": layers[block.stop - 1] if block.size else "",
             "block_size": block.size,
             "block_fraction": block.fraction,
-            "block_mean_pc1_share": float(np.nanmean(inside)) if len(inside) else float("nan"),
+            "block_mean_pc1_share": float(np.nanmean(share[inside])) if block.size else float("nan"),
+            "block_min_cka": float(np.nanmin(cka[inside, inside])) if block.size else float("nan"),
             "max_pc1_share": float(np.nanmax(share)),
+            "high_cka_run_size": largest_high_cka_run(cka, threshold).size,
         })
-        log.info("%s: block %s..%s size %d/%d", inst, layers[block.start], layers[block.stop - 1], block.size, block.n_layers)
-    write_csv(rows, smk.output.table, [f"threshold: {smk.params.threshold}", f"layers: {smk.params.layers}"], float_format="", lineterminator="\r\n")
-    block_structure_figure(rows, smk.output.figure, threshold=smk.params.threshold, depth_width=smk.params.depth_width, width_depths=list(smk.params.width_depths))
+        if block.size:
+            log.info("%s: block %s..%s, %d of %d layers", inst, layers[block.start], layers[block.stop - 1], block.size, block.n_layers)
+        else:
+            log.info("%s: no block (%d layers, max PC1 share %.2f)", inst, block.n_layers, np.nanmax(share))
+    write_csv(rows, smk.output.table, [f"threshold: {threshold}", f"pc1_threshold: {pc1_threshold}", f"layers: {smk.params.layers}"], float_format="", lineterminator="\r\n")
+    block_structure_figure(rows, smk.output.figure, threshold=threshold, pc1_threshold=pc1_threshold, depth_width=smk.params.depth_width, width_depths=list(smk.params.width_depths))
 
 
 @job
