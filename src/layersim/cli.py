@@ -77,7 +77,8 @@ def _inspect(path: Path, verify: bool, out) -> None:
     width = max(len(layer) for layer in store.layers)
     for layer in store.layers:
         array = store.group[layer]
-        dims = ", ".join(array.metadata.dimension_names[1:] or ()) if array.metadata.dimension_names else ""
+        # a layer's feature dims are named "<layer>.<dim>" in the store (one namespace per layer)
+        dims = ", ".join(d.removeprefix(f"{layer}.") for d in (array.metadata.dimension_names or ())[1:])
         print(f"  {layer:<{width}}  {str(tuple(array.shape[1:])):<16} {array.dtype}  ({dims})", file=out)
     if verify:
         step = max(1, (store.group[store.layers[0]].shards or store.group[store.layers[0]].chunks)[0])

@@ -1,4 +1,4 @@
-# Metric vs function across architectures (thesis §3.3, Fig. 3.4, Table 3.1; docs/papers_functional.md).
+# Metric vs function across architectures (thesis §3.3, Fig. 3.4, Table 3.1; docs/papers.md).
 # The trained instances come from the ordinary train/extract rules; the untrained copies (the
 # thesis' red points) from architectures_init + architectures_extract_untrained. Every target
 # appears only when config `papers.architectures.enabled`. Jobs in layersim.jobs.architectures.

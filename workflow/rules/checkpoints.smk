@@ -1,4 +1,4 @@
-# Checkpoints over training (thesis §3.4; docs/papers_functional.md; jobs in
+# Checkpoints over training (thesis §3.4; docs/papers.md; jobs in
 # layersim.jobs.checkpoints): train_epochs writes one checkpoint per epoch k, extract_epoch fans out
 # over them, checkpoint_compare compares each with the final one. Config papers.checkpoints.
 

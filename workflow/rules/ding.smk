@@ -1,5 +1,5 @@
 # Ding & Steinhardt (2021): layer depth / seeds and PC deletion vs linear-probe accuracy
-# (docs/papers_functional.md; jobs in layersim.jobs.ding). Config papers.ding.
+# (docs/papers.md; jobs in layersim.jobs.ding). Config papers.ding.
 
 
 include: "helpers/ding.smk"

@@ -1,5 +1,5 @@
 # The thesis' existence proof (ch. 4, Table 4.1) on a frozen base model's features
-# (docs/papers_functional.md; jobs in layersim.jobs.existence). Config papers.existence.
+# (docs/papers.md; jobs in layersim.jobs.existence). Config papers.existence.
 
 
 include: "helpers/existence.smk"

@@ -1,4 +1,4 @@
-# Johnson (2019) Example 3.1 under subspace match, CKA, CCA and Procrustes (docs/papers_functional.md;
+# Johnson (2019) Example 3.1 under subspace match, CKA, CCA and Procrustes (docs/papers.md;
 # jobs in layersim.jobs.johnson). Config papers.johnson; no training.
 
 

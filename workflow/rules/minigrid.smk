@@ -1,4 +1,4 @@
-# MiniGrid PPO agents (thesis §3.5, Figures 3.6–3.8, Table 3.1; docs/papers_functional.md §7):
+# MiniGrid PPO agents (thesis §3.5, Figures 3.6–3.8, Table 3.1; docs/papers.md):
 # minigrid_train per (architecture, training grid, seed) → minigrid_compare per (architecture,
 # training grid): every pair of seeds on every test grid → minigrid_summary: table + figures.
 # Targets only when config `papers.minigrid.enabled`. Jobs in layersim.jobs.minigrid.

@@ -1,5 +1,5 @@
 # Representation sets told apart by an SVM, and their t-SNE (thesis §3.1, Figs. 3.1 and 3.2;
-# docs/papers_functional.md section 4; jobs in layersim.jobs.representation_sets). Config:
+# docs/papers.md; jobs in layersim.jobs.representation_sets). Config:
 # papers.representation_sets. One model per (training dataset or `untrained`, seed); its features
 # on each test dataset are one set. Targets only when enabled.
 
