@@ -180,3 +180,18 @@ def test_heavy_rules_have_benchmarks():
     for rule in ("train", "train_keras", "extract", "similarity", "metric_similarity"):
         body = text.split(f"rule {rule}:")[1].split("\nrule ")[0]
         assert "benchmark:" in body and "log:" in body, rule
+
+
+def test_keep_stores_false_deletes_each_store_once_its_readers_are_done(tmp_path):
+    """extract.keep_stores: false makes the stores temp(): the results are all there, the
+    activation stores are gone; with the default (true) they stay (the `done` run above)."""
+    config = {**TINY, "metrics": {"names": []}, "seeds": [0], "extract": {**TINY["extract"], "keep_stores": False}}
+    snakemake(tmp_path, config)
+    results = tmp_path / "results" / "tiny"
+    assert sorted(p.name for p in (results / "similarity" / "cka").iterdir()) == ["m8x1-s0-e1__m8x1-s0-e1.zarr", "m8x1-s0-e1__m8x2-s0-e1.zarr", "m8x2-s0-e1__m8x2-s0-e1.zarr"]
+    assert not list((results / "activations").glob("*.zarr")) if (results / "activations").exists() else True
+    assert (results / "models" / "m8x1" / "s0" / "e1.pt").exists()
+
+
+def test_keep_stores_default_keeps_them(done):
+    assert len(list((done / "results" / "tiny" / "activations").glob("*.zarr"))) == len(instances())

@@ -32,7 +32,7 @@ rule architectures_extract_untrained:
     input:
         checkpoint=f"{RESULTS}/architectures/untrained/models/{{model}}/s{{seed}}/e0.pt",
     output:
-        store=directory(f"{RESULTS}/architectures/untrained/activations/{{model}}-s{{seed}}-e0.zarr"),
+        store=activation_store(f"{RESULTS}/architectures/untrained/activations/{{model}}-s{{seed}}-e0.zarr"),
     params:
         dataset=DATASET,
         batch_size=config["extract"]["batch_size"],

@@ -31,7 +31,7 @@ rule extract_epoch:
     input:
         checkpoint=f"{RESULTS}/checkpoints/{{model}}/s{{seed}}/e{{epoch}}.pt",
     output:
-        store=directory(f"{RESULTS}/checkpoint_activations/{{model}}-s{{seed}}-e{{epoch}}.zarr"),
+        store=activation_store(f"{RESULTS}/checkpoint_activations/{{model}}-s{{seed}}-e{{epoch}}.zarr"),
     params:
         dataset=DATASET,
         batch_size=config["extract"]["batch_size"],

@@ -149,3 +149,8 @@ def all_targets():
 def paper_model(paper):
     """The model papers.<paper>.model names (checked against models: by layersim.config)."""
     return PAPERS[paper]["model"]
+
+
+def activation_store(path):
+    """An activation store output: kept, or temp() when config extract.keep_stores is false."""
+    return directory(path) if config["extract"]["keep_stores"] else temp(directory(path))

@@ -6,7 +6,7 @@ rule extract:
     input:
         checkpoint=lambda w: checkpoint_path(w.model, w.seed, w.epoch),
     output:
-        store=directory(f"{RESULTS}/activations/{{model}}-s{{seed}}-e{{epoch}}.zarr"),
+        store=activation_store(f"{RESULTS}/activations/{{model}}-s{{seed}}-e{{epoch}}.zarr"),
     params:
         dataset=DATASET,
         batch_size=config["extract"]["batch_size"],
