@@ -6,12 +6,11 @@ import json
 import numpy as np
 import pytest
 import xarray as xr
-import yaml
 import zarr
 
 from cifar_fixtures import make_cifar_archive
 from reference import minibatch_cka
-from workflow_runner import REPO, planned_jobs, run_snakemake
+from workflow_runner import config_yaml, REPO, planned_jobs, run_snakemake
 
 pytestmark = [pytest.mark.slow, pytest.mark.keras]
 pytest.importorskip("tensorflow")
@@ -77,7 +76,7 @@ def test_seed_blog_reduced_run(tmp_path, archive):
         "similarity": {"batch_size": 16, "passes": 1},
         "extract": {"batch_size": 16},
     }
-    (tmp_path / "reduced.yaml").write_text(yaml.safe_dump(overrides))
+    (tmp_path / "reduced.yaml").write_text(config_yaml(overrides))
     run_snakemake(tmp_path, REPO / "config" / "experiments" / "seed_blog.yaml", "--configfile", str(REPO / "config" / "experiments" / "seed_blog.yaml"), str(tmp_path / "reduced.yaml"))
     results = tmp_path / "results" / "seed_blog"
     for a, b in [("resnet50", "resnet101"), ("resnet50", "resnet152"), ("resnet101", "resnet152")]:

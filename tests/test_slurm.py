@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-import yaml
+from workflow_runner import config_yaml
 
 from slurm_cluster import LocalSlurm, ensure_installed
 
@@ -64,7 +64,7 @@ def cluster(tmp_path_factory):
 def write_config(workdir: Path, config: dict) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(config_yaml(config))
     return path
 
 

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from workflow_runner import config_yaml
 import yte
 
 pytestmark = pytest.mark.slow
@@ -67,7 +67,7 @@ def environment(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def snakemake(tmp_path: Path, env: dict[str, str], *args: str, profile: Path = PROFILE) -> subprocess.CompletedProcess:
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(TINY))
+    (tmp_path / "config.yaml").write_text(config_yaml(TINY))
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
            "--configfile", str(tmp_path / "config.yaml"), "--profile", str(profile),
            "--seconds-between-status-checks", "1", "--latency-wait", "5", "--retries", "0", *args]

@@ -7,6 +7,16 @@ from pathlib import Path
 
 import yaml
 
+
+class _NoAliases(yaml.SafeDumper):
+    def ignore_aliases(self, data):  # layersim refuses YAML aliases in configs
+        return True
+
+
+def config_yaml(config: dict) -> str:
+    """``config`` as YAML without anchors or aliases (a shared sub-dict is written out twice)."""
+    return yaml.dump(config, Dumper=_NoAliases, sort_keys=False)
+
 REPO = Path(__file__).resolve().parents[1]
 # The CIFAR directories the full experiment configs name (relative to the working directory):
 # an empty one stands for the data, so a dry run can list a full experiment's DAG without it.
@@ -24,7 +34,7 @@ def run_snakemake(workdir: Path, config: dict | Path, *args: str, check: bool = 
     ``config`` is a dict (written to ``workdir/config.yaml``) or the path of a config file.
     """
     if isinstance(config, dict):
-        (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+        (workdir / "config.yaml").write_text(config_yaml(config))
         config = workdir / "config.yaml"
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile", str(config), "--cores", str(cores), *args]
     result = subprocess.run(cmd, capture_output=True, text=True)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from layersim.engine.accumulator import MinibatchCKA, minibatch_rows
 from layersim.engine.grams import BatchGrams, EstimatorError, NonFiniteInputError, UndefinedLayerWarning, _check_batch, _gram_numpy, _is_torch, _non_finite_detail
 from layersim.parallel import balanced_blocks, single_blas_thread, thread_count
+
+if TYPE_CHECKING:
+    import xarray
 
 
 def _store_grams(store, layers: list[str], rows: np.ndarray, dtype: str, device: str | None = None, batch: str | None = None) -> BatchGrams:
