@@ -3,7 +3,7 @@
 The Grams of one batch are independent BLAS calls of very different sizes. On a few cores, one
 BLAS thread per Gram and the layers spread over a thread pool (largest first) usually beats one
 multi-threaded BLAS call after another: a threaded ?syrk synchronises often for an ``n × n``
-result this small. A pool lives for one call (:func:`gram_pool`), a BLAS limit for one block
+result this small. A pool lives for one call (:func:`thread_pool`), a BLAS limit for one block
 (:func:`single_blas_thread`); neither outlives it.
 """
 
@@ -28,9 +28,10 @@ def thread_count(threads: int | None) -> int:
     return default_threads() if threads is None else max(1, int(threads))
 
 
-def gram_pool(threads: int) -> ThreadPoolExecutor:
-    """A thread pool for one call (use it as a context manager: its threads end with it)."""
-    return ThreadPoolExecutor(threads, thread_name_prefix="layersim-gram")
+def thread_pool(threads: int, purpose: str = "gram") -> ThreadPoolExecutor:
+    """A thread pool for one call (use it as a context manager: its threads end with it),
+    its threads named ``layersim-<purpose>``."""
+    return ThreadPoolExecutor(threads, thread_name_prefix=f"layersim-{purpose}")
 
 
 @functools.cache

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from layersim.engine.grams import MIN_BATCH, BatchGrams, EstimatorError, NonFiniteInputError, UndefinedLayerWarning, _is_torch, _to_float64
-from layersim.parallel import gram_pool, single_blas_thread, thread_count
+from layersim.parallel import thread_pool, single_blas_thread, thread_count
 
 
 def _cross(grams_a: BatchGrams, grams_b: BatchGrams, threads: int = 1):
@@ -37,7 +37,7 @@ def _cross(grams_a: BatchGrams, grams_b: BatchGrams, threads: int = 1):
             cross[s] = ga[s] @ gb.T
 
         step = -(-len(ga) // threads)
-        with single_blas_thread(), gram_pool(threads) as pool:
+        with single_blas_thread(), thread_pool(threads) as pool:
             list(pool.map(rows, [slice(i, i + step) for i in range(0, len(ga), step)]))
     return _to_float64(cross)
 

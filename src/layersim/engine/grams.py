@@ -16,7 +16,7 @@ import numpy as np
 
 from layersim.errors import LayersimError
 from layersim.metrics.kernel import u_centre, u_centring_offsets
-from layersim.parallel import gram_pool, single_blas_thread, thread_count
+from layersim.parallel import thread_pool, single_blas_thread, thread_count
 
 
 class EstimatorError(LayersimError):
@@ -302,7 +302,7 @@ class BatchGrams:
                 one(i)
         else:
             order = sorted(range(len(flat)), key=lambda i: -int(np.prod(flat[i].shape[1:])))
-            with single_blas_thread(), gram_pool(threads) as pool:
+            with single_blas_thread(), thread_pool(threads) as pool:
                 list(pool.map(one, order))
         out, start = [], 0
         for layers in models:

@@ -9,7 +9,7 @@ import numpy as np
 
 from layersim.engine.accumulator import MinibatchCKA, minibatch_rows
 from layersim.engine.grams import BatchGrams, EstimatorError, NonFiniteInputError, UndefinedLayerWarning, _check_batch, _gram_numpy, _is_torch, _non_finite_detail
-from layersim.parallel import balanced_blocks, single_blas_thread, thread_count
+from layersim.parallel import balanced_blocks, single_blas_thread, thread_count, thread_pool
 
 if TYPE_CHECKING:
     import xarray
@@ -200,13 +200,11 @@ def _run(graph, *, threads: int, scheduler_address: str | None, scheduler_timeou
 
     if scheduler_address:
         return _run_on_scheduler(graph, scheduler_address, scheduler_timeout)
-    from concurrent.futures import ThreadPoolExecutor
-
     from layersim.progress import DaskTqdm
 
     # One BLAS thread per Dask thread: the Grams are many small products, and a multi-threaded
     # BLAS inside each of several Dask threads oversubscribes the cores. The pool is this call's.
-    with single_blas_thread(), DaskTqdm(disable=not progress, desc="minibatch CKA"), ThreadPoolExecutor(max(1, threads), thread_name_prefix="layersim-dask") as pool:
+    with single_blas_thread(), DaskTqdm(disable=not progress, desc="minibatch CKA"), thread_pool(max(1, threads), "dask") as pool:
         (result,) = dask.compute(graph, scheduler="threads", pool=pool)
     return result
 

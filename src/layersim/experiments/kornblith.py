@@ -239,9 +239,8 @@ def similarity_tensor(paths: dict[str, str], *, layers: str = r"\.relu$|^pool$",
     chosen = select_layers(first.layers, layers, what="identification layer pattern")
     rows = slice(0, max_samples)
     rbf = {m: RBF_THRESHOLDS[m] for m in metrics if m in RBF_THRESHOLDS}
-    from concurrent.futures import ThreadPoolExecutor
 
-    from threadpoolctl import threadpool_limits
+    from layersim.parallel import single_blas_thread, thread_pool
 
     def network(k):
         start = time.perf_counter()
@@ -258,7 +257,7 @@ def similarity_tensor(paths: dict[str, str], *, layers: str = r"\.relu$|^pool$",
     N, L = len(names), len(chosen)
     out = np.full((len(metrics), N, N, L, L), np.nan)
     pairs = [(a, b) for a in range(N) for b in range(a + 1, N)]
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+    with single_blas_thread(), thread_pool(max(1, threads), "identification") as pool:
         features = dict(zip(names, pool.map(network, names)))
         for (a, b), (ab, ba) in zip(pairs, pool.map(pair, pairs)):
             for k, m in enumerate(metrics):

@@ -106,12 +106,18 @@ def config_hash(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def job_config(smk) -> dict:
+    """The whole config of the job's workflow (empty when called without Snakemake). Settings
+    read from it rather than from a rule parameter do not make earlier outputs stale."""
+    return getattr(smk, "config", None) or {}
+
+
 def job_device(smk) -> str:
     """The torch device of config ``device`` (``auto`` when unset). Read from the config, not
     a rule parameter: moving a job to a GPU does not make its earlier outputs stale."""
     from layersim.device import torch_device
 
-    return torch_device((getattr(smk, "config", None) or {}).get("device", "auto"))
+    return torch_device(job_config(smk).get("device", "auto"))
 
 
 def limit_threads(threads: int) -> None:

@@ -6,7 +6,7 @@ import json
 import logging
 import warnings
 
-from layersim.jobs import config_hash, job, job_device, limit_threads, release_freed_blocks_to_the_os, tell
+from layersim.jobs import config_hash, job, job_config, job_device, limit_threads, release_freed_blocks_to_the_os, tell
 from layersim.errors import LayersimError
 
 log = logging.getLogger("layersim")
@@ -17,10 +17,6 @@ def _check_epoch(smk) -> None:
     epochs = smk.params.train["epochs"]
     if int(smk.wildcards.epoch) != epochs:
         raise LayersimError(f"asked for epoch {smk.wildcards.epoch} but model {smk.wildcards.model} is configured for {epochs} epochs")
-
-
-def _config(smk) -> dict:
-    return getattr(smk, "config", None) or {}
 
 
 @job
@@ -94,7 +90,7 @@ def similarity(smk) -> None:
             layer_block=smk.params.layer_block,
             cache_mb=smk.params.cache_mb,
             scheduler_address=smk.params.scheduler_address,
-            scheduler_timeout=_config(smk).get("similarity", {}).get("scheduler_timeout", 30),  # not a param: no rerun when changed
+            scheduler_timeout=job_config(smk).get("similarity", {}).get("scheduler_timeout", 30),  # not a param: no rerun when changed
             device=None if device == "cpu" else device,  # on the CPU, the numpy engine (BLAS ?syrk)
         )
     for w in caught:
