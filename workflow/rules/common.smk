@@ -123,9 +123,9 @@ def grid_cells():
     depths = sorted({c["depth"] for c in resnets.values()})
     widths = sorted({c.get("width", 1) for c in resnets.values()})
     cells = {}
-    for m, c in resnets.items():
+    for m, c in sorted(resnets.items()):  # by name: the order of config keys is not a change
         cells.setdefault((depths.index(c["depth"]), widths.index(c.get("width", 1))), m)
-    return depths, widths, [[i, j, instance(m, config["seeds"][0])] for (i, j), m in cells.items()]
+    return depths, widths, [[i, j, instance(m, config["seeds"][0])] for (i, j), m in sorted(cells.items())]
 
 
 def similarity_path(a, b):
