@@ -1,0 +1,230 @@
+"""Store reads against the raw file rate, and what checking stores against their integrity
+record costs, measured side by side in one run.
+
+- Reading: every layer of a 0.87 GiB activation store (the standard workload's model) read
+  whole by ``ActivationStore.read`` (the first read of an object checks each file's CRC32C; a
+  second read of the same object does not), against reading the same files' bytes into one
+  preallocated buffer with ``os.preadv`` — both from the page cache (the files were just
+  written; RAM permitting).
+
+- Similarity from stores: ``compare_stores`` on the standard workload (two models × 24 layers,
+  1,024 samples in batches of 256; 1.75 GiB of stores), cached and out of core, with the
+  pipeline's default 10 passes and with 1 pass (the worst case: every byte checked is used
+  once), each round run twice in turn: as shipped (every shard file's CRC32C checked the first
+  time it is read) and with every file marked as already checked (no shard checksums, no
+  whole-file first reads).
+- Extraction: the extract rule's path (ResNet-20 ×1 at 32×32, CIFAR-shaped input) writing a
+  store, as shipped and with the CRC32C function replaced by one that returns 0 (the record is
+  then wrong, the time is what is left without checksums).
+
+Besides the ratios, the CPU seconds spent inside CRC32C in the shipped runs, and CRC32C's own
+rate on this machine.
+
+    .venv/bin/python benchmarks/bench_store.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+import google_crc32c
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import BATCHES, N, STANDARD_SHAPES, machine_facts, make_model_activations, print_facts  # noqa: E402
+
+import layersim.store  # noqa: E402
+from layersim.engine import compare_stores  # noqa: E402
+from layersim.store import write_activations  # noqa: E402
+
+CRC_SECONDS = [0.0]
+_LOCK = threading.Lock()
+_VALUE, _EXTEND = google_crc32c.value, google_crc32c.extend
+
+
+def _timed(function):
+    def timed(*args):
+        start = time.perf_counter()
+        try:
+            return function(*args)
+        finally:
+            with _LOCK:
+                CRC_SECONDS[0] += time.perf_counter() - start
+
+    return timed
+
+
+google_crc32c.value, google_crc32c.extend = _timed(_VALUE), _timed(_EXTEND)  # the store imports them per call
+
+
+@contextmanager
+def shard_checks_skipped():
+    """Every ActivationStore opened inside starts with all its files marked as checked."""
+    init = layersim.store.ActivationStore.__init__
+
+    def init_checked(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self._verified.update(self._integrity.files)
+
+    layersim.store.ActivationStore.__init__ = init_checked
+    try:
+        yield
+    finally:
+        layersim.store.ActivationStore.__init__ = init
+
+
+@contextmanager
+def no_checksums():
+    """CRC32C replaced by a constant (the records written are then wrong)."""
+    google_crc32c.value, google_crc32c.extend = (lambda data: 0), (lambda crc, data: 0)
+    try:
+        yield
+    finally:
+        google_crc32c.value, google_crc32c.extend = _timed(_VALUE), _timed(_EXTEND)
+
+
+def timed(fn) -> tuple[float, float]:
+    """Wall seconds of ``fn()`` and the CRC32C seconds spent in it (summed over threads)."""
+    CRC_SECONDS[0] = 0.0
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start, CRC_SECONDS[0]
+
+
+def similarity(repeat: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        names = [f"l{i}" for i in range(len(STANDARD_SHAPES))]
+        for name, seed in (("a", 0), ("b", 1)):
+            batches = make_model_activations(STANDARD_SHAPES, seed=seed)
+            rows = [{**dict(zip(names, layers)), "logits": np.zeros((N, 10), np.float32)} for layers in batches]
+            ids = np.arange(N * BATCHES)
+            paths[name] = str(write_activations(Path(tmp) / f"{name}.zarr", rows, sample_id=ids, labels=0 * ids, attrs={}))
+        gib = sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file()) / 2**30
+
+        def run(cache_mb, passes):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the constant logits layer is reported undefined
+                compare_stores(paths, [("a", "b")], batch_size=N, passes=passes, threads=2, cache_mb=cache_mb, progress=False)
+
+        for passes, cache_mb, label in ((10, 4096, "cached"), (10, 0, "out of core"), (1, 4096, "cached"), (1, 0, "out of core")):
+            checked, skipped = [], []
+            for i in range(repeat):  # in turn, each going first every other round
+                for shipped in (i % 2 == 0, i % 2 == 1):
+                    if shipped:
+                        checked.append(timed(lambda: run(cache_mb, passes)))
+                    else:
+                        with shard_checks_skipped():
+                            skipped.append(timed(lambda: run(cache_mb, passes)))
+            wall_checked, crc = min(checked)
+            wall_skipped = min(skipped)[0]
+            ratios = sorted(c[0] / s[0] for c, s in zip(checked, skipped))
+            print(
+                f"compare_stores ({passes} passes, {label}, {gib:.2f} GiB of stores, 2 Dask threads): checked {wall_checked:.3f} s, "
+                f"shard checksums skipped {wall_skipped:.3f} s → {100 * (wall_checked / wall_skipped - 1):+.1f} % "
+                f"(best of {repeat} each; per round: median {100 * (np.median(ratios) - 1):+.1f} %); "
+                f"CRC32C CPU time in the checked run {crc:.3f} s = {100 * crc / wall_checked:.1f} % of its wall time"
+            )
+
+
+def reading(repeat: int) -> None:
+    from layersim.store import ActivationStore
+
+    names = [f"l{i}" for i in range(len(STANDARD_SHAPES))]
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = [{**dict(zip(names, layers)), "logits": np.zeros((N, 10), np.float32)} for layers in make_model_activations(STANDARD_SHAPES)]
+        ids = np.arange(N * BATCHES)
+        path = write_activations(Path(tmp) / "a.zarr", rows, sample_id=ids, labels=0 * ids, attrs={})
+        del rows
+        files = [f for f in path.rglob("*") if f.is_file()]
+        total = sum(f.stat().st_size for f in files)
+        buffer = np.empty(total, np.uint8)
+
+        def raw():
+            offset = 0
+            for f in files:
+                with open(f, "rb") as handle:
+                    offset += os.preadv(handle.fileno(), [buffer[offset:]], 0)
+
+        def store(again=False):
+            opened = ActivationStore(path)
+            for layer in opened.layers:
+                opened.read(layer)
+            if again:
+                return timed(lambda: [opened.read(layer) for layer in opened.layers])[0]
+
+        raw()  # the files into the page cache
+        raw_s = min(timed(raw)[0] for _ in range(repeat))
+        store_s, crc = min(timed(store) for _ in range(repeat))
+        again_s = min(store(again=True) for _ in range(repeat))
+    gib = total / 2**30
+    print(
+        f"reading a {gib:.2f} GiB store whole (page cache): raw file reads {gib / raw_s:.2f} GiB/s; ActivationStore.read "
+        f"{gib / store_s:.2f} GiB/s = {100 * raw_s / store_s:.0f} % of raw, checksums included ({crc:.3f} s CRC32C); "
+        f"read again (checked already) {gib / again_s:.2f} GiB/s = {100 * raw_s / again_s:.0f} % of raw"
+    )
+
+
+def extraction(repeat: int) -> None:
+    import torch
+
+    from layersim.extract.torch import overlap_writes, torch_layer_batches
+    from layersim.models.torch import CifarResNet
+
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    model = CifarResNet(20, 1, in_channels=3).eval()
+    images = np.random.default_rng(0).standard_normal((512, 3, 32, 32), dtype=np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        def extract(name):
+            write_activations(
+                Path(tmp) / name, torch_layer_batches(model, images, 128, progress=False), sample_id=np.arange(len(images)),
+                labels=np.zeros(len(images)), attrs={}, write_threads=torch.get_num_threads(),
+                overlap=overlap_writes("cpu", torch.get_num_threads()),
+            )
+
+        checked, unchecked = [], []
+        for i in range(repeat):  # in turn, each going first every other round
+            for shipped in (i % 2 == 0, i % 2 == 1):
+                if shipped:
+                    checked.append(timed(lambda: extract(f"c{i}.zarr")))
+                else:
+                    with no_checksums():
+                        unchecked.append(timed(lambda: extract(f"u{i}.zarr")))
+            for name in (f"c{i}.zarr", f"u{i}.zarr"):
+                mib = sum(f.stat().st_size for f in (Path(tmp) / name).rglob("*") if f.is_file()) / 2**20
+                shutil.rmtree(Path(tmp) / name)
+    wall_checked, crc = min(checked)
+    wall_unchecked = min(unchecked)[0]
+    ratios = sorted(c[0] / u[0] for c, u in zip(checked, unchecked))
+    print(
+        f"extraction (ResNet-20 ×1, 512 images 32×32×3, {mib:.0f} MiB store): with checksums {wall_checked:.3f} s, "
+        f"without {wall_unchecked:.3f} s → cost {100 * (wall_checked / wall_unchecked - 1):+.1f} % "
+        f"(best of {repeat}; per round in turn: median {100 * (np.median(ratios) - 1):+.1f} %); "
+        f"CRC32C CPU time {crc:.3f} s"
+    )
+
+
+def crc_rate() -> None:
+    data = np.random.default_rng(0).integers(0, 256, 256 << 20, dtype=np.uint8)
+    best = min(timed(lambda: _VALUE(data))[0] for _ in range(3))
+    print(f"CRC32C ({google_crc32c.implementation} implementation), one thread: {0.25 / best:.1f} GiB/s")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds")
+    args = parser.parse_args()
+    print_facts(machine_facts())
+    crc_rate()
+    reading(3 if args.quick else 5)
+    similarity(2 if args.quick else 6)
+    extraction(2 if args.quick else 6)
