@@ -10,7 +10,7 @@ entry points are in :mod:`layersim.jobs` (one module per rule file).
 * :mod:`.representation_sets` — thesis §3.1: representation sets told apart by an SVM, t-SNE.
 * :mod:`.ppo`, :mod:`.minigrid` — thesis §3.5: MiniGrid PPO agents and their comparison.
 * :mod:`.ding` — Ding & Steinhardt (2021): layer depth / seeds and PC deletion vs probe accuracy.
-* :mod:`.common` (Spearman ρ, a fitted line, Markdown tables) and :mod:`.figures`.
+* :mod:`.common`: Spearman ρ, a fitted line, Markdown tables. Figures are in :mod:`layersim.plots`.
 
 Metrics come from :data:`layersim.metrics.METRICS`, outputs are written by :mod:`layersim.io`,
 layers chosen by :func:`layersim.layers.select_layers`.
