@@ -12,8 +12,7 @@ from layersim.io import atomic_write
 
 
 def _subplots(*shape, figsize, layout=None, **kwargs):
-    """A new figure and its axes (``Figure.subplots``), outside pyplot: no backend is chosen
-    and nothing is left open."""
+    """A new figure and its axes, outside pyplot (no backend chosen, nothing left open)."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=figsize, layout=layout)
@@ -108,10 +107,8 @@ def heatmap_figure(result, path: str | os.PathLike, *, title: str | None = None,
 
 
 def grid_figure(results: dict[tuple[int, int], object], path: str | os.PathLike, *, row_labels: list, col_labels: list, row_title: str = "depth", col_title: str = "width", title: str = "") -> None:
-    """A grid of self-similarity heatmaps, e.g. depth (rows) × width (columns), Nguyen et al. Fig. 1 style.
-
-    ``results`` maps ``(row_index, col_index)`` to a similarity result; missing cells stay blank.
-    """
+    """A grid of self-similarity heatmaps, e.g. depth (rows) × width (columns), Nguyen et al. Fig. 1
+    style. ``results`` maps ``(row_index, col_index)`` to a similarity result; missing cells stay blank."""
     nrows, ncols = len(row_labels), len(col_labels)
     fig, axes = _subplots(nrows, ncols, figsize=(2.4 * ncols + 1, 2.4 * nrows + 0.5), squeeze=False)
     image = None
@@ -135,12 +132,9 @@ def grid_figure(results: dict[tuple[int, int], object], path: str | os.PathLike,
 
 
 def metrics_figure(results: list, path: str | os.PathLike, *, max_labels: int = 12) -> None:
-    """Heatmaps of several metrics for one model pair, side by side.
-
-    Each result is an ``xarray.Dataset`` with one ``(layer_a, layer_b)`` variable (``cka`` or
-    ``value``); similarities are drawn on a 0–1 scale, distances from 0 to their maximum with the
-    colour map reversed, so that bright always means similar.
-    """
+    """Heatmaps of several metrics for one model pair, side by side: each a Dataset with one
+    ``(layer_a, layer_b)`` variable (``cka`` or ``value``). Similarities are drawn from 0 to 1,
+    distances from 0 to their maximum with the colour map reversed: bright always means similar."""
     fig, axes = _subplots(1, len(results), figsize=(5.2 * len(results), 4.6), squeeze=False, layout="constrained")
     for ax, result in zip(axes[0], results):
         var = "cka" if "cka" in result else "value"
@@ -158,13 +152,9 @@ def metrics_figure(results: list, path: str | os.PathLike, *, max_labels: int = 
 
 
 def series_figure(results: list, shares: list, labels: list[str], path: str | os.PathLike, *, title: str = "", max_labels: int = 12) -> None:
-    """Nguyen et al. (2021) Fig. 1/2 style: one self-similarity heatmap per model of a depth or
-    width series (top row) with the first principal component's share of variance of each layer
-    beneath it (bottom row, same layer axis, 0–1), where one PC dominates, CKA saturates.
-
-    ``results`` are self-similarity Datasets (``cka (layer_a, layer_b)``), ``shares`` the
-    matching Datasets of :func:`layersim.experiments.nguyen.read_pc_shares`.
-    """
+    """Nguyen et al. (2021) Fig. 1/2 style: the self-similarity heatmap of each model of a depth
+    or width series (``results``) above its layers' first-PC share of variance (``shares``, of
+    :func:`layersim.experiments.nguyen.read_pc_shares`; 0–1): where one PC dominates, CKA saturates."""
     k = len(results)
     fig, axes = _subplots(2, k, figsize=(2.9 * k + 1.2, 4.6), squeeze=False, gridspec_kw={"height_ratios": [3, 1.1]},
                           layout="constrained")
@@ -191,11 +181,9 @@ def series_figure(results: list, shares: list, labels: list[str], path: str | os
 
 
 def block_structure_figure(rows: list[dict], path: str | os.PathLike, *, threshold: float, pc1_threshold: float, depth_width: int, width_depths: list[int]) -> None:
-    """Block-structure size (``block_fraction``: the fraction of the layers considered in the
-    largest run of alike layers each dominated by its first principal component,
-    :func:`layersim.experiments.nguyen.largest_block`; 0 without a block) against depth (ResNets of
-    width ``depth_width``) and against width (at each of ``width_depths``); one dot per seed, a
-    line through the means."""
+    """Block-structure size (``block_fraction``: the share of the layers in the
+    :func:`layersim.experiments.nguyen.largest_block`, 0 without one) against depth (ResNets of width
+    ``depth_width``) and against width (at each of ``width_depths``); one dot per seed, a line through the means."""
     fig, axes = _subplots(1, 2, figsize=(9, 3.6), layout="constrained")
 
     def series(ax, key, points, label, color):
