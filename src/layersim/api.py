@@ -66,18 +66,13 @@ def _model_input(inputs, dtype, device):
 def _float_dtype(model):
     import torch
 
-    for p in model.parameters():
-        if p.is_floating_point():
-            return p.dtype
-    return torch.float32
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
 
 
 def _device_of(model):
     import torch
 
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
 @contextlib.contextmanager

@@ -19,19 +19,6 @@ from layersim import __version__
 from layersim.errors import LayersimError
 
 
-def _open_group(path: Path):
-    import zarr
-
-    from layersim.store import StoreError
-
-    if not path.exists():
-        raise StoreError(f"{path} does not exist")
-    try:
-        return zarr.open_group(str(path), mode="r")
-    except Exception as err:  # zarr raises several types for a damaged or foreign folder
-        raise StoreError(f"{path} is not a readable Zarr group ({type(err).__name__}: {err}); it is damaged or not a layersim store") from err
-
-
 def _format_attr(value) -> str:
     text = str(value)
     return text if len(text) <= 100 else text[:97] + "..."
@@ -43,20 +30,23 @@ def inspect(path: Path, *, verify: bool = False, out=None) -> None:
     on a row that cannot be read or holds NaN/Inf."""
     from layersim.store import StoreError
 
+    if not path.exists():
+        raise StoreError(f"{path} does not exist")
     try:
         _inspect(path, verify, out or sys.stdout)
     except LayersimError:
         raise
-    except Exception as err:  # a store damaged in a way the readers do not name themselves
+    except Exception as err:  # zarr and the readers raise several types for a damaged or foreign folder
         raise StoreError(f"{path} cannot be read ({type(err).__name__}: {err}); it is damaged: delete it and rerun the step that wrote it") from err
 
 
 def _inspect(path: Path, verify: bool, out) -> None:
     import numpy as np
+    import zarr
 
     from layersim.store import ActivationStore, StoreError
 
-    group = _open_group(path)
+    group = zarr.open_group(str(path), mode="r")
     attrs = dict(group.attrs)
     if "cka" in group and "layers" not in attrs:  # a similarity result
         from layersim.store import read_similarity
@@ -96,7 +86,6 @@ def heatmap(result: Path, out: Path, *, title: str | None = None, max_labels: in
     from layersim.plots import heatmap_figure
     from layersim.store import StoreError, read_similarity
 
-    _open_group(result)
     try:
         dataset = read_similarity(result)
     except LayersimError:

@@ -1,12 +1,7 @@
-"""The workflow's config: read safely, validated in one step, every error one short paragraph.
-
-:func:`read_config_file` reads a YAML config refusing aliases (a small file cannot expand into a
-huge document) and duplicate keys. :func:`validate_config` fills the defaults from the schema
-(``workflow/schemas/config.schema.yaml``, the one source of defaults), checks the schema, then
-:func:`cross_checks` runs every check that relates one part of the config to another or to the
-package (model names, metric names, architectures that cannot be built). Every problem becomes one
-paragraph of a :class:`ConfigError`: the key, its path, what is allowed, the nearest valid key
-for a typo; never the schema or the whole document.
+"""The workflow's config: read without YAML aliases or duplicate keys (:func:`read_config_file`),
+defaults filled from the schema (``workflow/schemas/config.schema.yaml``, their one source) and
+checked in one step (:func:`validate_config`, then :func:`cross_checks`). Every problem is one
+paragraph of a :class:`ConfigError`: its path, what is allowed, the nearest valid key for a typo.
 """
 
 from __future__ import annotations
@@ -122,10 +117,6 @@ def _shown(value) -> str:
     return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
 
 
-def _allowed_keys(schema: dict) -> list[str]:
-    return list(schema.get("properties", {}))
-
-
 def _nearest(name, choices) -> str:
     close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
     return f" Did you mean {close[0]!r}?" if close else ""
@@ -136,7 +127,7 @@ def _describe(error) -> str:
     where = _path(error.absolute_path)
     kind, value, schema = error.validator, error.instance, error.schema
     if kind == "additionalProperties":
-        allowed = _allowed_keys(schema)
+        allowed = list(schema.get("properties", {}))
         unknown = [k for k in value if k not in allowed] if isinstance(value, dict) else []
         return " ".join(
             f"{_path([*error.absolute_path, k])}: unknown key {str(k)[:_SHOWN]!r} in {where}.{_nearest(k, allowed)} "
@@ -153,7 +144,9 @@ def _describe(error) -> str:
         types = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
         return f"{where}: {_shown(value)} is a {type(value).__name__}; expected {' or '.join(types)}."
     if kind in ("pattern", "propertyNames"):
-        return f"{where}: {_shown(value)} is not a valid name: {_name_rule(schema)}."
+        pattern = (schema.get("propertyNames") or schema).get("pattern", "")
+        rule = f"it must match {pattern} (no trailing newline)" if pattern else "see the schema"
+        return f"{where}: {_shown(value)} is not a valid name: {rule}."
     if kind in ("maxLength", "minLength"):
         return f"{where}: {_shown(value)} has {len(value)} characters; at {'most' if kind == 'maxLength' else 'least'} {error.validator_value} allowed."
     bounds = {"minimum": "≥", "maximum": "≤", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
@@ -168,11 +161,6 @@ def _describe(error) -> str:
     return f"{where}: {error.message[:200]}"
 
 
-def _name_rule(schema: dict) -> str:
-    pattern = (schema.get("propertyNames") or schema).get("pattern", "")
-    return f"it must match {pattern} (no trailing newline)" if pattern else "see the schema"
-
-
 def _error_leaves(errors):
     """The innermost errors (``propertyNames`` and ``$ref`` wrap the one that says what is wrong)."""
     for error in errors:
@@ -182,34 +170,31 @@ def _error_leaves(errors):
             yield error
 
 
-def _non_finite(value, parts=()):
-    """Paths of every NaN or infinite number in a config."""
-    if isinstance(value, float) and not math.isfinite(value):
-        yield f"{_path(parts)}: {value} is not a finite number; give a finite one."
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from _non_finite(v, (*parts, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _non_finite(v, (*parts, i))
-
-
-def _trailing_newlines(value, schema_names, parts=()):
-    """Names (model names, the experiment) ending in a line break: ``$`` of a JSON-schema
-    pattern (Python's re.search) matches before a final newline, so the schema cannot refuse them."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if isinstance(k, str) and k != k.rstrip("\r\n"):
-                yield f"{_path((*parts, k))}: the name {k!r} ends in a line break; remove it."
-            yield from _trailing_newlines(v, schema_names, (*parts, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _trailing_newlines(v, schema_names, (*parts, i))
-    elif isinstance(value, str) and value != value.rstrip("\r\n") and parts and parts[-1] in schema_names:
-        yield f"{_path(parts)}: {value!r} ends in a line break; remove it."
+def _nodes(value, parts=()):
+    """``(path parts, value)`` of a config and of every value in it, depth first."""
+    yield parts, value
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for k, v in items:
+        yield from _nodes(v, (*parts, k))
 
 
 _NAME_KEYS = {"experiment", "model", "device", "layer", "format", "name"}
+
+
+def _value_problems(config: dict) -> list[str]:
+    """NaN or infinite numbers, and names (model names, the experiment) ending in a line break:
+    ``$`` of a JSON-schema pattern (Python's re.search) matches before a final newline, so the
+    schema cannot refuse them."""
+    nodes = list(_nodes(config))
+    problems = [f"{_path(parts)}: {value} is not a finite number; give a finite one."
+                for parts, value in nodes if isinstance(value, float) and not math.isfinite(value)]
+    for parts, value in nodes:
+        key = parts[-1] if parts else None
+        if isinstance(key, str) and key != key.rstrip("\r\n"):
+            problems.append(f"{_path(parts)}: the name {key!r} ends in a line break; remove it.")
+        if isinstance(value, str) and value != value.rstrip("\r\n") and key in _NAME_KEYS:
+            problems.append(f"{_path(parts)}: {value!r} ends in a line break; remove it.")
+    return problems
 
 
 def validate_config(config: dict, *, schema_path: str | os.PathLike | None = None, configfiles=()) -> dict:
@@ -218,7 +203,7 @@ def validate_config(config: dict, *, schema_path: str | os.PathLike | None = Non
     Raises :class:`ConfigError` with one paragraph per problem. ``configfiles``: the files the
     config came from (named in the message for a partial config)."""
     schema = load_schema(schema_path)
-    problems = list(_non_finite(config)) + list(_trailing_newlines(config, _NAME_KEYS))
+    problems = _value_problems(config)
     missing = [k for k in schema.get("required", []) if k not in config]
     if missing:
         given = ", ".join(map(str, configfiles)) or "the config"
@@ -244,10 +229,6 @@ def validate_config(config: dict, *, schema_path: str | os.PathLike | None = Non
 def train_settings(config: dict, model: str) -> dict:
     """The global training settings merged with the model's own overrides."""
     return {**config["train"], **config["models"][model].get("train", {})}
-
-
-def framework(config: dict, model: str) -> str:
-    return config["models"][model].get("framework", "torch")
 
 
 def unknown_model(config: dict, name, where: str) -> str | None:
@@ -293,7 +274,7 @@ def architecture_problem(config: dict, model: str) -> str | None:
     channels = 1 if dataset["name"] == "digits" else 3
     side = dataset["image_size"]
     try:
-        if framework(config, model) == "torch":
+        if config["models"][model]["framework"] == "torch":
             import torch
 
             from layersim.models.torch import build_torch_model
@@ -311,17 +292,6 @@ def architecture_problem(config: dict, model: str) -> str | None:
     return None
 
 
-def _train_problems(config: dict) -> list[str]:
-    problems = []
-    for model in config["models"]:
-        cfg = train_settings(config, model)
-        if framework(config, model) == "torch":
-            for key in ("mixed_precision", "xla"):
-                if cfg.get(key):
-                    problems.append(f"models.{model}.train.{key} (or train.{key}): applies to keras models only; {model} is a torch model, remove it.")
-    return problems
-
-
 def cross_checks(config: dict) -> list[str]:
     """Every check relating one part of a (schema-valid, defaults filled) config to another or
     to the package's registries; one paragraph per problem."""
@@ -331,10 +301,12 @@ def cross_checks(config: dict) -> list[str]:
     add = problems.append
     models, seeds, papers = config["models"], config["seeds"], config["papers"]
     for model in models:
-        problem = architecture_problem(config, model)
-        if problem:
-            add(problem)
-    problems += _train_problems(config)
+        problems.append(architecture_problem(config, model))
+        if models[model]["framework"] == "torch":
+            for key in ("mixed_precision", "xla"):
+                if train_settings(config, model)[key]:
+                    add(f"models.{model}.train.{key} (or train.{key}): applies to keras models only; {model} is a "
+                        "torch model, remove it.")
     for i, pair in enumerate(config["similarity"]["compare"]["pairs"]):
         for name in pair:
             problems.append(unknown_model(config, name, f"similarity.compare.pairs[{i}]"))
@@ -343,7 +315,7 @@ def cross_checks(config: dict) -> list[str]:
 
     nguyen = papers["nguyen"]["block_structure"]
     if nguyen["enabled"]:
-        depths = {c["depth"] for c in models.values() if c.get("family", "resnet") == "resnet"}
+        depths = {c["depth"] for c in models.values() if c["family"] == "resnet"}
         for depth in nguyen["width_series_depths"]:
             if depth not in depths:
                 add(f"papers.nguyen.block_structure.width_series_depths: lists depth {depth}, but no resnet model has it (resnet depths: {', '.join(map(str, sorted(depths))) or 'none'}).")
@@ -370,7 +342,7 @@ def cross_checks(config: dict) -> list[str]:
     if architectures["enabled"]:
         chosen = architectures["models"] or list(models)
         for m in chosen:
-            if m in models and framework(config, m) != "torch":
+            if m in models and models[m]["framework"] != "torch":
                 add(f"papers.architectures.models: {m!r} is a keras model; the experiment compares torch models.")
             else:
                 problems.append(unknown_model(config, m, "papers.architectures.models"))
@@ -382,7 +354,7 @@ def cross_checks(config: dict) -> list[str]:
         problem = unknown_model(config, rs["model"], "papers.representation_sets.model")
         if problem:
             add(problem)
-        elif framework(config, rs["model"]) != "torch":
+        elif models[rs["model"]]["framework"] != "torch":
             add(f"papers.representation_sets.model: {rs['model']!r} is a keras model; it must name a torch model.")
         if not rs["train_on"] or not rs["test_on"]:
             add("papers.representation_sets: needs at least one dataset in train_on and one in test_on.")

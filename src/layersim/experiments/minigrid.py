@@ -108,7 +108,7 @@ def scatter_figure(pairs: list[dict], path, *, y: str, ylabel: str, title: str) 
     row of panels per (architecture, test grid), one column per training grid (with one training
     grid: one row per architecture, one column per test grid), points coloured
     by the pair's categories, least-squares line, slope and Spearman ρ in the legend."""
-    from layersim.experiments.figures import scatter_panels
+    from layersim.plots import scatter_panels
 
     archs = list(dict.fromkeys(r["arch"] for r in pairs))
     trains = sorted({r["train_grid"] for r in pairs})

@@ -46,7 +46,7 @@ def architectures_summary(smk) -> None:
     figure (one row per metric: the metric against JSD and against rank correlation)."""
     from layersim.experiments.architectures import FUNCTIONAL, correlation_rows, markdown_table
     from layersim.io import read_csv, write_csv, write_text
-    from layersim.experiments.figures import scatter_panels
+    from layersim.plots import scatter_panels
 
     pairs = read_csv(smk.input.pairs)
     metrics = list(smk.params.metrics)

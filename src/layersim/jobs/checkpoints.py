@@ -46,7 +46,7 @@ def checkpoints_summary(smk) -> None:
     JSD against epoch, CKA against JSD; one line per model / learning rate)."""
     from layersim.experiments.common import spearman
     from layersim.io import read_csv, write_csv
-    from layersim.experiments.figures import lines_figure, scatter_panels
+    from layersim.plots import lines_figure, scatter_panels
 
     rows = [r for p in smk.input.tables for r in read_csv(p)]
     write_csv(rows, smk.output.table)

@@ -20,7 +20,7 @@ def ding_benchmark(smk) -> None:
     from layersim.experiments import ding
     from layersim.io import write_csv
     from layersim.layers import select_layers
-    from layersim.experiments.figures import scatter_panels
+    from layersim.plots import scatter_panels
     from layersim.store import ActivationStore
 
     p = smk.params

@@ -16,7 +16,7 @@ def existence_proof(smk) -> None:
     from layersim.experiments.common import markdown_table
     from layersim.io import write_csv, write_text
     from layersim.experiments.existence import existence_rows
-    from layersim.experiments.figures import existence_figure
+    from layersim.plots import existence_figure
     from layersim.store import ActivationStore
 
     p = smk.params

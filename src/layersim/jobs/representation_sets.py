@@ -82,7 +82,7 @@ def representation_svm(smk) -> None:
 
     from layersim.experiments import representation_sets as rs
     from layersim.io import write_csv
-    from layersim.experiments.figures import confusion_figure
+    from layersim.plots import confusion_figure
 
     p = smk.params
     sets = _representation_sets(smk.input.stores)
@@ -109,7 +109,7 @@ def representation_tsne(smk) -> None:
 
     from layersim.experiments import representation_sets as rs
     from layersim.io import write_csv
-    from layersim.experiments.figures import tsne_figure
+    from layersim.plots import tsne_figure
 
     p = smk.params
     sets = _representation_sets(smk.input.stores)
