@@ -457,21 +457,9 @@ class ActivationStore:
     checksum is checked the first time this object reads from it. Any difference is one
     :class:`StoreError`.
 
-    Parameters
-    ----------
-    path : path-like
-        A store written by :func:`write_activations`.
-    cache_bytes : int
-        When all the store's layers together take at most this many bytes, each layer is read
-        once, whole, and kept in memory (minibatches then cost no further reads); larger
-        stores are read minibatch by minibatch, shard by shard (out of core).
-
-    Attributes
-    ----------
-    layers : list of str
-        Layer names in forward order (``"logits"`` last).
-    sample_id, labels : np.ndarray
-    attrs : dict
+    When all the store's layers together take at most ``cache_bytes``, each layer is read once,
+    whole, and kept in memory; larger stores are read minibatch by minibatch (out of core).
+    ``layers`` are the layer names in forward order (``"logits"`` last).
     """
 
     def __init__(self, path: str | os.PathLike, cache_bytes: int = 0):
@@ -633,12 +621,8 @@ def check_comparable(a: ActivationStore, b: ActivationStore) -> None:
 
 
 def write_similarity(dataset, path: str | os.PathLike) -> Path:
-    """Write a labelled similarity result (an ``xarray.Dataset``) as a Zarr v3 store.
-
-    Written under a temporary name, with an integrity record (every file's size and CRC32C)
-    last, and renamed when complete. ``xarray.open_zarr(path)`` gives it back with its
-    ``layer_a``/``layer_b`` coordinates; :func:`read_similarity` checks it first.
-    """
+    """Write a labelled similarity result (an ``xarray.Dataset``) as a Zarr v3 store, with an
+    integrity record, atomically. :func:`read_similarity` (or ``xarray.open_zarr``) reads it."""
     if _INTEGRITY in dataset.variables:
         raise StoreError(f"a similarity result cannot hold a variable named {_INTEGRITY!r}; rename it")
     # layer names as variable-length strings (a specified Zarr v3 type; fixed-width is not)

@@ -117,12 +117,9 @@ def _gram_numpy(x, dtype, out: np.ndarray) -> tuple[float, bool]:
 
 
 def _grams_torch(layers, dtype):
-    """The torch backend of :func:`_gram_numpy` for a list of layers (any device).
-
-    Layers of the same width are stacked and their Grams taken in one batched product; the
-    centring is done in float64 on the device. Nothing waits for the device: the results are
-    ``(rows (L, n²), self_hsic·n(n−3) (L,), nonconstant (L,))`` tensors there
-    (see :func:`_to_host`).
+    """The torch backend of :func:`_gram_numpy` for a list of layers (any device): layers of the
+    same width in one batched product, centred in float64 on the device. Returns, without waiting
+    for the device, ``(rows (L, n²), self_hsic·n(n−3) (L,), nonconstant (L,))`` tensors there.
     """
     import torch
 
@@ -166,9 +163,8 @@ def _to_host(*tensors) -> list[np.ndarray]:
 
 
 def _feature_parts(p: int, device) -> int:
-    """Slices of the feature axis whose Grams are summed, on a GPU: an ``n × n`` Gram is a few
-    output tiles of a product, too few to keep the chip busy; ``parts`` batched products of
-    ``p/parts`` features each fill it (and are summed in float64). One on a CPU."""
+    """Slices of the feature axis whose Grams are summed (in float64), on a GPU: one ``n × n``
+    Gram is too few output tiles to keep the chip busy. One on a CPU."""
     if device.type == "cpu":
         return 1
     parts = min(32, p // 512)
@@ -191,10 +187,8 @@ def u_centred_gram(x, dtype=np.float32):
 
 
 def _is_nonconstant(x) -> bool:
-    """Whether the rows of ``x (n, p)`` are not all identical (else every centred Gram is 0).
-
-    Rows 0 and 1 differ for almost every real layer, so the full pass is rarely needed.
-    """
+    """Whether the rows of ``x (n, p)`` are not all identical (else every centred Gram is 0);
+    rows 0 and 1 differ for almost every real layer, sparing the full pass."""
     if bool((x[1] != x[0]).any()):
         return True
     return bool((x != x[:1]).any())
@@ -208,11 +202,9 @@ def _to_float64(x) -> np.ndarray:
 
 @dataclass
 class BatchGrams:
-    """The flattened U-centred Grams ``G (L, n²)`` of one model for one minibatch.
-
-    Row ``i`` is layer ``i``'s ``Ũ(X Xᵀ)``, flattened, so that
-    ``HSIC(K_i, L_j) = G_i · H_j / (n(n−3))``. ``self_hsic`` are the ``(L,)`` HSIC(K, K) values
-    (float64); ``nonconstant`` flags layers whose activations vary within the batch.
+    """The flattened U-centred Grams ``G (L, n²)`` of one model for one minibatch, so that
+    ``HSIC(K_i, L_j) = G_i · H_j / (n(n−3))``; ``self_hsic`` are the ``(L,)`` HSIC(K, K) values
+    (float64), ``nonconstant`` flags layers whose activations vary within the batch.
     """
 
     grams: object
