@@ -693,8 +693,6 @@ def _record_integrity(root: Path, known: Mapping[str, tuple[int, int]]) -> None:
             rel = file.relative_to(root).as_posix()
             entry = known.get(rel)
             files[rel] = list(entry if entry is not None and entry[0] == file.stat().st_size else _file_checksum(file))
-    if any(rel.startswith(f"{_INTEGRITY}/") for rel in files):
-        raise StoreError(f"internal: {root} already holds a {_INTEGRITY!r} node")
     record = {"zarr_format": 3, "node_type": "group", "attributes": {"layersim_integrity": {"checksum": "crc32c", "files": dict(sorted(files.items()))}}}
     (root / _INTEGRITY).mkdir()
     with open(root / _INTEGRITY / "zarr.json", "w") as f:

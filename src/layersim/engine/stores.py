@@ -107,18 +107,16 @@ def compare_stores(
     pairs : list of (str, str)
         Names to compare; ``(a, a)`` is a self-comparison.
     batch_size, passes : int
-        Minibatches of ``batch_size`` from ``passes`` seeded permutations (see
-        :func:`minibatch_rows`).
+        Minibatches of ``batch_size`` from ``passes`` seeded permutations (:func:`minibatch_rows`).
     dtype : {"float32", "float64"}
         Precision of Grams and products; HSIC sums are float64 either way.
     threads : int, optional
         Threads of the local Dask scheduler (default: every CPU this process may run on).
     cache_mb : float
-        Stores of at most this size (MiB) are read once and kept in memory; larger ones are
-        read minibatch by minibatch (memory then stays flat in the number of samples).
+        Stores of at most this size (MiB) are read once and kept in memory, larger ones minibatch
+        by minibatch.
     scheduler_address : str, optional
-        Address of a running ``distributed`` scheduler (e.g. ``tcp://host:8786``) to run on
-        instead of local threads.
+        A running ``distributed`` scheduler (``tcp://host:8786``) to run on instead of local threads.
     scheduler_timeout : float
         Seconds to wait for that scheduler to answer before giving up with an error.
     device : str, optional
