@@ -274,6 +274,3 @@ class BatchGrams:
             out.append(cls(grams[s], n, self_hsic[s] / (n * (n - 3)), nonconstant[s]))
             start += len(layers)
         return _require_finite(out, models, dtype)
-
-    def __len__(self) -> int:
-        return self.grams.shape[0]
