@@ -1,8 +1,7 @@
 """Which torch device a stage runs on: config ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``).
 
-``auto`` is the GPU when the job sees one (a SLURM job given ``--gpus`` sees its own through
-``CUDA_VISIBLE_DEVICES``) and the CPU otherwise. On a machine without the NVIDIA driver it is
-decided without importing torch.
+``auto`` is the GPU when the job sees one and the CPU otherwise (decided without importing torch
+on a machine without the NVIDIA driver).
 """
 
 from __future__ import annotations

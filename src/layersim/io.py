@@ -28,13 +28,10 @@ def _remove(path: Path) -> None:
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], *, what: str = "", error: type[LayersimError] = LayersimError) -> Path:
     """Call ``write(tmp)`` to create a file or a directory at ``tmp`` and move it to ``path``.
 
-    ``tmp`` is ``<stem>.partial<suffix>`` beside ``path`` (the suffix kept, for writers that
-    choose a format by it). ``path`` is replaced only once ``write`` has returned, by one
-    rename: a failure removes ``tmp`` and leaves an existing ``path`` as it was. An output
-    already at ``path`` where a directory is written is moved aside (``<stem>.old<suffix>``) and
-    deleted only after the new one is in place. A full disk
-    (``ENOSPC``/``EDQUOT``) is reported as one ``error`` (a :class:`~layersim.errors.LayersimError`)
-    naming ``what`` was written (e.g. ``"activation store"``).
+    ``tmp`` is ``<stem>.partial<suffix>`` beside ``path``. ``path`` is replaced only once
+    ``write`` has returned (an output there is moved aside to ``<stem>.old<suffix>`` where a
+    directory replaces it): a failure removes ``tmp`` and leaves an existing ``path`` as it was.
+    A full disk (``ENOSPC``/``EDQUOT``) is one ``error`` naming ``what`` was written.
     """
     path = Path(path)
     tmp = path.with_name(f"{path.stem}.partial{path.suffix}")

@@ -1,9 +1,6 @@
 """Threads: how many, how work is split between them, and BLAS kept to one thread each.
 
-The Grams of one batch are independent BLAS calls of very different sizes. On a few cores, one
-BLAS thread per Gram and the layers spread over a thread pool (largest first) usually beats one
-multi-threaded BLAS call after another: a threaded ?syrk synchronises often for an ``n × n``
-result this small. A pool lives for one call (:func:`thread_pool`), a BLAS limit for one block
+A pool lives for one call (:func:`thread_pool`), a BLAS limit for one block
 (:func:`single_blas_thread`); neither outlives it.
 """
 
@@ -36,8 +33,7 @@ def thread_pool(threads: int, purpose: str = "gram") -> ThreadPoolExecutor:
 
 @functools.cache
 def _blas_libraries():
-    """threadpoolctl's handle on the loaded BLAS libraries (finding them costs ~1 ms; holds
-    no setting)."""
+    """threadpoolctl's handle on the loaded BLAS libraries (found once; holds no setting)."""
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()

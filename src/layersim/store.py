@@ -11,33 +11,22 @@ Layout of ``results/{exp}/activations/{model}-s{seed}-e{epoch}.zarr``::
     integrity/zarr.json                 a group whose attribute ``layersim_integrity`` records
                                         every other file's size and CRC32C (written last)
 
-Feature dimensions are named after their layer (``conv.channel``, ``conv.height``, …): layers
-differ in their sizes, and ``xarray.open_zarr(path, consolidated=False)`` opens the whole store
-as one Dataset, every layer a variable sharing the ``sample`` dimension.
+Feature dimensions are named after their layer (``conv.channel``, ``conv.height``, …), so that
+``xarray.open_zarr(path, consolidated=False)`` opens the whole store as one Dataset.
 
-Every array is chunked along ``sample`` (``chunk_rows`` rows) and sharded (``shard_chunks``
-chunks a shard); a layer's shard files are ``<layer>/c.<shard>.0…`` (chunk keys with ``.`` as
-separator). zarr creates the first layer's array; the others' metadata is its document
-with their own shapes (``_ShardFiles.sibling``). Each batch's rows are then appended to their
-shard's file (``_ShardFiles``: the bytes zarr would write, without zarr 3.1's three copies of
-every shard) by ``write_threads`` threads at once, each with its share of the layers, before
-the next batch is computed (or, with ``overlap``, while it is), so memory holds one batch (two)
-whatever the number of samples. Where an array's layout is another
-(``_ShardFiles.of``), zarr creates every array, rows are buffered and zarr writes one whole
-shard at a time (by a background thread), every write aligned to a shard boundary. ``complete``
-is set only after the last shard of every array is written; readers refuse a store without it.
+Arrays are chunked along ``sample`` and sharded; a layer's shard files are ``<layer>/c.<shard>.0…``.
+zarr creates the first layer's array, the others' metadata is a copy of its document, and
+:class:`_ShardFiles` appends each batch's rows to their shard files itself (the bytes zarr would
+write). ``complete`` is set only after every shard is written; readers refuse a store without it.
 
-Integrity: the size and CRC32C of every file (shards, ``sample_id``, ``labels``, every
-``zarr.json``) are recorded before the store is renamed into place (a shard's while its bytes
-are written, the others read back), and :class:`ActivationStore` checks what it reads against
-them: every file's size and the small files' checksums when it opens the store, each shard
-file's checksum, whole, the first time it reads from it. Any difference is one
+Integrity: every file's size and CRC32C are recorded before the store is renamed into place.
+:class:`ActivationStore` checks every size and the small files' checksums on open, and each
+shard file's checksum the first time it reads from it. Any difference is one
 :class:`StoreError` naming the store, the layer and rows, and what to do.
 """
 
 from __future__ import annotations
 
-import errno
 import functools
 import json
 import os
@@ -52,6 +41,7 @@ import zarr
 from layersim.version import __version__
 from layersim.errors import LayersimError
 from layersim.io import atomic_write
+from layersim.parallel import balanced_blocks, thread_pool
 
 
 class StoreError(LayersimError):
@@ -59,11 +49,8 @@ class StoreError(LayersimError):
 
 
 _DEFAULT_DIMS = {1: ("feature",), 3: ("channel", "height", "width")}
-# Shard files are named c.0.0.0.0 in their layer's folder, not c/0/0/0/0: one file a shard
-# instead of a file and four folders. ext4 without a journal (as here) checks every inode it
-# allocates against the recently deleted ones: creating the 400 files and folders of a
-# ResNet-20 store right after deleting the previous one took 0.26–0.65 s here, its 170 with
-# this encoding 0.15 s.
+# shard files named c.0.0.0.0 in their layer's folder, not c/0/0/0/0: one file a shard instead of
+# a file and four folders (creating many inodes is slow on ext4 right after deleting many)
 _CHUNK_KEY_ENCODING = {"name": "default", "separator": "."}
 
 
@@ -94,24 +81,13 @@ def write_activations(
 ) -> Path:
     """Write per-layer activations, batch by batch, into a new Zarr v3 group at ``path``.
 
-    Each batch's rows are appended to their shard files by ``write_threads`` threads at once,
-    each with its share of the layers: before the next batch is taken from ``batches``
-    (memory: one batch), or, with ``overlap``, while it is computed (memory: two batches).
-    Where the layout is not the one :class:`_ShardFiles` writes, rows are copied into one
-    ``(shard rows, *features)`` buffer per layer instead, and a full shard is handed to a
-    background thread that writes it by zarr (one whole-shard write per layer) while the next
-    batches fill a second set of buffers (memory: two shards of rows).
-
-    NaN or Inf in any layer's rows is a :class:`StoreError` naming the layer and rows (one sum
-    per layer and batch, in the write threads); so is a full disk. Either way nothing is left:
-    the temporary directory is removed.
+    The store is written under a temporary name, its integrity record last, and renamed when
+    complete, so a crash never leaves a store that looks finished. Memory holds one batch (two
+    with ``overlap``). NaN or Inf in any layer's rows, or a full disk, is a :class:`StoreError`
+    (naming the layer and rows); nothing is left behind.
 
     Parameters
     ----------
-    path : path-like
-        The store to create (``*.zarr``). It is written under a temporary name, its integrity
-        record (every file's size and CRC32C) last, and renamed when complete, so a crash never
-        leaves a store that looks finished.
     batches : iterable of dict
         One ``{layer_name: array (b, *feature_dims)}`` per batch, same keys in the same order
         every batch, including ``"logits"``; rows in the order of ``sample_id``.
@@ -128,15 +104,10 @@ def write_activations(
         Chunks per shard.
     write_threads : int
         Threads appending a batch's layers to their shard files (layers split between them,
-        balanced by bytes). Give the number of cores the job has (the extract rule gives its
-        ``threads``), so that the writes use them all; ``benchmarks/bench_extract.py`` also
-        times one write thread.
+        balanced by bytes): the number of cores the job has.
     overlap : bool
-        Append a batch while the next one is computed, rather than between batches. Worth it
-        where the forward pass loses little when a write thread takes one of its cores: a GPU,
-        TensorFlow (whose pool hands a waiting task to any free thread), a torch forward pass
-        on few threads. With many, OpenMP's threads spin at a barrier until the one that lost
-        its core catches up; :func:`layersim.extract.torch.overlap_writes` has the figures.
+        Append a batch while the next one is computed, rather than between batches (see
+        :func:`layersim.extract.torch.overlap_writes` for when that pays).
     """
     sample_id = np.asarray(sample_id, dtype=np.int64)
     labels = np.asarray(labels, dtype=np.int64)
@@ -149,9 +120,11 @@ def write_activations(
 
 
 def _write_store(tmp: Path, path: Path, batches, sample_id, labels, attrs, dimension_names, chunk_rows, shard_chunks, write_threads, overlap) -> None:
-    """The body of :func:`write_activations`: the store, written at ``tmp``."""
-    from concurrent.futures import ThreadPoolExecutor
+    """The body of :func:`write_activations`: the store, written at ``tmp``.
 
+    Where an array's layout is not the one :class:`_ShardFiles` writes, zarr creates every
+    array, and rows are buffered and written by zarr one whole shard at a time.
+    """
     n_total = len(sample_id)
     root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
     root.attrs.update({**dict(attrs), "layersim_version": __version__, "complete": False})
@@ -163,15 +136,13 @@ def _write_store(tmp: Path, path: Path, batches, sample_id, labels, attrs, dimen
     spare: dict[str, np.ndarray] = {}  # the other set of buffers (written by a writer thread)
     filled = written = shard_rows = 0
     direct = False  # shard files appended to directly (else buffered and written by zarr)
-    writer = ThreadPoolExecutor(write_threads, thread_name_prefix="layersim-store")
+    writer = thread_pool(write_threads, "store")
     pending = []  # the writers' current jobs
     layer_parts: list[list[str]] = []  # the layers each writer appends (direct path)
 
     def create_arrays() -> None:
-        """zarr creates the first layer's array. Where the direct shard files know its layout,
-        every other layer's metadata is that array's document with the layer's own shape and
-        dimension names (zarr's ``create_array`` costs ~3.5 ms an array here: 0.2 s for the 57
-        layers of a ResNet-20); else zarr creates every array."""
+        """zarr creates the first layer's array; where :class:`_ShardFiles` knows its layout, the
+        others' metadata is its document with their own shapes (faster than zarr's)."""
         nonlocal direct
         template = None  # the first array's shard files, whose metadata the others copy
         for i, (name, feat) in enumerate(shapes.items()):
@@ -233,8 +204,6 @@ def _write_store(tmp: Path, path: Path, batches, sample_id, labels, attrs, dimen
                 shapes.update({name: value.shape[1:] for name, value in batch.items()})
                 create_arrays()
                 if direct:
-                    from layersim.parallel import balanced_blocks
-
                     layers = list(shapes)
                     row_features = [int(np.prod(feat, dtype=np.int64)) for feat in shapes.values()]  # ∝ bytes
                     layer_parts = [[layers[i] for i in part] for part in balanced_blocks(row_features, len(layers), min_blocks=write_threads)]
@@ -295,9 +264,8 @@ def _check_layer_names(names: list[str]) -> None:
 def _check_finite(rows: np.ndarray, layer: str, first_row: int, path: Path) -> None:
     """Raise :class:`StoreError` if float32 ``rows`` (from row ``first_row``) hold NaN or Inf.
 
-    One sum (NaN or Inf in, NaN or Inf out) at memory speed; only a sum that is not finite is
-    looked at element by element (finite values can sum past float32's range).
-    """
+    One sum first; only a sum that is not finite is looked at element by element (finite values
+    can sum past float32's range)."""
     with np.errstate(over="ignore", invalid="ignore"):
         if np.isfinite(rows.sum()):
             return
@@ -319,18 +287,13 @@ def _write_rows(array: zarr.Array, start: int, rows: np.ndarray) -> None:
 class _ShardFiles:
     """Direct reads and writes of one array's shard files, in the layout this module creates.
 
-    zarr 3.1 writes a shard by filling every inner chunk with the fill value, copying its rows
-    in and concatenating the chunks: three passes over the data before the file write, 2.4–4.7
-    CPU-s/GiB measured here against 0.6 for the file write alone (zarr ≥ 3.2 has a fast path
-    for whole shards, zarr-python#3793, but needs Python ≥ 3.12); it reads a row range by
-    copying whole chunks out of the file and then into the result. In this store's layout
-    (uncompressed little-endian float32, chunks split along ``sample`` only) a shard file is
-    its rows' bytes as they lie in memory, the last chunk padded with the fill value, followed
-    by the index the sharding spec defines: ``(offset, length)`` of every chunk as
-    little-endian uint64 (``2⁶⁴−1`` twice for a chunk past the array's end), then the index's
-    CRC32C. :meth:`append` writes exactly that (``tests/test_store.py`` checks the bytes against
-    zarr's own); :meth:`read` reads only the rows asked for, straight into the result, from a
-    file whose index is that one (else zarr reads it).
+    zarr 3.1 copies a shard's data three times before writing it, and reads a row range by
+    copying whole chunks. In this layout (uncompressed little-endian float32, chunks split along
+    ``sample`` only) a shard file is its rows' bytes as they lie in memory, the last chunk padded
+    with the fill value, then the sharding spec's index (``(offset, length)`` of every chunk as
+    little-endian uint64, ``2⁶⁴−1`` twice for a chunk past the array's end) and its CRC32C.
+    :meth:`append` writes exactly that; :meth:`read` reads only the rows asked for, straight into
+    the result, from a file whose index is that one (else zarr reads it).
     """
 
     @classmethod
@@ -371,11 +334,8 @@ class _ShardFiles:
         self.written: dict[str, tuple[int, int]] = {}  # relpath() → (bytes, CRC32C) of every file append() finished
 
     def sibling(self, name: str, shape: tuple, dimension_names: tuple) -> "_ShardFiles":
-        """A new array ``name`` beside this one, in this one's layout, of ``shape`` (rows split
-        into chunks and shards of this one's sizes): writes its metadata, this array's document
-        with the new shape, chunk shapes and dimension names, as zarr writes it."""
-        import json
-
+        """A new array ``name`` beside this one, in its layout and chunk and shard sizes: writes
+        its metadata, this array's document with the new shape and dimension names."""
         meta = json.loads(self._metadata_document)
         meta["shape"] = list(shape)
         meta["chunk_grid"]["configuration"]["chunk_shape"] = [self.shard_rows, *shape[1:]]
@@ -414,15 +374,13 @@ class _ShardFiles:
         return chunks * chunk_bytes, index_bytes + np.array(google_crc32c.value(index_bytes), dtype="<u4").tobytes()
 
     def append(self, rows: np.ndarray) -> None:
-        """The array's next rows (from row 0 on, in order): written to the current shard's
-        file as they come; a shard's file is finished (padding, index) with its last row."""
-        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        """The array's next rows (C-contiguous float32, from row 0 on, in order): written to the
+        current shard's file as they come; a shard's file is finished (padding, index) with its
+        last row."""
         if rows.shape[1:] != self.feature_shape:
             raise StoreError(f"internal: rows of shape {rows.shape[1:]} for {self.name}, whose rows are {self.feature_shape}")
         while len(rows):
             if self._file is None:
-                if self._shard * self.shard_rows >= self.shape[0]:
-                    raise StoreError(f"internal: more rows than the {self.shape[0]} of {self.name}")
                 path = self.path(self._shard)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._file, self._rows_written, self._size, self._crc = open(path, "wb"), 0, 0, 0
@@ -456,11 +414,8 @@ class _ShardFiles:
     def read(self, shard: int, rows: np.ndarray, out: np.ndarray, check=None) -> bool:
         """Rows ``rows`` (sorted positions within ``shard``) into ``out`` (C-ordered float32,
         one row each), reading only those rows. ``False`` (nothing read) where the file is
-        missing or its index is not this layout's.
-
-        With ``check``, the whole file is read and ``check(bytes, CRC32C)`` called with its size
-        and checksum before its rows are used: the checksum of the rows read where they are the
-        whole shard's, else the rows are taken from the whole file read at once.
+        missing or its index is not this layout's. With ``check``, ``check(bytes, CRC32C)`` of
+        the whole file is called before its rows are used (the file is then read whole).
         """
         import google_crc32c
 
@@ -498,26 +453,13 @@ class _ShardFiles:
 class ActivationStore:
     """Read access to a complete activation store, checked against its integrity record.
 
-    Opening it checks every file's size and the checksums of the small files (metadata,
-    ``sample_id``, ``labels``); each shard file's checksum is checked, over the whole file, the
-    first time this object reads from it (a cached store: from the rows read; out of core: the
-    file is read whole once). Any difference is one :class:`StoreError`.
+    Opening it checks every file's size and the small files' checksums; each shard file's
+    checksum is checked the first time this object reads from it. Any difference is one
+    :class:`StoreError`.
 
-    Parameters
-    ----------
-    path : path-like
-        A store written by :func:`write_activations`.
-    cache_bytes : int
-        When all the store's layers together take at most this many bytes, each layer is read
-        once, whole, and kept in memory (minibatches then cost no further reads); larger
-        stores are read minibatch by minibatch, shard by shard (out of core).
-
-    Attributes
-    ----------
-    layers : list of str
-        Layer names in forward order (``"logits"`` last).
-    sample_id, labels : np.ndarray
-    attrs : dict
+    When all the store's layers together take at most ``cache_bytes``, each layer is read once,
+    whole, and kept in memory; larger stores are read minibatch by minibatch (out of core).
+    ``layers`` are the layer names in forward order (``"logits"`` last).
     """
 
     def __init__(self, path: str | os.PathLike, cache_bytes: int = 0):
@@ -526,14 +468,18 @@ class ActivationStore:
         if not self.path.exists():
             raise StoreError(f"activation store {self.path} does not exist; run the extract step first")
         self.layers: list[str] = []
+        incomplete = (f"activation store {self.path} is incomplete (extraction did not finish); "
+                      "delete it and rerun the extract step")
         self._integrity = _Integrity.of(self.path, "activation store", "the extract step that wrote it", self._where)
+        if self._integrity is None and not _says_complete(self.path):
+            raise StoreError(incomplete)
         if self._integrity is None:
-            if not _says_complete(self.path):
-                raise StoreError(
-                    f"activation store {self.path} is incomplete (extraction did not finish); "
-                    "delete it and rerun the extract step"
-                )
-            raise self._no_integrity_record()
+            raise StoreError(
+                f"activation store {self.path} has no integrity record ({_INTEGRITY}/zarr.json): it was written by a "
+                f"layersim older than {__version__}, or the record was deleted; its data cannot be trusted. Delete it "
+                f"and rerun the extract step that wrote it (`snakemake --force {self.path}` with your usual options "
+                "rebuilds it)"
+            )
         self._integrity.check_file("zarr.json")
         try:
             self.group = zarr.open_group(str(self.path), mode="r")
@@ -541,10 +487,7 @@ class ActivationStore:
             raise StoreError(f"{self.path} is not a Zarr group: {err}") from err
         self.attrs = dict(self.group.attrs)
         if not self.attrs.get("complete"):
-            raise StoreError(
-                f"activation store {self.path} is incomplete (extraction did not finish); "
-                "delete it and rerun the extract step"
-            )
+            raise StoreError(incomplete)
         self.layers = list(self.attrs["layers"])
         # every file's size now; the small files' checksums too (each layer's metadata,
         # sample_id, labels); the shard files' checksums the first time each is read
@@ -583,14 +526,9 @@ class ActivationStore:
         return tuple(self.group[layer].shape[1:])
 
     def read(self, layer: str, rows: np.ndarray | slice | None = None) -> np.ndarray:
-        """Rows of one layer, flattened to ``(len(rows), p)`` float32.
-
-        ``rows`` are sorted row positions (any order gives the same CKA as long as both
-        models use the same one). They are read shard by shard: from shard files in this
-        module's layout only those rows, straight into the result (:class:`_ShardFiles`);
-        otherwise by zarr, each shard's range of rows at once, so memory holds at most one
-        shard of this layer besides the result.
-        """
+        """Rows of one layer (sorted row positions; default all), flattened to ``(len(rows), p)``
+        float32. Read shard by shard: memory holds at most one shard of this layer besides the
+        result."""
         if self.cached:
             if layer not in self._cache:
                 self._cache[layer] = self._read_rows(layer, np.arange(len(self)))
@@ -656,13 +594,6 @@ class ActivationStore:
         first = int(shard[1]) * shard_rows
         return f"layer {top!r}, rows {first}–{min(first + shard_rows, array.shape[0]) - 1}"
 
-    def _no_integrity_record(self) -> StoreError:
-        return StoreError(
-            f"activation store {self.path} has no integrity record ({_INTEGRITY}/zarr.json): it was written by a "
-            f"layersim older than {__version__}, or the record was deleted; its data cannot be trusted. Delete it "
-            f"and rerun the extract step that wrote it (`snakemake --force {self.path}` with your usual options rebuilds it)"
-        )
-
     def read_torch(self, layer: str, rows: np.ndarray, device: str):
         """:meth:`read` as a torch tensor on ``device``. A cached store keeps each layer on the
         device too (read and copied there once; the minibatch's rows are gathered there)."""
@@ -690,12 +621,8 @@ def check_comparable(a: ActivationStore, b: ActivationStore) -> None:
 
 
 def write_similarity(dataset, path: str | os.PathLike) -> Path:
-    """Write a labelled similarity result (an ``xarray.Dataset``) as a Zarr v3 store.
-
-    Written under a temporary name, with an integrity record (every file's size and CRC32C)
-    last, and renamed when complete. ``xarray.open_zarr(path)`` gives it back with its
-    ``layer_a``/``layer_b`` coordinates; :func:`read_similarity` checks it first.
-    """
+    """Write a labelled similarity result (an ``xarray.Dataset``) as a Zarr v3 store, with an
+    integrity record, atomically. :func:`read_similarity` (or ``xarray.open_zarr``) reads it."""
     if _INTEGRITY in dataset.variables:
         raise StoreError(f"a similarity result cannot hold a variable named {_INTEGRITY!r}; rename it")
     # layer names as variable-length strings (a specified Zarr v3 type; fixed-width is not)
@@ -737,11 +664,10 @@ def _variable_of(rel: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Writing in place of a store, and its integrity record
+# Integrity records: every file's size and CRC32C
 # ---------------------------------------------------------------------------------------------
 
 _INTEGRITY = "integrity"  # the group whose zarr.json records every other file of a store
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _file_checksum(path: Path) -> tuple[int, int]:
@@ -767,8 +693,6 @@ def _record_integrity(root: Path, known: Mapping[str, tuple[int, int]]) -> None:
             rel = file.relative_to(root).as_posix()
             entry = known.get(rel)
             files[rel] = list(entry if entry is not None and entry[0] == file.stat().st_size else _file_checksum(file))
-    if any(rel.startswith(f"{_INTEGRITY}/") for rel in files):
-        raise StoreError(f"internal: {root} already holds a {_INTEGRITY!r} node")
     record = {"zarr_format": 3, "node_type": "group", "attributes": {"layersim_integrity": {"checksum": "crc32c", "files": dict(sorted(files.items()))}}}
     (root / _INTEGRITY).mkdir()
     with open(root / _INTEGRITY / "zarr.json", "w") as f:

@@ -19,10 +19,9 @@ from layersim.parallel import thread_pool, single_blas_thread, thread_count
 def _cross(grams_a: BatchGrams, grams_b: BatchGrams, threads: int = 1):
     """``G_a G_bᵀ`` as a float64 numpy array (one GEMM; ?syrk for self-similarity).
 
-    ``threads > 1`` (numpy): the rows of ``G_a`` are split over the Gram pool, one BLAS thread
-    each, and self-similarity is one single-threaded ?syrk. A multi-threaded BLAS call here
-    would leave OpenBLAS's own threads spinning through the next batch's Grams (6–10 % of the
-    standard workload). ``threads == 1`` leaves the BLAS thread count alone (a Dask task).
+    ``threads > 1`` (numpy): the rows of ``G_a`` are split over a pool, one BLAS thread each (a
+    multi-threaded BLAS call would leave its threads spinning through the next batch's Grams).
+    ``threads == 1`` leaves the BLAS thread count alone (a Dask task).
     """
     ga, gb = grams_a.grams, grams_b.grams
     if threads == 1 or _is_torch(ga):
@@ -48,19 +47,10 @@ class MinibatchCKA:
     ``update`` only adds HSIC sums, ``compute`` only normalises, ``merge`` adds another
     accumulator's sums (so partial states can be reduced in any order), ``reset`` empties it.
 
-    Parameters
-    ----------
-    dtype : numpy dtype
-        Precision of the Grams and their products (float32 default, float64 on request);
-        the HSIC sums are always float64.
-    layer_names_a, layer_names_b : list of str, optional
-        Used to name layers in warnings.
-    threads : int, optional
-        Grams of a batch computed in parallel, one BLAS thread each, and the all-pairs product
-        split over the same threads (default: every CPU; see :meth:`BatchGrams.from_layers`).
-        ``1`` leaves the BLAS thread count alone.
-    backend : {"numpy", "torch"}, optional
-        Array backend of the Grams (default: torch for tensors on an accelerator, else numpy).
+    ``dtype`` is the precision of the Grams and their products (float32 default); the HSIC sums
+    are always float64. ``layer_names_a``/``layer_names_b`` name layers in warnings and errors;
+    ``threads`` and ``backend`` are those of :meth:`BatchGrams.from_layers` (the all-pairs
+    product is split over the same threads).
 
     Invariances: CKA is invariant to orthogonal transforms and isotropic scaling of either
     layer's features, not to general invertible linear maps.
@@ -95,9 +85,8 @@ class MinibatchCKA:
     def update(self, layers_a: Sequence, layers_b: Sequence | None = None) -> None:
         """Add one minibatch: lists of ``(n, ...)`` arrays, the same ``n`` samples in the same order.
 
-        ``layers_b=None`` compares model a with itself (its Grams are computed once).
-        NaN or Inf in a layer (or a Gram past the range of ``dtype``) is a
-        :class:`NonFiniteInputError` naming the model, the layers and the minibatch.
+        ``layers_b=None`` compares model a with itself. NaN or Inf in a layer (or a Gram past the
+        range of ``dtype``) is a :class:`NonFiniteInputError` naming the model, layers and minibatch.
         """
         try:
             if layers_b is None:
@@ -158,21 +147,15 @@ class MinibatchCKA:
         return self
 
     def undefined(self) -> tuple[np.ndarray, np.ndarray]:
-        """Boolean masks of the layers of a and b whose CKA is undefined.
-
-        A layer is undefined when its activations were constant in every batch, or when its
-        summed self-HSIC is not positive.
-        """
-        self._require_data()
+        """Boolean masks of the layers of a and b whose CKA is undefined: constant in every
+        batch, or a summed self-HSIC that is not positive."""
+        if self.hsic_ab is None:
+            raise EstimatorError("no minibatch was added: call update() before compute()")
         return (~self.nonconstant_a | (self.hsic_aa <= 0), ~self.nonconstant_b | (self.hsic_bb <= 0))
 
     def compute(self) -> np.ndarray:
-        """The ``(La, Lb)`` CKA matrix (float64).
-
-        Rows/columns of undefined layers are NaN and reported, by name, as an
-        :class:`UndefinedLayerWarning`.
-        """
-        self._require_data()
+        """The ``(La, Lb)`` CKA matrix (float64). Rows/columns of undefined layers are NaN and
+        reported, by name, as an :class:`UndefinedLayerWarning`."""
         bad_a, bad_b = self.undefined()
         with np.errstate(invalid="ignore", divide="ignore"):
             cka = self.hsic_ab / np.sqrt(np.outer(np.where(bad_a, np.nan, self.hsic_aa), np.where(bad_b, np.nan, self.hsic_bb)))
@@ -187,10 +170,6 @@ class MinibatchCKA:
                     stacklevel=2,
                 )
         return cka
-
-    def _require_data(self) -> None:
-        if self.hsic_ab is None:
-            raise EstimatorError("no minibatch was added: call update() before compute()")
 
 
 def minibatch_rows(n_samples: int, batch_size: int = 256, passes: int = 10) -> list[np.ndarray]:

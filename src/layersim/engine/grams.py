@@ -2,9 +2,9 @@
 
 For a minibatch ``X (n, p)`` of one layer, ``K = X Xᵀ`` is U-centred
 (:func:`layersim.metrics.kernel.u_centre`), so that ``HSIC₁(K, L) = ⟨Ũ(K), Ũ(L)⟩ / (n(n−3))``
-is the unbiased estimator of Song et al. (2012). Every U-centred Gram is flattened to a row of ``G (L, n²)`` (:class:`BatchGrams`), so that
-all layer pairs of two models come from one product ``G_a G_bᵀ``. The maths works on numpy or
-torch arrays (torch stays on its device).
+is the unbiased estimator of Song et al. (2012). Every U-centred Gram is flattened to a row of
+``G (L, n²)`` (:class:`BatchGrams`), so that all layer pairs of two models come from one product
+``G_a G_bᵀ``. numpy or torch arrays (torch stays on its device).
 """
 
 from __future__ import annotations
@@ -94,45 +94,32 @@ def _check_batch(n: int) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Kernels. A Gram is ``x @ x.T``: numpy sends a matrix times its own transpose to BLAS ?syrk
-# (n²p flops, half a GEMM's) and mirrors the triangle, and it releases the GIL, so the Grams of
-# a batch run in parallel on a thread pool. (scipy.linalg.blas.ssyrk holds the GIL: a pool of
-# threads calling it ran no faster than one thread.) The centring terms (row sums, total) are
-# summed in float64 and subtracted from each float32 Gram entry in float64, with one rounding
-# at the end, so a float32 Gram of uncentred (e.g. post-ReLU) activations keeps the accuracy of
-# the Gram itself. Rows of ``BatchGrams.grams`` are the flattened U-centred Grams.
+# (half a GEMM's flops) and releases the GIL, so the Grams of a batch run in parallel on a
+# thread pool. The centring terms are summed and subtracted in float64, with one rounding at the
+# end, so a float32 Gram of uncentred (e.g. post-ReLU) activations keeps the Gram's accuracy.
 # ---------------------------------------------------------------------------------------------
-
-
-def _centre_numpy(k: np.ndarray, out: np.ndarray) -> float:
-    """U-centre the symmetric Gram ``k (n, n)`` (overwritten) into ``out``; returns ‖Ũ(k)‖²_F.
-
-    ‖Ũ(k)‖²_F = HSIC(K, K)·n(n−3), summed in float64 from the stored (rounded) entries.
-    """
-    centred = u_centre(k)
-    out[...] = centred
-    if out.dtype != np.float64:
-        centred[...] = out  # the stored (rounded) entries, in float64
-    flat = centred.reshape(-1)
-    return float(np.dot(flat, flat))
 
 
 def _gram_numpy(x, dtype, out: np.ndarray) -> tuple[float, bool]:
     """One layer: ``x (n, ...)`` → Ũ(X Xᵀ) in ``out (n, n)``.
 
-    Returns ``(HSIC(K, K)·n(n−3), nonconstant)``.
+    Returns ``(HSIC(K, K)·n(n−3), nonconstant)``: ‖Ũ(K)‖²_F summed in float64 from the stored
+    (rounded) entries.
     """
     x = _flatten(x, dtype)
     _check_batch(x.shape[0])
-    return _centre_numpy(x @ x.T, out), _is_nonconstant(x)
+    centred = u_centre(x @ x.T)
+    out[...] = centred
+    if out.dtype != np.float64:
+        centred[...] = out  # the stored (rounded) entries, in float64
+    flat = centred.reshape(-1)
+    return float(np.dot(flat, flat)), _is_nonconstant(x)
 
 
 def _grams_torch(layers, dtype):
-    """The torch backend of :func:`_gram_numpy` for a list of layers (any device).
-
-    Layers of the same width are stacked and their Grams taken in one batched product; the
-    centring is done in float64 on the device. Nothing waits for the device: the results are
-    ``(rows (L, n²), self_hsic·n(n−3) (L,), nonconstant (L,))`` tensors there
-    (see :func:`_to_host`).
+    """The torch backend of :func:`_gram_numpy` for a list of layers (any device): layers of the
+    same width in one batched product, centred in float64 on the device. Returns, without waiting
+    for the device, ``(rows (L, n²), self_hsic·n(n−3) (L,), nonconstant (L,))`` tensors there.
     """
     import torch
 
@@ -176,9 +163,8 @@ def _to_host(*tensors) -> list[np.ndarray]:
 
 
 def _feature_parts(p: int, device) -> int:
-    """Slices of the feature axis whose Grams are summed, on a GPU: an ``n × n`` Gram is a few
-    output tiles of a product, too few to keep the chip busy; ``parts`` batched products of
-    ``p/parts`` features each fill it (and are summed in float64). One on a CPU."""
+    """Slices of the feature axis whose Grams are summed (in float64), on a GPU: one ``n × n``
+    Gram is too few output tiles to keep the chip busy. One on a CPU."""
     if device.type == "cpu":
         return 1
     parts = min(32, p // 512)
@@ -188,36 +174,21 @@ def _feature_parts(p: int, device) -> int:
 
 
 def u_centred_gram(x, dtype=np.float32):
-    """The U-centred linear Gram matrix ``Ũ(X Xᵀ)`` of one layer's minibatch.
-
-    Parameters
-    ----------
-    x : array ``(n, ...)``
-        Activations of ``n`` samples (numpy or torch); flattened per sample.
-    dtype : numpy dtype
-        Precision of the Gram (float32 by default; float64 on request).
-
-    Returns
-    -------
-    array ``(n, n)``
-        Zero diagonal; every row and column sums to zero.
+    """The U-centred linear Gram matrix ``Ũ(X Xᵀ) (n, n)`` of one layer's minibatch ``x (n, ...)``
+    (numpy or torch, flattened per sample) in ``dtype``: zero diagonal, rows and columns sum to 0.
     """
-    if _is_torch(x):
-        n = x.shape[0]
-        _check_batch(n)
-        return _grams_torch([x], dtype)[0].reshape(n, n)
     n = np.shape(x)[0]
     _check_batch(n)
+    if _is_torch(x):
+        return _grams_torch([x], dtype)[0].reshape(n, n)
     out = np.empty((n, n), dtype=np.dtype(dtype))
     _gram_numpy(x, dtype, out)
     return out
 
 
 def _is_nonconstant(x) -> bool:
-    """Whether the rows of ``x (n, p)`` are not all identical (else every centred Gram is 0).
-
-    Rows 0 and 1 differ for almost every real layer, so the full pass is rarely needed.
-    """
+    """Whether the rows of ``x (n, p)`` are not all identical (else every centred Gram is 0);
+    rows 0 and 1 differ for almost every real layer, sparing the full pass."""
     if bool((x[1] != x[0]).any()):
         return True
     return bool((x != x[:1]).any())
@@ -231,11 +202,9 @@ def _to_float64(x) -> np.ndarray:
 
 @dataclass
 class BatchGrams:
-    """The flattened U-centred Grams ``G (L, n²)`` of one model for one minibatch.
-
-    Row ``i`` is layer ``i``'s ``Ũ(X Xᵀ)``, flattened, so that
-    ``HSIC(K_i, L_j) = G_i · H_j / (n(n−3))``. ``self_hsic`` are the ``(L,)`` HSIC(K, K) values
-    (float64); ``nonconstant`` flags layers whose activations vary within the batch.
+    """The flattened U-centred Grams ``G (L, n²)`` of one model for one minibatch, so that
+    ``HSIC(K_i, L_j) = G_i · H_j / (n(n−3))``; ``self_hsic`` are the ``(L,)`` HSIC(K, K) values
+    (float64), ``nonconstant`` flags layers whose activations vary within the batch.
     """
 
     grams: object
@@ -245,21 +214,12 @@ class BatchGrams:
 
     @classmethod
     def from_layers(cls, layers: Sequence, dtype=np.float32, *, threads: int | None = None, backend: str | None = None) -> "BatchGrams":
-        """Compute the Grams of every layer of one minibatch (each exactly once).
+        """The Grams of every layer ``(n, ...)`` (numpy or torch, the same ``n`` samples) of one
+        minibatch, in float32 (default) or float64; self-HSIC is summed in float64 either way.
 
-        Parameters
-        ----------
-        layers : sequence of arrays ``(n, ...)``
-            numpy or torch; the same ``n`` samples in every layer.
-        dtype : numpy dtype
-            float32 (default) or float64 Grams; self-HSIC is summed in float64 either way.
-        threads : int, optional
-            Grams computed in parallel, one BLAS thread each (default: every CPU). ``1``
-            computes them one after another without touching the BLAS thread count (what a
-            Dask task does).
-        backend : {"numpy", "torch"}, optional
-            Default: torch for torch tensors on an accelerator, numpy (``x @ x.T``, BLAS ?syrk) otherwise
-            (CPU torch tensors are read without a copy).
+        ``threads``: Grams computed in parallel, one BLAS thread each (default: every CPU); ``1``
+        computes them in turn without touching the BLAS thread count (what a Dask task does).
+        ``backend``: ``"numpy"`` or ``"torch"``; default torch for tensors on an accelerator.
         """
         return cls.from_models([layers], dtype, threads=threads, backend=backend)[0]
 
@@ -285,7 +245,11 @@ class BatchGrams:
         if backend is None:
             backend = "torch" if any(_is_torch(x) and x.device.type != "cpu" for x in flat) else "numpy"
         if backend == "torch":
-            return _require_finite(cls._from_models_torch(models, dtype), models, dtype)
+            torch_grams = [_grams_torch(layers, dtype) for layers in models]
+            stats = _to_host(*(t for _, self_hsic, nonconstant in torch_grams for t in (self_hsic, nonconstant)))
+            out = [cls(rows, n, stats[2 * m] / (n * (n - 3)), stats[2 * m + 1] > 0)
+                   for m, (rows, _, _) in enumerate(torch_grams)]
+            return _require_finite(out, models, dtype)
         if backend != "numpy":
             raise EstimatorError(f"backend must be 'numpy' or 'torch', got {backend!r}")
         flat = [x.detach().cpu().numpy() if _is_torch(x) else x for x in flat]
@@ -310,13 +274,3 @@ class BatchGrams:
             out.append(cls(grams[s], n, self_hsic[s] / (n * (n - 3)), nonconstant[s]))
             start += len(layers)
         return _require_finite(out, models, dtype)
-
-    @classmethod
-    def _from_models_torch(cls, models, dtype) -> list["BatchGrams"]:
-        out = [_grams_torch(layers, dtype) for layers in models]
-        stats = _to_host(*(t for _, self_hsic, nonconstant in out for t in (self_hsic, nonconstant)))
-        n = models[0][0].shape[0]
-        return [cls(rows, n, stats[2 * m] / (n * (n - 3)), stats[2 * m + 1] > 0) for m, (rows, _, _) in enumerate(out)]
-
-    def __len__(self) -> int:
-        return self.grams.shape[0]

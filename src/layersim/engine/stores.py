@@ -17,10 +17,8 @@ if TYPE_CHECKING:
 
 def _store_grams(store, layers: list[str], rows: np.ndarray, dtype: str, device: str | None = None, batch: str | None = None) -> BatchGrams:
     """Task: the Grams of a block of layers for one minibatch (``batch``, in words), reading one
-    layer at a time.
+    layer at a time (on a torch ``device``: the block's minibatch is copied there).
 
-    Memory: one layer's minibatch besides the Grams (out of core, only its rows are read).
-    With a torch ``device`` the block's minibatch is copied there and its Grams computed there.
     NaN or Inf in a layer is a :class:`NonFiniteInputError` naming the store, layer and batch.
     """
     dtype = np.dtype(dtype)
@@ -43,10 +41,8 @@ def _store_grams(store, layers: list[str], rows: np.ndarray, dtype: str, device:
     return BatchGrams(grams, n, self_hsic / (n * (n - 3)), nonconstant)
 
 
-def _concat_grams(blocks: list[BatchGrams], order: list[int] | None = None) -> BatchGrams:
+def _concat_grams(blocks: list[BatchGrams], order: list[int]) -> BatchGrams:
     """One model's Grams from its blocks; ``order[k]`` is the layer of the k-th concatenated row."""
-    if len(blocks) == 1 and order is None:
-        return blocks[0]
     if _is_torch(blocks[0].grams):
         import torch
 
@@ -55,17 +51,16 @@ def _concat_grams(blocks: list[BatchGrams], order: list[int] | None = None) -> B
         grams = np.concatenate([b.grams for b in blocks])
     self_hsic = np.concatenate([b.self_hsic for b in blocks])
     nonconstant = np.concatenate([b.nonconstant for b in blocks])
-    if order is not None:
-        inverse = np.argsort(order)
-        grams = grams[torch.from_numpy(inverse).to(grams.device)] if _is_torch(grams) else grams[inverse]
-        self_hsic, nonconstant = self_hsic[inverse], nonconstant[inverse]
-    return BatchGrams(grams, blocks[0].n, self_hsic, nonconstant)
+    inverse = np.argsort(order)
+    grams = grams[torch.from_numpy(inverse).to(grams.device)] if _is_torch(grams) else grams[inverse]
+    return BatchGrams(grams, blocks[0].n, self_hsic[inverse], nonconstant[inverse])
 
 
-def _batch_states(grams: dict[str, list[BatchGrams]], pairs: list[tuple[str, str]], dtype: str, orders: dict[str, list[int]] | None = None) -> list[MinibatchCKA]:
+def _batch_states(
+    grams: dict[str, list[BatchGrams]], pairs: list[tuple[str, str]], dtype: str, orders: dict[str, list[int]]
+) -> list[MinibatchCKA]:
     """Task: one minibatch's accumulator state for every pair, from each model's Grams."""
-    orders = orders or {}
-    full = {name: _concat_grams(blocks, orders.get(name)) for name, blocks in grams.items()}
+    full = {name: _concat_grams(blocks, orders[name]) for name, blocks in grams.items()}
     states = []
     for a, b in pairs:
         acc = MinibatchCKA(dtype, threads=1)  # a Dask task: BLAS threads are the scheduler's
@@ -102,9 +97,8 @@ def compare_stores(
     """Minibatch CKA between every layer pair of each given pair of activation stores.
 
     Each model's Grams are computed once per layer per minibatch and shared by every pair it
-    is in. The Dask graph has one task per (minibatch, model, layer block) for the Grams, one
-    per minibatch for the products, and a tree reduction (``split_every`` states a node) of
-    the accumulator states.
+    is in: one Dask task per (minibatch, model, layer block), one per minibatch for the
+    products, and a tree reduction (``split_every`` states a node) of the accumulator states.
 
     Parameters
     ----------
@@ -113,25 +107,21 @@ def compare_stores(
     pairs : list of (str, str)
         Names to compare; ``(a, a)`` is a self-comparison.
     batch_size, passes : int
-        Minibatches of ``batch_size`` from ``passes`` seeded permutations (see
-        :func:`minibatch_rows`).
+        Minibatches of ``batch_size`` from ``passes`` seeded permutations (:func:`minibatch_rows`).
     dtype : {"float32", "float64"}
         Precision of Grams and products; HSIC sums are float64 either way.
     threads : int, optional
         Threads of the local Dask scheduler (default: every CPU this process may run on).
     cache_mb : float
-        Stores of at most this size (MiB) are read once and kept in memory; larger ones are
-        read minibatch by minibatch (memory then stays flat in the number of samples).
+        Stores of at most this size (MiB) are read once and kept in memory, larger ones minibatch
+        by minibatch.
     scheduler_address : str, optional
-        Address of a running ``distributed`` scheduler (e.g. ``tcp://host:8786``) to run on
-        instead of local threads.
+        A running ``distributed`` scheduler (``tcp://host:8786``) to run on instead of local threads.
     scheduler_timeout : float
         Seconds to wait for that scheduler to answer before giving up with an error.
     device : str, optional
-        A torch device (``"cuda"``, ``"cuda:1"``, ``"cpu"``): Grams and products are computed
-        there with the torch backend (same layout, float64 centring and sums); cached stores
-        are kept there too, like the host cache, for later calls. Default: numpy on the CPU
-        (BLAS ``?syrk``). See :func:`layersim.device.torch_device` for ``auto``.
+        A torch device (see :func:`layersim.device.torch_device`): Grams and products are
+        computed there with the torch backend, and cached stores kept there. Default: numpy.
 
     Returns
     -------
@@ -141,7 +131,7 @@ def compare_stores(
     """
     import dask
 
-    from layersim.store import check_comparable
+    from layersim.store import ActivationStore, check_comparable
 
     if dtype not in ("float32", "float64"):
         raise EstimatorError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
@@ -155,8 +145,6 @@ def compare_stores(
     used = sorted({m for pair in pairs for m in pair}, key=list(stores).index)
     threads = thread_count(threads)
     cache_bytes = int(cache_mb * 2**20)
-    from layersim.store import ActivationStore
-
     # opened for this call: tasks share each store (and its in-memory cache) until it returns
     opened = {name: ActivationStore(stores[name], cache_bytes=cache_bytes) for name in used}
     first = opened[used[0]]
@@ -170,7 +158,7 @@ def compare_stores(
         sizes = [int(np.prod(opened[name].feature_shape(layer))) for layer in layers]
         # on the CPU at least one block per thread (the pool computes them in parallel); a GPU
         # takes a block's Grams in a few batched products, so fewer, larger blocks
-        min_blocks = 1 if device is not None else max(1, threads)
+        min_blocks = 1 if device is not None else threads
         blocks[name] = [[layers[i] for i in block] for block in balanced_blocks(sizes, max(1, layer_block), min_blocks=min_blocks)]
         orders[name] = [layers.index(layer) for block in blocks[name] for layer in block]
     states = []
@@ -186,27 +174,22 @@ def compare_stores(
             dask.delayed(_merge_states, pure=True)(*states[i : i + split_every])
             for i in range(0, len(states), split_every)
         ]
-    final = _run(states[0], threads=threads, scheduler_address=scheduler_address, scheduler_timeout=scheduler_timeout, progress=progress)
+    if scheduler_address:
+        final = _run_on_scheduler(states[0], scheduler_address, scheduler_timeout)
+    else:
+        from layersim.progress import DaskTqdm
+
+        # one BLAS thread per Dask thread: a multi-threaded BLAS inside each of several Dask
+        # threads oversubscribes the cores
+        bar = DaskTqdm(disable=not progress, desc="minibatch CKA")
+        with single_blas_thread(), bar, thread_pool(threads, "dask") as pool:
+            (final,) = dask.compute(states[0], scheduler="threads", pool=pool)
 
     results = {}
     for (a, b), acc in zip(pairs, final):
         acc.layer_names_a, acc.layer_names_b = opened[a].layers, opened[b].layers
         results[(a, b)] = _to_dataset(acc, opened[a], opened[b], batch_size=batch_size, passes=passes, dtype=dtype, device=device or "cpu (numpy)")
     return results
-
-
-def _run(graph, *, threads: int, scheduler_address: str | None, scheduler_timeout: float, progress: bool):
-    import dask
-
-    if scheduler_address:
-        return _run_on_scheduler(graph, scheduler_address, scheduler_timeout)
-    from layersim.progress import DaskTqdm
-
-    # One BLAS thread per Dask thread: the Grams are many small products, and a multi-threaded
-    # BLAS inside each of several Dask threads oversubscribes the cores. The pool is this call's.
-    with single_blas_thread(), DaskTqdm(disable=not progress, desc="minibatch CKA"), thread_pool(max(1, threads), "dask") as pool:
-        (result,) = dask.compute(graph, scheduler="threads", pool=pool)
-    return result
 
 
 def _run_on_scheduler(graph, address: str, timeout: float):
