@@ -109,23 +109,14 @@ def extract_keras(
 ) -> Path:
     """Write every layer's output of a trained Keras model over a split to a Zarr store.
 
-    Parameters
-    ----------
-    model_path : path
-        A ``.keras`` checkpoint (from :func:`layersim.train.keras.train_keras`).
-    dataset_split : Split
-        Channels-first images; rows are written in the order of ``dataset_split.sample_id``.
-    out_path : path
-        The store to create (``*.zarr``), written atomically by ``write_activations``.
-    batch_size : int
-        Forward-pass batch size, also the chunk length along ``sample``.
-    attrs : dict, optional
-        Provenance (model, dataset, split, config_hash, ...); ``framework``, ``seed``,
-        ``epoch``, ``strategy`` and ``policy`` from the checkpoint's metadata are added
-        unless given.
-    shard_chunks, write_threads : int
-        As for :func:`layersim.store.write_activations`; the extract rule gives the job's
-        threads (those TensorFlow runs on) as ``write_threads``.
+    ``model_path`` is a ``.keras`` checkpoint (:func:`layersim.train.keras.train_keras`). The rows
+    of ``dataset_split`` (channels-first images) are written in the order of its ``sample_id``,
+    in forward-pass batches of ``batch_size`` (also the chunk length along ``sample``), to the
+    store ``out_path`` (``*.zarr``, written atomically). ``attrs`` is provenance (model, dataset,
+    split, config_hash, ...); ``framework`` and the checkpoint's ``arch``, ``seed``, ``epoch``,
+    ``strategy`` and ``policy`` are added unless given. ``shard_chunks`` and ``write_threads`` are
+    as for :func:`layersim.store.write_activations` (the extract rule gives the job's threads,
+    those TensorFlow runs on, as ``write_threads``).
     """
     from layersim.store import write_activations
 

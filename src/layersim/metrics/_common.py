@@ -12,11 +12,6 @@ _EPS = np.finfo(np.float64).eps
 _RANK_RTOL = 1e-10  # singular values below this fraction of the largest count as zero (rank)
 
 
-# ---------------------------------------------------------------------------------------------
-# Errors
-# ---------------------------------------------------------------------------------------------
-
-
 class MetricInputError(LayersimError):
     """Input that a metric cannot use (a ``ValueError``)."""
 
@@ -43,11 +38,6 @@ class InvalidParameterError(MetricInputError):
 
 class DegenerateCCAWarning(UserWarning):
     """More CCA directions than centred samples: some correlations are 1 by construction."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Shared helpers: arrays, validation, centring, Grams
-# ---------------------------------------------------------------------------------------------
 
 
 def _as_matrix(x, name: str) -> np.ndarray:

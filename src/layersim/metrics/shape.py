@@ -26,8 +26,7 @@ def procrustes(X, Y, *, sqrt: bool = False) -> float:
 
     Parameters
     ----------
-    X : array ``(n, p, ...)``
-    Y : array ``(n, q, ...)``
+    X, Y : arrays ``(n, p, ...)`` and ``(n, q, ...)``
     sqrt : bool
         Return ``d`` (a metric: symmetric, triangle inequality) instead of ``d²``.
 
