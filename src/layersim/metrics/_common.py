@@ -59,8 +59,8 @@ def _as_matrix(x, name: str) -> np.ndarray:
     return x
 
 
-def _pair(X, Y, *, min_samples: int = 2, why: str = "this metric"):
-    """Validate and convert a pair of representations of the same samples."""
+def _pair(X, Y, *, min_samples: int = 2, why: str = "this metric", centred: bool = False):
+    """Validate and convert a pair of representations of the same samples, column-centred if ``centred``."""
     X, Y = _as_matrix(X, "X"), _as_matrix(Y, "Y")
     if X.shape[0] != Y.shape[0]:
         raise SampleMismatchError(
@@ -69,7 +69,7 @@ def _pair(X, Y, *, min_samples: int = 2, why: str = "this metric"):
         )
     if X.shape[0] < min_samples:
         raise TooFewSamplesError(f"{why} needs at least {min_samples} samples; got {X.shape[0]}")
-    return X, Y
+    return (_centre(X, "X"), _centre(Y, "Y")) if centred else (X, Y)
 
 
 def _centre(x: np.ndarray, name: str) -> np.ndarray:

@@ -220,7 +220,6 @@ def linear_regression(X, Y) -> float:
         Similarity in [0, 1], 1 for identical inputs; asymmetric. Invariant to invertible
         linear maps and shifts of Y, and to orthogonal maps, isotropic scaling and shifts of X.
     """
-    X, Y = _pair(X, Y, min_samples=2, why="linear regression")
-    xc, yc = _centre(X, "X"), _centre(Y, "Y")
+    xc, yc = _pair(X, Y, min_samples=2, why="linear regression", centred=True)
     q, _ = orthonormal_basis(yc)
     return float(np.sum((q.T @ xc) ** 2) / np.sum(xc**2))

@@ -141,10 +141,8 @@ def linear_probe_accuracy(X, labels, *, test_fraction: float = 0.25, seed: int =
 
     Parameters
     ----------
-    X : array ``(n, p, ...)``
-        Activations, flattened per sample.
-    labels : array ``(n,)``
-        Class labels.
+    X, labels : arrays ``(n, p, ...)`` and ``(n,)``
+        Activations (flattened per sample) and class labels.
     test_fraction : float
         Share of samples held out, in (0, 1).
     seed : int

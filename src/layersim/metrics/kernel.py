@@ -189,8 +189,7 @@ def linear_cka(X, Y, *, debiased: bool = False) -> float:
     >>> round(linear_cka(x, 3.0 * x @ q + 1.0), 10)
     1.0
     """
-    X, Y = _pair(X, Y, min_samples=4 if debiased else 2, why="debiased CKA" if debiased else "CKA")
-    X, Y = _centre(X, "X"), _centre(Y, "Y")
+    X, Y = _pair(X, Y, min_samples=4 if debiased else 2, why="debiased CKA" if debiased else "CKA", centred=True)
     n = X.shape[0]
     if max(X.shape[1], Y.shape[1]) > n:
         K, L = X @ X.T, Y @ Y.T
@@ -248,7 +247,5 @@ def linear_hsic(X, Y) -> float:
         orthogonal maps and shifts of either input. An input constant across samples is a
         :class:`ConstantInputError` (as for CKA, whose numerator this is).
     """
-    X, Y = _pair(X, Y, min_samples=2, why="HSIC")
-    n = X.shape[0]
-    xc, yc = _centre(X, "X"), _centre(Y, "Y")
-    return float(np.sum((yc.T @ xc) ** 2) / (n - 1) ** 2)
+    xc, yc = _pair(X, Y, min_samples=2, why="HSIC", centred=True)
+    return float(np.sum((yc.T @ xc) ** 2) / (xc.shape[0] - 1) ** 2)

@@ -61,8 +61,8 @@ def train_torch(
     Deterministic for a given ``seed`` (weights, batch order and kernels). Writes the
     checkpoint (``{"state_dict", "arch", "num_classes", "in_channels", "seed", "epoch"}``,
     loadable with ``torch.load(..., weights_only=True)``) and a JSON history with loss and
-    accuracy per epoch and the final eval accuracy; both are written under temporary names
-    and renamed, so a failure never leaves a file that looks complete.
+    accuracy per epoch and the final eval accuracy (also returned as a dict); both are written
+    under temporary names and renamed, so a failure never leaves a file that looks complete.
 
     ``epoch_checkpoints`` maps epoch numbers to paths: the model after that epoch (0: at
     initialisation) is saved there too, in the same format (for checkpoints over training).
@@ -70,8 +70,6 @@ def train_torch(
     ``device`` is a torch device (``auto``: the GPU if the job sees one). Checkpoints hold CPU
     tensors whatever the device. Runs on a GPU are deterministic for a given GPU and library
     version, not bitwise equal to CPU runs.
-
-    Returns the history dict.
     """
     import torch
     from tqdm.auto import tqdm
