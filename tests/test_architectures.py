@@ -261,5 +261,9 @@ def test_extract_layers_keeps_only_the_matching_layers_and_logits(tmp_path, monk
     with torch.no_grad():
         expected = model.eval()(torch.from_numpy(images)).numpy()
     np.testing.assert_allclose(store.read("logits"), expected, rtol=1e-5, atol=1e-6)
-    with pytest.raises(LayersimError, match="extract.layers 'nope' matches no layer"):
+    listed = r"no layer matches the extract.layers pattern 'nope'; layers: .*, pool, logits$"
+    with pytest.raises(LayersimError, match=listed):
         extract_torch(tmp_path / "m.pt", split, tmp_path / "n.zarr", batch_size=5, progress=False, layers="nope")
+    with pytest.raises(LayersimError, match=r"the extract.layers pattern '\(' is not a regular expression"):
+        extract_torch(tmp_path / "m.pt", split, tmp_path / "n.zarr", batch_size=5, progress=False, layers="(")
+    assert not (tmp_path / "n.zarr").exists()

@@ -28,24 +28,13 @@ def selected_layers(layers: list[str], stride: int) -> list[str]:
 
 
 def metric_matrix(path_a: str, path_b: str, metric: str, *, layer_stride: int = 1, max_samples: int | None = None, threads: int = 1, progress: bool = True):
-    """One metric over every (selected) layer pair of two stores, as a labelled matrix.
+    """One ``metric`` (a key of :data:`layersim.metrics.METRICS`) over every layer pair of two
+    stores with the same ``sample_id``, as a labelled matrix: every ``layer_stride``-th layer of
+    each model (the logits always), the first ``max_samples`` rows (all if None), one layer pair
+    per Dask thread.
 
-    Parameters
-    ----------
-    path_a, path_b : str
-        Activation stores with the same ``sample_id``.
-    metric : str
-        A key of :data:`layersim.metrics.METRICS`.
-    layer_stride : int
-        Use every ``layer_stride``-th layer of each model (the logits always).
-    max_samples : int, optional
-        Use only the first ``max_samples`` rows.
-
-    Returns
-    -------
-    xarray.Dataset
-        ``value (layer_a, layer_b)`` and attrs ``metric``, ``kind`` (similarity/distance) and
-        ``undefined`` (the pairs whose value is NaN, with the reason).
+    Returns an ``xarray.Dataset``: ``value (layer_a, layer_b)`` and attrs ``metric``, ``kind``
+    (similarity/distance), ``undefined`` (the pairs whose value is NaN, with the reason), ...
     """
     import dask
     import xarray as xr

@@ -1,10 +1,10 @@
 """Extraction of every Keras layer's output into an activation store (same layout as torch).
 
-One ``keras.Model(model.inputs, [layer.output for every non-input layer])`` is run batch by
-batch over the split (NHWC input) and each batch's outputs are handed, as a dict in layer
-order, to :func:`layersim.store.write_activations`, so memory stays at two batches (the store
-appends one to its shard files while the next is computed). Convolutional outputs get the dimension names ``(height, width, channel)``
-(Keras is channels-last), vectors ``(feature,)`` and ``logits`` ``(class,)``.
+One ``keras.Model(model.inputs, [layer.output for every non-input layer])`` runs batch by batch
+over the split (NHWC input) and hands each batch's outputs to
+:func:`layersim.store.write_activations` (memory: two batches). Convolutional outputs get the
+dimension names ``(height, width, channel)`` (Keras is channels-last), vectors ``(feature,)`` and
+``logits`` ``(class,)``.
 
 ``logits`` is always a pre-softmax layer of the models in :mod:`layersim.models.keras`
 (:func:`~layersim.models.keras.cifar_resnet` ends with it; :func:`~layersim.models.keras.seed_resnet`
@@ -66,9 +66,8 @@ def keras_layer_batches(model, images: np.ndarray, batch_size: int) -> Iterator[
     """Yield ``{layer: (b, ...) float32}`` for consecutive batches of ``(N, C, H, W)`` images.
 
     The multi-output model runs as one ``tf.function`` (inference mode) and each float32
-    output is handed on as a NumPy view of TensorFlow's buffer. ``predict_on_batch`` copies
-    every output into a new NumPy array (1.1 GiB a pass for every layer of a ResNet-20 at
-    32×32 over 512 images), which took 0.6–0.8 s of a 1.3–1.7 s pass here."""
+    output is handed on as a NumPy view of TensorFlow's buffer (``predict_on_batch`` would copy
+    every output into a new NumPy array)."""
     import tensorflow as tf
 
     from layersim.train.keras import nhwc
@@ -110,26 +109,14 @@ def extract_keras(
 ) -> Path:
     """Write every layer's output of a trained Keras model over a split to a Zarr store.
 
-    Parameters
-    ----------
-    model_path : path
-        A ``.keras`` checkpoint (from :func:`layersim.train.keras.train_keras`).
-    dataset_split : Split
-        Channels-first images; rows are written in the order of ``dataset_split.sample_id``.
-    out_path : path
-        The store to create (``*.zarr``), written atomically by ``write_activations``.
-    batch_size : int
-        Forward-pass batch size, also the chunk length along ``sample``.
-    attrs : dict, optional
-        Provenance (model, dataset, split, config_hash, ...); ``framework``, ``seed``,
-        ``epoch``, ``strategy`` and ``policy`` from the checkpoint's metadata are added
-        unless given.
-    shard_chunks, write_threads : int
-        As for :func:`layersim.store.write_activations`; the extract rule gives the job's
-        threads (those TensorFlow runs on) as ``write_threads``. A ResNet-20 at 32×32 over 512
-        images, TensorFlow on 2 threads: 2 write threads took 2.7 and 1.5 s at best against
-        3.8 and 2.5 s with 1 (medians 3.6 against 4.3 s and 2.3 against 3.5 s; two runs of 11
-        rounds).
+    ``model_path`` is a ``.keras`` checkpoint (:func:`layersim.train.keras.train_keras`). The rows
+    of ``dataset_split`` (channels-first images) are written in the order of its ``sample_id``,
+    in forward-pass batches of ``batch_size`` (also the chunk length along ``sample``), to the
+    store ``out_path`` (``*.zarr``, written atomically). ``attrs`` is provenance (model, dataset,
+    split, config_hash, ...); ``framework`` and the checkpoint's ``arch``, ``seed``, ``epoch``,
+    ``strategy`` and ``policy`` are added unless given. ``shard_chunks`` and ``write_threads`` are
+    as for :func:`layersim.store.write_activations` (the extract rule gives the job's threads,
+    those TensorFlow runs on, as ``write_threads``).
     """
     from layersim.store import write_activations
 
@@ -143,10 +130,8 @@ def extract_keras(
             f"model {model_path} expects inputs of shape (height, width, channels) = {expected}, "
             f"but the split's images are {(h, w, c)}; use the dataset (and image_size) it was trained on"
         )
-    provenance = {"framework": "keras"}
-    for key in ("arch", "seed", "epoch", "strategy", "policy"):
-        if key in meta:
-            provenance[key] = meta[key]
+    from_checkpoint = ("arch", "seed", "epoch", "strategy", "policy")
+    provenance = {"framework": "keras", **{k: meta[k] for k in from_checkpoint if k in meta}}
     path = write_activations(
         out_path,
         keras_layer_batches(model, dataset_split.images, batch_size),
@@ -160,7 +145,3 @@ def extract_keras(
     )
     log.info("wrote %s", path)
     return path
-
-
-__all__ = ["ExtractError", "dimension_names", "extract_keras", "feature_model", "keras_layer_batches",
-           "load_keras_checkpoint"]

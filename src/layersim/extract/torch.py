@@ -46,13 +46,9 @@ def overlap_writes(device: str, threads: int) -> bool:
     """Whether a torch extraction's writes overlap the next batch's forward pass
     (``write_activations(overlap=…)``) rather than take turns with it.
 
-    Overlap on a GPU, and on the CPU with up to 2 threads; take turns on the CPU with more. A
+    Overlap on a GPU, and on the CPU with up to 2 threads; take turns on the CPU with more: a
     write thread that takes a core from one of the forward pass's OpenMP threads leaves the
-    others spinning at their barriers, and the more threads, the more often that happens: with
-    16 threads (an idle 16-core machine, ResNet-20 at 32×32) taking turns had 22–29 % lower
-    medians in 4 of 4 runs. With 2 the two were within this machine's noise (taking turns
-    lower in 15 of 16 runs of a side-by-side script, overlapping lower in 6 of 9
-    ``bench_extract`` runs). On an H100 taking turns took 1.6–1.8× as long.
+    others spinning at their barriers, the more often the more threads there are.
     """
     return device != "cpu" or threads <= 2
 
@@ -80,12 +76,10 @@ def extract_torch(
     :func:`overlap_writes`).
     The forward pass runs on the torch ``device`` (``auto``: the GPU if the job sees one).
     """
-    import re
-
     import torch
 
     from layersim.device import torch_device
-    from layersim.errors import LayersimError
+    from layersim.layers import select_layers
     from layersim.models.torch import layer_names
     from layersim.train.torch import load_torch_checkpoint
 
@@ -94,10 +88,7 @@ def extract_torch(
     model, state = load_torch_checkpoint(checkpoint)
     names = None
     if layers is not None:
-        names = [n for n in layer_names(model) if re.search(layers, n) and n != "logits"]
-        if not names:
-            raise LayersimError(f"extract.layers {layers!r} matches no layer of {state['arch']}; its layers: {', '.join(layer_names(model))}")
-        names.append("logits")
+        names = select_layers(layer_names(model), layers, what="extract.layers pattern") + ["logits"]
     provenance = {"framework": "torch", "arch": state["arch"], "seed": state["seed"], "epoch": state["epoch"], "device": device}
     write_activations(
         out_path,

@@ -2,22 +2,14 @@
 
 Every metric is a pure function of two arrays ``X (n, p)`` and ``Y (n, q)`` whose rows are the
 same ``n`` samples in the same order (numpy arrays or torch tensors; arrays with more
-dimensions are flattened per sample, a 1-D array is one feature). Everything is computed in
-float64. Formulas, sources and invariances are in each docstring and in ``docs/metrics.md``.
+dimensions are flattened per sample, a 1-D array is one feature), computed in float64.
+Formulas, sources, invariances and the CCA family's ``p ≥ n`` reduction rule are in each
+docstring and in ``docs/metrics.md``.
 
-Scalar metrics return plain floats. :func:`cca`, :func:`svcca`, :func:`pwcca` and
-:func:`subspace_match` return small frozen dataclasses that carry metadata (how many
-directions were kept, whether a side was reduced). :data:`METRICS` is the one registry of
-metric names: name → :class:`Metric` (``(X, Y) -> float`` with its default settings, whether it
-is a similarity or a distance, and its label in the papers' tables). :func:`value_or_nan` turns
-a metric that is undefined for its inputs into NaN with the reason.
-
-The CCA family needs more samples than directions. A side with ``p ≥ n`` features is reduced
-by SVD to its top ``max_dims`` directions (default ``⌊(n − 1)/2⌋``, so that the two sides fit
-together in the ``n − 1`` dimensions of centred sample space) and the result says so; with
-fewer than 3 samples no reduction helps and a :class:`TooFewSamplesError` is raised. When the
-kept directions still total more than ``n − 1``, some canonical correlations are 1 by
-dimension counting alone and a :class:`DegenerateCCAWarning` says how many.
+Scalar metrics return plain floats; :func:`cca`, :func:`svcca`, :func:`pwcca` and
+:func:`subspace_match` return frozen dataclasses that carry metadata. :data:`METRICS` is the
+one registry of metric names (name → :class:`Metric`); :func:`value_or_nan` turns a metric
+that is undefined for its inputs into NaN with the reason.
 
 Layout: ``_common`` (errors, float64 conversion, validation, centring), ``kernel`` (CKA),
 ``canonical`` (CCA, SVCCA, PWCCA), ``shape`` (Procrustes), ``subspace`` (subspace match),

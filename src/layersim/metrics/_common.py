@@ -12,11 +12,6 @@ _EPS = np.finfo(np.float64).eps
 _RANK_RTOL = 1e-10  # singular values below this fraction of the largest count as zero (rank)
 
 
-# ---------------------------------------------------------------------------------------------
-# Errors
-# ---------------------------------------------------------------------------------------------
-
-
 class MetricInputError(LayersimError):
     """Input that a metric cannot use (a ``ValueError``)."""
 
@@ -45,11 +40,6 @@ class DegenerateCCAWarning(UserWarning):
     """More CCA directions than centred samples: some correlations are 1 by construction."""
 
 
-# ---------------------------------------------------------------------------------------------
-# Shared helpers: arrays, validation, centring, Grams
-# ---------------------------------------------------------------------------------------------
-
-
 def _as_matrix(x, name: str) -> np.ndarray:
     """Any ``(n, ...)`` numpy array or torch tensor → a float64 ``(n, p)`` numpy array."""
     if type(x).__module__.startswith("torch"):
@@ -69,8 +59,8 @@ def _as_matrix(x, name: str) -> np.ndarray:
     return x
 
 
-def _pair(X, Y, *, min_samples: int = 2, why: str = "this metric"):
-    """Validate and convert a pair of representations of the same samples."""
+def _pair(X, Y, *, min_samples: int = 2, why: str = "this metric", centred: bool = False):
+    """Validate and convert a pair of representations of the same samples, column-centred if ``centred``."""
     X, Y = _as_matrix(X, "X"), _as_matrix(Y, "Y")
     if X.shape[0] != Y.shape[0]:
         raise SampleMismatchError(
@@ -79,7 +69,7 @@ def _pair(X, Y, *, min_samples: int = 2, why: str = "this metric"):
         )
     if X.shape[0] < min_samples:
         raise TooFewSamplesError(f"{why} needs at least {min_samples} samples; got {X.shape[0]}")
-    return X, Y
+    return (_centre(X, "X"), _centre(Y, "Y")) if centred else (X, Y)
 
 
 def _centre(x: np.ndarray, name: str) -> np.ndarray:

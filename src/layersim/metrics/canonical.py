@@ -115,12 +115,13 @@ def cca(X, Y, *, max_dims: int | None = None) -> CCAResult:
 
     The canonical correlations are the singular values of ``UxᵀUy`` where ``Ux``, ``Uy`` are
     orthonormal bases (from the SVD) of the column-centred X and Y, i.e. the cosines of the
-    principal angles between the two centred column spaces.
+    principal angles between the two centred column spaces. When the directions kept total more
+    than ``n − 1``, a :class:`DegenerateCCAWarning` says how many correlations are 1 by
+    dimension counting alone.
 
     Parameters
     ----------
-    X : array ``(n, p, ...)``
-    Y : array ``(n, q, ...)``
+    X, Y : arrays ``(n, p, ...)`` and ``(n, q, ...)``
         The same ``n ≥ 3`` samples.
     max_dims : int, optional
         For a side with ``p ≥ n`` features: keep its top ``max_dims`` SVD directions
@@ -154,8 +155,7 @@ def svcca(X, Y, *, variance: float = 0.99, max_dims: int | None = None) -> SVCCA
 
     Parameters
     ----------
-    X : array ``(n, p, ...)``
-    Y : array ``(n, q, ...)``
+    X, Y : arrays ``(n, p, ...)`` and ``(n, q, ...)``
     variance : float
         Fraction of variance kept, in (0, 1]; 1 keeps every direction (plain CCA).
     max_dims : int, optional
@@ -178,15 +178,13 @@ def pwcca(X, Y, *, max_dims: int | None = None) -> PWCCAResult:
     """Projection-weighted CCA (Morcos et al. 2018, Eqs. 2–3), with centred weights.
 
     ``PWCCA = Σᵢ wᵢ ρᵢ``, ``wᵢ = αᵢ / Σⱼ αⱼ``, ``αᵢ = Σⱼ |⟨hᵢ, xⱼ⟩|`` where ``hᵢ`` are X's
-    unit-norm canonical variates and ``xⱼ`` the *centred* neuron activation vectors of X.
-    (A widely copied implementation takes the weights from uncentred activations, which makes
-    PWCCA depend on shifts; centring removes that.) Asymmetric: weights come from X.
+    unit-norm canonical variates and ``xⱼ`` the *centred* neuron activation vectors of X (a
+    widely copied implementation uses uncentred ones, which makes PWCCA depend on shifts).
 
     Parameters
     ----------
-    X : array ``(n, p, ...)``
-        The representation whose neurons weight the correlations.
-    Y : array ``(n, q, ...)``
+    X, Y : arrays ``(n, p, ...)`` and ``(n, q, ...)``
+        Asymmetric: the neurons of X weight the correlations.
     max_dims : int, optional
         Cap for a side with ``p ≥ n`` (see :func:`cca`).
 
@@ -213,10 +211,8 @@ def linear_regression(X, Y) -> float:
 
     Parameters
     ----------
-    X : array ``(n, p, ...)``
-        The representation predicted.
-    Y : array ``(n, q, ...)``
-        The representation it is predicted from.
+    X, Y : arrays ``(n, p, ...)`` and ``(n, q, ...)``
+        X is predicted from Y.
 
     Returns
     -------
@@ -224,7 +220,6 @@ def linear_regression(X, Y) -> float:
         Similarity in [0, 1], 1 for identical inputs; asymmetric. Invariant to invertible
         linear maps and shifts of Y, and to orthogonal maps, isotropic scaling and shifts of X.
     """
-    X, Y = _pair(X, Y, min_samples=2, why="linear regression")
-    xc, yc = _centre(X, "X"), _centre(Y, "Y")
+    xc, yc = _pair(X, Y, min_samples=2, why="linear regression", centred=True)
     q, _ = orthonormal_basis(yc)
     return float(np.sum((q.T @ xc) ** 2) / np.sum(xc**2))

@@ -141,10 +141,8 @@ def linear_probe_accuracy(X, labels, *, test_fraction: float = 0.25, seed: int =
 
     Parameters
     ----------
-    X : array ``(n, p, ...)``
-        Activations, flattened per sample.
-    labels : array ``(n,)``
-        Class labels.
+    X, labels : arrays ``(n, p, ...)`` and ``(n,)``
+        Activations (flattened per sample) and class labels.
     test_fraction : float
         Share of samples held out, in (0, 1).
     seed : int
@@ -177,8 +175,7 @@ def confidence_rank_correlation(P, Q, labels, *, from_logits: bool = False) -> f
     """Spearman rank correlation of two models' per-sample confidence in the true class.
 
     ``ρ = Spearman(P[i, y_i], Q[i, y_i])`` over the ``n`` samples (the thesis' functional
-    similarity: do the models find the same samples easy and hard?). In ``[−1, 1]``; 1 when
-    the two orderings agree. Invariant to any strictly increasing map of either confidence.
+    similarity: do the models find the same samples easy and hard?).
 
     Parameters
     ----------
@@ -192,7 +189,8 @@ def confidence_rank_correlation(P, Q, labels, *, from_logits: bool = False) -> f
     Returns
     -------
     float
-        Spearman's ρ in ``[−1, 1]``.
+        Spearman's ρ in ``[−1, 1]``; 1 when the two orderings agree. Invariant to any strictly
+        increasing map of either confidence.
 
     Examples
     --------
@@ -202,8 +200,7 @@ def confidence_rank_correlation(P, Q, labels, *, from_logits: bool = False) -> f
     """
     from scipy.stats import spearmanr
 
-    P = _distributions(P, "P", from_logits)
-    Q = _distributions(Q, "Q", from_logits)
+    P, Q = _distributions(P, "P", from_logits), _distributions(Q, "Q", from_logits)
     labels = np.asarray(labels, dtype=np.int64)
     if not (len(P) == len(Q) == len(labels)):
         raise SampleMismatchError(f"P has {len(P)} rows, Q {len(Q)} and labels {len(labels)}; all must match")
@@ -219,8 +216,7 @@ def distribution_rank_correlation(P, Q, *, from_logits: bool = False) -> float:
     probabilities: for each sample, do the two models order the classes the same way?
 
     ``mean_i Spearman(P[i, :], Q[i, :])`` (ties get average ranks), the thesis' rank
-    correlation of agents' action distributions (its appendix Figures 1–2). In ``[−1, 1]``; 1
-    when every sample's orderings agree. Invariant to any strictly increasing map of a row.
+    correlation of agents' action distributions (its appendix Figures 1–2).
 
     Parameters
     ----------
@@ -232,12 +228,9 @@ def distribution_rank_correlation(P, Q, *, from_logits: bool = False) -> float:
     Returns
     -------
     float
-        The mean of the per-sample Spearman ρ.
-
-    Raises
-    ------
-    MetricInputError
-        If a row of ``P`` or ``Q`` has all classes equal (its ranks, and ρ, are undefined).
+        In ``[−1, 1]``; 1 when every sample's orderings agree. Invariant to any strictly
+        increasing map of a row. A row of ``P`` or ``Q`` with all classes equal (its ranks, and
+        ρ, undefined) is a :class:`MetricInputError`.
 
     Examples
     --------
@@ -247,8 +240,7 @@ def distribution_rank_correlation(P, Q, *, from_logits: bool = False) -> float:
     """
     from scipy.stats import rankdata
 
-    P = _distributions(P, "P", from_logits)
-    Q = _distributions(Q, "Q", from_logits)
+    P, Q = _distributions(P, "P", from_logits), _distributions(Q, "Q", from_logits)
     if P.shape != Q.shape:
         raise SampleMismatchError(f"P is {P.shape} and Q is {Q.shape}; both must be (n_samples, n_classes)")
     if P.shape[1] < 2:

@@ -72,11 +72,6 @@ def _rbf_gram(X: np.ndarray, threshold: float, name: str) -> np.ndarray:
     return np.exp(-sq_dist / (2.0 * threshold**2 * median))
 
 
-# ---------------------------------------------------------------------------------------------
-# CKA
-# ---------------------------------------------------------------------------------------------
-
-
 def _gram_pair(K, L, min_samples: int, why: str):
     K, L = _as_matrix(K, "K"), _as_matrix(L, "L")
     for name, g in (("K", K), ("L", L)):
@@ -142,11 +137,7 @@ def cka_from_gram(K, L, *, debiased: bool = False) -> float:
         In [0, 1] when biased; the debiased value can be slightly negative. Invariant to
         scaling either Gram and to adding ``a1ᵀ + 1aᵀ`` to it (so to shifts of the features of a
         linear Gram); for linear Grams, to orthogonal maps and isotropic scaling of the features.
-
-    Raises
-    ------
-    ConstantInputError
-        If a centred Gram is zero (a constant representation).
+        A zero centred Gram (a constant representation) is a :class:`ConstantInputError`.
 
     Examples
     --------
@@ -179,8 +170,7 @@ def linear_cka(X, Y, *, debiased: bool = False) -> float:
 
     Parameters
     ----------
-    X : array ``(n, p, ...)``
-    Y : array ``(n, q, ...)``
+    X, Y : arrays ``(n, p, ...)`` and ``(n, q, ...)``
         The same ``n`` samples (``n ≥ 2``; ``n ≥ 4`` if debiased).
     debiased : bool
         Use the unbiased HSIC estimator (the minibatch engine's estimator on one batch).
@@ -199,8 +189,7 @@ def linear_cka(X, Y, *, debiased: bool = False) -> float:
     >>> round(linear_cka(x, 3.0 * x @ q + 1.0), 10)
     1.0
     """
-    X, Y = _pair(X, Y, min_samples=4 if debiased else 2, why="debiased CKA" if debiased else "CKA")
-    X, Y = _centre(X, "X"), _centre(Y, "Y")
+    X, Y = _pair(X, Y, min_samples=4 if debiased else 2, why="debiased CKA" if debiased else "CKA", centred=True)
     n = X.shape[0]
     if max(X.shape[1], Y.shape[1]) > n:
         K, L = X @ X.T, Y @ Y.T
@@ -225,8 +214,7 @@ def rbf_cka(X, Y, *, threshold: float = 1.0, debiased: bool = False) -> float:
 
     Parameters
     ----------
-    X : array ``(n, p, ...)``
-    Y : array ``(n, q, ...)``
+    X, Y : arrays ``(n, p, ...)`` and ``(n, q, ...)``
     threshold : float
         Bandwidth as a fraction of the median distance (positive).
     debiased : bool
@@ -249,22 +237,15 @@ def linear_hsic(X, Y) -> float:
 
     Parameters
     ----------
-    X : array ``(n, p, ...)``
-    Y : array ``(n, q, ...)``
+    X, Y : arrays ``(n, p, ...)`` and ``(n, q, ...)``
         The same ``n ≥ 2`` samples.
 
     Returns
     -------
     float
         Grows with the scale of either input (not 1 for identical inputs). Invariant to
-        orthogonal maps and shifts of either input.
-
-    Raises
-    ------
-    ConstantInputError
-        If an input is constant across samples (as for CKA, whose numerator this is).
+        orthogonal maps and shifts of either input. An input constant across samples is a
+        :class:`ConstantInputError` (as for CKA, whose numerator this is).
     """
-    X, Y = _pair(X, Y, min_samples=2, why="HSIC")
-    n = X.shape[0]
-    xc, yc = _centre(X, "X"), _centre(Y, "Y")
-    return float(np.sum((yc.T @ xc) ** 2) / (n - 1) ** 2)
+    xc, yc = _pair(X, Y, min_samples=2, why="HSIC", centred=True)
+    return float(np.sum((yc.T @ xc) ** 2) / (xc.shape[0] - 1) ** 2)

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from layersim.metrics._common import _centre, _pair
+from layersim.metrics._common import _pair
 
 def _compress(x: np.ndarray) -> np.ndarray:
     """``(n, p)`` → ``(n, min(n, p))`` with the same Gram ``x xᵀ`` (U·S of the thin SVD)."""
@@ -26,8 +26,7 @@ def procrustes(X, Y, *, sqrt: bool = False) -> float:
 
     Parameters
     ----------
-    X : array ``(n, p, ...)``
-    Y : array ``(n, q, ...)``
+    X, Y : arrays ``(n, p, ...)`` and ``(n, q, ...)``
     sqrt : bool
         Return ``d`` (a metric: symmetric, triangle inequality) instead of ``d²``.
 
@@ -45,8 +44,7 @@ def procrustes(X, Y, *, sqrt: bool = False) -> float:
     >>> procrustes(x, 2.0 * x @ q - 1.0) < 1e-20
     True
     """
-    X, Y = _pair(X, Y, why="the Procrustes distance")
-    X, Y = _centre(X, "X"), _centre(Y, "Y")
+    X, Y = _pair(X, Y, why="the Procrustes distance", centred=True)
     X, Y = _compress(X / np.linalg.norm(X)), _compress(Y / np.linalg.norm(Y))
     width = max(X.shape[1], Y.shape[1])
     X = np.pad(X, ((0, 0), (0, width - X.shape[1])))

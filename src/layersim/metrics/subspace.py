@@ -54,8 +54,7 @@ def subspace_match(X, Y, *, epsilon: float) -> SubspaceMatchResult:
 
     Parameters
     ----------
-    X : array ``(n, p, ...)``
-    Y : array ``(n, q, ...)``
+    X, Y : arrays ``(n, p, ...)`` and ``(n, q, ...)``
         Activations of the same ``n`` inputs; columns are neurons.
     epsilon : float
         Tolerance in [0, 1); 0 is the exact match (up to a relative rounding slack of 1e-9).

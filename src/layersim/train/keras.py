@@ -1,14 +1,6 @@
-"""Training of Keras models under a ``tf.distribute`` strategy (the seed notebook's setup).
-
-:func:`select_strategy` picks the strategy as the seed notebook does — a TPU if a cluster
-resolver finds one, else all GPUs (``MirroredStrategy``) when there are several, the one GPU,
-or the default (CPU) strategy — and sets the global Keras mixed-precision policy.
-:func:`train_keras` builds, compiles and fits a model under that strategy, deterministically for
-a seed, and writes a native ``.keras`` checkpoint plus a JSON history, each atomically.
-
-The checkpoint carries layersim's provenance (strategy, policy, seed, epochs, model config) as
-an extra ``layersim.json`` entry in the ``.keras`` zip (Keras ignores it when loading); read it
-with :func:`read_checkpoint_metadata`.
+"""Training of Keras models under the ``tf.distribute`` strategy :func:`select_strategy` picks
+(the seed notebook's setup): :func:`train_keras` writes a native ``.keras`` checkpoint whose extra
+``layersim.json`` entry (ignored by Keras; :func:`read_checkpoint_metadata`) holds the provenance.
 """
 
 from __future__ import annotations
@@ -35,44 +27,19 @@ METADATA_ENTRY = "layersim.json"
 
 @dataclass(frozen=True)
 class StrategyChoice:
-    """The strategy :func:`select_strategy` chose, and why.
+    """The strategy :func:`select_strategy` chose, and why."""
 
-    Attributes
-    ----------
-    strategy : tf.distribute.Strategy
-    name : str
-        ``"TPUStrategy"``, ``"MirroredStrategy"``, ``"OneDeviceStrategy"`` or ``"default"``.
-    reason : str
-        The log line explaining the choice.
-    policy : str
-        The global Keras dtype policy set (``float32``, ``mixed_float16``, ``mixed_bfloat16``).
-    replicas : int
-        ``strategy.num_replicas_in_sync``.
-    xla : bool
-    """
-
-    strategy: object
-    name: str
-    reason: str
-    policy: str
-    replicas: int
+    strategy: object  # tf.distribute.Strategy
+    name: str  # "TPUStrategy", "MirroredStrategy", "OneDeviceStrategy" or "default"
+    reason: str  # the log line explaining the choice
+    policy: str  # the global Keras dtype policy set: float32, mixed_float16 or mixed_bfloat16
+    replicas: int  # strategy.num_replicas_in_sync
     xla: bool
 
     def describe(self) -> dict:
         """JSON-able summary (for histories and checkpoint metadata)."""
         return {"strategy": self.name, "reason": self.reason, "policy": self.policy,
                 "replicas": self.replicas, "xla": self.xla}
-
-
-def _find_tpu():
-    """A connected TPU cluster resolver, or None (the notebook's probe)."""
-    import tensorflow as tf
-
-    try:
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
-    except (ValueError, RuntimeError, ImportError, tf.errors.NotFoundError):
-        return None
-    return resolver
 
 
 def select_strategy(*, mixed_precision: str | None = None, xla: bool = False) -> StrategyChoice:
@@ -103,7 +70,10 @@ def select_strategy(*, mixed_precision: str | None = None, xla: bool = False) ->
 
     keras = import_keras()
     tf.config.optimizer.set_jit(bool(xla))
-    tpu = _find_tpu()
+    try:
+        tpu = tf.distribute.cluster_resolver.TPUClusterResolver()  # the notebook's probe
+    except (ValueError, RuntimeError, ImportError, tf.errors.NotFoundError):
+        tpu = None
     if tpu is not None:
         tf.config.experimental_connect_to_cluster(tpu)
         tf.tpu.experimental.initialize_tpu_system(tpu)
@@ -137,14 +107,6 @@ def select_strategy(*, mixed_precision: str | None = None, xla: bool = False) ->
 def nhwc(images: np.ndarray) -> np.ndarray:
     """``(N, C, H, W)`` → contiguous float32 ``(N, H, W, C)``."""
     return np.ascontiguousarray(np.transpose(images, (0, 2, 3, 1)), dtype=np.float32)
-
-
-def _train_config(train_cfg: dict | None) -> dict:
-    cfg = train_config(train_cfg)
-    for key in ("epochs", "batch_size"):
-        if not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise TrainConfigError(f"train.{key} must be a positive integer, got {cfg[key]!r}")
-    return cfg
 
 
 def _optimizer(keras, cfg: dict, steps: int):
@@ -200,31 +162,21 @@ def train_keras(
     seeds Python, numpy and TensorFlow (weights, shuffling), and
     ``tf.config.experimental.enable_op_determinism`` makes the kernels deterministic.
 
-    Parameters
-    ----------
-    model_cfg : dict
-        Architecture, see :func:`layersim.models.keras.build_keras_model`.
-    train_cfg : dict
-        ``epochs``, ``batch_size``, ``optimizer`` (``adam`` — constant ``lr``, the seed
-        notebook's choice with ``lr: 0.001`` — or ``sgd`` with momentum, weight decay and cosine
-        decay), ``lr``, ``mixed_precision``, ``xla``; missing keys take the schema's defaults
-        (:func:`layersim.config.train_defaults`). A shared ``lr`` tuned for SGD is far too large
-        for Adam.
-    dataset : Dataset
-        Channels-first images; transposed to NHWC here.
-    out_path : path
-        The ``.keras`` checkpoint; ``layersim.json`` inside it holds the strategy and config.
-    history_path : path
-        JSON: ``{"framework": "keras", "epochs": [{"epoch", "loss", "accuracy"}, ...],
-        "eval_accuracy", "strategy", ...}``.
-    seed : int
+    ``model_cfg`` is the architecture (:func:`layersim.models.keras.build_keras_model`);
+    ``train_cfg`` the ``train:`` settings, missing keys taking the schema's defaults
+    (:func:`layersim.config.train_defaults`): ``optimizer: adam`` is Adam at the constant ``lr``
+    (the seed notebook's choice, with ``lr: 0.001``; an ``lr`` tuned for SGD is far too large for
+    Adam), ``sgd`` is SGD with momentum, weight decay and cosine decay. The channels-first images
+    of ``dataset`` are transposed to NHWC here.
 
-    Returns
-    -------
-    dict
-        The history.
+    Writes the ``.keras`` checkpoint ``out_path`` (its ``layersim.json`` holds the strategy and
+    config) and the JSON history ``history_path`` (``{"framework": "keras", "epochs": [{"epoch",
+    "loss", "accuracy"}, ...], "eval_accuracy", "strategy", ...}``), and returns the history.
     """
-    cfg = _train_config(train_cfg)
+    cfg = train_config(train_cfg)
+    for key in ("epochs", "batch_size"):
+        if not isinstance(cfg[key], int) or cfg[key] < 1:
+            raise TrainConfigError(f"train.{key} must be a positive integer, got {cfg[key]!r}")
     import tensorflow as tf
 
     from layersim.models.keras import build_keras_model, import_keras, layer_names, outputs_logits
@@ -256,11 +208,9 @@ def train_keras(
         log.info("epoch %d: loss %.4f, accuracy %.4f", e["epoch"], e["loss"], e["accuracy"])
         if not np.isfinite(e["loss"]):
             raise FloatingPointError(f"training loss became {e['loss']} at epoch {e['epoch']}; lower train.lr (now {cfg['lr']})")
+    provenance = {"framework": "keras", "arch": dict(model_cfg), "train": cfg, "seed": seed}
     result = {
-        "framework": "keras",
-        "arch": dict(model_cfg),
-        "train": cfg,
-        "seed": seed,
+        **provenance,
         "epochs": epochs,
         "eval_accuracy": evaluate_keras(model, dataset.eval, cfg["batch_size"]),
         "train_seconds": time.perf_counter() - start,
@@ -270,10 +220,7 @@ def train_keras(
     }
     log.info("eval accuracy %.4f", result["eval_accuracy"])
     metadata = {
-        "framework": "keras",
-        "arch": dict(model_cfg),
-        "train": cfg,
-        "seed": seed,
+        **provenance,
         "epoch": cfg["epochs"],
         "dataset": dataset.name,
         "num_classes": dataset.num_classes,
@@ -286,7 +233,3 @@ def train_keras(
     save_checkpoint(model, out_path, metadata)
     write_text(history_path, json.dumps(result, indent=2, default=str))
     return result
-
-
-__all__ = ["StrategyChoice", "TrainConfigError", "evaluate_keras", "nhwc",
-           "read_checkpoint_metadata", "save_checkpoint", "select_strategy", "train_keras"]

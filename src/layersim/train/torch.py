@@ -61,8 +61,8 @@ def train_torch(
     Deterministic for a given ``seed`` (weights, batch order and kernels). Writes the
     checkpoint (``{"state_dict", "arch", "num_classes", "in_channels", "seed", "epoch"}``,
     loadable with ``torch.load(..., weights_only=True)``) and a JSON history with loss and
-    accuracy per epoch and the final eval accuracy; both are written under temporary names
-    and renamed, so a failure never leaves a file that looks complete.
+    accuracy per epoch and the final eval accuracy (also returned as a dict); both are written
+    under temporary names and renamed, so a failure never leaves a file that looks complete.
 
     ``epoch_checkpoints`` maps epoch numbers to paths: the model after that epoch (0: at
     initialisation) is saved there too, in the same format (for checkpoints over training).
@@ -70,8 +70,6 @@ def train_torch(
     ``device`` is a torch device (``auto``: the GPU if the job sees one). Checkpoints hold CPU
     tensors whatever the device. Runs on a GPU are deterministic for a given GPU and library
     version, not bitwise equal to CPU runs.
-
-    Returns the history dict.
     """
     import torch
     from tqdm.auto import tqdm
@@ -98,12 +96,20 @@ def train_torch(
     start = time.perf_counter()
     epoch_checkpoints = {int(k): v for k, v in (epoch_checkpoints or {}).items()}
 
-    def save_epoch(epoch):
-        if epoch in epoch_checkpoints:
-            state = {"state_dict": _cpu_state(model), "arch": dict(arch), "num_classes": dataset.num_classes, "in_channels": c, "seed": seed, "epoch": epoch}
-            atomic_write(epoch_checkpoints[epoch], lambda p: torch.save(state, p))
+    def save(epoch, path):
+        if path is None:
+            return
+        state = {
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},  # loads anywhere
+            "arch": dict(arch),
+            "num_classes": dataset.num_classes,
+            "in_channels": c,
+            "seed": seed,
+            "epoch": epoch,
+        }
+        atomic_write(path, lambda p: torch.save(state, p))
 
-    save_epoch(0)
+    save(0, epoch_checkpoints.get(0))
     for epoch in range(1, cfg["epochs"] + 1):
         model.train()
         total_loss = correct = seen = 0
@@ -124,7 +130,7 @@ def train_torch(
             seen += len(y)
         if sched is not None:
             sched.step()
-        save_epoch(epoch)
+        save(epoch, epoch_checkpoints.get(epoch))
         epochs.append({"epoch": epoch, "loss": total_loss / seen, "accuracy": correct / seen})
         log.info("epoch %d: loss %.4f, accuracy %.4f", epoch, epochs[-1]["loss"], epochs[-1]["accuracy"])
     result = {
@@ -138,15 +144,7 @@ def train_torch(
         "device": device,
     }
     log.info("eval accuracy %.4f", result["eval_accuracy"])
-    state = {
-        "state_dict": _cpu_state(model),
-        "arch": dict(arch),
-        "num_classes": dataset.num_classes,
-        "in_channels": c,
-        "seed": seed,
-        "epoch": cfg["epochs"],
-    }
-    atomic_write(checkpoint, lambda p: torch.save(state, p))
+    save(cfg["epochs"], checkpoint)
     write_text(history, json.dumps(result, indent=2))
     return result
 
@@ -159,11 +157,6 @@ def _optimizer(model, cfg: dict):
         return torch.optim.Adam(model.parameters(), lr=cfg["lr"]), None
     opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
     return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg["epochs"])
-
-
-def _cpu_state(model) -> dict:
-    """The model's state dict as CPU tensors (a checkpoint loads anywhere)."""
-    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
 def load_torch_checkpoint(path: str | os.PathLike):
