@@ -1,21 +1,6 @@
-"""CIFAR-style ResNet v1 in torch (He et al. 2016, §4.2), with stable layer names.
-
-(Also Kornblith et al.'s Tiny-10 and the thesis' zoo — VGG-11/13/16, ResNet-18/34, MobileNet
-v1/v2, see :class:`CifarVGG` and below — each documenting its own layer names.)
-
-Depth ``6n + 2``: a 3×3 stem convolution with ``16·width`` channels, three stages of ``n`` basic
-blocks with ``16·width``, ``32·width`` and ``64·width`` channels (stride 2 at the start of stages 2
-and 3, where a 1×1 convolution + batch norm projects the shortcut), global average pooling and a
-linear layer producing the logits.
-
-Layers (what :func:`layer_names` lists and extraction records), in forward order::
-
-    stem.conv  stem.bn  stem.relu
-    stage{s}.block{b}.conv1  .bn1  .relu1  .conv2  .bn2  .relu2      s = 1..3, b = 1..n
-    pool  logits
-
-``relu2`` is the block output (after the residual addition). Projection shortcuts are not
-listed as layers. A ResNet of depth ``6n + 2`` has ``3 + 18n + 2`` layers (59 for ResNet-20).
+"""Torch CIFAR models with stable layer names: ResNet v1 (:class:`CifarResNet`), Kornblith et al.'s
+Tiny-10 and the thesis' zoo (VGG-11/13/16, ResNet-18/34, MobileNet v1/v2), each class documenting
+its layers (what :func:`layer_names` lists and extraction records).
 """
 
 from __future__ import annotations
@@ -25,26 +10,54 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from layersim.errors import LayersimError
+from layersim.models import ModelConfigError
 
 
-class ModelConfigError(LayersimError):
-    """A model configuration that cannot be built."""
+class _Chain(nn.Module):
+    """A model whose forward applies its top-level modules in the order they were added, after
+    refusing inputs of side below ``min_image_size``."""
+
+    min_image_size = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if min(x.shape[-2:]) < self.min_image_size:
+            raise ModelConfigError(
+                f"{self.arch_name} needs inputs of side ≥ {self.min_image_size} (it downsamples by "
+                f"{self.min_image_size}); got {tuple(x.shape[-2:])}: set dataset.image_size to "
+                f"{self.min_image_size} or more"
+            )
+        for module in self.children():
+            x = module(x)
+        return x
 
 
-def _init_convs(model: nn.Module) -> None:
-    """He initialisation (fan-out, ReLU) of every convolution, as in He et al. (2016)."""
+def _add_classifier(model: nn.Module, features: int, num_classes: int) -> None:
+    """The ending every family shares: ``pool`` (global average pooling, flattened), ``logits``
+    (linear), then He initialisation (fan-out, ReLU) of every convolution, as in He et al. (2016)."""
+    model.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    model.logits = nn.Linear(features, num_classes)
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
 
-def _add_classifier(model: nn.Module, features: int, num_classes: int) -> None:
-    """The ending every family shares: ``pool`` (global average pooling, flattened), ``logits``
-    (linear), then the convolutions' initialisation."""
-    model.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-    model.logits = nn.Linear(features, num_classes)
-    _init_convs(model)
+def _check_width(width, name: str, kind: type | tuple = (int, float)) -> None:
+    if isinstance(width, bool) or not isinstance(width, kind) or not width > 0:
+        number = "integer" if kind is int else "number"
+        raise ModelConfigError(f"{name} width multiplier must be a positive {number}, got {width!r}")
+
+
+def _conv_bn_relu(in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, groups: int = 1, prefix: str = "",
+                  suffix: str = "") -> OrderedDict:
+    """``{prefix}conv{suffix}``, ``{prefix}bn{suffix}``, ``{prefix}relu{suffix}`` (padding keeps
+    the side at stride 1)."""
+    return OrderedDict(
+        [
+            (f"{prefix}conv{suffix}", nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False)),
+            (f"{prefix}bn{suffix}", nn.BatchNorm2d(out_ch)),
+            (f"{prefix}relu{suffix}", nn.ReLU()),
+        ]
+    )
 
 
 class BasicBlock(nn.Module):
@@ -71,42 +84,46 @@ class BasicBlock(nn.Module):
         return self.relu2(out + self.shortcut(x))
 
 
-class CifarResNet(nn.Module):
-    """ResNet v1 for small images: depth ``6n + 2``, base width ``16 · width``."""
+def _resnet(model: nn.Module, in_channels: int, channels: list[int], blocks: tuple[int, ...], num_classes: int):
+    """Add a ResNet's ``stem`` (3×3 convolution, stride 1), ``stage{s}`` of ``blocks[s - 1]`` basic
+    blocks (stride 2 at the start of every stage but the first) and the classifier to ``model``."""
+    model.stem = nn.Sequential(_conv_bn_relu(in_channels, channels[0]))
+    in_ch = channels[0]
+    for s, (out_ch, n) in enumerate(zip(channels, blocks), start=1):
+        stage = OrderedDict()
+        for b in range(1, n + 1):
+            stage[f"block{b}"] = BasicBlock(in_ch, out_ch, 2 if (s > 1 and b == 1) else 1)
+            in_ch = out_ch
+        setattr(model, f"stage{s}", nn.Sequential(stage))
+    _add_classifier(model, in_ch, num_classes)
+
+
+class CifarResNet(_Chain):
+    """ResNet v1 for small images (He et al. 2016, §4.2): depth ``6n + 2``, base width ``16 · width``.
+
+    A 3×3 stem convolution with ``16·width`` channels, three stages of ``n`` basic blocks with
+    ``16·width``, ``32·width`` and ``64·width`` channels (stride 2 at the start of stages 2 and 3,
+    where a 1×1 convolution + batch norm projects the shortcut), global average pooling and a linear
+    layer producing the logits. Layers, in forward order::
+
+        stem.conv  stem.bn  stem.relu
+        stage{s}.block{b}.conv1  .bn1  .relu1  .conv2  .bn2  .relu2      s = 1..3, b = 1..n
+        pool  logits
+
+    ``relu2`` is the block output (after the residual addition); projection shortcuts are not
+    layers. Depth ``6n + 2`` has ``3 + 18n + 2`` layers (59 for ResNet-20).
+    """
 
     def __init__(self, depth: int = 20, width: int = 1, num_classes: int = 10, in_channels: int = 3):
         super().__init__()
         if depth < 8 or (depth - 2) % 6 != 0:
             raise ModelConfigError(f"ResNet depth must be 6n+2 with n >= 1 (8, 14, 20, 26, 32, ...), got {depth}")
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ModelConfigError(f"ResNet width multiplier must be a positive integer, got {width!r}")
+        _check_width(width, "ResNet", int)
         n = (depth - 2) // 6
-        channels = [16 * width, 32 * width, 64 * width]
-        self.depth, self.width = depth, width
-        self.stem = nn.Sequential(
-            OrderedDict(
-                conv=nn.Conv2d(in_channels, channels[0], 3, 1, 1, bias=False),
-                bn=nn.BatchNorm2d(channels[0]),
-                relu=nn.ReLU(),
-            )
-        )
-        in_ch = channels[0]
-        for s, out_ch in enumerate(channels, start=1):
-            blocks = OrderedDict()
-            for b in range(1, n + 1):
-                stride = 2 if (s > 1 and b == 1) else 1
-                blocks[f"block{b}"] = BasicBlock(in_ch, out_ch, stride)
-                in_ch = out_ch
-            setattr(self, f"stage{s}", nn.Sequential(blocks))
-        _add_classifier(self, in_ch, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        x = self.stage3(self.stage2(self.stage1(x)))
-        return self.logits(self.pool(x))
+        _resnet(self, in_channels, [16 * width, 32 * width, 64 * width], (n, n, n), num_classes)
 
 
-class Tiny10(nn.Module):
+class Tiny10(_Chain):
     """Kornblith et al. (2019)'s "Tiny-10" CNN (their Table 3), with stable layer names.
 
     Eight convolutions, each followed by batch norm and ReLU, then global average pooling and
@@ -128,8 +145,7 @@ class Tiny10(nn.Module):
 
     def __init__(self, width: int = 1, num_classes: int = 10, in_channels: int = 3):
         super().__init__()
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ModelConfigError(f"Tiny-10 width multiplier must be a positive integer, got {width!r}")
+        _check_width(width, "Tiny-10", int)
         in_ch = in_channels
         for i, (mult, kernel, stride, padding) in enumerate(self.SPEC, start=1):
             out_ch = 16 * width * mult
@@ -141,9 +157,7 @@ class Tiny10(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if min(x.shape[-2:]) < 9:
             raise ModelConfigError(f"Tiny-10 needs inputs of side ≥ 9 (its valid 3×3 convolution sees side/4); got {tuple(x.shape[-2:])}: set dataset.image_size to 16 or more")
-        for i in range(1, len(self.SPEC) + 1):
-            x = getattr(self, f"layer{i}")(x)
-        return self.logits(self.pool(x))
+        return super().forward(x)
 
 
 # --- The thesis' CIFAR-100 zoo (ch. 3, Fig. 3.4): VGG, four-stage ResNet, MobileNet v1/v2 -------
@@ -157,39 +171,11 @@ def _channels(c: int, width: float) -> int:
     return max(1, int(round(c * width)))
 
 
-def _check_width(width, name: str) -> float:
-    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
-        raise ModelConfigError(f"{name} width multiplier must be a positive number, got {width!r}")
-    return float(width)
-
-
-def _check_side(model: nn.Module, x: torch.Tensor) -> None:
-    side = min(x.shape[-2:])
-    if side < model.min_image_size:
-        raise ModelConfigError(
-            f"{model.arch_name} needs inputs of side ≥ {model.min_image_size} (it downsamples by "
-            f"{model.min_image_size}); got {tuple(x.shape[-2:])}: set dataset.image_size to "
-            f"{model.min_image_size} or more"
-        )
-
-
-def _conv_bn_relu(in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, groups: int = 1, prefix: str = "", suffix: str = "") -> OrderedDict:
-    """``{prefix}conv{suffix}``, ``{prefix}bn{suffix}``, ``{prefix}relu{suffix}`` (padding keeps
-    the side at stride 1)."""
-    return OrderedDict(
-        [
-            (f"{prefix}conv{suffix}", nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False)),
-            (f"{prefix}bn{suffix}", nn.BatchNorm2d(out_ch)),
-            (f"{prefix}relu{suffix}", nn.ReLU()),
-        ]
-    )
-
-
 class BlockOutput(nn.Identity):
     """Marks the output of a residual block (after the addition) as a layer of its own."""
 
 
-class CifarVGG(nn.Module):
+class CifarVGG(_Chain):
     """VGG-11/13/16 with batch norm (Simonyan & Zisserman 2015, configurations A, B, D) for CIFAR.
 
     Five stages of 3×3 convolutions (64, 128, 256, 512, 512 channels × width), each closed by a
@@ -210,7 +196,7 @@ class CifarVGG(nn.Module):
         super().__init__()
         if depth not in self.CONFIGS:
             raise ModelConfigError(f"vgg depth must be 11, 13 or 16, got {depth}")
-        width = _check_width(width, "vgg")
+        _check_width(width, "vgg")
         self.arch_name = f"VGG-{depth}"
         in_ch = in_channels
         for s, stage in enumerate(self.CONFIGS[depth], start=1):
@@ -221,17 +207,10 @@ class CifarVGG(nn.Module):
                 in_ch = out_ch
             layers["maxpool"] = nn.MaxPool2d(2)
             setattr(self, f"stage{s}", nn.Sequential(layers))
-        self.num_stages = len(self.CONFIGS[depth])
         _add_classifier(self, in_ch, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_side(self, x)
-        for s in range(1, self.num_stages + 1):
-            x = getattr(self, f"stage{s}")(x)
-        return self.logits(self.pool(x))
 
-
-class CifarResNet4(nn.Module):
+class CifarResNet4(_Chain):
     """ResNet-18/34 (He et al. 2016, the four-stage ImageNet design) with a CIFAR stem.
 
     A 3×3 stride-1 stem convolution with 64·width channels (no max pool), four stages of basic
@@ -249,27 +228,13 @@ class CifarResNet4(nn.Module):
         super().__init__()
         if depth not in self.BLOCKS:
             raise ModelConfigError(f"resnet4stage depth must be 18 or 34, got {depth}")
-        width = _check_width(width, "resnet4stage")
+        _check_width(width, "resnet4stage")
         self.arch_name = f"ResNet-{depth}"
         channels = [_channels(c, width) for c in (64, 128, 256, 512)]
-        self.stem = nn.Sequential(_conv_bn_relu(in_channels, channels[0]))
-        in_ch = channels[0]
-        for s, (out_ch, n) in enumerate(zip(channels, self.BLOCKS[depth]), start=1):
-            blocks = OrderedDict()
-            for b in range(1, n + 1):
-                blocks[f"block{b}"] = BasicBlock(in_ch, out_ch, 2 if (s > 1 and b == 1) else 1)
-                in_ch = out_ch
-            setattr(self, f"stage{s}", nn.Sequential(blocks))
-        _add_classifier(self, in_ch, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_side(self, x)
-        x = self.stem(x)
-        x = self.stage4(self.stage3(self.stage2(self.stage1(x))))
-        return self.logits(self.pool(x))
+        _resnet(self, in_channels, channels, self.BLOCKS[depth], num_classes)
 
 
-class CifarMobileNet(nn.Module):
+class CifarMobileNet(_Chain):
     """MobileNet v1 (Howard et al. 2017) for CIFAR: depthwise separable convolutions.
 
     A 3×3 stride-1 stem convolution (32·width channels), then 13 blocks, each a 3×3 depthwise
@@ -286,25 +251,17 @@ class CifarMobileNet(nn.Module):
 
     def __init__(self, width: float = 1, num_classes: int = 10, in_channels: int = 3):
         super().__init__()
-        width = _check_width(width, "mobilenet")
+        _check_width(width, "mobilenet")
         self.arch_name = "MobileNet"
         in_ch = _channels(32, width)
         self.stem = nn.Sequential(_conv_bn_relu(in_channels, in_ch))
         for i, (c, stride) in enumerate(self.BLOCKS, start=1):
             out_ch = _channels(c, width)
-            layers = OrderedDict()
-            layers.update(_conv_bn_relu(in_ch, in_ch, 3, stride, groups=in_ch, prefix="dw_"))
+            layers = _conv_bn_relu(in_ch, in_ch, 3, stride, groups=in_ch, prefix="dw_")
             layers.update(_conv_bn_relu(in_ch, out_ch, 1, prefix="pw_"))
             setattr(self, f"block{i}", nn.Sequential(layers))
             in_ch = out_ch
         _add_classifier(self, in_ch, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_side(self, x)
-        x = self.stem(x)
-        for i in range(1, len(self.BLOCKS) + 1):
-            x = getattr(self, f"block{i}")(x)
-        return self.logits(self.pool(x))
 
 
 class InvertedResidual(nn.Module):
@@ -312,13 +269,12 @@ class InvertedResidual(nn.Module):
     a residual connection (and the ``out`` layer after the addition) when stride is 1 and the
     channels are unchanged."""
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int, expansion: int, width_hidden: int):
+    def __init__(self, in_ch: int, out_ch: int, stride: int, expansion: int):
         super().__init__()
-        hidden = width_hidden
-        if expansion != 1:
-            for name, module in _conv_bn_relu(in_ch, hidden, 1, prefix="expand_").items():
-                self.add_module(name, module)
-        for name, module in _conv_bn_relu(hidden, hidden, 3, stride, groups=hidden, prefix="dw_").items():
+        hidden = in_ch * expansion
+        layers = _conv_bn_relu(in_ch, hidden, 1, prefix="expand_") if expansion != 1 else OrderedDict()
+        layers.update(_conv_bn_relu(hidden, hidden, 3, stride, groups=hidden, prefix="dw_"))
+        for name, module in layers.items():
             self.add_module(name, module)
         self.project_conv = nn.Conv2d(hidden, out_ch, 1, bias=False)
         self.project_bn = nn.BatchNorm2d(out_ch)
@@ -336,7 +292,7 @@ class InvertedResidual(nn.Module):
         return self.out(x + h) if self.residual else h
 
 
-class CifarMobileNetV2(nn.Module):
+class CifarMobileNetV2(_Chain):
     """MobileNetV2 (Sandler et al. 2018) for CIFAR: inverted residual blocks with linear bottlenecks.
 
     A 3×3 stride-1 stem convolution (32·width channels), the paper's 17 blocks (expansion t,
@@ -354,7 +310,7 @@ class CifarMobileNetV2(nn.Module):
 
     def __init__(self, width: float = 1, num_classes: int = 10, in_channels: int = 3):
         super().__init__()
-        width = _check_width(width, "mobilenetv2")
+        _check_width(width, "mobilenetv2")
         self.arch_name = "MobileNetV2"
         in_ch = _channels(32, width)
         self.stem = nn.Sequential(_conv_bn_relu(in_channels, in_ch))
@@ -363,31 +319,20 @@ class CifarMobileNetV2(nn.Module):
             out_ch = _channels(c, width)
             for r in range(n):
                 i += 1
-                setattr(self, f"block{i}", InvertedResidual(in_ch, out_ch, s if r == 0 else 1, t, in_ch * t))
+                setattr(self, f"block{i}", InvertedResidual(in_ch, out_ch, s if r == 0 else 1, t))
                 in_ch = out_ch
-        self.num_blocks = i
         head_ch = _channels(1280, width)
         self.head = nn.Sequential(_conv_bn_relu(in_ch, head_ch, 1))
         _add_classifier(self, head_ch, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_side(self, x)
-        x = self.stem(x)
-        for i in range(1, self.num_blocks + 1):
-            x = getattr(self, f"block{i}")(x)
-        return self.logits(self.pool(self.head(x)))
 
 
 _LAYER_TYPES = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Linear, BlockOutput)
 
 
 def layer_names(model: nn.Module) -> list[str]:
-    """The names of the modules whose outputs count as layers, in forward order.
-
-    For :class:`CifarResNet` these are the convolutions, batch norms and ReLUs outside
-    projection shortcuts, then ``pool`` and ``logits``. For any other module: every Conv2d,
-    BatchNorm2d, ReLU, Linear and :class:`BlockOutput` in registration order (shortcut branches
-    excluded; max pools are not layers).
+    """The names of the modules whose outputs count as layers, in forward order: every Conv2d,
+    BatchNorm2d, ReLU, Linear and :class:`BlockOutput` outside shortcut branches, and ``pool``, in
+    registration order (max pools are not layers).
     """
     names = []
     for name, module in model.named_modules():
@@ -399,34 +344,24 @@ def layer_names(model: nn.Module) -> list[str]:
 
 
 def build_torch_model(arch: dict, *, num_classes: int, in_channels: int) -> nn.Module:
-    """Build the torch model an architecture config describes.
+    """Build the torch model an architecture config ``{"family", "depth", "width"}`` describes.
 
-    Parameters
-    ----------
-    arch : dict
-        ``{"family": "resnet", "depth": 6n+2, "width": k}`` or ``{"family": "tiny10", "depth": 10,
-        "width": k}`` (:class:`Tiny10`); the thesis' zoo with a positive (fractional) ``width``:
-        ``{"family": "vgg", "depth": 11 | 13 | 16}`` (:class:`CifarVGG`), ``{"family":
-        "resnet4stage", "depth": 18 | 34}`` (:class:`CifarResNet4`), ``{"family": "mobilenet",
-        "depth": 28}`` (:class:`CifarMobileNet`), ``{"family": "mobilenetv2", "depth": 53}``
-        (:class:`CifarMobileNetV2`).
+    Families: ``resnet`` (the default; :class:`CifarResNet`, depth 6n+2, integer width), ``tiny10``
+    (:class:`Tiny10`, depth 10, integer width) and the thesis' zoo, with a positive (fractional)
+    width: ``vgg`` (:class:`CifarVGG`, depth 11, 13 or 16), ``resnet4stage`` (:class:`CifarResNet4`,
+    18 or 34), ``mobilenet`` (:class:`CifarMobileNet`, 28), ``mobilenetv2`` (:class:`CifarMobileNetV2`, 53).
     """
-    family = arch.get("family", "resnet")
-    if family == "resnet":
-        return CifarResNet(arch["depth"], arch.get("width", 1), num_classes, in_channels)
-    if family == "tiny10":
-        if arch.get("depth", 10) != 10:
-            raise ModelConfigError(f"tiny10 has 10 layers (8 convolutions, pooling, logits): depth must be 10, got {arch['depth']}")
-        return Tiny10(arch.get("width", 1), num_classes, in_channels)
-    if family == "vgg":
-        return CifarVGG(arch["depth"], arch.get("width", 1), num_classes, in_channels)
-    if family == "resnet4stage":
-        return CifarResNet4(arch["depth"], arch.get("width", 1), num_classes, in_channels)
-    for name, cls, depth in (("mobilenet", CifarMobileNet, 28), ("mobilenetv2", CifarMobileNetV2, 53)):
+    family, width = arch.get("family", "resnet"), arch.get("width", 1)
+    by_depth = {"resnet": CifarResNet, "vgg": CifarVGG, "resnet4stage": CifarResNet4}
+    if family in by_depth:
+        return by_depth[family](arch["depth"], width, num_classes, in_channels)
+    for name, cls, depth, layers in (("tiny10", Tiny10, 10, "layers (8 convolutions, pooling, logits)"),
+                                     ("mobilenet", CifarMobileNet, 28, "weighted layers"),
+                                     ("mobilenetv2", CifarMobileNetV2, 53, "weighted layers")):
         if family == name:
             if arch.get("depth", depth) != depth:
-                raise ModelConfigError(f"{name} has {depth} weighted layers: depth must be {depth}, got {arch['depth']}")
-            return cls(arch.get("width", 1), num_classes, in_channels)
+                raise ModelConfigError(f"{name} has {depth} {layers}: depth must be {depth}, got {arch['depth']}")
+            return cls(width, num_classes, in_channels)
     raise ModelConfigError(f"unknown torch model family {family!r}: expected one of {', '.join(TORCH_FAMILIES)}")
 
 
