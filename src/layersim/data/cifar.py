@@ -307,20 +307,19 @@ def resolve_source(path: Path, variant: str, fmt: str | None) -> CifarSource:
         if fmt not in ("python", "binary"):
             raise DatasetError(f"unknown CIFAR format {fmt!r}: expected 'python' or 'binary'")
         return SOURCES[(variant, fmt)]
+    sources = [SOURCES[(variant, "python")], SOURCES[(variant, "binary")]]
     if path.is_file():  # an archive named directly: its name says which version it is
-        for (v, _), source in SOURCES.items():
-            if v == variant and source.archive == path.name:
+        for source in sources:
+            if source.archive == path.name:
                 return source
         raise DatasetError(
             f"cannot tell the format of {path} from its name (expected one of "
-            f"{[s.archive for (v, _), s in SOURCES.items() if v == variant]}); set dataset.fmt "
-            "to 'python' or 'binary'"
+            f"{[s.archive for s in sources]}); set dataset.fmt to 'python' or 'binary'"
         )
-    for f in ("python", "binary"):
-        if _available(path, SOURCES[(variant, f)]):
-            return SOURCES[(variant, f)]
-    names = " or ".join(f"{s.archive} (or its extracted {s.directory}/)"
-                        for (v, _), s in SOURCES.items() if v == variant)
+    for source in sources:
+        if _available(path, source):
+            return source
+    names = " or ".join(f"{s.archive} (or its extracted {s.directory}/)" for s in sources)
     raise DatasetError(
         f"no {variant} data found: looked in {path} for {names}; download the archive from "
         "https://www.cs.toronto.edu/~kriz/cifar.html and put it there (or set dataset.path)"
