@@ -22,11 +22,7 @@ def load_dataset(cfg: dict) -> Dataset:
     if name == "digits":
         from layersim.data.digits import load_digits
 
-        return load_digits(
-            eval_fraction=cfg.get("eval_fraction", 0.3),
-            split_seed=cfg.get("split_seed", 0),
-            image_size=cfg.get("image_size", 16),
-        )
+        return load_digits(**{k: cfg[k] for k in ("eval_fraction", "split_seed", "image_size") if k in cfg})
     if name in ("cifar10", "cifar100"):
         from layersim.data.cifar import load_cifar
 

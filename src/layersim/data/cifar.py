@@ -326,9 +326,9 @@ def resolve_source(path: Path, variant: str, fmt: str | None) -> CifarSource:
     )
 
 
-def prepare_directory(path: str | os.PathLike, source: CifarSource, sha256: str | None = None, *, max_member_mb: float = MAX_MEMBER_MB, max_extracted_mb: float = MAX_EXTRACTED_MB) -> Path:
+def prepare_directory(path: Path, source: CifarSource, sha256: str | None = None, *,
+                      max_member_mb: float = MAX_MEMBER_MB, max_extracted_mb: float = MAX_EXTRACTED_MB) -> Path:
     """The extracted directory for ``source``, verifying and extracting the archive if needed."""
-    path = Path(path).expanduser()
     archive, directory = _candidates(path, source)
     if archive is not None and archive.is_file():
         digest = verify_archive(archive, source, sha256)
@@ -397,14 +397,13 @@ def _read_bytes(file: Path) -> bytes:
 def _read_split(directory: Path, files: tuple[str, ...], source: CifarSource, label_mode: str,
                 limit: int | None, num_classes: int) -> Split:
     reader = _read_python_file if source.fmt == "python" else _read_binary_file
-    data_parts, label_parts, n = [], [], 0
+    data_parts, label_parts = [], []
     for name in files:
-        if limit is not None and n >= limit:
+        if limit is not None and sum(map(len, label_parts)) >= limit:
             break
         data, labels = reader(directory / name, source.variant, label_mode)
         data_parts.append(data)
         label_parts.append(labels)
-        n += len(labels)
     data = np.concatenate(data_parts)[:limit]
     labels = np.concatenate(label_parts)[:limit]
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):

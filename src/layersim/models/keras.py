@@ -47,19 +47,6 @@ def import_keras():
     return keras
 
 
-def _resolve_input_shape(input_shape, in_channels) -> tuple[int, int, int]:
-    if input_shape is None:
-        return (32, 32, in_channels or 3)
-    shape = tuple(int(s) for s in input_shape)
-    if len(shape) == 2:
-        return (*shape, in_channels or 3)
-    if len(shape) != 3:
-        raise ModelConfigError(f"input_shape must be (height, width) or (height, width, channels), got {input_shape}")
-    if in_channels is not None and in_channels != shape[2]:
-        raise ModelConfigError(f"input_shape {shape} has {shape[2]} channels but in_channels={in_channels}")
-    return shape
-
-
 def cifar_resnet(
     depth: int = 20,
     width: int = 1,
@@ -77,41 +64,41 @@ def cifar_resnet(
     _check_cifar_resnet(depth, width)
     if num_classes < 1:
         raise ModelConfigError(f"num_classes must be positive, got {num_classes}")
-    shape = _resolve_input_shape(input_shape, in_channels)
+    shape = tuple(int(s) for s in input_shape or (32, 32))
+    if len(shape) == 2:
+        shape = (*shape, in_channels or 3)
+    if len(shape) != 3:
+        raise ModelConfigError(f"input_shape must be (height, width) or (height, width, channels), got {input_shape}")
+    if in_channels is not None and in_channels != shape[2]:
+        raise ModelConfigError(f"input_shape {shape} has {shape[2]} channels but in_channels={in_channels}")
     keras = import_keras()
     L = keras.layers
     n = (depth - 2) // 6
-    # Kaiming normal, fan_out, as the torch model initialises its convolutions.
-    init = lambda: keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")  # noqa: E731
 
-    def conv(filters, size, stride, name):
-        return L.Conv2D(filters, size, strides=stride, padding="same", use_bias=False,
-                        kernel_initializer=init(), name=name)
-
-    def bn(name):
-        return L.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
+    def conv_bn(x, filters, size, stride, prefix, suffix=""):
+        """``{prefix}conv{suffix}`` (Kaiming normal, fan_out, as the torch model's) and ``{prefix}bn{suffix}``."""
+        init = keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")
+        x = L.Conv2D(filters, size, strides=stride, padding="same", use_bias=False, kernel_initializer=init,
+                     name=f"{prefix}conv{suffix}")(x)
+        return L.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{prefix}bn{suffix}")(x)
 
     inputs = keras.Input(shape=shape, name="input")
     channels = [16 * width, 32 * width, 64 * width]
-    x = conv(channels[0], 3, 1, "stem.conv")(inputs)
-    x = bn("stem.bn")(x)
+    x = conv_bn(inputs, channels[0], 3, 1, "stem.")
     x = L.ReLU(name="stem.relu")(x)
     in_ch = channels[0]
     for s, out_ch in enumerate(channels, start=1):
         for b in range(1, n + 1):
-            p = f"stage{s}.block{b}"
+            p = f"stage{s}.block{b}."
             stride = 2 if (s > 1 and b == 1) else 1
-            y = conv(out_ch, 3, stride, f"{p}.conv1")(x)
-            y = bn(f"{p}.bn1")(y)
-            y = L.ReLU(name=f"{p}.relu1")(y)
-            y = conv(out_ch, 3, 1, f"{p}.conv2")(y)
-            y = bn(f"{p}.bn2")(y)
+            y = conv_bn(x, out_ch, 3, stride, p, "1")
+            y = L.ReLU(name=f"{p}relu1")(y)
+            y = conv_bn(y, out_ch, 3, 1, p, "2")
             shortcut = x
             if stride != 1 or in_ch != out_ch:
-                shortcut = conv(out_ch, 1, stride, f"{p}.shortcut.conv")(x)
-                shortcut = bn(f"{p}.shortcut.bn")(shortcut)
-            x = L.Add(name=f"{p}.add")([y, shortcut])
-            x = L.ReLU(name=f"{p}.relu2")(x)
+                shortcut = conv_bn(x, out_ch, 1, stride, f"{p}shortcut.")
+            x = L.Add(name=f"{p}add")([y, shortcut])
+            x = L.ReLU(name=f"{p}relu2")(x)
             in_ch = out_ch
     x = L.GlobalAveragePooling2D(name="pool")(x)
     logits = L.Dense(num_classes, name="logits", dtype="float32")(x)

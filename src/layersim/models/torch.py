@@ -216,9 +216,8 @@ class CifarResNet4(_Chain):
     A 3×3 stride-1 stem convolution with 64·width channels (no max pool), four stages of basic
     blocks ([2, 2, 2, 2] for depth 18, [3, 4, 6, 3] for 34) with 64, 128, 256, 512 channels ×
     width (stride 2 at the start of stages 2–4, projection shortcuts there), global average
-    pooling, linear logits. Layers as :class:`CifarResNet`: ``stem.{conv,bn,relu}``,
-    ``stage{s}.block{b}.{conv1,bn1,relu1,conv2,bn2,relu2}`` (s = 1..4), ``pool``, ``logits``.
-    It downsamples by 8: inputs of side ≥ 8.
+    pooling, linear logits. Layers as :class:`CifarResNet`, with s = 1..4. It downsamples by 8:
+    inputs of side ≥ 8.
     """
 
     BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
@@ -237,10 +236,9 @@ class CifarResNet4(_Chain):
 class CifarMobileNet(_Chain):
     """MobileNet v1 (Howard et al. 2017) for CIFAR: depthwise separable convolutions.
 
-    A 3×3 stride-1 stem convolution (32·width channels), then 13 blocks, each a 3×3 depthwise
-    convolution (stride 2 in blocks 2, 4, 6 and 12) and a 1×1 pointwise convolution, each followed
-    by batch norm and ReLU (64, 128, 128, 256, 256, 512 ×6, 1024, 1024 channels × width), global
-    average pooling, linear logits: 28 weighted layers. Layers: ``stem.{conv,bn,relu}``,
+    A 3×3 stride-1 stem convolution (32·width channels), then 13 blocks (:attr:`BLOCKS`), each a 3×3
+    depthwise convolution and a 1×1 pointwise convolution, each followed by batch norm and ReLU,
+    global average pooling, linear logits: 28 weighted layers. Layers: ``stem.{conv,bn,relu}``,
     ``block{i}.{dw_conv,dw_bn,dw_relu,pw_conv,pw_bn,pw_relu}`` (i = 1..13), ``pool``, ``logits``.
     It downsamples by 16: inputs of side ≥ 16.
     """
@@ -281,31 +279,29 @@ class InvertedResidual(nn.Module):
         self.residual = stride == 1 and in_ch == out_ch
         if self.residual:
             self.out = BlockOutput()
-        self.expansion = expansion
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x
-        if self.expansion != 1:
-            h = self.expand_relu(self.expand_bn(self.expand_conv(h)))
-        h = self.dw_relu(self.dw_bn(self.dw_conv(h)))
-        h = self.project_bn(self.project_conv(h))
+        for name, module in self.named_children():  # the layers in order, ``out`` last
+            if name != "out":
+                h = module(h)
         return self.out(x + h) if self.residual else h
 
 
 class CifarMobileNetV2(_Chain):
     """MobileNetV2 (Sandler et al. 2018) for CIFAR: inverted residual blocks with linear bottlenecks.
 
-    A 3×3 stride-1 stem convolution (32·width channels), the paper's 17 blocks (expansion t,
-    channels c, repeats n, stride s of the first: (1,16,1,1), (6,24,2,1), (6,32,3,2), (6,64,4,2),
-    (6,96,3,1), (6,160,3,2), (6,320,1,1) — the CIFAR variant keeps stride 1 in the stem and the
-    24-channel stage), a 1×1 convolution to 1280·width channels, global average pooling, linear
-    logits: 53 weighted layers. Layers: ``stem.{conv,bn,relu}``, ``block{i}.{expand_conv,
-    expand_bn,expand_relu}`` (not in block 1, t = 1), ``block{i}.{dw_conv,dw_bn,dw_relu,
-    project_conv,project_bn}``, ``block{i}.out`` (residual blocks only: the sum), ``head.{conv,bn,
-    relu}``, ``pool``, ``logits``. It downsamples by 8: inputs of side ≥ 8.
+    A 3×3 stride-1 stem convolution (32·width channels), the paper's 17 blocks (:attr:`SETTINGS`;
+    the CIFAR variant keeps stride 1 in the stem and the 24-channel stage), a 1×1 convolution to
+    1280·width channels, global average pooling, linear logits: 53 weighted layers. Layers:
+    ``stem.{conv,bn,relu}``, ``block{i}.{expand_conv,expand_bn,expand_relu}`` (not in block 1,
+    t = 1), ``block{i}.{dw_conv,dw_bn,dw_relu,project_conv,project_bn}``, ``block{i}.out`` (residual
+    blocks only: the sum), ``head.{conv,bn,relu}``, ``pool``, ``logits``. It downsamples by 8:
+    inputs of side ≥ 8.
     """
 
     SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+    """(expansion t, output channels c, repeats n, stride s of the first) of each group of blocks."""
     min_image_size = 8
 
     def __init__(self, width: float = 1, num_classes: int = 10, in_channels: int = 3):
@@ -326,21 +322,14 @@ class CifarMobileNetV2(_Chain):
         _add_classifier(self, head_ch, num_classes)
 
 
-_LAYER_TYPES = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Linear, BlockOutput)
-
-
 def layer_names(model: nn.Module) -> list[str]:
     """The names of the modules whose outputs count as layers, in forward order: every Conv2d,
     BatchNorm2d, ReLU, Linear and :class:`BlockOutput` outside shortcut branches, and ``pool``, in
     registration order (max pools are not layers).
     """
-    names = []
-    for name, module in model.named_modules():
-        if ".shortcut" in f".{name}":
-            continue
-        if isinstance(module, _LAYER_TYPES) or name == "pool":
-            names.append(name)
-    return names
+    layer_types = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Linear, BlockOutput)
+    return [name for name, module in model.named_modules()
+            if ".shortcut" not in f".{name}" and (isinstance(module, layer_types) or name == "pool")]
 
 
 def build_torch_model(arch: dict, *, num_classes: int, in_channels: int) -> nn.Module:
@@ -380,13 +369,12 @@ class LayerRecorder:
     """
 
     def __init__(self, model: nn.Module, names: list[str]):
-        modules = dict(model.named_modules())
-        missing = [n for n in names if n not in modules]
+        self._modules = dict(model.named_modules())
+        missing = [n for n in names if n not in self._modules]
         if missing:
             raise ModelConfigError(f"model has no layers named {missing}; available: {layer_names(model)}")
-        self.model, self.names = model, list(names)
+        self.names = list(names)
         self.outputs: dict[str, torch.Tensor] = {}
-        self._modules = modules
         self._handles = []
 
     def __enter__(self) -> "LayerRecorder":
