@@ -1,18 +1,8 @@
 """CIFAR-10 and CIFAR-100 from the standard archives a user places on disk (no download).
 
-Reads any of the four archives published at https://www.cs.toronto.edu/~kriz/cifar.html,
-either as the ``.tar.gz`` or as the directory it extracts to:
-
-=========  ======  ==========================  ======================  =========================
-variant    fmt     archive                     extracted directory     files
-=========  ======  ==========================  ======================  =========================
-cifar10    python  ``cifar-10-python.tar.gz``  ``cifar-10-batches-py``  ``data_batch_1..5``,
-                                                                        ``test_batch``
-cifar10    binary  ``cifar-10-binary.tar.gz``  ``cifar-10-batches-bin`` ``data_batch_1..5.bin``,
-                                                                        ``test_batch.bin``
-cifar100   python  ``cifar-100-python.tar.gz`` ``cifar-100-python``     ``train``, ``test``
-cifar100   binary  ``cifar-100-binary.tar.gz`` ``cifar-100-binary``     ``train.bin``, ``test.bin``
-=========  ======  ==========================  ======================  =========================
+Reads any of the four archives published at https://www.cs.toronto.edu/~kriz/cifar.html
+(CIFAR-10 and CIFAR-100, python and binary versions: :data:`SOURCES` names each archive, the
+directory it extracts to and its batch files), either as the ``.tar.gz`` or as that directory.
 
 Safety
 ------

@@ -18,9 +18,8 @@ exactly the torch model's ``3 + 18n + 2`` names in the same order.
 ..., ``conv5_block3_out``, ``avg_pool``), explicit in Keras' source and hence stable, then
 ``logits`` and ``predictions``: 177, 347 and 517 layers.
 
-Differences from the torch CIFAR ResNet: "same" padding pads stride-2 convolutions
-asymmetrically (0 before, 1 after) where torch pads 1 on both sides; batch norm uses
-``momentum=0.9, epsilon=1e-5`` (torch's 0.1 / 1e-5 in Keras' convention).
+Unlike the torch model, "same" padding pads stride-2 convolutions 0 before and 1 after (torch: 1
+and 1); batch norm has ``momentum=0.9, epsilon=1e-5`` (torch's 0.1 / 1e-5 in Keras' convention).
 """
 
 from __future__ import annotations

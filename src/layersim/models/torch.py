@@ -178,11 +178,9 @@ class BlockOutput(nn.Identity):
 class CifarVGG(_Chain):
     """VGG-11/13/16 with batch norm (Simonyan & Zisserman 2015, configurations A, B, D) for CIFAR.
 
-    Five stages of 3×3 convolutions (64, 128, 256, 512, 512 channels × width), each closed by a
-    2×2 max pool, then global average pooling and one linear layer (the CIFAR variant: no
-    4096-wide classifier). Layers: ``stage{s}.conv{i}``, ``.bn{i}``, ``.relu{i}`` (i counts
-    within the stage; the max pools are not layers), ``pool``, ``logits``. Five 2×2 pools need
-    inputs of side ≥ 32.
+    Five stages of 3×3 convolutions (:attr:`CONFIGS`: channels, × width), each closed by a 2×2 max
+    pool; no 4096-wide classifier. Layers: ``stage{s}.conv{i}``, ``.bn{i}``, ``.relu{i}`` (i counts
+    within the stage; max pools are not layers), ``pool``, ``logits``. Inputs of side ≥ 32.
     """
 
     CONFIGS = {
@@ -213,11 +211,9 @@ class CifarVGG(_Chain):
 class CifarResNet4(_Chain):
     """ResNet-18/34 (He et al. 2016, the four-stage ImageNet design) with a CIFAR stem.
 
-    A 3×3 stride-1 stem convolution with 64·width channels (no max pool), four stages of basic
-    blocks ([2, 2, 2, 2] for depth 18, [3, 4, 6, 3] for 34) with 64, 128, 256, 512 channels ×
-    width (stride 2 at the start of stages 2–4, projection shortcuts there), global average
-    pooling, linear logits. Layers as :class:`CifarResNet`, with s = 1..4. It downsamples by 8:
-    inputs of side ≥ 8.
+    A stem with 64·width channels (no max pool) and four stages of basic blocks (:attr:`BLOCKS`)
+    with 64, 128, 256, 512 channels × width (stride 2 and a projection shortcut at the start of
+    stages 2–4). Layers as :class:`CifarResNet`, with s = 1..4. It downsamples by 8: side ≥ 8.
     """
 
     BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
