@@ -197,13 +197,9 @@ def _check_members(members: list[tarfile.TarInfo], archive: Path, max_member_mb:
 
 
 def safe_extract(archive: Path, target_parent: Path, directory: str, digest: str, *, max_member_mb: float = MAX_MEMBER_MB, max_extracted_mb: float = MAX_EXTRACTED_MB) -> Path:
-    """Extract ``archive`` into ``target_parent/directory``, atomically.
-
-    Every member is checked (:func:`_check_members`) before anything is written; members are
-    written into a fresh temporary directory, the marker is written last, and the result is
-    renamed into place. A concurrent extraction of the same archive that wins the rename is
-    accepted.
-    """
+    """Extract ``archive`` into ``target_parent/directory`` atomically: once every member is checked,
+    members go into a fresh temporary directory, renamed into place after the marker is written (a
+    concurrent extraction of the same archive that wins the rename is accepted)."""
     target = target_parent / directory
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory}.", suffix=".partial", dir=target_parent))
