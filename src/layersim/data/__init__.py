@@ -9,27 +9,20 @@ can be checked for comparability.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from layersim.data.dataset import Dataset, DatasetError, Split, resize_images, resize_split
 
 
 def load_dataset(cfg: dict) -> Dataset:
-    """Load the dataset a ``dataset:`` config section describes.
-
-    Parameters
-    ----------
-    cfg : dict
-        ``{"name": "digits" | "cifar10" | "cifar100", ...}``; the other keys are those of
-        :func:`layersim.data.digits.load_digits` or :func:`layersim.data.cifar.load_cifar`.
-    """
+    """Load the dataset a ``dataset:`` config section describes: ``{"name": "digits" | "cifar10" |
+    "cifar100", ...}``, the other keys those of :func:`layersim.data.digits.load_digits` or
+    :func:`layersim.data.cifar.load_cifar` (CIFAR images are resized to ``image_size`` if given)."""
     name = cfg.get("name", "digits")
     if name == "digits":
         from layersim.data.digits import load_digits
 
-        return load_digits(
-            eval_fraction=cfg.get("eval_fraction", 0.3),
-            split_seed=cfg.get("split_seed", 0),
-            image_size=cfg.get("image_size", 16),
-        )
+        return load_digits(**{k: cfg[k] for k in ("eval_fraction", "split_seed", "image_size") if k in cfg})
     if name in ("cifar10", "cifar100"):
         from layersim.data.cifar import load_cifar
 
@@ -42,12 +35,7 @@ def load_dataset(cfg: dict) -> Dataset:
         dataset = load_cifar(cfg["path"], variant=name, **kwargs)
         size = cfg.get("image_size")
         if size and size != dataset.image_shape[-1]:
-            dataset = Dataset(
-                dataset.name,
-                resize_split(dataset.train, size),
-                resize_split(dataset.eval, size),
-                dataset.num_classes,
-            )
+            dataset = replace(dataset, train=resize_split(dataset.train, size), eval=resize_split(dataset.eval, size))
         return dataset
     raise DatasetError(f"unknown dataset name {name!r}: expected one of 'digits', 'cifar10', 'cifar100'")
 

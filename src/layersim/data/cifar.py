@@ -1,31 +1,17 @@
 """CIFAR-10 and CIFAR-100 from the standard archives a user places on disk (no download).
 
-Reads any of the four archives published at https://www.cs.toronto.edu/~kriz/cifar.html,
-either as the ``.tar.gz`` or as the directory it extracts to:
-
-=========  ======  ==========================  ======================  =========================
-variant    fmt     archive                     extracted directory     files
-=========  ======  ==========================  ======================  =========================
-cifar10    python  ``cifar-10-python.tar.gz``  ``cifar-10-batches-py``  ``data_batch_1..5``,
-                                                                        ``test_batch``
-cifar10    binary  ``cifar-10-binary.tar.gz``  ``cifar-10-batches-bin`` ``data_batch_1..5.bin``,
-                                                                        ``test_batch.bin``
-cifar100   python  ``cifar-100-python.tar.gz`` ``cifar-100-python``     ``train``, ``test``
-cifar100   binary  ``cifar-100-binary.tar.gz`` ``cifar-100-binary``     ``train.bin``, ``test.bin``
-=========  ======  ==========================  ======================  =========================
+Reads any of the four archives published at https://www.cs.toronto.edu/~kriz/cifar.html
+(CIFAR-10 and CIFAR-100, python and binary versions: :data:`SOURCES` names each archive, the
+directory it extracts to and its batch files), either as the ``.tar.gz`` or as that directory.
 
 Safety
 ------
-- The archive is checked before it is opened: against the MD5 the CIFAR site publishes for the
-  official file, or against a SHA-256 the caller gives (which then replaces the MD5 check).
-- Extraction refuses absolute paths, ``..`` components, links, devices and FIFOs, extracts into
-  a temporary directory next to the archive and renames it into place only when complete, with a
-  marker recording the archive's digest (a stale or foreign directory is re-extracted).
-- The Python version is pickled. It is read with :class:`RestrictedUnpickler`, which resolves
-  only the three globals a pickled numpy array needs (``_reconstruct``, ``ndarray``, ``dtype``)
-  and refuses every other global, so a pickle cannot run code on load.
-- A directory the user extracted themselves is read as is (no archive, so no checksum to check;
-  a line is logged); its pickles still go through the restricted unpickler.
+The archive is checked before it is opened, against the MD5 the CIFAR site publishes or a
+SHA-256 the caller gives. :func:`safe_extract` refuses absolute paths, ``..`` components, links,
+devices, FIFOs and oversized members, and renames a complete extraction into place with a marker
+recording the archive's digest (a stale or foreign directory is re-extracted). Pickles are read
+with :class:`RestrictedUnpickler`, which cannot run code. A directory the user extracted
+themselves is read as is (no checksum to check; a line is logged).
 
 Layout
 ------
@@ -37,6 +23,7 @@ data batches concatenated in order) or test array; ``eval`` is the official test
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -100,16 +87,9 @@ NUM_CLASSES = {("cifar10", "fine"): 10, ("cifar100", "fine"): 100, ("cifar100", 
 # --------------------------------------------------------------------------- restricted unpickling
 
 
-def _numpy_globals() -> dict[tuple[str, str], object]:
-    # The function numpy pickles arrays with, found without naming numpy's private module
-    # (numpy.core.multiarray in numpy 1.x, numpy._core.multiarray in 2.x).
-    reconstruct = np.zeros(1).__reduce__()[0]
-    allowed = {}
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "_reconstruct")] = reconstruct
-    allowed[("numpy", "ndarray")] = np.ndarray
-    allowed[("numpy", "dtype")] = np.dtype
-    return allowed
+# The function numpy pickles arrays with, found without naming numpy's private module
+# (numpy.core.multiarray in numpy 1.x, numpy._core.multiarray in 2.x).
+_reconstruct = np.zeros(1).__reduce__()[0]
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -121,7 +101,12 @@ class RestrictedUnpickler(pickle.Unpickler):
     :class:`pickle.UnpicklingError` before it is resolved, so nothing is called.
     """
 
-    _allowed = _numpy_globals()
+    _allowed = {
+        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+    }
 
     def find_class(self, module: str, name: str):
         try:
@@ -149,19 +134,14 @@ def restricted_load(data: bytes, *, source: str = "<bytes>") -> object:
 # --------------------------------------------------------------------------- checksums and extraction
 
 
-def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
-    """Hex digest of a file, read in 1 MiB blocks."""
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def verify_archive(archive: Path, source: CifarSource, sha256: str | None) -> str:
     """Check ``archive`` against ``sha256`` if given, else the published MD5; return ``algo:hex``."""
     algorithm, expected = ("sha256", sha256.lower()) if sha256 else ("md5", source.md5)
-    actual = file_digest(archive, algorithm)
+    h = hashlib.new(algorithm)
+    with open(archive, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    actual = h.hexdigest()
     if actual != expected:
         hint = (
             "the sha256 given in the config does not match this file; correct the config or "
@@ -177,30 +157,29 @@ def verify_archive(archive: Path, source: CifarSource, sha256: str | None) -> st
     return f"{algorithm}:{actual}"
 
 
-def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
-    name = member.name
-    parts = PurePosixPath(name.replace("\\", "/")).parts
-    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts:
-        raise DatasetError(
-            f"unsafe archive {archive}: member {name!r} has an absolute path or a '..' "
-            "component and would be written outside the extraction directory; refusing to "
-            "extract — use the official archive"
-        )
-    if not (member.isfile() or member.isdir()):
-        kind = "link" if (member.issym() or member.islnk()) else "device, FIFO or special file"
-        raise DatasetError(
-            f"unsafe archive {archive}: member {name!r} is a {kind}; CIFAR archives hold only "
-            "regular files and directories — refusing to extract, use the official archive"
-        )
-
-
 MAX_MEMBER_MB = 512  # the largest member of a CIFAR archive is ~150 MiB (CIFAR-100's train)
 MAX_EXTRACTED_MB = 1024  # the whole of either archive extracts to ~180 MiB
 
 
-def _check_sizes(members: list[tarfile.TarInfo], archive: Path, max_member_mb: float, max_extracted_mb: float) -> None:
-    """Refuse an archive whose members would extract to more than the limits (as their headers
-    say, before anything is written)."""
+def _check_members(members: list[tarfile.TarInfo], archive: Path, max_member_mb: float, max_extracted_mb: float):
+    """Refuse, before anything is written, members with an absolute path or a '..' component,
+    members that are not regular files or directories, and members that (each, or all together)
+    would extract to more MiB than the limits, as their headers say."""
+    for member in members:
+        name = member.name
+        parts = PurePosixPath(name.replace("\\", "/")).parts
+        if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts:
+            raise DatasetError(
+                f"unsafe archive {archive}: member {name!r} has an absolute path or a '..' "
+                "component and would be written outside the extraction directory; refusing to "
+                "extract — use the official archive"
+            )
+        if not (member.isfile() or member.isdir()):
+            kind = "link" if (member.issym() or member.islnk()) else "device, FIFO or special file"
+            raise DatasetError(
+                f"unsafe archive {archive}: member {name!r} is a {kind}; CIFAR archives hold only "
+                "regular files and directories — refusing to extract, use the official archive"
+            )
     for member in members:
         if member.size > max_member_mb * 2**20:
             raise DatasetError(
@@ -218,13 +197,9 @@ def _check_sizes(members: list[tarfile.TarInfo], archive: Path, max_member_mb: f
 
 
 def safe_extract(archive: Path, target_parent: Path, directory: str, digest: str, *, max_member_mb: float = MAX_MEMBER_MB, max_extracted_mb: float = MAX_EXTRACTED_MB) -> Path:
-    """Extract ``archive`` into ``target_parent/directory``, atomically.
-
-    Every member is checked (:func:`_check_member`, :func:`_check_sizes`) before anything is written; members are
-    written into a fresh temporary directory, the marker is written last, and the result is
-    renamed into place. A concurrent extraction of the same archive that wins the rename is
-    accepted.
-    """
+    """Extract ``archive`` into ``target_parent/directory`` atomically: once every member is checked,
+    members go into a fresh temporary directory, renamed into place after the marker is written (a
+    concurrent extraction of the same archive that wins the rename is accepted)."""
     target = target_parent / directory
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory}.", suffix=".partial", dir=target_parent))
@@ -237,18 +212,25 @@ def safe_extract(archive: Path, target_parent: Path, directory: str, digest: str
         try:
             with tarfile.open(archive, "r:gz") as tar:
                 members = tar.getmembers()  # reads the whole archive: truncation shows here
+                _check_members(members, archive, max_member_mb, max_extracted_mb)
                 for member in members:
-                    _check_member(member, archive)
-                _check_sizes(members, archive, max_member_mb, max_extracted_mb)
-                for member in members:
-                    dest = tmp / member.name
-                    if member.isdir():
-                        _write_or_explain(lambda: dest.mkdir(parents=True, exist_ok=True), archive, target_parent)
-                        continue
-                    _write_or_explain(lambda: dest.parent.mkdir(parents=True, exist_ok=True), archive, target_parent)
-                    src = tar.extractfile(member)
-                    with src:
-                        _write_or_explain(lambda: _copy_to(src, dest), archive, target_parent)
+                    src = tar.extractfile(member)  # None for a directory
+                    try:
+                        if src is None:
+                            (tmp / member.name).mkdir(parents=True, exist_ok=True)
+                        else:
+                            with src:
+                                _copy_to(src, tmp / member.name)
+                    except OSError as err:  # the disk's fault, not the archive's
+                        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                            raise DatasetError(
+                                f"disk full while extracting {archive} into {target_parent} ({err.strerror}); "
+                                "the archive is fine: free some space (about 200 MB) and rerun"
+                            ) from err
+                        raise DatasetError(
+                            f"cannot write the extracted files of {archive} into {target_parent} ({err}); "
+                            "make that directory writable and rerun"
+                        ) from err
         except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
             raise DatasetError(
                 f"cannot read archive {archive}: it is truncated or corrupt ({type(err).__name__}: "
@@ -274,23 +256,9 @@ def safe_extract(archive: Path, target_parent: Path, directory: str, digest: str
 
 
 def _copy_to(src, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
     with open(dest, "wb") as out:
         shutil.copyfileobj(src, out)
-
-
-def _write_or_explain(write, archive: Path, target_parent: Path) -> None:
-    """Run one write of the extraction; a failure is a DatasetError about the disk, not the archive."""
-    import errno
-
-    try:
-        write()
-    except OSError as err:
-        if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DatasetError(
-                f"disk full while extracting {archive} into {target_parent} ({err.strerror}); the "
-                "archive is fine: free some space (about 200 MB) and rerun"
-            ) from err
-        raise DatasetError(f"cannot write the extracted files of {archive} into {target_parent} ({err}); make that directory writable and rerun") from err
 
 
 def _marker_digest(directory: Path) -> str | None:
@@ -325,29 +293,28 @@ def resolve_source(path: Path, variant: str, fmt: str | None) -> CifarSource:
         if fmt not in ("python", "binary"):
             raise DatasetError(f"unknown CIFAR format {fmt!r}: expected 'python' or 'binary'")
         return SOURCES[(variant, fmt)]
+    sources = [SOURCES[(variant, "python")], SOURCES[(variant, "binary")]]
     if path.is_file():  # an archive named directly: its name says which version it is
-        for (v, _), source in SOURCES.items():
-            if v == variant and source.archive == path.name:
+        for source in sources:
+            if source.archive == path.name:
                 return source
         raise DatasetError(
             f"cannot tell the format of {path} from its name (expected one of "
-            f"{[s.archive for (v, _), s in SOURCES.items() if v == variant]}); set dataset.fmt "
-            "to 'python' or 'binary'"
+            f"{[s.archive for s in sources]}); set dataset.fmt to 'python' or 'binary'"
         )
-    for f in ("python", "binary"):
-        if _available(path, SOURCES[(variant, f)]):
-            return SOURCES[(variant, f)]
-    names = " or ".join(f"{s.archive} (or its extracted {s.directory}/)"
-                        for (v, _), s in SOURCES.items() if v == variant)
+    for source in sources:
+        if _available(path, source):
+            return source
+    names = " or ".join(f"{s.archive} (or its extracted {s.directory}/)" for s in sources)
     raise DatasetError(
         f"no {variant} data found: looked in {path} for {names}; download the archive from "
         "https://www.cs.toronto.edu/~kriz/cifar.html and put it there (or set dataset.path)"
     )
 
 
-def prepare_directory(path: str | os.PathLike, source: CifarSource, sha256: str | None = None, *, max_member_mb: float = MAX_MEMBER_MB, max_extracted_mb: float = MAX_EXTRACTED_MB) -> Path:
+def prepare_directory(path: Path, source: CifarSource, sha256: str | None = None, *,
+                      max_member_mb: float = MAX_MEMBER_MB, max_extracted_mb: float = MAX_EXTRACTED_MB) -> Path:
     """The extracted directory for ``source``, verifying and extracting the archive if needed."""
-    path = Path(path).expanduser()
     archive, directory = _candidates(path, source)
     if archive is not None and archive.is_file():
         digest = verify_archive(archive, source, sha256)
@@ -416,14 +383,13 @@ def _read_bytes(file: Path) -> bytes:
 def _read_split(directory: Path, files: tuple[str, ...], source: CifarSource, label_mode: str,
                 limit: int | None, num_classes: int) -> Split:
     reader = _read_python_file if source.fmt == "python" else _read_binary_file
-    data_parts, label_parts, n = [], [], 0
+    data_parts, label_parts = [], []
     for name in files:
-        if limit is not None and n >= limit:
+        if limit is not None and sum(map(len, label_parts)) >= limit:
             break
         data, labels = reader(directory / name, source.variant, label_mode)
         data_parts.append(data)
         label_parts.append(labels)
-        n += len(labels)
     data = np.concatenate(data_parts)[:limit]
     labels = np.concatenate(label_parts)[:limit]
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
@@ -447,37 +413,17 @@ def load_cifar(
     max_member_mb: float = MAX_MEMBER_MB,
     max_extracted_mb: float = MAX_EXTRACTED_MB,
 ) -> Dataset:
-    """Load CIFAR-10 or CIFAR-100 from a standard archive (or its extracted directory).
+    """Load CIFAR-10 or CIFAR-100 from a standard archive (or its extracted directory) as a
+    :class:`Dataset` named after the variant (``"cifar100-coarse"`` for coarse labels), with the
+    official train and test sets.
 
-    Parameters
-    ----------
-    path : path-like
-        The directory holding the archive or its extracted directory, or the path of the
-        ``.tar.gz`` itself, or of the extracted directory itself.
-    variant : {"cifar10", "cifar100"}
-    fmt : {"python", "binary"}, optional
-        Which version to read; default: whichever is present, the Python version first.
-    label_mode : {"fine", "coarse"}
-        CIFAR-100 only: the 100 fine or the 20 coarse classes. CIFAR-10 accepts only "fine".
-    max_train, max_eval : int, optional
-        Keep only the first rows of the official train / test arrays (sample ids ``0..max-1``).
-    sha256 : str, optional
-        Expected SHA-256 of the archive; replaces the check against the published MD5 (for a
-        repackaged or test archive).
-    max_member_mb, max_extracted_mb : float
-        Refuse an archive whose members (each, and all together) would extract to more MiB.
-
-    Returns
-    -------
-    Dataset
-        ``name`` = the variant (``"cifar100-coarse"`` for coarse labels), ``train`` = the 50,000
-        training images, ``eval`` = the 10,000 test images, float32 ``(N, 3, 32, 32)`` in
-        ``[0, 1]``.
-
-    Raises
-    ------
-    DatasetError
-        Archive missing, checksum mismatch, truncated or unsafe archive, a non-CIFAR pickle.
+    ``path`` is the directory holding the archive or its extracted directory, or either of these
+    itself. ``fmt`` (python or binary) defaults to whichever is present, python first.
+    ``label_mode``: CIFAR-100's 100 ``fine`` or 20 ``coarse`` classes (CIFAR-10: only ``fine``).
+    ``max_train``/``max_eval`` keep the first rows (sample ids ``0..max-1``). ``sha256`` replaces
+    the check against the published MD5 (for a repackaged or test archive). An archive whose
+    members (each, or all together) would extract to more than ``max_member_mb``/``max_extracted_mb``
+    MiB is refused. Every problem is a :class:`DatasetError`.
     """
     if label_mode not in ("fine", "coarse") or (variant == "cifar10" and label_mode != "fine"):
         raise DatasetError(
@@ -497,5 +443,5 @@ def load_cifar(
     return Dataset(name=name, train=train, eval=test, num_classes=num_classes)
 
 
-__all__ = ["SOURCES", "CifarSource", "RestrictedUnpickler", "file_digest", "load_cifar",
-           "prepare_directory", "restricted_load", "safe_extract", "verify_archive"]
+__all__ = ["SOURCES", "CifarSource", "RestrictedUnpickler", "load_cifar", "prepare_directory", "restricted_load",
+           "safe_extract", "verify_archive"]

@@ -15,21 +15,11 @@ class DatasetError(LayersimError):
 
 @dataclass(frozen=True)
 class Split:
-    """One split of a dataset.
+    """One split of a dataset."""
 
-    Attributes
-    ----------
-    images : np.ndarray
-        ``(N, C, H, W)`` float32 in ``[0, 1]``.
-    labels : np.ndarray
-        ``(N,)`` int64 class labels.
-    sample_id : np.ndarray
-        ``(N,)`` int64, the index of each row in the original dataset.
-    """
-
-    images: np.ndarray
-    labels: np.ndarray
-    sample_id: np.ndarray
+    images: np.ndarray  # (N, C, H, W) float32 in [0, 1]
+    labels: np.ndarray  # (N,) int64 class labels
+    sample_id: np.ndarray  # (N,) int64, the index of each row in the original dataset
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -51,11 +41,8 @@ class Dataset:
 
 
 def resize_images(images: np.ndarray, size: int) -> np.ndarray:
-    """Bilinearly resize ``(N, C, H, W)`` images to ``(N, C, size, size)`` (float32).
-
-    Uses torch's ``interpolate`` with ``align_corners=False`` (the convention of most image
-    libraries); values stay within the input's range.
-    """
+    """Bilinearly resize ``(N, C, H, W)`` images to ``(N, C, size, size)`` float32 (torch's
+    ``interpolate``, ``align_corners=False``); values stay within the input's range."""
     import torch
 
     if images.shape[-1] == size and images.shape[-2] == size:

@@ -14,19 +14,10 @@ from layersim.data.dataset import Dataset, DatasetError, Split, resize_images
 
 
 def load_digits(*, eval_fraction: float = 0.3, split_seed: int = 0, image_size: int = 16) -> Dataset:
-    """The digits dataset as a seeded, stratified train/eval split.
+    """The digits dataset as a stratified train/eval split, ``eval_fraction`` of the 1,797 images
+    held out for evaluation (and activation extraction); the same ``split_seed`` always gives the
+    same ``sample_id`` s. ``image_size`` is the side of the resized images (8 keeps the native size).
 
-    Parameters
-    ----------
-    eval_fraction : float
-        Fraction of the 1,797 images held out for evaluation (and for activation extraction).
-    split_seed : int
-        Seed of the split; the same seed always gives the same ``sample_id`` s.
-    image_size : int
-        Side of the resized images (8 keeps the native size).
-
-    Examples
-    --------
     >>> ds = load_digits(eval_fraction=0.3, split_seed=0, image_size=8)
     >>> len(ds.train) + len(ds.eval), ds.image_shape, ds.num_classes
     (1797, (1, 8, 8), 10)

@@ -1,12 +1,8 @@
 """Keras models: the seed notebook's ResNet50/101/152 and a CIFAR ResNet v1 with stable names.
 
 TensorFlow is imported only when a model is built (``import layersim.models.keras`` is cheap).
-Keras 3 with the TensorFlow backend is required (``KERAS_BACKEND`` defaults to tensorflow).
-
-Layer names (every layer of the model except the InputLayer, in ``model.layers`` order, which
-is what :mod:`layersim.extract.keras` records):
-
-:func:`cifar_resnet` (depth ``6n + 2``) uses the torch side's names — Keras accepts dots::
+Layers (what :mod:`layersim.extract.keras` records) are every layer but the InputLayer, in
+``model.layers`` order. :func:`cifar_resnet` (depth ``6n + 2``) uses the torch side's names::
 
     stem.conv  stem.bn  stem.relu
     stage{s}.block{b}.conv1  .bn1  .relu1  .conv2  .bn2                    s = 1..3, b = 1..n
@@ -16,19 +12,14 @@ is what :mod:`layersim.extract.keras` records):
 
 That is ``21n + 9`` layers (30 for depth 8, 72 for depth 20). Dropping the Keras-only layers
 (``*.shortcut.*`` and ``*.add``; :func:`layer_names` with ``torch_equivalent=True``) leaves
-exactly the torch model's ``3 + 18n + 2`` names in the same order. ``logits`` is a linear
-Dense layer (pre-softmax, float32 even under mixed precision).
+exactly the torch model's ``3 + 18n + 2`` names in the same order.
 
-:func:`seed_resnet` keeps the names of ``keras.applications.ResNet{50,101,152}`` (``conv1_pad``,
-``conv1_conv``, ``conv2_block1_1_conv``, ..., ``conv5_block3_out``, ``avg_pool``), all explicit
-in Keras' source and hence stable, then ``logits`` (Dense, linear) and ``predictions``
-(softmax, float32). The seed notebook's ``Dense(10, activation="softmax")`` is split into these
-two layers — the same function — so the pre-softmax logits can be stored. Layer counts
-(without the InputLayer): ResNet50 177, ResNet101 347, ResNet152 517.
+:func:`seed_resnet` keeps the names of ``keras.applications.ResNet{50,101,152}`` (``conv1_conv``,
+..., ``conv5_block3_out``, ``avg_pool``), explicit in Keras' source and hence stable, then
+``logits`` and ``predictions``: 177, 347 and 517 layers.
 
-Differences from the torch CIFAR ResNet: "same" padding pads stride-2 convolutions
-asymmetrically (0 before, 1 after) where torch pads 1 on both sides; batch norm uses
-``momentum=0.9, epsilon=1e-5`` (torch's 0.1 / 1e-5 in Keras' convention).
+Unlike the torch model, "same" padding pads stride-2 convolutions 0 before and 1 after (torch: 1
+and 1); batch norm has ``momentum=0.9, epsilon=1e-5`` (torch's 0.1 / 1e-5 in Keras' convention).
 """
 
 from __future__ import annotations
@@ -37,13 +28,9 @@ import os
 import warnings
 from pathlib import Path
 
-from layersim.errors import LayersimError
+from layersim.models import ModelConfigError
 
 SEED_DEPTHS = (50, 101, 152)
-
-
-class ModelConfigError(LayersimError):
-    """A Keras model configuration that cannot be built (or weights that do not fit it)."""
 
 
 def import_keras():
@@ -59,19 +46,6 @@ def import_keras():
     return keras
 
 
-def _resolve_input_shape(input_shape, in_channels) -> tuple[int, int, int]:
-    if input_shape is None:
-        return (32, 32, in_channels or 3)
-    shape = tuple(int(s) for s in input_shape)
-    if len(shape) == 2:
-        return (*shape, in_channels or 3)
-    if len(shape) != 3:
-        raise ModelConfigError(f"input_shape must be (height, width) or (height, width, channels), got {input_shape}")
-    if in_channels is not None and in_channels != shape[2]:
-        raise ModelConfigError(f"input_shape {shape} has {shape[2]} channels but in_channels={in_channels}")
-    return shape
-
-
 def cifar_resnet(
     depth: int = 20,
     width: int = 1,
@@ -79,64 +53,51 @@ def cifar_resnet(
     input_shape: tuple[int, ...] | None = None,
     in_channels: int | None = None,
 ):
-    """CIFAR ResNet v1 (He et al. 2016, §4.2) as a Keras functional model, NHWC input.
+    """CIFAR ResNet v1 (He et al. 2016, §4.2) as a Keras functional model named ``resnet{depth}x{width}``.
 
-    Parameters
-    ----------
-    depth : int
-        ``6n + 2`` (8, 14, 20, ...): ``n`` basic blocks per stage.
-    width : int
-        Channel multiplier ``k``: stages have ``16k``, ``32k`` and ``64k`` channels.
-    num_classes : int
-        Outputs of the ``logits`` layer (pre-softmax).
-    input_shape : tuple, optional
-        ``(height, width)`` or ``(height, width, channels)``; default ``(32, 32, in_channels)``.
-    in_channels : int, optional
-        Image channels (default 3, or the last entry of ``input_shape``).
-
-    Returns
-    -------
-    keras.Model
-        Named ``resnet{depth}x{width}``; layer names as in the module docstring.
+    ``depth`` is ``6n + 2`` (``n`` basic blocks per stage); stages have ``16·width``, ``32·width``
+    and ``64·width`` channels. ``input_shape`` is ``(height, width)`` or ``(height, width,
+    channels)`` (default ``(32, 32, in_channels)``; ``in_channels`` defaults to 3). NHWC input;
+    ``logits`` is a linear Dense layer (pre-softmax, float32 even under mixed precision).
     """
     _check_cifar_resnet(depth, width)
     if num_classes < 1:
         raise ModelConfigError(f"num_classes must be positive, got {num_classes}")
-    shape = _resolve_input_shape(input_shape, in_channels)
+    shape = tuple(int(s) for s in input_shape or (32, 32))
+    if len(shape) == 2:
+        shape = (*shape, in_channels or 3)
+    if len(shape) != 3:
+        raise ModelConfigError(f"input_shape must be (height, width) or (height, width, channels), got {input_shape}")
+    if in_channels is not None and in_channels != shape[2]:
+        raise ModelConfigError(f"input_shape {shape} has {shape[2]} channels but in_channels={in_channels}")
     keras = import_keras()
     L = keras.layers
     n = (depth - 2) // 6
-    # Kaiming normal, fan_out, as the torch model initialises its convolutions.
-    init = lambda: keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")  # noqa: E731
 
-    def conv(filters, size, stride, name):
-        return L.Conv2D(filters, size, strides=stride, padding="same", use_bias=False,
-                        kernel_initializer=init(), name=name)
-
-    def bn(name):
-        return L.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
+    def conv_bn(x, filters, size, stride, prefix, suffix=""):
+        """``{prefix}conv{suffix}`` (Kaiming normal, fan_out, as the torch model's) and ``{prefix}bn{suffix}``."""
+        init = keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")
+        x = L.Conv2D(filters, size, strides=stride, padding="same", use_bias=False, kernel_initializer=init,
+                     name=f"{prefix}conv{suffix}")(x)
+        return L.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{prefix}bn{suffix}")(x)
 
     inputs = keras.Input(shape=shape, name="input")
     channels = [16 * width, 32 * width, 64 * width]
-    x = conv(channels[0], 3, 1, "stem.conv")(inputs)
-    x = bn("stem.bn")(x)
+    x = conv_bn(inputs, channels[0], 3, 1, "stem.")
     x = L.ReLU(name="stem.relu")(x)
     in_ch = channels[0]
     for s, out_ch in enumerate(channels, start=1):
         for b in range(1, n + 1):
-            p = f"stage{s}.block{b}"
+            p = f"stage{s}.block{b}."
             stride = 2 if (s > 1 and b == 1) else 1
-            y = conv(out_ch, 3, stride, f"{p}.conv1")(x)
-            y = bn(f"{p}.bn1")(y)
-            y = L.ReLU(name=f"{p}.relu1")(y)
-            y = conv(out_ch, 3, 1, f"{p}.conv2")(y)
-            y = bn(f"{p}.bn2")(y)
+            y = conv_bn(x, out_ch, 3, stride, p, "1")
+            y = L.ReLU(name=f"{p}relu1")(y)
+            y = conv_bn(y, out_ch, 3, 1, p, "2")
             shortcut = x
             if stride != 1 or in_ch != out_ch:
-                shortcut = conv(out_ch, 1, stride, f"{p}.shortcut.conv")(x)
-                shortcut = bn(f"{p}.shortcut.bn")(shortcut)
-            x = L.Add(name=f"{p}.add")([y, shortcut])
-            x = L.ReLU(name=f"{p}.relu2")(x)
+                shortcut = conv_bn(x, out_ch, 1, stride, f"{p}shortcut.")
+            x = L.Add(name=f"{p}add")([y, shortcut])
+            x = L.ReLU(name=f"{p}relu2")(x)
             in_ch = out_ch
     x = L.GlobalAveragePooling2D(name="pool")(x)
     logits = L.Dense(num_classes, name="logits", dtype="float32")(x)
@@ -152,25 +113,12 @@ def seed_resnet(
     """The seed notebook's ResNet: ``keras.applications.ResNet{depth}`` + a softmax classifier.
 
     ``ResNet{depth}(include_top=False, weights=None, input_shape=input_shape, pooling="avg")``
-    followed by ``logits`` (Dense, linear) and ``predictions`` (softmax); the model's output
-    is the softmax.
-
-    Parameters
-    ----------
-    depth : {50, 101, 152}
-    num_classes : int
-    input_shape : tuple
-        ``(height, width, channels)``, at least 32×32 (ResNet downsamples 32-fold).
-    weights : path, optional
-        A local weights file, never downloaded: a Keras applications "notop" file
-        (``resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5``; loaded into the ResNet body,
-        as ``weights="imagenet"`` would) or a ``*.weights.h5`` file saved from this whole model.
-
-    Raises
-    ------
-    ModelConfigError
-        Unsupported depth, ``weights="imagenet"``, a missing file, or a weights file saved for
-        a different architecture.
+    (``input_shape`` at least 32×32) followed by ``logits`` (Dense, linear) and ``predictions``
+    (softmax, float32: the model's output) — the notebook's ``Dense(10, activation="softmax")``
+    split in two, so the pre-softmax logits can be stored. ``weights`` is a local file, never
+    downloaded: a Keras applications "notop" file (loaded into the ResNet body, as
+    ``weights="imagenet"`` would) or a ``*.weights.h5`` file saved from this whole model; one saved
+    for a different architecture raises :class:`ModelConfigError`.
     """
     shape = _check_seed_resnet(depth, input_shape)
     weights_path = None
@@ -189,8 +137,7 @@ def seed_resnet(
                 "'*.weights.h5' file saved with model.save_weights()"
             )
     keras = import_keras()
-    application = {50: keras.applications.ResNet50, 101: keras.applications.ResNet101,
-                   152: keras.applications.ResNet152}[depth]
+    application = getattr(keras.applications, f"ResNet{depth}")
     base = application(include_top=False, weights=None, input_shape=shape, pooling="avg")
     x = keras.layers.Dense(num_classes, name="logits")(base.output)
     out = keras.layers.Activation("softmax", name="predictions", dtype="float32")(x)
@@ -240,23 +187,15 @@ def check_keras_arch(arch: dict, *, input_shape: tuple[int, int, int]) -> None:
 
 
 def build_keras_model(arch: dict, *, num_classes: int, input_shape: tuple[int, int, int]):
-    """Build the Keras model an architecture config describes.
-
-    Parameters
-    ----------
-    arch : dict
-        ``{"family": "resnet", "depth": 6n+2, "width": k}`` (:func:`cifar_resnet`) or
-        ``{"family": "seed_resnet", "depth": 50|101|152, "weights": path|None}``
-        (:func:`seed_resnet`); other keys (``framework``, ``train``) are ignored.
-    input_shape : tuple
-        ``(height, width, channels)``.
+    """Build the Keras model an architecture config describes: ``{"family": "resnet", "depth": 6n+2,
+    "width": k}`` (:func:`cifar_resnet`) or ``{"family": "seed_resnet", "depth": 50|101|152, "weights":
+    path|None}`` (:func:`seed_resnet`); other keys are ignored. ``input_shape`` is ``(height, width,
+    channels)``.
     """
-    family = arch.get("family", "resnet")
-    if family == "resnet":
+    check_keras_arch(arch, input_shape=input_shape)
+    if arch.get("family", "resnet") == "resnet":
         return cifar_resnet(arch.get("depth", 20), arch.get("width", 1), num_classes, input_shape)
-    if family == "seed_resnet":
-        return seed_resnet(arch.get("depth", 50), num_classes, input_shape, arch.get("weights"))
-    raise ModelConfigError(f"unknown Keras model family {family!r}: expected 'resnet' or 'seed_resnet'")
+    return seed_resnet(arch.get("depth", 50), num_classes, input_shape, arch.get("weights"))
 
 
 def outputs_logits(model) -> bool:

@@ -1,21 +1,6 @@
-"""CIFAR-style ResNet v1 in torch (He et al. 2016, §4.2), with stable layer names.
-
-(Also Kornblith et al.'s Tiny-10 and the thesis' zoo — VGG-11/13/16, ResNet-18/34, MobileNet
-v1/v2, see :class:`CifarVGG` and below — each documenting its own layer names.)
-
-Depth ``6n + 2``: a 3×3 stem convolution with ``16·width`` channels, three stages of ``n`` basic
-blocks with ``16·width``, ``32·width`` and ``64·width`` channels (stride 2 at the start of stages 2
-and 3, where a 1×1 convolution + batch norm projects the shortcut), global average pooling and a
-linear layer producing the logits.
-
-Layers (what :func:`layer_names` lists and extraction records), in forward order::
-
-    stem.conv  stem.bn  stem.relu
-    stage{s}.block{b}.conv1  .bn1  .relu1  .conv2  .bn2  .relu2      s = 1..3, b = 1..n
-    pool  logits
-
-``relu2`` is the block output (after the residual addition). Projection shortcuts are not
-listed as layers. A ResNet of depth ``6n + 2`` has ``3 + 18n + 2`` layers (59 for ResNet-20).
+"""Torch CIFAR models with stable layer names: ResNet v1 (:class:`CifarResNet`), Kornblith et al.'s
+Tiny-10 and the thesis' zoo (VGG-11/13/16, ResNet-18/34, MobileNet v1/v2), each class documenting
+its layers (what :func:`layer_names` lists and extraction records).
 """
 
 from __future__ import annotations
@@ -25,26 +10,54 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from layersim.errors import LayersimError
+from layersim.models import ModelConfigError
 
 
-class ModelConfigError(LayersimError):
-    """A model configuration that cannot be built."""
+class _Chain(nn.Module):
+    """A model whose forward applies its top-level modules in the order they were added, after
+    refusing inputs of side below ``min_image_size``."""
+
+    min_image_size = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if min(x.shape[-2:]) < self.min_image_size:
+            raise ModelConfigError(
+                f"{self.arch_name} needs inputs of side ≥ {self.min_image_size} (it downsamples by "
+                f"{self.min_image_size}); got {tuple(x.shape[-2:])}: set dataset.image_size to "
+                f"{self.min_image_size} or more"
+            )
+        for module in self.children():
+            x = module(x)
+        return x
 
 
-def _init_convs(model: nn.Module) -> None:
-    """He initialisation (fan-out, ReLU) of every convolution, as in He et al. (2016)."""
+def _add_classifier(model: nn.Module, features: int, num_classes: int) -> None:
+    """The ending every family shares: ``pool`` (global average pooling, flattened), ``logits``
+    (linear), then He initialisation (fan-out, ReLU) of every convolution, as in He et al. (2016)."""
+    model.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    model.logits = nn.Linear(features, num_classes)
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
 
-def _add_classifier(model: nn.Module, features: int, num_classes: int) -> None:
-    """The ending every family shares: ``pool`` (global average pooling, flattened), ``logits``
-    (linear), then the convolutions' initialisation."""
-    model.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-    model.logits = nn.Linear(features, num_classes)
-    _init_convs(model)
+def _check_width(width, name: str, kind: type | tuple = (int, float)) -> None:
+    if isinstance(width, bool) or not isinstance(width, kind) or not width > 0:
+        number = "integer" if kind is int else "number"
+        raise ModelConfigError(f"{name} width multiplier must be a positive {number}, got {width!r}")
+
+
+def _conv_bn_relu(in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, groups: int = 1, prefix: str = "",
+                  suffix: str = "") -> OrderedDict:
+    """``{prefix}conv{suffix}``, ``{prefix}bn{suffix}``, ``{prefix}relu{suffix}`` (padding keeps
+    the side at stride 1)."""
+    return OrderedDict(
+        [
+            (f"{prefix}conv{suffix}", nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False)),
+            (f"{prefix}bn{suffix}", nn.BatchNorm2d(out_ch)),
+            (f"{prefix}relu{suffix}", nn.ReLU()),
+        ]
+    )
 
 
 class BasicBlock(nn.Module):
@@ -52,12 +65,10 @@ class BasicBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_channels)
-        self.relu1 = nn.ReLU()
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_channels)
-        self.relu2 = nn.ReLU()
+        layers = _conv_bn_relu(in_channels, out_channels, 3, stride, suffix="1")
+        layers.update(_conv_bn_relu(out_channels, out_channels, suffix="2"))
+        for name, module in layers.items():
+            self.add_module(name, module)
         self.shortcut = nn.Identity()
         if stride != 1 or in_channels != out_channels:
             self.shortcut = nn.Sequential(
@@ -71,42 +82,46 @@ class BasicBlock(nn.Module):
         return self.relu2(out + self.shortcut(x))
 
 
-class CifarResNet(nn.Module):
-    """ResNet v1 for small images: depth ``6n + 2``, base width ``16 · width``."""
+def _resnet(model: nn.Module, in_channels: int, channels: list[int], blocks: tuple[int, ...], num_classes: int):
+    """Add a ResNet's ``stem`` (3×3 convolution, stride 1), ``stage{s}`` of ``blocks[s - 1]`` basic
+    blocks (stride 2 at the start of every stage but the first) and the classifier to ``model``."""
+    model.stem = nn.Sequential(_conv_bn_relu(in_channels, channels[0]))
+    in_ch = channels[0]
+    for s, (out_ch, n) in enumerate(zip(channels, blocks), start=1):
+        stage = OrderedDict()
+        for b in range(1, n + 1):
+            stage[f"block{b}"] = BasicBlock(in_ch, out_ch, 2 if (s > 1 and b == 1) else 1)
+            in_ch = out_ch
+        setattr(model, f"stage{s}", nn.Sequential(stage))
+    _add_classifier(model, in_ch, num_classes)
+
+
+class CifarResNet(_Chain):
+    """ResNet v1 for small images (He et al. 2016, §4.2): depth ``6n + 2``, base width ``16 · width``.
+
+    A 3×3 stem convolution with ``16·width`` channels, three stages of ``n`` basic blocks with
+    ``16·width``, ``32·width`` and ``64·width`` channels (stride 2 at the start of stages 2 and 3,
+    where a 1×1 convolution + batch norm projects the shortcut), global average pooling and a linear
+    layer producing the logits. Layers, in forward order::
+
+        stem.conv  stem.bn  stem.relu
+        stage{s}.block{b}.conv1  .bn1  .relu1  .conv2  .bn2  .relu2      s = 1..3, b = 1..n
+        pool  logits
+
+    ``relu2`` is the block output (after the residual addition); projection shortcuts are not
+    layers. Depth ``6n + 2`` has ``3 + 18n + 2`` layers (59 for ResNet-20).
+    """
 
     def __init__(self, depth: int = 20, width: int = 1, num_classes: int = 10, in_channels: int = 3):
         super().__init__()
         if depth < 8 or (depth - 2) % 6 != 0:
             raise ModelConfigError(f"ResNet depth must be 6n+2 with n >= 1 (8, 14, 20, 26, 32, ...), got {depth}")
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ModelConfigError(f"ResNet width multiplier must be a positive integer, got {width!r}")
+        _check_width(width, "ResNet", int)
         n = (depth - 2) // 6
-        channels = [16 * width, 32 * width, 64 * width]
-        self.depth, self.width = depth, width
-        self.stem = nn.Sequential(
-            OrderedDict(
-                conv=nn.Conv2d(in_channels, channels[0], 3, 1, 1, bias=False),
-                bn=nn.BatchNorm2d(channels[0]),
-                relu=nn.ReLU(),
-            )
-        )
-        in_ch = channels[0]
-        for s, out_ch in enumerate(channels, start=1):
-            blocks = OrderedDict()
-            for b in range(1, n + 1):
-                stride = 2 if (s > 1 and b == 1) else 1
-                blocks[f"block{b}"] = BasicBlock(in_ch, out_ch, stride)
-                in_ch = out_ch
-            setattr(self, f"stage{s}", nn.Sequential(blocks))
-        _add_classifier(self, in_ch, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        x = self.stage3(self.stage2(self.stage1(x)))
-        return self.logits(self.pool(x))
+        _resnet(self, in_channels, [16 * width, 32 * width, 64 * width], (n, n, n), num_classes)
 
 
-class Tiny10(nn.Module):
+class Tiny10(_Chain):
     """Kornblith et al. (2019)'s "Tiny-10" CNN (their Table 3), with stable layer names.
 
     Eight convolutions, each followed by batch norm and ReLU, then global average pooling and
@@ -128,8 +143,7 @@ class Tiny10(nn.Module):
 
     def __init__(self, width: int = 1, num_classes: int = 10, in_channels: int = 3):
         super().__init__()
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ModelConfigError(f"Tiny-10 width multiplier must be a positive integer, got {width!r}")
+        _check_width(width, "Tiny-10", int)
         in_ch = in_channels
         for i, (mult, kernel, stride, padding) in enumerate(self.SPEC, start=1):
             out_ch = 16 * width * mult
@@ -141,9 +155,7 @@ class Tiny10(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if min(x.shape[-2:]) < 9:
             raise ModelConfigError(f"Tiny-10 needs inputs of side ≥ 9 (its valid 3×3 convolution sees side/4); got {tuple(x.shape[-2:])}: set dataset.image_size to 16 or more")
-        for i in range(1, len(self.SPEC) + 1):
-            x = getattr(self, f"layer{i}")(x)
-        return self.logits(self.pool(x))
+        return super().forward(x)
 
 
 # --- The thesis' CIFAR-100 zoo (ch. 3, Fig. 3.4): VGG, four-stage ResNet, MobileNet v1/v2 -------
@@ -157,46 +169,16 @@ def _channels(c: int, width: float) -> int:
     return max(1, int(round(c * width)))
 
 
-def _check_width(width, name: str) -> float:
-    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
-        raise ModelConfigError(f"{name} width multiplier must be a positive number, got {width!r}")
-    return float(width)
-
-
-def _check_side(model: nn.Module, x: torch.Tensor) -> None:
-    side = min(x.shape[-2:])
-    if side < model.min_image_size:
-        raise ModelConfigError(
-            f"{model.arch_name} needs inputs of side ≥ {model.min_image_size} (it downsamples by "
-            f"{model.min_image_size}); got {tuple(x.shape[-2:])}: set dataset.image_size to "
-            f"{model.min_image_size} or more"
-        )
-
-
-def _conv_bn_relu(in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, groups: int = 1, prefix: str = "", suffix: str = "") -> OrderedDict:
-    """``{prefix}conv{suffix}``, ``{prefix}bn{suffix}``, ``{prefix}relu{suffix}`` (padding keeps
-    the side at stride 1)."""
-    return OrderedDict(
-        [
-            (f"{prefix}conv{suffix}", nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False)),
-            (f"{prefix}bn{suffix}", nn.BatchNorm2d(out_ch)),
-            (f"{prefix}relu{suffix}", nn.ReLU()),
-        ]
-    )
-
-
 class BlockOutput(nn.Identity):
     """Marks the output of a residual block (after the addition) as a layer of its own."""
 
 
-class CifarVGG(nn.Module):
+class CifarVGG(_Chain):
     """VGG-11/13/16 with batch norm (Simonyan & Zisserman 2015, configurations A, B, D) for CIFAR.
 
-    Five stages of 3×3 convolutions (64, 128, 256, 512, 512 channels × width), each closed by a
-    2×2 max pool, then global average pooling and one linear layer (the CIFAR variant: no
-    4096-wide classifier). Layers: ``stage{s}.conv{i}``, ``.bn{i}``, ``.relu{i}`` (i counts
-    within the stage; the max pools are not layers), ``pool``, ``logits``. Five 2×2 pools need
-    inputs of side ≥ 32.
+    Five stages of 3×3 convolutions (:attr:`CONFIGS`: channels, × width), each closed by a 2×2 max
+    pool; no 4096-wide classifier. Layers: ``stage{s}.conv{i}``, ``.bn{i}``, ``.relu{i}`` (i counts
+    within the stage; max pools are not layers), ``pool``, ``logits``. Inputs of side ≥ 32.
     """
 
     CONFIGS = {
@@ -210,7 +192,7 @@ class CifarVGG(nn.Module):
         super().__init__()
         if depth not in self.CONFIGS:
             raise ModelConfigError(f"vgg depth must be 11, 13 or 16, got {depth}")
-        width = _check_width(width, "vgg")
+        _check_width(width, "vgg")
         self.arch_name = f"VGG-{depth}"
         in_ch = in_channels
         for s, stage in enumerate(self.CONFIGS[depth], start=1):
@@ -221,25 +203,15 @@ class CifarVGG(nn.Module):
                 in_ch = out_ch
             layers["maxpool"] = nn.MaxPool2d(2)
             setattr(self, f"stage{s}", nn.Sequential(layers))
-        self.num_stages = len(self.CONFIGS[depth])
         _add_classifier(self, in_ch, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_side(self, x)
-        for s in range(1, self.num_stages + 1):
-            x = getattr(self, f"stage{s}")(x)
-        return self.logits(self.pool(x))
 
-
-class CifarResNet4(nn.Module):
+class CifarResNet4(_Chain):
     """ResNet-18/34 (He et al. 2016, the four-stage ImageNet design) with a CIFAR stem.
 
-    A 3×3 stride-1 stem convolution with 64·width channels (no max pool), four stages of basic
-    blocks ([2, 2, 2, 2] for depth 18, [3, 4, 6, 3] for 34) with 64, 128, 256, 512 channels ×
-    width (stride 2 at the start of stages 2–4, projection shortcuts there), global average
-    pooling, linear logits. Layers as :class:`CifarResNet`: ``stem.{conv,bn,relu}``,
-    ``stage{s}.block{b}.{conv1,bn1,relu1,conv2,bn2,relu2}`` (s = 1..4), ``pool``, ``logits``.
-    It downsamples by 8: inputs of side ≥ 8.
+    A stem with 64·width channels (no max pool) and four stages of basic blocks (:attr:`BLOCKS`)
+    with 64, 128, 256, 512 channels × width (stride 2 and a projection shortcut at the start of
+    stages 2–4). Layers as :class:`CifarResNet`, with s = 1..4. It downsamples by 8: side ≥ 8.
     """
 
     BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
@@ -249,33 +221,18 @@ class CifarResNet4(nn.Module):
         super().__init__()
         if depth not in self.BLOCKS:
             raise ModelConfigError(f"resnet4stage depth must be 18 or 34, got {depth}")
-        width = _check_width(width, "resnet4stage")
+        _check_width(width, "resnet4stage")
         self.arch_name = f"ResNet-{depth}"
         channels = [_channels(c, width) for c in (64, 128, 256, 512)]
-        self.stem = nn.Sequential(_conv_bn_relu(in_channels, channels[0]))
-        in_ch = channels[0]
-        for s, (out_ch, n) in enumerate(zip(channels, self.BLOCKS[depth]), start=1):
-            blocks = OrderedDict()
-            for b in range(1, n + 1):
-                blocks[f"block{b}"] = BasicBlock(in_ch, out_ch, 2 if (s > 1 and b == 1) else 1)
-                in_ch = out_ch
-            setattr(self, f"stage{s}", nn.Sequential(blocks))
-        _add_classifier(self, in_ch, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_side(self, x)
-        x = self.stem(x)
-        x = self.stage4(self.stage3(self.stage2(self.stage1(x))))
-        return self.logits(self.pool(x))
+        _resnet(self, in_channels, channels, self.BLOCKS[depth], num_classes)
 
 
-class CifarMobileNet(nn.Module):
+class CifarMobileNet(_Chain):
     """MobileNet v1 (Howard et al. 2017) for CIFAR: depthwise separable convolutions.
 
-    A 3×3 stride-1 stem convolution (32·width channels), then 13 blocks, each a 3×3 depthwise
-    convolution (stride 2 in blocks 2, 4, 6 and 12) and a 1×1 pointwise convolution, each followed
-    by batch norm and ReLU (64, 128, 128, 256, 256, 512 ×6, 1024, 1024 channels × width), global
-    average pooling, linear logits: 28 weighted layers. Layers: ``stem.{conv,bn,relu}``,
+    A 3×3 stride-1 stem convolution (32·width channels), then 13 blocks (:attr:`BLOCKS`), each a 3×3
+    depthwise convolution and a 1×1 pointwise convolution, each followed by batch norm and ReLU,
+    global average pooling, linear logits: 28 weighted layers. Layers: ``stem.{conv,bn,relu}``,
     ``block{i}.{dw_conv,dw_bn,dw_relu,pw_conv,pw_bn,pw_relu}`` (i = 1..13), ``pool``, ``logits``.
     It downsamples by 16: inputs of side ≥ 16.
     """
@@ -286,25 +243,17 @@ class CifarMobileNet(nn.Module):
 
     def __init__(self, width: float = 1, num_classes: int = 10, in_channels: int = 3):
         super().__init__()
-        width = _check_width(width, "mobilenet")
+        _check_width(width, "mobilenet")
         self.arch_name = "MobileNet"
         in_ch = _channels(32, width)
         self.stem = nn.Sequential(_conv_bn_relu(in_channels, in_ch))
         for i, (c, stride) in enumerate(self.BLOCKS, start=1):
             out_ch = _channels(c, width)
-            layers = OrderedDict()
-            layers.update(_conv_bn_relu(in_ch, in_ch, 3, stride, groups=in_ch, prefix="dw_"))
+            layers = _conv_bn_relu(in_ch, in_ch, 3, stride, groups=in_ch, prefix="dw_")
             layers.update(_conv_bn_relu(in_ch, out_ch, 1, prefix="pw_"))
             setattr(self, f"block{i}", nn.Sequential(layers))
             in_ch = out_ch
         _add_classifier(self, in_ch, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_side(self, x)
-        x = self.stem(x)
-        for i in range(1, len(self.BLOCKS) + 1):
-            x = getattr(self, f"block{i}")(x)
-        return self.logits(self.pool(x))
 
 
 class InvertedResidual(nn.Module):
@@ -312,49 +261,46 @@ class InvertedResidual(nn.Module):
     a residual connection (and the ``out`` layer after the addition) when stride is 1 and the
     channels are unchanged."""
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int, expansion: int, width_hidden: int):
+    def __init__(self, in_ch: int, out_ch: int, stride: int, expansion: int):
         super().__init__()
-        hidden = width_hidden
-        if expansion != 1:
-            for name, module in _conv_bn_relu(in_ch, hidden, 1, prefix="expand_").items():
-                self.add_module(name, module)
-        for name, module in _conv_bn_relu(hidden, hidden, 3, stride, groups=hidden, prefix="dw_").items():
+        hidden = in_ch * expansion
+        layers = _conv_bn_relu(in_ch, hidden, 1, prefix="expand_") if expansion != 1 else OrderedDict()
+        layers.update(_conv_bn_relu(hidden, hidden, 3, stride, groups=hidden, prefix="dw_"))
+        for name, module in layers.items():
             self.add_module(name, module)
         self.project_conv = nn.Conv2d(hidden, out_ch, 1, bias=False)
         self.project_bn = nn.BatchNorm2d(out_ch)
         self.residual = stride == 1 and in_ch == out_ch
         if self.residual:
             self.out = BlockOutput()
-        self.expansion = expansion
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x
-        if self.expansion != 1:
-            h = self.expand_relu(self.expand_bn(self.expand_conv(h)))
-        h = self.dw_relu(self.dw_bn(self.dw_conv(h)))
-        h = self.project_bn(self.project_conv(h))
+        for name, module in self.named_children():  # the layers in order, ``out`` last
+            if name != "out":
+                h = module(h)
         return self.out(x + h) if self.residual else h
 
 
-class CifarMobileNetV2(nn.Module):
+class CifarMobileNetV2(_Chain):
     """MobileNetV2 (Sandler et al. 2018) for CIFAR: inverted residual blocks with linear bottlenecks.
 
-    A 3×3 stride-1 stem convolution (32·width channels), the paper's 17 blocks (expansion t,
-    channels c, repeats n, stride s of the first: (1,16,1,1), (6,24,2,1), (6,32,3,2), (6,64,4,2),
-    (6,96,3,1), (6,160,3,2), (6,320,1,1) — the CIFAR variant keeps stride 1 in the stem and the
-    24-channel stage), a 1×1 convolution to 1280·width channels, global average pooling, linear
-    logits: 53 weighted layers. Layers: ``stem.{conv,bn,relu}``, ``block{i}.{expand_conv,
-    expand_bn,expand_relu}`` (not in block 1, t = 1), ``block{i}.{dw_conv,dw_bn,dw_relu,
-    project_conv,project_bn}``, ``block{i}.out`` (residual blocks only: the sum), ``head.{conv,bn,
-    relu}``, ``pool``, ``logits``. It downsamples by 8: inputs of side ≥ 8.
+    A 3×3 stride-1 stem convolution (32·width channels), the paper's 17 blocks (:attr:`SETTINGS`;
+    the CIFAR variant keeps stride 1 in the stem and the 24-channel stage), a 1×1 convolution to
+    1280·width channels, global average pooling, linear logits: 53 weighted layers. Layers:
+    ``stem.{conv,bn,relu}``, ``block{i}.{expand_conv,expand_bn,expand_relu}`` (not in block 1,
+    t = 1), ``block{i}.{dw_conv,dw_bn,dw_relu,project_conv,project_bn}``, ``block{i}.out`` (residual
+    blocks only: the sum), ``head.{conv,bn,relu}``, ``pool``, ``logits``. It downsamples by 8:
+    inputs of side ≥ 8.
     """
 
     SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+    """(expansion t, output channels c, repeats n, stride s of the first) of each group of blocks."""
     min_image_size = 8
 
     def __init__(self, width: float = 1, num_classes: int = 10, in_channels: int = 3):
         super().__init__()
-        width = _check_width(width, "mobilenetv2")
+        _check_width(width, "mobilenetv2")
         self.arch_name = "MobileNetV2"
         in_ch = _channels(32, width)
         self.stem = nn.Sequential(_conv_bn_relu(in_channels, in_ch))
@@ -363,70 +309,42 @@ class CifarMobileNetV2(nn.Module):
             out_ch = _channels(c, width)
             for r in range(n):
                 i += 1
-                setattr(self, f"block{i}", InvertedResidual(in_ch, out_ch, s if r == 0 else 1, t, in_ch * t))
+                setattr(self, f"block{i}", InvertedResidual(in_ch, out_ch, s if r == 0 else 1, t))
                 in_ch = out_ch
-        self.num_blocks = i
         head_ch = _channels(1280, width)
         self.head = nn.Sequential(_conv_bn_relu(in_ch, head_ch, 1))
         _add_classifier(self, head_ch, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_side(self, x)
-        x = self.stem(x)
-        for i in range(1, self.num_blocks + 1):
-            x = getattr(self, f"block{i}")(x)
-        return self.logits(self.pool(self.head(x)))
-
-
-_LAYER_TYPES = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Linear, BlockOutput)
-
 
 def layer_names(model: nn.Module) -> list[str]:
-    """The names of the modules whose outputs count as layers, in forward order.
-
-    For :class:`CifarResNet` these are the convolutions, batch norms and ReLUs outside
-    projection shortcuts, then ``pool`` and ``logits``. For any other module: every Conv2d,
-    BatchNorm2d, ReLU, Linear and :class:`BlockOutput` in registration order (shortcut branches
-    excluded; max pools are not layers).
+    """The names of the modules whose outputs count as layers, in forward order: every Conv2d,
+    BatchNorm2d, ReLU, Linear and :class:`BlockOutput` outside shortcut branches, and ``pool``, in
+    registration order (max pools are not layers).
     """
-    names = []
-    for name, module in model.named_modules():
-        if ".shortcut" in f".{name}":
-            continue
-        if isinstance(module, _LAYER_TYPES) or name == "pool":
-            names.append(name)
-    return names
+    layer_types = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Linear, BlockOutput)
+    return [name for name, module in model.named_modules()
+            if ".shortcut" not in f".{name}" and (isinstance(module, layer_types) or name == "pool")]
 
 
 def build_torch_model(arch: dict, *, num_classes: int, in_channels: int) -> nn.Module:
-    """Build the torch model an architecture config describes.
+    """Build the torch model an architecture config ``{"family", "depth", "width"}`` describes.
 
-    Parameters
-    ----------
-    arch : dict
-        ``{"family": "resnet", "depth": 6n+2, "width": k}`` or ``{"family": "tiny10", "depth": 10,
-        "width": k}`` (:class:`Tiny10`); the thesis' zoo with a positive (fractional) ``width``:
-        ``{"family": "vgg", "depth": 11 | 13 | 16}`` (:class:`CifarVGG`), ``{"family":
-        "resnet4stage", "depth": 18 | 34}`` (:class:`CifarResNet4`), ``{"family": "mobilenet",
-        "depth": 28}`` (:class:`CifarMobileNet`), ``{"family": "mobilenetv2", "depth": 53}``
-        (:class:`CifarMobileNetV2`).
+    Families: ``resnet`` (the default; :class:`CifarResNet`, depth 6n+2, integer width), ``tiny10``
+    (:class:`Tiny10`, depth 10, integer width) and the thesis' zoo, with a positive (fractional)
+    width: ``vgg`` (:class:`CifarVGG`, depth 11, 13 or 16), ``resnet4stage`` (:class:`CifarResNet4`,
+    18 or 34), ``mobilenet`` (:class:`CifarMobileNet`, 28), ``mobilenetv2`` (:class:`CifarMobileNetV2`, 53).
     """
-    family = arch.get("family", "resnet")
-    if family == "resnet":
-        return CifarResNet(arch["depth"], arch.get("width", 1), num_classes, in_channels)
-    if family == "tiny10":
-        if arch.get("depth", 10) != 10:
-            raise ModelConfigError(f"tiny10 has 10 layers (8 convolutions, pooling, logits): depth must be 10, got {arch['depth']}")
-        return Tiny10(arch.get("width", 1), num_classes, in_channels)
-    if family == "vgg":
-        return CifarVGG(arch["depth"], arch.get("width", 1), num_classes, in_channels)
-    if family == "resnet4stage":
-        return CifarResNet4(arch["depth"], arch.get("width", 1), num_classes, in_channels)
-    for name, cls, depth in (("mobilenet", CifarMobileNet, 28), ("mobilenetv2", CifarMobileNetV2, 53)):
+    family, width = arch.get("family", "resnet"), arch.get("width", 1)
+    by_depth = {"resnet": CifarResNet, "vgg": CifarVGG, "resnet4stage": CifarResNet4}
+    if family in by_depth:
+        return by_depth[family](arch["depth"], width, num_classes, in_channels)
+    for name, cls, depth, layers in (("tiny10", Tiny10, 10, "layers (8 convolutions, pooling, logits)"),
+                                     ("mobilenet", CifarMobileNet, 28, "weighted layers"),
+                                     ("mobilenetv2", CifarMobileNetV2, 53, "weighted layers")):
         if family == name:
             if arch.get("depth", depth) != depth:
-                raise ModelConfigError(f"{name} has {depth} weighted layers: depth must be {depth}, got {arch['depth']}")
-            return cls(arch.get("width", 1), num_classes, in_channels)
+                raise ModelConfigError(f"{name} has {depth} {layers}: depth must be {depth}, got {arch['depth']}")
+            return cls(width, num_classes, in_channels)
     raise ModelConfigError(f"unknown torch model family {family!r}: expected one of {', '.join(TORCH_FAMILIES)}")
 
 
@@ -445,13 +363,12 @@ class LayerRecorder:
     """
 
     def __init__(self, model: nn.Module, names: list[str]):
-        modules = dict(model.named_modules())
-        missing = [n for n in names if n not in modules]
+        self._modules = dict(model.named_modules())
+        missing = [n for n in names if n not in self._modules]
         if missing:
             raise ModelConfigError(f"model has no layers named {missing}; available: {layer_names(model)}")
-        self.model, self.names = model, list(names)
+        self.names = list(names)
         self.outputs: dict[str, torch.Tensor] = {}
-        self._modules = modules
         self._handles = []
 
     def __enter__(self) -> "LayerRecorder":
