@@ -107,7 +107,7 @@ def test_metrics_side_by_side_and_functional(done):
             assert sim["value"].sel(layer_a=la, layer_b=lb).item() == pytest.approx(expected, abs=1e-8)
     pw = xr.open_zarr(results / "similarity" / "pwcca" / f"{a}__{b}.zarr")["value"].values
     assert np.all((pw >= 0) & (pw <= 1 + 1e-9))
-    image = matplotlib.image.imread(results / "figures" / "metrics" / f"{a}__{b}.png")
+    image = matplotlib.image.imread(results / "figures" / "metrics" / f"{a}__{b}_metrics.png")
     assert image.shape[1] > 3 * image.shape[0]  # four panels side by side
     functional = json.loads((results / "functional" / f"{a}__{b}.json").read_text())
     logits_a, logits_b, labels = store_a["logits"][:], store_b["logits"][:], store_a["labels"][:]

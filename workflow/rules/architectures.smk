@@ -78,7 +78,7 @@ rule architectures_summary:
     output:
         table=f"{RESULTS}/architectures/correlations.csv",
         markdown=f"{RESULTS}/architectures/correlations.md",
-        figure=report(f"{RESULTS}/figures/architectures/metric_vs_function.{FMT}", caption="../report/architectures.rst", category="Functional similarity"),
+        figure=report(f"{RESULTS}/figures/architectures/metric_vs_function.{FMT}", caption="../report/architectures.rst", category="Metric vs function across architectures (thesis §3.3)", subcategory="Metric vs function"),
     params:
         layer=ARCHITECTURES["layer"],
         metrics=ARCHITECTURES["metrics"],
