@@ -37,6 +37,7 @@ rule architectures_extract_untrained:
         dataset=DATASET,
         batch_size=config["extract"]["batch_size"],
         shard_chunks=config["extract"]["shard_chunks"],
+        dtype=config["extract"]["dtype"],
         layers=config["extract"]["layers"],
     log:
         f"{RESULTS}/logs/architectures/extract_untrained/{{model}}-s{{seed}}-e0.log",

@@ -36,6 +36,7 @@ rule extract_epoch:
         dataset=DATASET,
         batch_size=config["extract"]["batch_size"],
         shard_chunks=config["extract"]["shard_chunks"],
+        dtype=config["extract"]["dtype"],
     log:
         f"{RESULTS}/logs/extract_epoch/{{model}}-s{{seed}}-e{{epoch}}.log",
     benchmark:
