@@ -122,9 +122,31 @@ def test_metrics_side_by_side_and_functional(done):
 
 
 def test_report(done):
+    """The report groups its figures by stage, then by comparison, and no two share a name."""
+    import zipfile
+
     snakemake(done, TINY, "--report", str(done / "report.html"))
     html = (done / "report.html").read_text(errors="ignore")
     assert "CKA heatmaps" in html and "m8x1-s0-e1__m8x2-s0-e1" in html
+    snakemake(done, TINY, "--report", str(done / "report.zip"))
+    with zipfile.ZipFile(done / "report.zip") as archive:
+        files = [n for n in archive.namelist() if n.startswith("report/data/raw/")]
+        html = archive.read("report/report.html").decode()
+    names = [Path(n).name for n in files]
+    assert len(names) == 9 and len(set(names)) == len(names), names
+    start = html.index("var categories = ") + len("var categories = ")
+    categories, _ = json.JSONDecoder().raw_decode(html[start:])
+    grouped = {cat: {sub: sorted(Path(f).name for f in fs) for sub, fs in subs.items()} for cat, subs in categories.items()}
+    pair = "m8x1-s0-e1__m8x2-s0-e1"
+    assert grouped == {
+        "CKA heatmaps": {
+            "Self-similarity": sorted(f"{i}__{i}.png" for i in instances()),
+            "Across seeds": ["m8x1-s0-e1__m8x1-s1-e1.png", "m8x2-s0-e1__m8x2-s1-e1.png"],
+            "Between models": [f"{pair}.png"],
+            "Self-similarity grid (depth × width)": ["self_similarity_grid.png"],
+        },
+        "Metrics side by side": {"m8x1-s0-e1 vs m8x2-s0-e1": [f"{pair}_metrics.png"]},
+    }
 
 
 def test_rerun_only_what_is_stale(done):
