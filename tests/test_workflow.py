@@ -217,3 +217,26 @@ def test_keep_stores_false_deletes_each_store_once_its_readers_are_done(tmp_path
 
 def test_keep_stores_default_keeps_them(done):
     assert len(list((done / "results" / "tiny" / "activations").glob("*.zarr"))) == len(instances())
+
+
+def test_extract_dtype_float16_writes_float16_stores_and_cka_close_to_float32(tmp_path, done):
+    """extract.dtype: float16 reaches every extract job: the layers are stored as float16, the
+    logits as float32, and the CKA matrix is that of the float32 stores of the `done` run (the
+    same checkpoints, copied) within float16's rounding."""
+    import shutil
+
+    import zarr
+
+    config = {**TINY, "metrics": {"names": []}, "seeds": [0], "similarity": {**TINY["similarity"], "compare": {"self": False, "across_seeds": False, "pairs": [["m8x1", "m8x2"]]}}, "extract": {**TINY["extract"], "dtype": "float16"}}
+    for model in ("m8x1", "m8x2"):
+        shutil.copytree(done / "results" / "tiny" / "models" / model / "s0", tmp_path / "results" / "tiny" / "models" / model / "s0")
+    snakemake(tmp_path, config, "--touch", *(f"results/tiny/models/{m}/s0/e1.pt" for m in ("m8x1", "m8x2")))  # trained: not retrained
+    snakemake(tmp_path, config)
+    assert planned_jobs(tmp_path, config) == {}
+    store = zarr.open_group(str(tmp_path / "results" / "tiny" / "activations" / "m8x1-s0-e1.zarr"), mode="r")
+    assert store["stem.conv"].dtype == np.float16 and store["logits"].dtype == np.float32
+    pair = "m8x1-s0-e1__m8x2-s0-e1.zarr"
+    half = xr.open_zarr(tmp_path / "results" / "tiny" / "similarity" / "cka" / pair)["cka"].values
+    full = xr.open_zarr(done / "results" / "tiny" / "similarity" / "cka" / pair)["cka"].values
+    assert np.nanmax(np.abs(half - full)) < 1e-3
+    assert not (tmp_path / "results" / "tiny" / "logs" / "train").exists()  # nothing retrained
