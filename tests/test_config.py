@@ -97,6 +97,13 @@ def test_nested_typo_names_its_path_and_nearest_key():
     assert_short(message)
 
 
+def test_unknown_store_dtype_is_refused_with_the_allowed_ones():
+    assert validate_config(tiny())["extract"]["dtype"] == "float32"
+    message = error_of(tiny(extract={"dtype": "bfloat16"}))
+    assert "extract.dtype: 'bfloat16' is not allowed" in message and "Allowed: float32, float16" in message
+    assert_short(message)
+
+
 def test_partial_config_says_configs_replace_the_default():
     message = error_of({"train": {"epochs": 2}})
     assert "no models: section" in message and "replaces config/config.yaml" in message and "copy config/config.yaml" in message

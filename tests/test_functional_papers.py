@@ -73,7 +73,7 @@ def test_checkpoints_over_training(tmp_path_factory):
         assert pool[0]["cka"] < final["cka"]
     # the per-epoch checkpoints are separate outputs, each extracted by its own job
     assert len(list((results / "checkpoint_activations").glob("*.zarr"))) == 12
-    for name in ("over_training.png", "cka_vs_jsd.png"):
+    for name in ("over_training.png", "checkpoint_cka_vs_jsd.png"):
         assert image_ok(results / "figures" / "checkpoints" / name)
 
 

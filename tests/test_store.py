@@ -358,3 +358,81 @@ def test_similarity_roundtrip_is_labelled(tmp_path):
     assert back["cka"].dims == ("layer_a", "layer_b")
     assert list(back["layer_b"].values) == ["p", "q"]
     assert read_similarity(tmp_path / "s.zarr").attrs["model_a"] == "a"
+
+
+# --- reduced-precision stores (write_activations(dtype="float16")) ---------------------------
+
+
+def test_float16_store_round_trip_reads_float32_and_keeps_logits_and_labels(tmp_path):
+    rng = np.random.default_rng(11)
+    n = 40
+    data, batches = make_batches(rng, n, [8] * 5)
+    labels = rng.integers(0, 5, n)
+    path = write_activations(tmp_path / "m.zarr", batches, sample_id=np.arange(n), labels=labels, attrs={}, shard_chunks=2, dtype="float16")
+    group = zarr.open_group(str(path), mode="r")
+    assert group["conv"].dtype == np.float16 and group["logits"].dtype == np.float32 and group["labels"].dtype == np.int64
+    store = ActivationStore(path)
+    conv = store.read("conv")
+    assert conv.dtype == np.float32
+    np.testing.assert_array_equal(conv, data["conv"].astype(np.float16).astype(np.float32).reshape(n, -1))  # rounded once, to nearest
+    np.testing.assert_array_equal(store.read("conv", np.array([3, 17, 39])), conv[[3, 17, 39]])
+    np.testing.assert_array_equal(store.read("logits"), data["logits"])  # logits as written
+    np.testing.assert_array_equal(store.labels, labels)
+    np.testing.assert_array_equal(ActivationStore(path, cache_bytes=1 << 30).read("conv", np.array([0, 21])), conv[[0, 21]])
+    assert (path / "conv" / "c.0.0.0.0").stat().st_size < 0.55 * 16 * 48 * 4  # a shard: 16 rows of 48 halves, not floats
+    shard = path / "conv" / "c.1.0.0.0"  # the integrity record covers float16 shards too
+    raw = bytearray(shard.read_bytes())
+    raw[10] ^= 0xFF
+    shard.write_bytes(bytes(raw))
+    with pytest.raises(StoreError, match=r"c\.1\.0\.0\.0 \(layer 'conv', rows 16–31\) does not hold the bytes written"):
+        ActivationStore(path).read("conv", np.array([20]))
+
+
+def test_activation_beyond_float16_range_is_an_error_naming_the_layer(tmp_path):
+    rng = np.random.default_rng(12)
+    _, batches = make_batches(rng, 16, [8, 8])
+    batches[1]["conv"][3, 0, 0, 0] = 70000.0  # finite in float32, inf in float16 (max 65504)
+    with pytest.raises(StoreError, match=r"layer 'conv' has activations beyond float16's range \(±65504\) in row 11 .*extract\.dtype: float32"):
+        write_activations(tmp_path / "m.zarr", batches, sample_id=np.arange(16), labels=np.zeros(16), attrs={}, dtype="float16")
+    assert not (tmp_path / "m.zarr").exists()
+    batches[1]["conv"][3, 0, 0, 0] = np.nan  # NaN stays the NaN error
+    with pytest.raises(StoreError, match=r"layer 'conv' has NaN or Inf activations"):
+        write_activations(tmp_path / "m.zarr", batches, sample_id=np.arange(16), labels=np.zeros(16), attrs={}, dtype="float16")
+    _, batches = make_batches(rng, 16, [8, 8])
+    batches[0]["logits"][0, 0] = 70000.0  # logits stay float32: no overflow
+    write_activations(tmp_path / "ok.zarr", batches, sample_id=np.arange(16), labels=np.zeros(16), attrs={}, dtype="float16")
+    assert ActivationStore(tmp_path / "ok.zarr").read("logits")[0, 0] == 70000.0
+
+
+def test_unknown_store_dtype_is_an_error(tmp_path):
+    _, batches = make_batches(np.random.default_rng(0), 8, [8])
+    with pytest.raises(StoreError, match=r"dtype must be one of float32, float16, got 'bfloat16'"):
+        write_activations(tmp_path / "m.zarr", batches, sample_id=np.arange(8), labels=np.zeros(8), attrs={}, dtype="bfloat16")
+    assert not (tmp_path / "m.zarr").exists()
+
+
+@pytest.mark.parametrize("cache_mb", [1024, 0])  # read once and kept / minibatch by minibatch
+def test_cka_from_float16_stores_is_within_1e_3_of_the_float64_reference(tmp_path, cache_mb):
+    """Minibatch CKA from float16 stores against the float64 reference on the unrounded
+    activations: float16's rounding (relative 2⁻¹¹) moves it by well under 1e-3."""
+    from reference import minibatch_cka
+
+    from layersim.engine import compare_stores, minibatch_rows
+
+    rng = np.random.default_rng(13)
+    n = 64
+    shared = rng.normal(size=(n, 40))
+    layers = {
+        "a": {"conv": np.maximum(shared[:, :32].reshape(n, 2, 4, 4) + 0.5 * rng.normal(size=(n, 2, 4, 4)), 0), "fc": np.maximum(shared @ rng.normal(size=(40, 30)), 0) * 50, "logits": rng.normal(size=(n, 5))},
+        "b": {"conv": np.maximum(shared[:, 8:40].reshape(n, 2, 4, 4), 0), "fc": rng.normal(size=(n, 12)), "logits": rng.normal(size=(n, 5))},
+    }
+    paths = {}
+    for name, data in layers.items():
+        batches = [{k: v[i : i + 16].astype(np.float32) for k, v in data.items()} for i in range(0, n, 16)]
+        paths[name] = write_activations(tmp_path / f"{name}.zarr", batches, sample_id=np.arange(n), labels=np.zeros(n), attrs={}, dtype="float16")
+    result = compare_stores(paths, [("a", "b")], batch_size=16, passes=2, threads=1, progress=False, cache_mb=cache_mb)[("a", "b")]
+    rows = minibatch_rows(n, 16, 2)
+    expected = minibatch_cka([[v[r] for v in layers["a"].values()] for r in rows], [[v[r] for v in layers["b"].values()] for r in rows])
+    error = np.abs(result["cka"].values - expected)
+    assert error.max() < 1e-3, error
+    assert error[:2, :2].max() > 1e-7  # the layers were rounded to float16 (logits were not)

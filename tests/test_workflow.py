@@ -107,7 +107,7 @@ def test_metrics_side_by_side_and_functional(done):
             assert sim["value"].sel(layer_a=la, layer_b=lb).item() == pytest.approx(expected, abs=1e-8)
     pw = xr.open_zarr(results / "similarity" / "pwcca" / f"{a}__{b}.zarr")["value"].values
     assert np.all((pw >= 0) & (pw <= 1 + 1e-9))
-    image = matplotlib.image.imread(results / "figures" / "metrics" / f"{a}__{b}.png")
+    image = matplotlib.image.imread(results / "figures" / "metrics" / f"{a}__{b}_metrics.png")
     assert image.shape[1] > 3 * image.shape[0]  # four panels side by side
     functional = json.loads((results / "functional" / f"{a}__{b}.json").read_text())
     logits_a, logits_b, labels = store_a["logits"][:], store_b["logits"][:], store_a["labels"][:]
@@ -122,9 +122,31 @@ def test_metrics_side_by_side_and_functional(done):
 
 
 def test_report(done):
+    """The report groups its figures by stage, then by comparison, and no two share a name."""
+    import zipfile
+
     snakemake(done, TINY, "--report", str(done / "report.html"))
     html = (done / "report.html").read_text(errors="ignore")
     assert "CKA heatmaps" in html and "m8x1-s0-e1__m8x2-s0-e1" in html
+    snakemake(done, TINY, "--report", str(done / "report.zip"))
+    with zipfile.ZipFile(done / "report.zip") as archive:
+        files = [n for n in archive.namelist() if n.startswith("report/data/raw/")]
+        html = archive.read("report/report.html").decode()
+    names = [Path(n).name for n in files]
+    assert len(names) == 9 and len(set(names)) == len(names), names
+    start = html.index("var categories = ") + len("var categories = ")
+    categories, _ = json.JSONDecoder().raw_decode(html[start:])
+    grouped = {cat: {sub: sorted(Path(f).name for f in fs) for sub, fs in subs.items()} for cat, subs in categories.items()}
+    pair = "m8x1-s0-e1__m8x2-s0-e1"
+    assert grouped == {
+        "CKA heatmaps": {
+            "Self-similarity": sorted(f"{i}__{i}.png" for i in instances()),
+            "Across seeds": ["m8x1-s0-e1__m8x1-s1-e1.png", "m8x2-s0-e1__m8x2-s1-e1.png"],
+            "Between models": [f"{pair}.png"],
+            "Self-similarity grid (depth × width)": ["self_similarity_grid.png"],
+        },
+        "Metrics side by side": {"m8x1-s0-e1 vs m8x2-s0-e1": [f"{pair}_metrics.png"]},
+    }
 
 
 def test_rerun_only_what_is_stale(done):
@@ -195,3 +217,26 @@ def test_keep_stores_false_deletes_each_store_once_its_readers_are_done(tmp_path
 
 def test_keep_stores_default_keeps_them(done):
     assert len(list((done / "results" / "tiny" / "activations").glob("*.zarr"))) == len(instances())
+
+
+def test_extract_dtype_float16_writes_float16_stores_and_cka_close_to_float32(tmp_path, done):
+    """extract.dtype: float16 reaches every extract job: the layers are stored as float16, the
+    logits as float32, and the CKA matrix is that of the float32 stores of the `done` run (the
+    same checkpoints, copied) within float16's rounding."""
+    import shutil
+
+    import zarr
+
+    config = {**TINY, "metrics": {"names": []}, "seeds": [0], "similarity": {**TINY["similarity"], "compare": {"self": False, "across_seeds": False, "pairs": [["m8x1", "m8x2"]]}}, "extract": {**TINY["extract"], "dtype": "float16"}}
+    for model in ("m8x1", "m8x2"):
+        shutil.copytree(done / "results" / "tiny" / "models" / model / "s0", tmp_path / "results" / "tiny" / "models" / model / "s0")
+    snakemake(tmp_path, config, "--touch", *(f"results/tiny/models/{m}/s0/e1.pt" for m in ("m8x1", "m8x2")))  # trained: not retrained
+    snakemake(tmp_path, config)
+    assert planned_jobs(tmp_path, config) == {}
+    store = zarr.open_group(str(tmp_path / "results" / "tiny" / "activations" / "m8x1-s0-e1.zarr"), mode="r")
+    assert store["stem.conv"].dtype == np.float16 and store["logits"].dtype == np.float32
+    pair = "m8x1-s0-e1__m8x2-s0-e1.zarr"
+    half = xr.open_zarr(tmp_path / "results" / "tiny" / "similarity" / "cka" / pair)["cka"].values
+    full = xr.open_zarr(done / "results" / "tiny" / "similarity" / "cka" / pair)["cka"].values
+    assert np.nanmax(np.abs(half - full)) < 1e-3
+    assert not (tmp_path / "results" / "tiny" / "logs" / "train").exists()  # nothing retrained

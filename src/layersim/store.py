@@ -6,8 +6,8 @@ Layout of ``results/{exp}/activations/{model}-s{seed}-e{epoch}.zarr``::
            layers (names in forward order, "logits" last), complete (True once fully written)
     sample_id   (sample,)               int64, the dataset index of every row
     labels      (sample,)               int64
-    <layer>     (sample, <layer>.<dim>…) float32, one array per layer
-    logits      (sample, logits.class)  float32 (also listed in ``layers``)
+    <layer>     (sample, <layer>.<dim>…) float32 (or float16: ``dtype``), one array per layer
+    logits      (sample, logits.class)  float32 whatever ``dtype`` (also listed in ``layers``)
     integrity/zarr.json                 a group whose attribute ``layersim_integrity`` records
                                         every other file's size and CRC32C (written last)
 
@@ -49,6 +49,9 @@ class StoreError(LayersimError):
 
 
 _DEFAULT_DIMS = {1: ("feature",), 3: ("channel", "height", "width")}
+# How layers may be stored (``write_activations(dtype=…)``); they are read as float32. bfloat16
+# is not among them: zarr 3.1 has no Zarr data type for it.
+STORE_DTYPES = ("float32", "float16")
 # shard files named c.0.0.0.0 in their layer's folder, not c/0/0/0/0: one file a shard instead of
 # a file and four folders (creating many inodes is slow on ext4 right after deleting many)
 _CHUNK_KEY_ENCODING = {"name": "default", "separator": "."}
@@ -78,6 +81,7 @@ def write_activations(
     shard_chunks: int = 4,
     write_threads: int = 1,
     overlap: bool = False,
+    dtype: str = "float32",
 ) -> Path:
     """Write per-layer activations, batch by batch, into a new Zarr v3 group at ``path``.
 
@@ -108,7 +112,12 @@ def write_activations(
     overlap : bool
         Append a batch while the next one is computed, rather than between batches (see
         :func:`layersim.extract.torch.overlap_writes` for when that pays).
+    dtype : {"float32", "float16"}
+        How every layer but ``logits`` (always float32) is stored; read back as float32. A
+        value beyond float16's range (±65504) is a :class:`StoreError` naming the layer.
     """
+    if dtype not in STORE_DTYPES:
+        raise StoreError(f"activation store dtype must be one of {', '.join(STORE_DTYPES)}, got {dtype!r}")
     sample_id = np.asarray(sample_id, dtype=np.int64)
     labels = np.asarray(labels, dtype=np.int64)
     n_total = len(sample_id)
@@ -116,10 +125,10 @@ def write_activations(
         raise StoreError(f"{len(labels)} labels for {n_total} sample ids")
     if not isinstance(write_threads, int) or write_threads < 1:
         raise StoreError(f"write_threads must be a positive integer, got {write_threads!r}")
-    return atomic_write(path, lambda tmp: _write_store(tmp, Path(path), batches, sample_id, labels, attrs, dimension_names, chunk_rows, shard_chunks, write_threads, overlap), what="the activation store", error=StoreError)
+    return atomic_write(path, lambda tmp: _write_store(tmp, Path(path), batches, sample_id, labels, attrs, dimension_names, chunk_rows, shard_chunks, write_threads, overlap, dtype), what="the activation store", error=StoreError)
 
 
-def _write_store(tmp: Path, path: Path, batches, sample_id, labels, attrs, dimension_names, chunk_rows, shard_chunks, write_threads, overlap) -> None:
+def _write_store(tmp: Path, path: Path, batches, sample_id, labels, attrs, dimension_names, chunk_rows, shard_chunks, write_threads, overlap, dtype) -> None:
     """The body of :func:`write_activations`: the store, written at ``tmp``.
 
     Where an array's layout is not the one :class:`_ShardFiles` writes, zarr creates every
@@ -155,7 +164,7 @@ def _write_store(tmp: Path, path: Path, batches, sample_id, labels, attrs, dimen
                 shape=(n_total, *feat),
                 chunks=(chunk_rows, *feat),
                 shards=(shard_rows, *feat),
-                dtype="float32",
+                dtype="float32" if name == "logits" else dtype,
                 dimension_names=dims,
                 compressors=None,
                 fill_value=np.nan,
@@ -163,7 +172,7 @@ def _write_store(tmp: Path, path: Path, batches, sample_id, labels, attrs, dimen
                 config={"write_empty_chunks": True},  # no per-chunk comparison with the fill value
             )
             shard_files[name] = _ShardFiles.of(arrays[name])
-            if i == 0:
+            if i == 0 and dtype == "float32":  # float16 layers: zarr writes every array
                 template = shard_files[name]
         direct = template is not None
 
@@ -208,7 +217,7 @@ def _write_store(tmp: Path, path: Path, batches, sample_id, labels, attrs, dimen
                     row_features = [int(np.prod(feat, dtype=np.int64)) for feat in shapes.values()]  # ∝ bytes
                     layer_parts = [[layers[i] for i in part] for part in balanced_blocks(row_features, len(layers), min_blocks=write_threads)]
                 else:
-                    filling = {name: np.empty((shard_rows, *feat), dtype=np.float32) for name, feat in shapes.items()}
+                    filling = {name: np.empty((shard_rows, *feat), dtype=arrays[name].dtype) for name, feat in shapes.items()}
                 root.attrs["layers"] = list(batch)
             elif list(batch) != list(shapes):
                 raise StoreError("every batch must hold the same layers in the same order as the first")
@@ -228,8 +237,9 @@ def _write_store(tmp: Path, path: Path, batches, sample_id, labels, attrs, dimen
             while done < rows:
                 take = min(rows - done, shard_rows - filled)
                 for name, value in batch.items():
-                    filling[name][filled : filled + take] = value[done : done + take]
-                    _check_finite(filling[name][filled : filled + take], name, written + filled, path)
+                    with np.errstate(over="ignore"):  # beyond float16's range: inf, refused next
+                        filling[name][filled : filled + take] = value[done : done + take]
+                    _check_finite(filling[name][filled : filled + take], name, written + filled, path, value[done : done + take])
                 filled += take
                 done += take
                 if filled == shard_rows:
@@ -261,15 +271,23 @@ def _check_layer_names(names: list[str]) -> None:
             )
 
 
-def _check_finite(rows: np.ndarray, layer: str, first_row: int, path: Path) -> None:
-    """Raise :class:`StoreError` if float32 ``rows`` (from row ``first_row``) hold NaN or Inf.
+def _check_finite(rows: np.ndarray, layer: str, first_row: int, path: Path, source: np.ndarray | None = None) -> None:
+    """Raise :class:`StoreError` if ``rows`` as stored (from row ``first_row``) hold NaN or Inf;
+    ``source``: the rows they were cast from (a finite value there that is not finite in
+    ``rows`` was beyond the stored dtype's range).
 
     One sum first; only a sum that is not finite is looked at element by element (finite values
     can sum past float32's range)."""
     with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(rows.sum()):
+        if np.isfinite(rows.sum(dtype=np.promote_types(rows.dtype, np.float32))):  # float16: summed as float32
             return
     bad = np.flatnonzero(~np.isfinite(rows.reshape(len(rows), -1)).all(1))
+    if len(bad) and source is not None and rows.dtype != np.asarray(source).dtype and np.isfinite(source[bad[0]]).all():
+        raise StoreError(
+            f"layer {layer!r} has activations beyond {rows.dtype}'s range (±{float(np.finfo(rows.dtype).max):g}) in row "
+            f"{first_row + int(bad[0])} while writing {path}: they cannot be stored as {rows.dtype}; store this model's "
+            "activations as float32 (config extract.dtype: float32). No store was written"
+        )
     if len(bad):
         raise StoreError(
             f"layer {layer!r} has NaN or Inf activations in {len(bad)} of rows {first_row}–{first_row + len(rows) - 1} "
@@ -504,7 +522,7 @@ class ActivationStore:
         self.sample_id = self.group["sample_id"][:]
         self.labels = self.group["labels"][:]
         self.nbytes = sum(self.group[layer].nbytes for layer in self.layers)
-        self.cached = self.nbytes <= cache_bytes
+        self.cached = 4 * sum(self.group[layer].size for layer in self.layers) <= cache_bytes  # held as float32
         self._cache: dict[str, np.ndarray] = {}
         self._device_cache: dict[tuple[str, str], object] = {}  # (layer, torch device) → tensor
         self._shard_files: dict[str, _ShardFiles | None] = {}  # layer → direct reads (None: by zarr)
@@ -527,7 +545,7 @@ class ActivationStore:
 
     def read(self, layer: str, rows: np.ndarray | slice | None = None) -> np.ndarray:
         """Rows of one layer (sorted row positions; default all), flattened to ``(len(rows), p)``
-        float32. Read shard by shard: memory holds at most one shard of this layer besides the
+        float32 (a float16 layer is converted). Read shard by shard: memory holds at most one shard of this layer besides the
         result."""
         if self.cached:
             if layer not in self._cache:
@@ -538,13 +556,13 @@ class ActivationStore:
         if isinstance(rows, slice) and rows.step not in (None, 1):
             self._check_layer(layer)
             data = self.group[layer][rows]
-            return data.reshape(data.shape[0], -1)
+            return data.reshape(data.shape[0], -1).astype(np.float32, copy=False)
         return self._read_rows(layer, np.arange(len(self))[rows] if isinstance(rows, slice) else np.asarray(rows))
 
     def _read_rows(self, layer: str, rows: np.ndarray) -> np.ndarray:
         array = self.group[layer]
         shard_rows = (array.shards or array.chunks)[0]
-        out = np.empty((len(rows), int(np.prod(array.shape[1:]))), dtype=array.dtype)
+        out = np.empty((len(rows), int(np.prod(array.shape[1:]))), dtype=np.float32)  # a float16 layer: converted
         if len(rows) == 0:
             return out
         if layer not in self._shard_files:

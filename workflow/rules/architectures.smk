@@ -37,6 +37,7 @@ rule architectures_extract_untrained:
         dataset=DATASET,
         batch_size=config["extract"]["batch_size"],
         shard_chunks=config["extract"]["shard_chunks"],
+        dtype=config["extract"]["dtype"],
         layers=config["extract"]["layers"],
     log:
         f"{RESULTS}/logs/architectures/extract_untrained/{{model}}-s{{seed}}-e0.log",
@@ -78,7 +79,7 @@ rule architectures_summary:
     output:
         table=f"{RESULTS}/architectures/correlations.csv",
         markdown=f"{RESULTS}/architectures/correlations.md",
-        figure=report(f"{RESULTS}/figures/architectures/metric_vs_function.{FMT}", caption="../report/architectures.rst", category="Functional similarity"),
+        figure=report(f"{RESULTS}/figures/architectures/metric_vs_function.{FMT}", caption="../report/architectures.rst", category="Metric vs function across architectures (thesis §3.3)", subcategory="Metric vs function"),
     params:
         layer=ARCHITECTURES["layer"],
         metrics=ARCHITECTURES["metrics"],

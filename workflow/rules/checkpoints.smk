@@ -36,6 +36,7 @@ rule extract_epoch:
         dataset=DATASET,
         batch_size=config["extract"]["batch_size"],
         shard_chunks=config["extract"]["shard_chunks"],
+        dtype=config["extract"]["dtype"],
     log:
         f"{RESULTS}/logs/extract_epoch/{{model}}-s{{seed}}-e{{epoch}}.log",
     benchmark:
@@ -74,8 +75,8 @@ rule checkpoints_summary:
         tables=lambda w: [f"{RESULTS}/checkpoints/{m}/s{s}/vs_final.csv" for m in ckpt_models() for s in config["seeds"]],
     output:
         table=f"{RESULTS}/checkpoints/summary.csv",
-        figure=report(f"{RESULTS}/figures/checkpoints/over_training.{FMT}", caption="../report/checkpoints.rst", category="Functional similarity"),
-        scatter=report(f"{RESULTS}/figures/checkpoints/cka_vs_jsd.{FMT}", caption="../report/checkpoints.rst", category="Functional similarity"),
+        figure=report(f"{RESULTS}/figures/checkpoints/over_training.{FMT}", caption="../report/checkpoints.rst", category="Checkpoints over training (thesis §3.4)", subcategory="CKA and JSD by epoch"),
+        scatter=report(f"{RESULTS}/figures/checkpoints/checkpoint_cka_vs_jsd.{FMT}", caption="../report/checkpoints.rst", category="Checkpoints over training (thesis §3.4)", subcategory="CKA vs JSD"),
     log:
         f"{RESULTS}/logs/checkpoints/summary.log",
     threads: 1

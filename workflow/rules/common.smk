@@ -132,10 +132,20 @@ def similarity_path(a, b):
     return f"{RESULTS}/similarity/cka/{a}__{b}.zarr"
 
 
+def comparison_kind(wildcards):
+    """The report subcategory of an instance pair: one instance with itself, two seeds of one
+    model, or two models."""
+    if wildcards.a == wildcards.b:
+        return "Self-similarity"
+    if wildcards.a.split("-")[0] == wildcards.b.split("-")[0]:  # the model name has no "-"
+        return "Across seeds"
+    return "Between models"
+
+
 def all_targets():
     targets = [f"{RESULTS}/figures/heatmaps/{a}__{b}.{FMT}" for a, b in compared_pairs()]
     if config["metrics"]["names"]:
-        targets += [f"{RESULTS}/figures/metrics/{a}__{b}.{FMT}" for a, b in explicit_pairs()]
+        targets += [f"{RESULTS}/figures/metrics/{a}__{b}_metrics.{FMT}" for a, b in explicit_pairs()]
     if config["functional"]:
         targets += [f"{RESULTS}/functional/{a}__{b}.json" for a, b in compared_pairs() if a != b]
     if config["similarity"]["compare"]["self"] and grid_cells()[2]:

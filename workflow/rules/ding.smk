@@ -12,8 +12,8 @@ rule ding_benchmark:
         depth=f"{RESULTS}/ding/layer_depth.csv",
         pc_deletion=f"{RESULTS}/ding/pc_deletion.csv",
         summary=f"{RESULTS}/ding/summary.csv",
-        depth_figure=report(f"{RESULTS}/figures/ding/layer_depth.{FMT}", caption="../report/ding.rst", category="Functional similarity"),
-        pc_figure=report(f"{RESULTS}/figures/ding/pc_deletion.{FMT}", caption="../report/ding.rst", category="Functional similarity"),
+        depth_figure=report(f"{RESULTS}/figures/ding/layer_depth.{FMT}", caption="../report/ding.rst", category="Ding, Denain & Steinhardt 2021", subcategory="Layer depth"),
+        pc_figure=report(f"{RESULTS}/figures/ding/pc_deletion.{FMT}", caption="../report/ding.rst", category="Ding, Denain & Steinhardt 2021", subcategory="PC deletion"),
     params:
         **{k: PAPERS["ding"][k] for k in ("layers", "pc_layer", "pc_deletions", "metrics", "max_samples")},
     log:

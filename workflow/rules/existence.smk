@@ -11,7 +11,7 @@ rule existence_proof:
     output:
         table=f"{RESULTS}/existence/table.csv",
         markdown=f"{RESULTS}/existence/table.md",
-        figure=report(f"{RESULTS}/figures/existence.{FMT}", caption="../report/existence.rst", category="Functional similarity"),
+        figure=report(f"{RESULTS}/figures/existence.{FMT}", caption="../report/existence.rst", category="Existence proof (thesis ch. 4)", subcategory="Table 4.1"),
     params:
         **{k: PAPERS["existence"][k] for k in ("layer", "d_ratios", "flip_fraction", "head_fraction", "head_steps", "seed")},
     log:

@@ -11,6 +11,7 @@ rule extract:
         dataset=DATASET,
         batch_size=config["extract"]["batch_size"],
         shard_chunks=config["extract"]["shard_chunks"],
+        dtype=config["extract"]["dtype"],
         layers=config["extract"]["layers"],
     log:
         f"{RESULTS}/logs/extract/{{model}}-s{{seed}}-e{{epoch}}.log",

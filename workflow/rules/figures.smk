@@ -9,6 +9,7 @@ rule heatmap:
             f"{RESULTS}/figures/heatmaps/{{a}}__{{b}}.{FMT}",
             caption="../report/heatmap.rst",
             category="CKA heatmaps",
+            subcategory=comparison_kind,
         ),
     params:
         max_labels=config["figures"]["max_labels"],
@@ -30,7 +31,8 @@ rule self_similarity_grid:
         figure=report(
             f"{RESULTS}/figures/self_similarity_grid.{FMT}",
             caption="../report/grid.rst",
-            category="Self-similarity grid",
+            category="CKA heatmaps",
+            subcategory="Self-similarity grid (depth × width)",
         ),
     params:
         depths=grid_cells()[0],
@@ -53,9 +55,10 @@ rule metrics_figure:
         + [f"{RESULTS}/similarity/{m}/{w.a}__{w.b}.zarr" for m in config["metrics"]["names"]],
     output:
         figure=report(
-            f"{RESULTS}/figures/metrics/{{a}}__{{b}}.{FMT}",
+            f"{RESULTS}/figures/metrics/{{a}}__{{b}}_metrics.{FMT}",
             caption="../report/metrics.rst",
             category="Metrics side by side",
+            subcategory="{a} vs {b}",
         ),
     params:
         max_labels=config["figures"]["max_labels"],

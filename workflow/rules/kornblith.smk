@@ -36,7 +36,8 @@ rule identification_figure:
         figure=report(
             f"{RESULTS}/figures/identification/{{model}}.{FMT}",
             caption="../report/identification.rst",
-            category="Layer identification",
+            category="Kornblith et al. 2019: layer identification",
+            subcategory="{model}",
         ),
     params:
         title=lambda w: f"Layer identification across seeds of {w.model} (Kornblith et al. 2019, Table 2)",

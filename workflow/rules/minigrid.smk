@@ -64,8 +64,8 @@ rule minigrid_summary:
     output:
         table=f"{RESULTS}/minigrid/summary.csv",
         markdown=f"{RESULTS}/minigrid/summary.md",
-        jsd_figure=report(f"{RESULTS}/figures/minigrid/cka_vs_jsd.{FMT}", caption="../report/minigrid.rst", category="Functional similarity"),
-        rank_figure=report(f"{RESULTS}/figures/minigrid/cka_vs_rank.{FMT}", caption="../report/minigrid.rst", category="Functional similarity"),
+        jsd_figure=report(f"{RESULTS}/figures/minigrid/cka_vs_jsd.{FMT}", caption="../report/minigrid.rst", category="MiniGrid PPO agents (thesis §3.5)", subcategory="CKA vs JSD"),
+        rank_figure=report(f"{RESULTS}/figures/minigrid/cka_vs_rank.{FMT}", caption="../report/minigrid.rst", category="MiniGrid PPO agents (thesis §3.5)", subcategory="CKA vs rank"),
     log:
         f"{RESULTS}/logs/minigrid/summary.log",
     threads: 1

@@ -39,7 +39,8 @@ rule series_figure:
         figure=report(
             f"{RESULTS}/figures/series/{{series}}.{FMT}",
             caption="../report/series.rst",
-            category="Block structure",
+            category="Nguyen et al. 2021: block structure",
+            subcategory="Over depth and width",
         ),
     params:
         instances=lambda w: [inst for _, inst in nguyen_series()[w.series]["members"]],
@@ -68,7 +69,8 @@ rule block_structure:
         figure=report(
             f"{RESULTS}/figures/block_structure.{FMT}",
             caption="../report/block_structure.rst",
-            category="Block structure",
+            category="Nguyen et al. 2021: block structure",
+            subcategory="Summary",
         ),
     params:
         instances=block_instances(),
@@ -94,7 +96,8 @@ rule cross_seed_figure:
         figure=report(
             f"{RESULTS}/figures/cross_seed.{FMT}",
             caption="../report/cross_seed.rst",
-            category="Block structure",
+            category="Nguyen et al. 2021: block structure",
+            subcategory="Across seeds",
         ),
     params:
         rows=cross_seed_rows(),

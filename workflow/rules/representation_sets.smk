@@ -65,7 +65,7 @@ rule representation_svm:
         confusion=f"{RESULTS}/representation_sets/confusion.csv",
         per_set=f"{RESULTS}/representation_sets/per_set.csv",
         summary=f"{RESULTS}/representation_sets/summary.csv",
-        figure=report(f"{RESULTS}/figures/representation_sets/confusion.{FMT}", caption="../report/representation_sets.rst", category="Functional similarity"),
+        figure=report(f"{RESULTS}/figures/representation_sets/confusion.{FMT}", caption="../report/representation_sets.rst", category="Representation sets (thesis §3.1)", subcategory="SVM confusion"),
     params:
         test_fraction=RS["test_fraction"],
         C=RS["svm_C"],
@@ -89,7 +89,7 @@ rule representation_tsne:
         stores=lambda w: rs_stores(),
     output:
         table=f"{RESULTS}/representation_sets/tsne.csv",
-        figure=report(f"{RESULTS}/figures/representation_sets/tsne.{FMT}", caption="../report/representation_sets.rst", category="Functional similarity"),
+        figure=report(f"{RESULTS}/figures/representation_sets/tsne.{FMT}", caption="../report/representation_sets.rst", category="Representation sets (thesis §3.1)", subcategory="t-SNE"),
     params:
         per_set=RS["tsne_per_set"],
         perplexity=RS["tsne_perplexity"],

@@ -106,6 +106,7 @@ def extract_keras(
     *,
     shard_chunks: int = 4,
     write_threads: int = 1,
+    dtype: str = "float32",
 ) -> Path:
     """Write every layer's output of a trained Keras model over a split to a Zarr store.
 
@@ -116,7 +117,8 @@ def extract_keras(
     split, config_hash, ...); ``framework`` and the checkpoint's ``arch``, ``seed``, ``epoch``,
     ``strategy`` and ``policy`` are added unless given. ``shard_chunks`` and ``write_threads`` are
     as for :func:`layersim.store.write_activations` (the extract rule gives the job's threads,
-    those TensorFlow runs on, as ``write_threads``).
+    those TensorFlow runs on, as ``write_threads``). ``dtype``: how the layers are stored
+    (:func:`layersim.store.write_activations`).
     """
     from layersim.store import write_activations
 
@@ -142,6 +144,7 @@ def extract_keras(
         shard_chunks=shard_chunks,
         write_threads=write_threads,
         overlap=True,  # TensorFlow's pool loses little to the write threads (see write_activations)
+        dtype=dtype,
     )
     log.info("wrote %s", path)
     return path

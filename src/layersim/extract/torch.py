@@ -65,6 +65,7 @@ def extract_torch(
     progress: bool = True,
     layers: str | None = None,
     device: str = "cpu",
+    dtype: str = "float32",
 ) -> None:
     """Write every layer's output of a trained torch model over ``split`` to a Zarr store.
 
@@ -75,6 +76,7 @@ def extract_torch(
     batches) or, on the CPU with more than 2 threads, before (memory: one batch; see
     :func:`overlap_writes`).
     The forward pass runs on the torch ``device`` (``auto``: the GPU if the job sees one).
+    ``dtype``: how the layers are stored (:func:`layersim.store.write_activations`).
     """
     import torch
 
@@ -99,4 +101,5 @@ def extract_torch(
         shard_chunks=shard_chunks,
         write_threads=max(1, threads),
         overlap=overlap_writes(device, threads),
+        dtype=dtype,
     )

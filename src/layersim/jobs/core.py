@@ -63,11 +63,11 @@ def extract(smk) -> None:
         if layers is not None:
             raise LayersimError(f"extract.layers applies to torch models only; {smk.wildcards.model} is a keras model (set extract.layers: null)")
         limit_threads(smk.threads)
-        extract_keras(smk.input.checkpoint, dataset.eval, smk.output.store, smk.params.batch_size, attrs, shard_chunks=smk.params.shard_chunks, write_threads=max(1, smk.threads))
+        extract_keras(smk.input.checkpoint, dataset.eval, smk.output.store, smk.params.batch_size, attrs, shard_chunks=smk.params.shard_chunks, write_threads=max(1, smk.threads), dtype=smk.params.dtype)
         return
     from layersim.extract.torch import extract_torch
 
-    extract_torch(smk.input.checkpoint, dataset.eval, smk.output.store, batch_size=smk.params.batch_size, shard_chunks=smk.params.shard_chunks, attrs=attrs, threads=smk.threads, layers=layers, device=job_device(smk))
+    extract_torch(smk.input.checkpoint, dataset.eval, smk.output.store, batch_size=smk.params.batch_size, shard_chunks=smk.params.shard_chunks, attrs=attrs, threads=smk.threads, layers=layers, device=job_device(smk), dtype=smk.params.dtype)
 
 
 @job(process_setup=[release_freed_blocks_to_the_os])

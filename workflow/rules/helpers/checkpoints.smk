@@ -20,4 +20,4 @@ def checkpoints_targets():
     """Targets of papers.checkpoints, only where the config enables it."""
     if not CHECKPOINTS["enabled"]:
         return []
-    return [f"{RESULTS}/checkpoints/summary.csv", f"{RESULTS}/figures/checkpoints/over_training.{FMT}", f"{RESULTS}/figures/checkpoints/cka_vs_jsd.{FMT}"]
+    return [f"{RESULTS}/checkpoints/summary.csv", f"{RESULTS}/figures/checkpoints/over_training.{FMT}", f"{RESULTS}/figures/checkpoints/checkpoint_cka_vs_jsd.{FMT}"]
