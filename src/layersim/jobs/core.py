@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import logging
 import warnings
 
 from layersim.jobs import config_hash, job, job_config, job_device, limit_threads, release_freed_blocks_to_the_os, tell
 from layersim.errors import LayersimError
-
-log = logging.getLogger("layersim")
 
 
 def _check_epoch(smk) -> None:
