@@ -1,17 +1,7 @@
 """Ding, Denain & Steinhardt (2021), *Grounding representation similarity with statistical
 testing*: does a metric's distance between two representations track the difference in their
-functional behaviour, measured as linear-probe accuracy?
-
-* **Layer depth / seeds** (specificity): every selected layer of every seed of one model is a
-  representation; for each reference representation, the Spearman ρ over all the others between
-  the metric distance to the reference and the absolute difference in probe accuracy; the mean
-  over references is reported (and the ρ of all pairs pooled).
-* **PC deletion** (sensitivity): delete the top-k principal components of one layer
-  (k ∈ ``pc_deletions``); ρ between the distance to the original and the drop in probe accuracy,
-  over k and seeds.
-
-Distances: any metric of :data:`layersim.metrics.METRICS` as a distance (``1 − similarity``:
-``1 − linear CKA``, ``1 − PWCCA`` with Y = the reference; Procrustes as it is, squared).
+linear-probe accuracy? Layer depth / seeds (specificity, :func:`depth_benchmark`) and deletion
+of the top principal components (sensitivity, :func:`pc_deletion_benchmark`); docs/papers.md.
 """
 
 from __future__ import annotations

@@ -1,12 +1,6 @@
 """Thesis §3.5 (Figures 3.6–3.8, Table 3.1 MiniGrid rows): CKA of PPO agents' features vs JSD and
-rank correlation of their action distributions.
-
-For the agents of one architecture trained on one grid (several seeds), on each test grid:
-every agent plays ``episodes`` episodes (actions sampled, seeded); for a pair (a, b) the states
-of a's and b's rollouts are pooled and fed to both networks; linear CKA of the feature layer
-(:meth:`layersim.experiments.ppo.AgentNet.cka_features`), mean JSD (bits) of the action distributions and the
-mean per-state Spearman rank correlation of the action probabilities
-(:func:`layersim.metrics.distribution_rank_correlation`) are computed on the pooled states.
+rank correlation of their action distributions, on the pooled rollout states of each pair of
+agents (method: docs/papers.md).
 """
 
 from __future__ import annotations
