@@ -180,6 +180,7 @@ def similarity_tensor(paths: dict[str, str], *, layers: str = r"\.relu$|^pool$",
 
     import xarray as xr
 
+    from layersim.parallel import single_blas_thread, thread_pool
     from layersim.store import ActivationStore, check_comparable
 
     metrics = list(metrics or IDENTIFICATION_METRICS)
@@ -198,8 +199,6 @@ def similarity_tensor(paths: dict[str, str], *, layers: str = r"\.relu$|^pool$",
     chosen = select_layers(first.layers, layers, what="identification layer pattern")
     rows = slice(0, max_samples)
     rbf = {m: RBF_THRESHOLDS[m] for m in metrics if m in RBF_THRESHOLDS}
-
-    from layersim.parallel import single_blas_thread, thread_pool
 
     def network(k):
         start = time.perf_counter()
@@ -230,14 +229,9 @@ def similarity_tensor(paths: dict[str, str], *, layers: str = r"\.relu$|^pool$",
 
 
 def identification_accuracy(similarity) -> list[dict]:
-    """Per index, the percentage of (ordered network pair, layer) trials in which the most
-    similar layer of the other network is the corresponding one (ties: 1/k credit).
-
-    ``similarity`` is the Dataset of :func:`similarity_tensor`. Returns one dict per index:
-    ``metric``, ``label``, ``accuracy`` (in [0, 100]), ``n_trials``, ``n_tied`` (trials whose
-    maximum was shared), ``n_undefined`` (trials with no defined value, counted wrong) and
-    ``paper_accuracy`` (Kornblith et al. 2019, Table 2).
-    """
+    """Per index of the Dataset of :func:`similarity_tensor`: ``metric``, ``label``, ``accuracy``
+    (in %, ties earn 1/k), ``n_trials``, ``n_tied`` (trials whose maximum was shared),
+    ``n_undefined`` (trials with no defined value, counted wrong) and ``paper_accuracy``."""
     values = similarity["similarity"].values
     names = list(similarity["network_a"].values)
     out = []

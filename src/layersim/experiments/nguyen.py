@@ -89,11 +89,8 @@ def first_pc_share(read: Callable[[slice], np.ndarray], n: int, p: int, *, block
 
 
 def pc_shares(path: str | os.PathLike, *, layers: list[str] | None = None, block_rows: int = 256, max_gram_features: int = 2048, oversamples: int = 10, n_iter: int = 7, seed: int = 0) -> list[PCShare]:
-    """First-PC share of variance of every layer (or of ``layers``) of an activation store.
-
-    See :func:`first_pc_share` for the method and parameters. A layer whose activations are
-    constant over the samples has no principal component: its share is NaN.
-    """
+    """First-PC share of variance of every layer (or of ``layers``) of an activation store, by
+    :func:`first_pc_share`; NaN for a layer whose activations are constant over the samples."""
     from layersim.store import ActivationStore
 
     store = ActivationStore(path)

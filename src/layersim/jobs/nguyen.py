@@ -42,11 +42,8 @@ def series_figure(smk) -> None:
 
 @job
 def block_structure(smk) -> None:
-    """Rule ``block_structure``: the block structure of every ResNet instance
-    (:func:`layersim.experiments.nguyen.largest_block` of its self-similarity and PC1 shares on
-    the layers :func:`layersim.layers.select_layers` picks) → CSV and
-    :func:`layersim.plots.block_structure_figure`. The PC1-share threshold is the rule's
-    ``pc1_threshold`` param where it has one, else ``PC1_SHARE_THRESHOLD``."""
+    """Rule ``block_structure``: :func:`layersim.experiments.nguyen.largest_block` of every ResNet
+    instance → CSV and figure; ``pc1_threshold`` is the rule's param, else ``PC1_SHARE_THRESHOLD``."""
     import numpy as np
 
     from layersim.experiments.nguyen import PC1_SHARE_THRESHOLD, largest_block, largest_high_cka_run, read_pc_shares
