@@ -39,15 +39,6 @@ def _parse(name: str) -> tuple[str, int, int]:
     return m["model"], int(m["seed"]), int(m["epoch"])
 
 
-def _read(store, layer: str, rows: slice):
-    if layer not in store.layers:
-        raise ArchitecturesError(
-            f"store {store.path} has no layer {layer!r} (papers.architectures.layer); "
-            f"its layers end with: {', '.join(store.layers[-6:])} (extract.layers must keep the layer)"
-        )
-    return store.read(layer, rows)
-
-
 def _value(f, args, what: str) -> float:
     """``f(*args)``; NaN (said in the log) where it is undefined, and any warning logged."""
     from layersim.metrics import value_or_nan
@@ -88,7 +79,13 @@ def pair_rows(groups: dict[str, list[str]], *, layer: str = "pool", metrics: lis
             if reference is None:
                 reference = store
             check_comparable(store, reference)
-            loaded.append((store.name, _read(store, layer, rows_), softmax(store.read("logits", rows_)), store.labels[rows_]))
+            if layer not in store.layers:
+                raise ArchitecturesError(
+                    f"store {store.path} has no layer {layer!r} (papers.architectures.layer); "
+                    f"its layers end with: {', '.join(store.layers[-6:])} (extract.layers must keep the layer)"
+                )
+            features = store.read(layer, rows_)
+            loaded.append((store.name, features, softmax(store.read("logits", rows_)), store.labels[rows_]))
         for (name_a, xa, pa, labels), (name_b, xb, pb, _) in combinations(loaded, 2):
             model_a, seed_a, _ = _parse(name_a)
             model_b, seed_b, _ = _parse(name_b)

@@ -59,16 +59,12 @@ class AgentNet(nn.Module):
             self.actor = nn.Linear(bottleneck, n_actions)
         self.critic = nn.Sequential(nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 1))
 
-    @staticmethod
-    def _image(obs) -> torch.Tensor:
+    def forward(self, obs):
+        """``obs (n, 7, 7, 3)`` → action logits ``(n, 7)``, values ``(n,)``, CKA features ``(n, d)``."""
         x = torch.as_tensor(np.asarray(obs), dtype=torch.float32)
         if x.ndim != 4 or tuple(x.shape[1:]) != VIEW:
             raise LayersimError(f"agent observations must be (n, 7, 7, 3) MiniGrid views; got shape {tuple(x.shape)}")
-        return x.permute(0, 3, 1, 2)
-
-    def forward(self, obs):
-        """``obs (n, 7, 7, 3)`` → action logits ``(n, 7)``, values ``(n,)``, CKA features ``(n, d)``."""
-        trunk = self.trunk(self._image(obs))
+        trunk = self.trunk(x.permute(0, 3, 1, 2))
         feats = self.pre_actor(trunk)
         return self.actor(feats), self.critic(trunk).squeeze(1), feats
 
