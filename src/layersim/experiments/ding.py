@@ -29,18 +29,13 @@ def delete_top_pcs(x: np.ndarray, k: int) -> np.ndarray:
     return x - (x - mu) @ v @ v.T
 
 
-def probe(x, labels, seed=0) -> float:
-    from layersim.metrics import linear_probe_accuracy
-
-    return linear_probe_accuracy(x, labels, seed=seed)
-
-
 def depth_benchmark(reps: dict[str, np.ndarray], labels, metrics) -> tuple[list[dict], list[dict]]:
     """``reps``: name → (n, p). Returns (pair rows, per-metric summary rows)."""
     from layersim.experiments.common import spearman
+    from layersim.metrics import linear_probe_accuracy
 
     names = list(reps)
-    acc = {k: probe(v, labels) for k, v in reps.items()}
+    acc = {k: linear_probe_accuracy(v, labels) for k, v in reps.items()}
     pairs = []
     for a, b in itertools.combinations(names, 2):
         row = {"a": a, "b": b, "probe_a": acc[a], "probe_b": acc[b], "abs_probe_difference": abs(acc[a] - acc[b])}
@@ -60,16 +55,17 @@ def depth_benchmark(reps: dict[str, np.ndarray], labels, metrics) -> tuple[list[
 def pc_deletion_benchmark(reps: dict[str, np.ndarray], labels, metrics, ks) -> tuple[list[dict], list[dict]]:
     """``reps``: name (one layer of one seed) → (n, p). Distance to the original vs accuracy drop."""
     from layersim.experiments.common import spearman
+    from layersim.metrics import linear_probe_accuracy
 
     rows = []
     for name, x in reps.items():
         x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-        base = probe(x, labels)
+        base = linear_probe_accuracy(x, labels)
         for k in ks:
             if k >= min(x.shape) - 1:
                 continue
             y = delete_top_pcs(x, k)
-            row = {"representation": name, "k": k, "probe": probe(y, labels), "probe_original": base}
+            row = {"representation": name, "k": k, "probe": linear_probe_accuracy(y, labels), "probe_original": base}
             row["probe_drop"] = base - row["probe"]
             for metric in metrics:
                 row[metric] = distance(metric, y, x)

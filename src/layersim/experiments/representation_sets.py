@@ -93,11 +93,6 @@ def feature_layer(layers: list[str], layer: str) -> str:
     return layer
 
 
-def set_label(trained_on: str, tested_on: str, seed: int) -> str:
-    """``<trained_on>_<tested_on>_s<seed>``, the thesis' naming."""
-    return f"{trained_on}_{tested_on}_s{seed}"
-
-
 def build_set_matrix(sets: list[dict]) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Representation sets (each ``{"label": str, "features": (n_i, p) array, ...}``) stacked into
     ``X (Σ n_i, p)`` float64, ``y (Σ n_i,)`` int64 (the index of each row's set) and the labels."""
