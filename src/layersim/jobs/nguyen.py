@@ -20,11 +20,8 @@ def pca(smk) -> None:
 def _by_instance(paths) -> dict:
     from layersim.store import read_similarity
 
-    out = {}
-    for path in paths:
-        result = read_similarity(path)
-        out[(result.attrs["model_a"], result.attrs["model_b"])] = result
-    return out
+    results = [read_similarity(path) for path in paths]
+    return {(r.attrs["model_a"], r.attrs["model_b"]): r for r in results}
 
 
 @job
