@@ -1,16 +1,9 @@
-"""Metric vs function across architectures (thesis §3.3, Fig. 3.4, Table 3.1).
+"""Metric vs function across architectures (thesis §3.3, Fig. 3.4, Table 3.1; method: docs/papers.md).
 
-Every pair of model instances (architectures × seeds, all trained on the same task, so their
-outputs have the same classes) is one point: a representational similarity of one comparable
-layer — by default ``pool``, each model's pooled features before its classifier, the thesis'
-final-layer features — against the functional similarity of the outputs: the mean JSD of the
-predicted distributions (bits) and the Spearman rank correlation of the per-sample confidence
-in the true class. Pairs of untrained copies (seeded initialisations, the thesis' red points)
-are a second group; the correlations of Table 3.1 are over the trained pairs only, as in the
-thesis (also reported with the untrained pairs included).
-
-:func:`pair_rows` computes the points from activation stores, :func:`correlation_rows` the
-table (one row per metric × functional measure: Spearman ρ, least-squares slope and intercept).
+Every pair of model instances is one point: a representational similarity of one layer (default
+``pool``) against the functional similarity of the outputs, mean JSD (bits) and the rank
+correlation of the confidence in the true class. :func:`pair_rows` computes the points from
+activation stores, :func:`correlation_rows` the table (Spearman ρ and a least-squares line).
 """
 
 from __future__ import annotations
@@ -46,15 +39,6 @@ def _parse(name: str) -> tuple[str, int, int]:
     return m["model"], int(m["seed"]), int(m["epoch"])
 
 
-def _read(store, layer: str, rows: slice):
-    if layer not in store.layers:
-        raise ArchitecturesError(
-            f"store {store.path} has no layer {layer!r} (papers.architectures.layer); "
-            f"its layers end with: {', '.join(store.layers[-6:])} (extract.layers must keep the layer)"
-        )
-    return store.read(layer, rows)
-
-
 def _value(f, args, what: str) -> float:
     """``f(*args)``; NaN (said in the log) where it is undefined, and any warning logged."""
     from layersim.metrics import value_or_nan
@@ -72,23 +56,12 @@ def _value(f, args, what: str) -> float:
 def pair_rows(groups: dict[str, list[str]], *, layer: str = "pool", metrics: list[str], max_samples: int | None = None) -> list[dict]:
     """One row per unordered pair of distinct stores within each group.
 
-    Parameters
-    ----------
-    groups : dict
-        Group name (e.g. ``"trained"``, ``"untrained"``) → paths of activation stores named
-        ``<model>-s<seed>-e<epoch>``; pairs are formed within a group, never across.
-    layer : str
-        The layer compared (present in every store).
-    metrics : list of str
-        Names of :data:`layersim.metrics.METRICS`.
-    max_samples : int, optional
-        Use only the first N evaluation samples.
-
-    Returns
-    -------
-    list of dict
-        ``group, a, b, model_a, model_b, seed_a, seed_b, same_model, <metric>..., jsd_bits,
-        rank_correlation, disagreement, accuracy_a, accuracy_b``.
+    ``groups``: group name (``"trained"``, ``"untrained"``) → paths of activation stores named
+    ``<model>-s<seed>-e<epoch>``; pairs are formed within a group, never across. ``layer`` is
+    compared (present in every store) with each of ``metrics`` (names of
+    :data:`layersim.metrics.METRICS`) on the first ``max_samples`` evaluation samples. Columns:
+    ``group, a, b, model_a, model_b, seed_a, seed_b, same_model, <metric>..., jsd_bits,
+    rank_correlation, disagreement, accuracy_a, accuracy_b``.
     """
     from layersim.metrics import METRICS, confidence_rank_correlation, jsd, prediction_disagreement
     from layersim.metrics.functional import softmax
@@ -106,7 +79,13 @@ def pair_rows(groups: dict[str, list[str]], *, layer: str = "pool", metrics: lis
             if reference is None:
                 reference = store
             check_comparable(store, reference)
-            loaded.append((store.name, _read(store, layer, rows_), softmax(store.read("logits", rows_)), store.labels[rows_]))
+            if layer not in store.layers:
+                raise ArchitecturesError(
+                    f"store {store.path} has no layer {layer!r} (papers.architectures.layer); "
+                    f"its layers end with: {', '.join(store.layers[-6:])} (extract.layers must keep the layer)"
+                )
+            features = store.read(layer, rows_)
+            loaded.append((store.name, features, softmax(store.read("logits", rows_)), store.labels[rows_]))
         for (name_a, xa, pa, labels), (name_b, xb, pb, _) in combinations(loaded, 2):
             model_a, seed_a, _ = _parse(name_a)
             model_b, seed_b, _ = _parse(name_b)

@@ -1,17 +1,7 @@
 """Ding, Denain & Steinhardt (2021), *Grounding representation similarity with statistical
 testing*: does a metric's distance between two representations track the difference in their
-functional behaviour, measured as linear-probe accuracy?
-
-* **Layer depth / seeds** (specificity): every selected layer of every seed of one model is a
-  representation; for each reference representation, the Spearman ρ over all the others between
-  the metric distance to the reference and the absolute difference in probe accuracy; the mean
-  over references is reported (and the ρ of all pairs pooled).
-* **PC deletion** (sensitivity): delete the top-k principal components of one layer
-  (k ∈ ``pc_deletions``); ρ between the distance to the original and the drop in probe accuracy,
-  over k and seeds.
-
-Distances: any metric of :data:`layersim.metrics.METRICS` as a distance (``1 − similarity``:
-``1 − linear CKA``, ``1 − PWCCA`` with Y = the reference; Procrustes as it is, squared).
+linear-probe accuracy? Layer depth / seeds (specificity, :func:`depth_benchmark`) and deletion
+of the top principal components (sensitivity, :func:`pc_deletion_benchmark`); docs/papers.md.
 """
 
 from __future__ import annotations
@@ -39,18 +29,13 @@ def delete_top_pcs(x: np.ndarray, k: int) -> np.ndarray:
     return x - (x - mu) @ v @ v.T
 
 
-def probe(x, labels, seed=0) -> float:
-    from layersim.metrics import linear_probe_accuracy
-
-    return linear_probe_accuracy(x, labels, seed=seed)
-
-
 def depth_benchmark(reps: dict[str, np.ndarray], labels, metrics) -> tuple[list[dict], list[dict]]:
     """``reps``: name → (n, p). Returns (pair rows, per-metric summary rows)."""
     from layersim.experiments.common import spearman
+    from layersim.metrics import linear_probe_accuracy
 
     names = list(reps)
-    acc = {k: probe(v, labels) for k, v in reps.items()}
+    acc = {k: linear_probe_accuracy(v, labels) for k, v in reps.items()}
     pairs = []
     for a, b in itertools.combinations(names, 2):
         row = {"a": a, "b": b, "probe_a": acc[a], "probe_b": acc[b], "abs_probe_difference": abs(acc[a] - acc[b])}
@@ -70,16 +55,17 @@ def depth_benchmark(reps: dict[str, np.ndarray], labels, metrics) -> tuple[list[
 def pc_deletion_benchmark(reps: dict[str, np.ndarray], labels, metrics, ks) -> tuple[list[dict], list[dict]]:
     """``reps``: name (one layer of one seed) → (n, p). Distance to the original vs accuracy drop."""
     from layersim.experiments.common import spearman
+    from layersim.metrics import linear_probe_accuracy
 
     rows = []
     for name, x in reps.items():
         x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-        base = probe(x, labels)
+        base = linear_probe_accuracy(x, labels)
         for k in ks:
             if k >= min(x.shape) - 1:
                 continue
             y = delete_top_pcs(x, k)
-            row = {"representation": name, "k": k, "probe": probe(y, labels), "probe_original": base}
+            row = {"representation": name, "k": k, "probe": linear_probe_accuracy(y, labels), "probe_original": base}
             row["probe_drop"] = base - row["probe"]
             for metric in metrics:
                 row[metric] = distance(metric, y, x)

@@ -1,21 +1,11 @@
 """The thesis' existence proof (ch. 4, Table 4.1): high representational similarity, divergent
-function.
+function (method: docs/papers.md).
 
-A frozen base network gives features ``X (n, p)`` (here: a layer of an activation store). Two
-linear heads read masked copies of them: Net1 keeps the first ``k`` feature dimensions, Net2 the
-last ``k``, ``k = max(1, round((1 − d_ratio)·p))`` (``d_ratio`` is the share of the dimensions a
-mask switches off; for ``d_ratio ≥ 0.5`` the two masks are disjoint). Net1 is trained on the
-true labels, Net2 on labels of which ``flip_fraction`` are flipped (``y → C − 1 − y``). The heads
-are trained on a stratified share ``head_fraction`` of the samples and compared on the rest.
-
-Reported per ``d_ratio``: CKA and CCA of the two networks' features before the mask (what the
-thesis reports: the same frozen base, so 1 up to rounding), CKA and CCA of the masked features
-the heads actually see, and the functional measures of the two heads' outputs (JSD in bits,
-Spearman rank correlation of per-sample confidence in the true class, each head's accuracy).
-
-Interpretation note: the thesis defines ``d_ratio`` as "unmasked nodes over total nodes" but its
-Table 4.1 has accuracy falling as ``d_ratio`` grows (97.7 % at 0, 89.5 % at 0.9), i.e. behaves as
-the share *masked*; we follow the table.
+Two linear heads read masked copies of a frozen base's features ``X (n, p)``: Net1 the first
+``k`` dimensions, Net2 the last ``k``, ``k = max(1, round((1 − d_ratio)·p))``; Net1 learns the
+true labels, Net2 labels of which ``flip_fraction`` are flipped (``y → C − 1 − y``). The thesis
+defines ``d_ratio`` as unmasked over total nodes, but its Table 4.1 has accuracy falling as
+``d_ratio`` grows, i.e. it behaves as the share masked; we follow the table.
 """
 
 from __future__ import annotations

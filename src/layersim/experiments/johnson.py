@@ -1,16 +1,9 @@
-"""Johnson (2019), Example 3.1: two networks, one ReLU hidden layer, evaluated with subspace
-match (Wang et al. 2018), linear CKA, CCA and Procrustes.
-
-Three constructions (rows = inputs, columns = neurons; ``y = W2 ReLU(W1 x)``):
-
-* ``printed``: inputs (1, 1), (−1, −1); W1 = I, W̃1 = diag(1, −1), W2 = W̃2 = [[1, −1], [1, −1]]
-  — as printed. Worked out it does *not* show the claim: the outputs differ and the hidden
-  layers do match (maximum match ({1, 2}, {1}), similarity 3/4). See docs/metrics.md.
-* ``corrected``: the same with W̃1 = −I: identical (zero) outputs, hidden neuron vectors
-  (1, 0), (1, 0) vs (0, 1), (0, 1): no ε-match for any ε < 1, although both networks compute
-  the same function — what the text describes.
-* ``corrected_6``: the corrected weights on six inputs a·(1, 1), a ∈ {±1, ±2, ±3}, so that
-  CCA (which needs n ≥ 3 samples) is defined as well.
+"""Johnson (2019), Example 3.1: two networks with one ReLU hidden layer, ``y = W2 ReLU(W1 x)``,
+compared with subspace match (Wang et al. 2018), linear CKA, CCA and Procrustes, in three
+:data:`CONSTRUCTIONS` (rows = inputs, columns = neurons): ``printed`` (W̃1 = diag(1, −1); as
+printed, it does not show the claim), ``corrected`` (W̃1 = −I: the same function, no subspace
+match) and ``corrected_6`` (the corrected weights on six inputs, so that CCA is defined).
+Worked out in docs/metrics.md and docs/papers.md.
 """
 
 from __future__ import annotations

@@ -1,33 +1,12 @@
 """The layer-identification benchmark of Kornblith et al. (2019, Sec. 6.1 and Table 2).
 
-Train N networks of one architecture from different seeds. For every ordered pair of different
-networks (A, B) and every layer i of A (logits excluded), find the layer j of B most similar to
-A's layer i under a similarity index s(A_i, B_j); the index "identifies" the layer when j = i.
-The accuracy of an index is the percentage of the N(N−1)·L trials it gets right. A tie for the
-maximum (values within a relative 1e-9, e.g. several CCA values of exactly 1) counts as 1/k
-correct when the corresponding layer is one of the k tied layers.
-
-Indexes (Kornblith et al. 2019, Table 1; X = A's layer, Y = B's candidate layer, both centred):
-
-- ``cca_mean_rho``, ``cca_r2``: mean ρ and mean ρ² of CCA (:func:`layersim.metrics.cca`);
-- ``svcca``, ``svcca_r2``: the same after keeping the directions holding 99 % of each side's
-  variance (:func:`layersim.metrics.svcca`);
-- ``pwcca``: projection-weighted CCA, weights from X (:func:`layersim.metrics.pwcca`);
-- ``linear_regression``: R²_LR = ‖Q_Yᵀ X‖²_F / ‖X‖²_F, the share of X's variance a least-squares
-  fit from Y explains (:func:`layersim.metrics.linear_regression`);
-- ``linear_hsic``: ‖YᵀX‖²_F / (n − 1)², unnormalised (:func:`layersim.metrics.linear_hsic`);
-- ``linear_cka``, ``rbf_cka_0.2``, ``rbf_cka_0.4``, ``rbf_cka_0.8``: CKA with a linear kernel or
-  an RBF kernel of bandwidth σ = 0.2, 0.4, 0.8 × the median distance
-  (:func:`layersim.metrics.linear_cka`, :func:`layersim.metrics.rbf_cka`).
-
-The CCA family reduces a side with p ≥ n features to its top ⌊(n − 1)/2⌋ directions, as
-:mod:`layersim.metrics` does; R²_LR uses Y's full column space, so it is 1 whenever Y has
-n − 1 or more independent directions (one reason it fails the benchmark).
-
-Cost: every per-layer quantity (the centred activations, the orthonormal bases of CCA, SVCCA
-and least squares, the centred linear and RBF Grams) is computed once per network
-(:func:`layer_features`); a layer pair then costs one SVD per CCA variant and inner products of
-n × n matrices, and one SVD serves both directions of an unordered pair.
+For every ordered pair of different networks (A, B) of one architecture and every layer i of A
+(logits excluded), an index identifies the layer when the layer j of B most similar to A_i is
+i; its accuracy is the percentage of the N(N−1)·L trials it gets right. A tie for the maximum
+(values within a relative 1e-9) among k layers earns 1/k. The indexes
+(:data:`IDENTIFICATION_METRICS`) and the cost are described in docs/papers.md: every per-layer
+quantity is computed once per network (:func:`layer_features`), and a layer pair costs one SVD
+per CCA variant and inner products of n × n matrices.
 """
 
 from __future__ import annotations
@@ -39,7 +18,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from layersim.errors import LayersimError
-from layersim.io import read_csv, write_csv
 from layersim.layers import select_layers
 from layersim.metrics import METRICS
 
@@ -70,14 +48,8 @@ PAPER_ACCURACY: dict[str, float] = {
     "rbf_cka_0.4": 99.1,
     "rbf_cka_0.8": 99.3,
 }
-"""Kornblith et al. (2019) Table 2 (10 Tiny-10 CNNs on CIFAR-10), accuracy in %, for reference."""
 
 _TIE_RTOL = 1e-9
-
-
-# ---------------------------------------------------------------------------------------------
-# Per-layer precomputation and the all-pairs computation
-# ---------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -146,8 +118,7 @@ def pair_matrices(fa: list[LayerFeatures], fb: list[LayerFeatures], metrics: lis
     def gram_stack(feats, kind):
         return np.stack([f.grams[kind] if f.error is None else np.zeros(n * n) for f in feats])
 
-    need_lin = any(m in metrics for m in ("linear_hsic", "linear_cka", "linear_regression"))
-    if need_lin:
+    if any(m in metrics for m in ("linear_hsic", "linear_cka", "linear_regression")):
         lin_a, lin_b = gram_stack(fa, "lin"), gram_stack(fb, "lin")
         inner = lin_a @ lin_b.T
         mask = np.outer(ok_a, ok_b)
@@ -198,29 +169,18 @@ def pair_matrices(fa: list[LayerFeatures], fb: list[LayerFeatures], metrics: lis
 def similarity_tensor(paths: dict[str, str], *, layers: str = r"\.relu$|^pool$", metrics: list[str] | None = None, max_samples: int | None = None, threads: int = 1):
     """Every index over every layer pair of every ordered pair of different networks.
 
-    Parameters
-    ----------
-    paths : dict
-        Network name → activation store (the same samples in every store, the same layers).
-    layers : str
-        Regex selecting the compared layers (``logits`` is always excluded).
-    metrics : list of str, optional
-        Names in :data:`IDENTIFICATION_METRICS` (default: all).
-    max_samples : int, optional
-        Use only the first N evaluation samples.
-    threads : int
-        Networks (then network pairs) processed at once, each with one BLAS thread (small
-        SVDs with several BLAS threads each oversubscribe the cores: measured 60× slower on 2
-        loaded cores).
-
-    Returns
-    -------
-    xarray.Dataset
-        ``similarity (metric, network_a, network_b, layer_a, layer_b)``, NaN where
-        ``network_a == network_b`` (not compared).
+    ``paths``: network name → activation store (the same samples and layers in every store);
+    ``layers``: regex of the compared layers (``logits`` always excluded); ``metrics``: names in
+    :data:`IDENTIFICATION_METRICS` (default all); ``max_samples``: the first N samples only;
+    ``threads``: networks (then network pairs) processed at once, each with one BLAS thread
+    (several BLAS threads per small SVD oversubscribe the cores). Returns an ``xarray.Dataset``
+    ``similarity (metric, network_a, network_b, layer_a, layer_b)``, NaN where
+    ``network_a == network_b`` (not compared).
     """
+
     import xarray as xr
 
+    from layersim.parallel import single_blas_thread, thread_pool
     from layersim.store import ActivationStore, check_comparable
 
     metrics = list(metrics or IDENTIFICATION_METRICS)
@@ -239,8 +199,6 @@ def similarity_tensor(paths: dict[str, str], *, layers: str = r"\.relu$|^pool$",
     chosen = select_layers(first.layers, layers, what="identification layer pattern")
     rows = slice(0, max_samples)
     rbf = {m: RBF_THRESHOLDS[m] for m in metrics if m in RBF_THRESHOLDS}
-
-    from layersim.parallel import single_blas_thread, thread_pool
 
     def network(k):
         start = time.perf_counter()
@@ -271,14 +229,9 @@ def similarity_tensor(paths: dict[str, str], *, layers: str = r"\.relu$|^pool$",
 
 
 def identification_accuracy(similarity) -> list[dict]:
-    """Per index, the percentage of (ordered network pair, layer) trials in which the most
-    similar layer of the other network is the corresponding one (ties: 1/k credit).
-
-    ``similarity`` is the Dataset of :func:`similarity_tensor`. Returns one dict per index:
-    ``metric``, ``label``, ``accuracy`` (in [0, 100]), ``n_trials``, ``n_tied`` (trials whose
-    maximum was shared), ``n_undefined`` (trials with no defined value, counted wrong) and
-    ``paper_accuracy`` (Kornblith et al. 2019, Table 2).
-    """
+    """Per index of the Dataset of :func:`similarity_tensor`: ``metric``, ``label``, ``accuracy``
+    (in %, ties earn 1/k), ``n_trials``, ``n_tied`` (trials whose maximum was shared),
+    ``n_undefined`` (trials with no defined value, counted wrong) and ``paper_accuracy``."""
     values = similarity["similarity"].values
     names = list(similarity["network_a"].values)
     out = []
@@ -309,11 +262,3 @@ def identification_accuracy(similarity) -> list[dict]:
         })
     return out
 
-
-def write_accuracy_csv(rows: list[dict], path, *, attrs: dict | None = None) -> None:
-    """Write :func:`identification_accuracy` rows as CSV (``attrs`` as leading ``# k: v`` lines)."""
-    write_csv(rows, path, [f"{key}: {value}" for key, value in (attrs or {}).items()], float_format=".4f", lineterminator="\r\n")
-
-
-read_accuracy_csv = read_csv
-"""The rows of :func:`write_accuracy_csv` (numbers as floats/ints)."""

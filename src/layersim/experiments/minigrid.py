@@ -1,12 +1,6 @@
 """Thesis §3.5 (Figures 3.6–3.8, Table 3.1 MiniGrid rows): CKA of PPO agents' features vs JSD and
-rank correlation of their action distributions.
-
-For the agents of one architecture trained on one grid (several seeds), on each test grid:
-every agent plays ``episodes`` episodes (actions sampled, seeded); for a pair (a, b) the states
-of a's and b's rollouts are pooled and fed to both networks; linear CKA of the feature layer
-(:meth:`layersim.experiments.ppo.AgentNet.cka_features`), mean JSD (bits) of the action distributions and the
-mean per-state Spearman rank correlation of the action probabilities
-(:func:`layersim.metrics.distribution_rank_correlation`) are computed on the pooled states.
+rank correlation of their action distributions, on the pooled rollout states of each pair of
+agents (method: docs/papers.md).
 """
 
 from __future__ import annotations
@@ -24,13 +18,12 @@ COLOURS = {"both optimal": "tab:green", "optimal vs mediocre": "magenta", "optim
 
 
 def compare_agents(agents: dict, returns: dict, test_grids: list[int], *, episodes: int, seed: int) -> tuple[list[dict], dict]:
-    """Every pair of ``agents`` (name → :class:`~layersim.experiments.ppo.AgentNet`, all of one architecture
-    and training grid) on every test grid.
+    """Every pair of ``agents`` (name → :class:`~layersim.experiments.ppo.AgentNet` of one architecture
+    and training grid; ``returns``: name → mean return on the training grid) on every test grid.
 
-    ``returns``: name → the agent's mean return on its training grid (its category). Returns
-    one row per (test grid, pair) and the arrays behind them: per test grid ``states`` (every
-    agent's rollout states, concatenated), ``source`` (the index of the agent that visited each
-    state, in sorted-name order) and each agent's ``features`` / ``probs`` on all those states.
+    Returns one row per (test grid, pair) and the arrays behind them: per test grid ``states``
+    (every agent's rollout states), ``source`` (the index, in sorted-name order, of the agent that
+    visited each state) and each agent's ``features`` / ``probs`` on all those states.
     """
     from layersim.metrics import METRICS, distribution_rank_correlation, jsd, value_or_nan
     from layersim.experiments.ppo import category, pair_colour_group, policy_outputs, run_episodes

@@ -1,26 +1,14 @@
-"""Block-structure probes: the first principal component's share of variance per layer of an
-activation store, and the size of the block structure of a self-similarity matrix (the largest
-run of alike layers each dominated by its first principal component, :func:`largest_block`).
+"""Block-structure probes of Nguyen, Raghu & Kornblith (2021, Sec. 4) (method: docs/papers.md):
+the first principal component's share of variance per layer of an activation store,
+share₁ = λ₁ / Σᵢ λᵢ of the layer's flattened, column-centred activations ``X (n, p)``
+(:func:`pc_shares`), and the block structure of a self-similarity matrix (:func:`largest_block`).
 
-Nguyen, Raghu & Kornblith (2021, Sec. 4) trace the "block structure" of wide and deep networks
-to a dominant datapoint direction: inside the block, one principal component carries most of the
-variance of every layer, and linear CKA, which is dominated by the top principal components,
-saturates. This module measures that share,
-
-    share₁ = λ₁ / Σᵢ λᵢ ∈ [0, 1],
-
-where λᵢ are the eigenvalues of the covariance of the layer's (flattened, column-centred)
-activations ``X (n, p)``, i.e. the squared singular values of the centred X.
-
-The store is read in blocks of rows (never a whole layer at once):
-
-- ``p ≤ max_gram_features`` (exact): one pass accumulates the float64 scatter matrix
-  ``Σ (x − s)(x − s)ᵀ`` and ``Σ (x − s)`` about a shift ``s`` (the first block's mean, which keeps
-  the subtraction of the mean's outer product well conditioned); λ₁ comes from ``eigvalsh``.
-- otherwise (randomised): subspace iteration on the implicitly centred X (Halko, Martinsson &
-  Tropp 2011, Alg. 4.4) with ``k = 1 + oversamples`` columns and ``n_iter`` power iterations, each
-  a pass over the row blocks; λ₁ is the top squared singular value of ``QᵀX_c``. Memory is
-  ``O((n + p) k)``. The total variance ``Σ λᵢ = ‖X_c‖²_F`` is exact in both cases.
+The store is read in blocks of rows, never a whole layer at once. Up to ``max_gram_features``
+features, λ₁ is exact: one pass accumulates the float64 scatter matrix about a shift (the first
+block's mean, which keeps the subtraction of the mean's outer product well conditioned), then
+``eigvalsh``. Beyond, subspace iteration on the implicitly centred X (Halko, Martinsson & Tropp
+2011, Alg. 4.4) with ``k = 1 + oversamples`` columns and ``n_iter`` power iterations, each a pass
+over the blocks; memory ``O((n + p) k)``. The total variance ``Σ λᵢ = ‖X_c‖²_F`` is exact in both.
 """
 
 from __future__ import annotations
@@ -52,28 +40,13 @@ def _row_blocks(n: int, block_rows: int):
 
 
 def first_pc_share(read: Callable[[slice], np.ndarray], n: int, p: int, *, block_rows: int = 256, max_gram_features: int = 2048, oversamples: int = 10, n_iter: int = 7, seed: int = 0) -> tuple[float, float, str]:
-    """λ₁ and Σλ of the centred rows of a matrix read block by block.
+    """λ₁ and Σλ of the centred rows of an ``(n, p)`` matrix read block by block.
 
-    Parameters
-    ----------
-    read : callable
-        ``read(slice) -> (rows, p)`` array, the rows of the matrix in that slice.
-    n, p : int
-        Shape of the whole matrix.
-    block_rows : int
-        Rows per read.
-    max_gram_features : int
-        Up to this many features the exact ``p × p`` scatter matrix is used; beyond, the
-        randomised subspace iteration.
-    oversamples, n_iter, seed :
-        Of the randomised method: extra columns beyond the one wanted, power iterations, and
-        the seed of the Gaussian start.
-
-    Returns
-    -------
-    (top, total, method)
-        The largest eigenvalue of the scatter matrix ``X_cᵀX_c``, its trace ``‖X_c‖²_F``, and
-        ``"exact"`` or ``"randomized"``.
+    ``read(slice)`` returns the rows in that slice. Up to ``max_gram_features`` features the
+    exact ``p × p`` scatter matrix is used, beyond it the randomised subspace iteration
+    (``oversamples`` extra columns, ``n_iter`` power iterations, a Gaussian start seeded by
+    ``seed``). Returns ``(top, total, method)``: the largest eigenvalue of ``X_cᵀX_c``, its trace
+    ``‖X_c‖²_F``, and ``"exact"`` or ``"randomized"``.
     """
     if block_rows < 1:
         raise LayersimError(f"block_rows must be at least 1, got {block_rows}")
@@ -116,11 +89,8 @@ def first_pc_share(read: Callable[[slice], np.ndarray], n: int, p: int, *, block
 
 
 def pc_shares(path: str | os.PathLike, *, layers: list[str] | None = None, block_rows: int = 256, max_gram_features: int = 2048, oversamples: int = 10, n_iter: int = 7, seed: int = 0) -> list[PCShare]:
-    """First-PC share of variance of every layer (or of ``layers``) of an activation store.
-
-    See :func:`first_pc_share` for the method and parameters. A layer whose activations are
-    constant over the samples has no principal component: its share is NaN.
-    """
+    """First-PC share of variance of every layer (or of ``layers``) of an activation store, by
+    :func:`first_pc_share`; NaN for a layer whose activations are constant over the samples."""
     from layersim.store import ActivationStore
 
     store = ActivationStore(path)
@@ -152,22 +122,12 @@ def read_pc_shares(path: str | os.PathLike):
     from layersim.io import read_comments, read_csv
 
     rows = read_csv(path)
+    columns = {"pc1_share": float, "pc1_variance": float, "total_variance": float, "n_features": int, "method": str}
     return xr.Dataset(
-        {
-            "pc1_share": ("layer", np.array([float(r["pc1_share"]) for r in rows])),
-            "pc1_variance": ("layer", np.array([float(r["pc1_variance"]) for r in rows])),
-            "total_variance": ("layer", np.array([float(r["total_variance"]) for r in rows])),
-            "n_features": ("layer", np.array([int(r["n_features"]) for r in rows])),
-            "method": ("layer", np.array([r["method"] for r in rows])),
-        },
+        {name: ("layer", np.array([kind(r[name]) for r in rows])) for name, kind in columns.items()},
         coords={"layer": [str(r["layer"]) for r in rows]},
         attrs=read_comments(path),
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# Block structure
-# ---------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -201,10 +161,6 @@ def largest_block(cka: np.ndarray, pc1_share: np.ndarray, *, cka_threshold: floa
     NaN entries (undefined layers) never exceed a threshold; with no such run the block is empty
     (size 0).
 
-    Both conditions are needed: Nguyen et al. trace the block to a dominant first principal
-    component, and the high-CKA condition alone is met by adjacent residual-stream layers of any
-    small ResNet (the skip connection carries most of the signal), which have flat spectra.
-
     >>> c = np.array([[1, .95, .2, .1], [.95, 1, .95, .92], [.2, .95, 1, .97], [.1, .92, .97, 1]])
     >>> largest_block(c, np.array([.2, .8, .9, .85]))
     Block(start=1, stop=4, size=3, n_layers=4, fraction=0.75)
@@ -236,10 +192,8 @@ def largest_block(cka: np.ndarray, pc1_share: np.ndarray, *, cka_threshold: floa
 
 
 def largest_high_cka_run(cka: np.ndarray, threshold: float = 0.9) -> Block:
-    """The longest run of consecutive layers whose pairwise CKA all exceed ``threshold``, with no
-    condition on the PC1 share (ties to the earliest; a lone layer is a run of 1). Not the block
-    structure (see :func:`largest_block`): kept as a summary column, it shows how much of the
-    network the residual stream alone keeps alike."""
+    """The longest run of consecutive layers whose pairwise CKA all exceed ``threshold`` (ties to
+    the earliest; a lone layer is a run of 1): :func:`largest_block` without the PC1 condition."""
     c = np.asarray(cka, dtype=float)
     return largest_block(c, np.ones(c.shape[:1]), cka_threshold=threshold, pc1_threshold=0.0, min_size=1)
 

@@ -1,25 +1,12 @@
-"""PPO agents on MiniGrid-Empty (thesis §3.5, Figures 3.6–3.8): networks, training, rollouts.
+"""PPO agents on MiniGrid-Empty (thesis §3.5, Figures 3.6–3.8): networks, training, rollouts;
+the networks and the method are described in docs/papers.md.
 
 The agent sees MiniGrid's 7×7×3 egocentric partial view (``ImgObsWrapper``: object, colour and
-state index per cell, as small integers) and picks one of the environment's 7 actions. Two
-networks (thesis Figure 3.7), both with the same convolutional trunk
-
-    conv 2×2 (16) → ReLU → max-pool 2×2 → conv 2×2 (32) → ReLU → conv 2×2 (64) → ReLU → 64 features
-
-* ``original``:   features (64) → FC 64 → tanh → FC → 7 action logits
-* ``bottleneck``: features (64) → FC k (default 8) → tanh [the *bottleneck*] → FC → 7 logits
-
-and a value head (FC 64 → tanh → FC 1) on the 64 features. The layer whose CKA is measured
-(:meth:`AgentNet.cka_features`) is the 64 features of ``original`` and the k bottleneck units of
-``bottleneck`` (after the tanh), as in the thesis.
-
-PPO (Schulman et al. 2017) in its usual form: ``n_envs`` environments stepped in a plain loop
-for ``steps`` steps per update, generalised advantage estimation (γ, λ), ``epochs`` passes of
-minibatches over the clipped surrogate objective + value loss − entropy bonus, gradient norm
-clipping. Everything is seeded (torch, the action sampling, the environments); with the same
-seed and thread count a run is bitwise reproducible on one machine.
-
-``minigrid`` and ``gymnasium`` are imported only inside the functions that make environments.
+state index per cell, as small integers) and picks one of the environment's 7 actions. PPO
+(Schulman et al. 2017) in its usual form, with ``n_envs`` environments stepped in a plain loop.
+Everything is seeded (torch, the action sampling, the environments); with the same seed and
+thread count a run is bitwise reproducible on one machine. ``minigrid`` and ``gymnasium`` are
+imported only inside the functions that make environments.
 """
 
 from __future__ import annotations
@@ -47,7 +34,9 @@ PPO_DEFAULTS = {
 
 
 class AgentNet(nn.Module):
-    """Actor–critic network of one agent (see the module docstring for the layers)."""
+    """Actor–critic network of one agent (thesis Figure 3.7): a convolutional trunk of 64 features,
+    then ``original``: FC 64 → tanh → FC → 7 action logits, or ``bottleneck``: FC k → tanh [the
+    bottleneck] → FC → 7 logits; a value head FC 64 → tanh → FC 1 on the 64 features."""
 
     def __init__(self, arch: str, bottleneck: int = 8, n_actions: int = N_ACTIONS):
         super().__init__()
@@ -70,16 +59,12 @@ class AgentNet(nn.Module):
             self.actor = nn.Linear(bottleneck, n_actions)
         self.critic = nn.Sequential(nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 1))
 
-    @staticmethod
-    def _image(obs) -> torch.Tensor:
+    def forward(self, obs):
+        """``obs (n, 7, 7, 3)`` → action logits ``(n, 7)``, values ``(n,)``, CKA features ``(n, d)``."""
         x = torch.as_tensor(np.asarray(obs), dtype=torch.float32)
         if x.ndim != 4 or tuple(x.shape[1:]) != VIEW:
             raise LayersimError(f"agent observations must be (n, 7, 7, 3) MiniGrid views; got shape {tuple(x.shape)}")
-        return x.permute(0, 3, 1, 2)
-
-    def forward(self, obs):
-        """``obs (n, 7, 7, 3)`` → action logits ``(n, 7)``, values ``(n,)``, CKA features ``(n, d)``."""
-        trunk = self.trunk(self._image(obs))
+        trunk = self.trunk(x.permute(0, 3, 1, 2))
         feats = self.pre_actor(trunk)
         return self.actor(feats), self.critic(trunk).squeeze(1), feats
 
@@ -242,14 +227,11 @@ def category(mean_return: float, optimal: float = 0.8, poor: float = 0.2) -> str
 
 def pair_colour_group(cat_a: str, cat_b: str) -> str:
     """The thesis' colour of a pair: both optimal, optimal vs mediocre, optimal vs poor, other."""
-    cats = sorted((cat_a, cat_b))
-    if cats == ["optimal", "optimal"]:
-        return "both optimal"
-    if cats == ["mediocre", "optimal"]:
-        return "optimal vs mediocre"
-    if cats == ["optimal", "poor"]:
-        return "optimal vs poor"
-    return "other"
+    return {
+        ("optimal", "optimal"): "both optimal",
+        ("mediocre", "optimal"): "optimal vs mediocre",
+        ("optimal", "poor"): "optimal vs poor",
+    }.get(tuple(sorted((cat_a, cat_b))), "other")
 
 
 def save_agent(net: AgentNet, path) -> None:

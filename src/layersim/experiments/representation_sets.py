@@ -1,17 +1,10 @@
-"""Representation sets told apart by an SVM, and their t-SNE (thesis §3.1, Figures 3.1 and 3.2).
+"""Representation sets told apart by an SVM, and their t-SNE (thesis §3.1, Figures 3.1 and 3.2;
+method: docs/papers.md).
 
-Models of one architecture are trained on several datasets with several seeds, plus untrained
-copies (one per seed); each model's features at one layer on each test dataset form one
-*representation set*, labelled ``<trained_on>_<tested_on>_s<seed>`` as in the thesis
-(``cifar_imagenet_s1``: Imagenet images through the network trained on Cifar, seed 1). A linear
-SVM (one-vs-rest) learns to say which set a single representation comes from; its confusion
-matrix shows whether it confuses the model (trained-on dataset, seed) or the test dataset.
-
-Datasets are ``load_dataset`` configs with an optional pixel *transform* (so that distinct
-datasets can be built from the bundled digits: inverted, transposed, …) and an optional
-channel replication (a grey-scale set fed to a network trained on RGB images). Everything here
-is a pure function of arrays; the rules that train, extract and classify are in
-``workflow/rules/representation_sets.smk`` and :mod:`layersim.jobs.papers`.
+Each model's features at one layer on each test dataset form one *representation set*, labelled
+``<trained_on>_<tested_on>_s<seed>`` as in the thesis; a linear SVM (one-vs-rest) learns which set
+a single representation comes from. Datasets are ``load_dataset`` configs with an optional pixel
+transform and channel replication. The jobs are in :mod:`layersim.jobs.representation_sets`.
 """
 
 from __future__ import annotations
@@ -21,7 +14,14 @@ import numpy as np
 from layersim.data import Dataset, DatasetError, Split, load_dataset
 from layersim.errors import LayersimError
 
-TRANSFORMS = ("none", "invert", "transpose", "rotate90", "hflip")
+TRANSFORMS = {
+    "none": lambda x: x,
+    "invert": lambda x: 1.0 - x,  # dark digits on a light background
+    "transpose": lambda x: x.transpose(0, 1, 3, 2),  # height ↔ width
+    "rotate90": lambda x: np.rot90(x, k=1, axes=(2, 3)),  # a quarter turn anticlockwise
+    "hflip": lambda x: x[..., ::-1],  # mirrored left–right
+}
+"""The pixel transforms of ``(N, C, H, W)`` images in ``[0, 1]``."""
 UNTRAINED = "untrained"
 
 
@@ -30,11 +30,7 @@ class RepresentationSetError(LayersimError):
 
 
 def transform_images(images: np.ndarray, transform: str) -> np.ndarray:
-    """Apply one pixel transform to ``(N, C, H, W)`` images in ``[0, 1]``.
-
-    ``none`` keeps them; ``invert`` is ``1 − x`` (dark digits on a light background);
-    ``transpose`` swaps height and width; ``rotate90`` rotates a quarter turn anticlockwise;
-    ``hflip`` mirrors left–right. The result stays in ``[0, 1]``, float32.
+    """One of :data:`TRANSFORMS` applied to ``(N, C, H, W)`` images in ``[0, 1]`` (float32).
 
     Examples
     --------
@@ -44,19 +40,9 @@ def transform_images(images: np.ndarray, transform: str) -> np.ndarray:
     >>> transform_images(x, "invert")[0, 0].tolist()
     [[1.0, 0.75], [0.5, 0.25]]
     """
-    if transform == "none":
-        out = images
-    elif transform == "invert":
-        out = 1.0 - images
-    elif transform == "transpose":
-        out = images.transpose(0, 1, 3, 2)
-    elif transform == "rotate90":
-        out = np.rot90(images, k=1, axes=(2, 3))
-    elif transform == "hflip":
-        out = images[..., ::-1]
-    else:
+    if transform not in TRANSFORMS:
         raise DatasetError(f"unknown dataset transform {transform!r}: expected one of {', '.join(TRANSFORMS)}")
-    return np.ascontiguousarray(out, dtype=np.float32)
+    return np.ascontiguousarray(TRANSFORMS[transform](images), dtype=np.float32)
 
 
 def _channels(images: np.ndarray, channels: int | None, where: str) -> np.ndarray:
@@ -107,23 +93,9 @@ def feature_layer(layers: list[str], layer: str) -> str:
     return layer
 
 
-def set_label(trained_on: str, tested_on: str, seed: int) -> str:
-    """``<trained_on>_<tested_on>_s<seed>``, the thesis' naming."""
-    return f"{trained_on}_{tested_on}_s{seed}"
-
-
 def build_set_matrix(sets: list[dict]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Stack representation sets into one labelled matrix.
-
-    Parameters
-    ----------
-    sets : list of dict
-        Each ``{"label": str, "features": (n_i, p) array, ...}``.
-
-    Returns
-    -------
-    X : (Σ n_i, p) float64, y : (Σ n_i,) int64 (the index of each row's set), labels : list of str.
-    """
+    """Representation sets (each ``{"label": str, "features": (n_i, p) array, ...}``) stacked into
+    ``X (Σ n_i, p)`` float64, ``y (Σ n_i,)`` int64 (the index of each row's set) and the labels."""
     if len(sets) < 2:
         raise RepresentationSetError(f"need at least 2 representation sets to classify, got {len(sets)}")
     labels = [s["label"] for s in sets]
@@ -143,14 +115,10 @@ def build_set_matrix(sets: list[dict]) -> tuple[np.ndarray, np.ndarray, list[str
 def classify_sets(X: np.ndarray, y: np.ndarray, *, test_fraction: float, C: float, max_iter: int, seed: int) -> dict:
     """Train a linear SVM (one-vs-rest) on a stratified, seeded split and test it.
 
-    Features are standardised (zero mean, unit variance per feature; a constant feature is only
-    centred) with statistics of the training part only.
-
-    Returns
-    -------
-    dict with ``confusion`` ((k, k) int64 counts, row = true set, column = predicted),
-    ``accuracy``, ``test_index`` (rows of ``X`` in the test part), ``predicted`` and
-    ``converged`` (False if liblinear stopped at ``max_iter``).
+    Features are standardised with statistics of the training part only. Returns ``confusion``
+    ((k, k) int64 counts, row = true set, column = predicted), ``accuracy``, ``test_index`` (rows
+    of ``X`` in the test part), ``predicted`` and ``converged`` (False if liblinear stopped at
+    ``max_iter``).
     """
     import warnings
 

@@ -1,11 +1,10 @@
 """The one seam between Snakemake and the package: every rule runs ``workflow/scripts/job.py``,
 which calls :func:`run`, which calls the job function registered under the rule's name.
 
-A job function takes the ``snakemake`` object that Snakemake's ``script:`` directive injects
-(anything with ``input``, ``output``, ``params``, ``log``, ``threads`` and ``wildcards`` will do,
-so jobs are tested without Snakemake), sends logging and progress bars to the rule's log, and
-calls one package function. An input error ends the job with one line saying what was wrong
-(exit status 1); Snakemake then removes the job's outputs and keeps everything else.
+A job function takes the ``snakemake`` object of the ``script:`` directive (anything with
+``input``, ``output``, ``params``, ``log``, ``threads`` and ``wildcards`` will do) and calls one
+package function; :func:`job` sends logging to the rule's log and turns an input error into one
+line and exit status 1.
 
 Job modules mirror the rule files: ``workflow/rules/<name>.smk`` ↔ ``layersim.jobs.<name>``.
 """
@@ -129,12 +128,9 @@ def limit_threads(threads: int) -> None:
 
 
 def release_freed_blocks_to_the_os() -> None:
-    """A fixed 1 MiB mmap threshold for glibc's malloc in the similarity job's process.
-
-    Out of core, every task allocates and frees shard-sized read buffers; glibc raises its
-    mmap threshold after each such free and then keeps those blocks in per-thread arenas, so
-    the resident memory grows with the number of minibatches. A fixed threshold maps every
-    large buffer and unmaps it when freed. A no-op where libc has no ``mallopt``.
+    """A fixed 1 MiB mmap threshold for glibc's malloc in the similarity job's process: glibc
+    would raise it after each freed shard-sized read buffer and keep those blocks in per-thread
+    arenas, so the resident memory would grow with the minibatches. A no-op without ``mallopt``.
     """
     import ctypes
     import ctypes.util

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-
-from layersim.jobs import job, job_device
-
-log = logging.getLogger("layersim")
+from layersim.jobs import job, job_device, log
 
 
 @job

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import logging
 import warnings
 
 from layersim.jobs import config_hash, job, job_config, job_device, limit_threads, release_freed_blocks_to_the_os, tell
 from layersim.errors import LayersimError
-
-log = logging.getLogger("layersim")
 
 
 def _check_epoch(smk) -> None:
@@ -114,9 +111,7 @@ def self_similarity_grid(smk) -> None:
     from layersim.store import read_similarity
 
     by_instance = {read_similarity(p).attrs["model_a"]: p for p in smk.input.results}
-    results = {}
-    for i, j, inst in smk.params.cells:
-        results[(i, j)] = read_similarity(by_instance[inst])
+    results = {(i, j): read_similarity(by_instance[inst]) for i, j, inst in smk.params.cells}
     grid_figure(results, smk.output.figure, row_labels=list(smk.params.depths), col_labels=[f"×{w}" for w in smk.params.widths], row_title="depth", col_title="width", title="Self-similarity (minibatch linear CKA)")
 
 

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-
-from layersim.jobs import job
-
-log = logging.getLogger("layersim")
+from layersim.jobs import job, log
 
 
 @job
@@ -24,11 +20,8 @@ def pca(smk) -> None:
 def _by_instance(paths) -> dict:
     from layersim.store import read_similarity
 
-    out = {}
-    for path in paths:
-        result = read_similarity(path)
-        out[(result.attrs["model_a"], result.attrs["model_b"])] = result
-    return out
+    results = [read_similarity(path) for path in paths]
+    return {(r.attrs["model_a"], r.attrs["model_b"]): r for r in results}
 
 
 @job
@@ -46,11 +39,8 @@ def series_figure(smk) -> None:
 
 @job
 def block_structure(smk) -> None:
-    """Rule ``block_structure``: the block structure of every ResNet instance
-    (:func:`layersim.experiments.nguyen.largest_block` of its self-similarity and PC1 shares on
-    the layers :func:`layersim.layers.select_layers` picks) → CSV and
-    :func:`layersim.plots.block_structure_figure`. The PC1-share threshold is the rule's
-    ``pc1_threshold`` param where it has one, else ``PC1_SHARE_THRESHOLD``."""
+    """Rule ``block_structure``: :func:`layersim.experiments.nguyen.largest_block` of every ResNet
+    instance → CSV and figure; ``pc1_threshold`` is the rule's param, else ``PC1_SHARE_THRESHOLD``."""
     import numpy as np
 
     from layersim.experiments.nguyen import PC1_SHARE_THRESHOLD, largest_block, largest_high_cka_run, read_pc_shares

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-
-from layersim.jobs import config_hash, job, job_device
-
-log = logging.getLogger("layersim")
+from layersim.jobs import config_hash, job, job_device, log
 
 
 @job
@@ -29,7 +25,8 @@ def representation_train(smk) -> None:
 def representation_extract(smk) -> None:
     """Rule ``representation_extract``: one model's features at the configured layer (and its
     logits) on the sampled evaluation images of one test dataset → an activation store."""
-    from layersim.experiments.representation_sets import RepresentationSetError, feature_layer, load_set_dataset, sample_rows, set_label
+    from layersim.experiments.representation_sets import RepresentationSetError, feature_layer, load_set_dataset
+    from layersim.experiments.representation_sets import sample_rows
     from layersim.extract.torch import overlap_writes, torch_layer_batches
     from layersim.models.torch import layer_names
     from layersim.store import write_activations
@@ -50,7 +47,7 @@ def representation_extract(smk) -> None:
     images = dataset.eval.images[rows]
     attrs = {
         "model": f"{w.trained_on}-s{w.seed}", "trained_on": w.trained_on, "tested_on": w.tested_on, "seed": int(w.seed),
-        "set": set_label(w.trained_on, w.tested_on, int(w.seed)), "feature_layer": layer, "dataset": dataset.name,
+        "set": f"{w.trained_on}_{w.tested_on}_s{int(w.seed)}", "feature_layer": layer, "dataset": dataset.name,
         "split": "eval", "framework": "torch", "arch": state["arch"], "epoch": state["epoch"],
         "config_hash": config_hash(p.dataset, p.samples_per_set, p.seed),
     }
