@@ -1,28 +1,8 @@
 """The activation store: one Zarr v3 group per trained model instance (the layout, in one place).
 
-Layout of ``results/{exp}/activations/{model}-s{seed}-e{epoch}.zarr``::
-
-    attrs: model, framework, seed, epoch, dataset, split, config_hash, layersim_version,
-           layers (names in forward order, "logits" last), complete (True once fully written)
-    sample_id   (sample,)               int64, the dataset index of every row
-    labels      (sample,)               int64
-    <layer>     (sample, <layer>.<dim>…) float32 (or float16: ``dtype``), one array per layer
-    logits      (sample, logits.class)  float32 whatever ``dtype`` (also listed in ``layers``)
-    integrity/zarr.json                 a group whose attribute ``layersim_integrity`` records
-                                        every other file's size and CRC32C (written last)
-
-Feature dimensions are named after their layer (``conv.channel``, ``conv.height``, …), so that
-``xarray.open_zarr(path, consolidated=False)`` opens the whole store as one Dataset.
-
-Arrays are chunked along ``sample`` and sharded; a layer's shard files are ``<layer>/c.<shard>.0…``.
-zarr creates the first layer's array, the others' metadata is a copy of its document, and
-:class:`_ShardFiles` appends each batch's rows to their shard files itself (the bytes zarr would
-write). ``complete`` is set only after every shard is written; readers refuse a store without it.
-
-Integrity: every file's size and CRC32C are recorded before the store is renamed into place.
-:class:`ActivationStore` checks every size and the small files' checksums on open, and each
-shard file's checksum the first time it reads from it. Any difference is one
-:class:`StoreError` naming the store, the layer and rows, and what to do.
+Layout, shard files and integrity checks: docs/design.md, "Activation store". Beyond it: a layer
+may be stored as float16 (``write_activations(dtype=…)``; ``logits`` stays float32), and the
+integrity record is the attribute ``layersim_integrity`` of the group ``integrity/``.
 """
 
 from __future__ import annotations
@@ -83,12 +63,10 @@ def write_activations(
     overlap: bool = False,
     dtype: str = "float32",
 ) -> Path:
-    """Write per-layer activations, batch by batch, into a new Zarr v3 group at ``path``.
+    """Write per-layer activations, batch by batch, into a new Zarr v3 group at ``path``, atomically.
 
-    The store is written under a temporary name, its integrity record last, and renamed when
-    complete, so a crash never leaves a store that looks finished. Memory holds one batch (two
-    with ``overlap``). NaN or Inf in any layer's rows, or a full disk, is a :class:`StoreError`
-    (naming the layer and rows); nothing is left behind.
+    NaN or Inf in any layer's rows, or a full disk, is a :class:`StoreError` (naming the layer
+    and rows); nothing is left behind.
 
     Parameters
     ----------
@@ -107,11 +85,10 @@ def write_activations(
     shard_chunks : int
         Chunks per shard.
     write_threads : int
-        Threads appending a batch's layers to their shard files (layers split between them,
-        balanced by bytes): the number of cores the job has.
+        Threads appending a batch's layers to their shard files (docs/performance.md).
     overlap : bool
-        Append a batch while the next one is computed, rather than between batches (see
-        :func:`layersim.extract.torch.overlap_writes` for when that pays).
+        Append a batch while the next one is computed (memory: two batches), rather than between
+        batches (docs/performance.md, "How extraction writes").
     dtype : {"float32", "float16"}
         How every layer but ``logits`` (always float32) is stored; read back as float32. A
         value beyond float16's range (±65504) is a :class:`StoreError` naming the layer.
@@ -129,11 +106,8 @@ def write_activations(
 
 
 def _write_store(tmp: Path, path: Path, batches, sample_id, labels, attrs, dimension_names, chunk_rows, shard_chunks, write_threads, overlap, dtype) -> None:
-    """The body of :func:`write_activations`: the store, written at ``tmp``.
-
-    Where an array's layout is not the one :class:`_ShardFiles` writes, zarr creates every
-    array, and rows are buffered and written by zarr one whole shard at a time.
-    """
+    """The body of :func:`write_activations`: the store, written at ``tmp``. Where the layout
+    is not :class:`_ShardFiles`' (float16), zarr writes every array, one buffered shard at a time."""
     n_total = len(sample_id)
     root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
     root.attrs.update({**dict(attrs), "layersim_version": __version__, "complete": False})
@@ -150,8 +124,6 @@ def _write_store(tmp: Path, path: Path, batches, sample_id, labels, attrs, dimen
     layer_parts: list[list[str]] = []  # the layers each writer appends (direct path)
 
     def create_arrays() -> None:
-        """zarr creates the first layer's array; where :class:`_ShardFiles` knows its layout, the
-        others' metadata is its document with their own shapes (faster than zarr's)."""
         nonlocal direct
         template = None  # the first array's shard files, whose metadata the others copy
         for i, (name, feat) in enumerate(shapes.items()):
@@ -274,10 +246,7 @@ def _check_layer_names(names: list[str]) -> None:
 def _check_finite(rows: np.ndarray, layer: str, first_row: int, path: Path, source: np.ndarray | None = None) -> None:
     """Raise :class:`StoreError` if ``rows`` as stored (from row ``first_row``) hold NaN or Inf;
     ``source``: the rows they were cast from (a finite value there that is not finite in
-    ``rows`` was beyond the stored dtype's range).
-
-    One sum first; only a sum that is not finite is looked at element by element (finite values
-    can sum past float32's range)."""
+    ``rows`` was beyond the stored dtype's range). A non-finite sum is looked at element by element."""
     with np.errstate(over="ignore", invalid="ignore"):
         if np.isfinite(rows.sum(dtype=np.promote_types(rows.dtype, np.float32))):  # float16: summed as float32
             return
@@ -303,10 +272,8 @@ def _write_rows(array: zarr.Array, start: int, rows: np.ndarray) -> None:
 
 
 class _ShardFiles:
-    """Direct reads and writes of one array's shard files, in the layout this module creates.
-
-    zarr 3.1 copies a shard's data three times before writing it, and reads a row range by
-    copying whole chunks. In this layout (uncompressed little-endian float32, chunks split along
+    """Direct reads and writes of one array's shard files, in the layout this module creates
+    (why: docs/performance.md). In this layout (uncompressed little-endian float32, chunks split along
     ``sample`` only) a shard file is its rows' bytes as they lie in memory, the last chunk padded
     with the fill value, then the sharding spec's index (``(offset, length)`` of every chunk as
     little-endian uint64, ``2⁶⁴−1`` twice for a chunk past the array's end) and its CRC32C.
@@ -469,11 +436,8 @@ class _ShardFiles:
 
 
 class ActivationStore:
-    """Read access to a complete activation store, checked against its integrity record.
-
-    Opening it checks every file's size and the small files' checksums; each shard file's
-    checksum is checked the first time this object reads from it. Any difference is one
-    :class:`StoreError`.
+    """Read access to a complete activation store, checked against its integrity record as
+    docs/design.md, "Activation store", describes; any difference is one :class:`StoreError`.
 
     When all the store's layers together take at most ``cache_bytes``, each layer is read once,
     whole, and kept in memory; larger stores are read minibatch by minibatch (out of core).
@@ -507,8 +471,6 @@ class ActivationStore:
         if not self.attrs.get("complete"):
             raise StoreError(incomplete)
         self.layers = list(self.attrs["layers"])
-        # every file's size now; the small files' checksums too (each layer's metadata,
-        # sample_id, labels); the shard files' checksums the first time each is read
         self._verified: set[str] = set()  # files whose checksum was checked
         top = set(self.layers)
         for name in ("sample_id", "labels", *self.layers):
