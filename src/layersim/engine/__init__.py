@@ -3,8 +3,6 @@
 * :mod:`.grams` — the U-centred Gram of every layer of a minibatch (:class:`BatchGrams`);
 * :mod:`.accumulator` — HSIC sums over minibatches and CKA at the end (:class:`MinibatchCKA`);
 * :mod:`.stores` — the same over activation stores, as a Dask graph (:func:`compare_stores`).
-
-Cost: each Gram once per layer per batch; all layer pairs of two models from one product.
 """
 
 from layersim.engine.accumulator import MinibatchCKA, minibatch_rows

@@ -1,9 +1,5 @@
-"""The minibatch CKA accumulator (Nguyen, Raghu & Kornblith 2021) and its minibatch schedule.
-
-HSIC values are *summed* (in float64) over minibatches and passes; only at the end::
-
-    CKA_ab = Σ HSIC(K_a, L_b) / sqrt(Σ HSIC(K_a, K_a) · Σ HSIC(L_b, L_b))
-"""
+"""The minibatch CKA accumulator (Nguyen, Raghu & Kornblith 2021) and its minibatch schedule:
+HSIC sums in float64, normalised only at the end (docs/design.md, "Minibatch CKA")."""
 
 from __future__ import annotations
 
@@ -17,12 +13,9 @@ from layersim.parallel import thread_pool, single_blas_thread, thread_count
 
 
 def _cross(grams_a: BatchGrams, grams_b: BatchGrams, threads: int = 1):
-    """``G_a G_bᵀ`` as a float64 numpy array (one GEMM; ?syrk for self-similarity).
-
-    ``threads > 1`` (numpy): the rows of ``G_a`` are split over a pool, one BLAS thread each (a
-    multi-threaded BLAS call would leave its threads spinning through the next batch's Grams).
-    ``threads == 1`` leaves the BLAS thread count alone (a Dask task).
-    """
+    """``G_a G_bᵀ`` as a float64 numpy array (one GEMM; ?syrk for self-similarity). ``threads > 1``
+    (numpy): ``G_a``'s rows split over a pool, one BLAS thread each (docs/performance.md);
+    ``threads == 1`` leaves the BLAS thread count alone (a Dask task)."""
     ga, gb = grams_a.grams, grams_b.grams
     if threads == 1 or _is_torch(ga):
         cross = ga @ ga.T if gb is ga else ga @ gb.T  # numpy sends A·Aᵀ to ?syrk

@@ -1,10 +1,6 @@
-"""Gram kernels of the minibatch CKA: the U-centred Gram of each layer of a minibatch.
-
-For a minibatch ``X (n, p)`` of one layer, ``K = X Xᵀ`` is U-centred
-(:func:`layersim.metrics.kernel.u_centre`), so that ``HSIC₁(K, L) = ⟨Ũ(K), Ũ(L)⟩ / (n(n−3))``
-is the unbiased estimator of Song et al. (2012). Every U-centred Gram is flattened to a row of
-``G (L, n²)`` (:class:`BatchGrams`), so that all layer pairs of two models come from one product
-``G_a G_bᵀ``. numpy or torch arrays (torch stays on its device).
+"""Gram kernels of the minibatch CKA: the U-centred Gram ``Ũ(X Xᵀ)`` of each layer of a minibatch
+(:func:`layersim.metrics.kernel.u_centre`), flattened to a row of ``G (L, n²)`` (:class:`BatchGrams`);
+the estimator and its cost model: docs/design.md. numpy or torch arrays (torch stays on its device).
 """
 
 from __future__ import annotations
@@ -93,10 +89,7 @@ def _check_batch(n: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Kernels. A Gram is ``x @ x.T``: numpy sends a matrix times its own transpose to BLAS ?syrk
-# (half a GEMM's flops) and releases the GIL, so the Grams of a batch run in parallel on a
-# thread pool. The centring terms are summed and subtracted in float64, with one rounding at the
-# end, so a float32 Gram of uncentred (e.g. post-ReLU) activations keeps the Gram's accuracy.
+# Kernels: ?syrk Grams, centring terms in float64 (docs/performance.md, "How the engine is made fast")
 # ---------------------------------------------------------------------------------------------
 
 

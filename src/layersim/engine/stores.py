@@ -94,11 +94,8 @@ def compare_stores(
     progress: bool = True,
     device: str | None = None,
 ) -> dict[tuple[str, str], "xarray.Dataset"]:
-    """Minibatch CKA between every layer pair of each given pair of activation stores.
-
-    Each model's Grams are computed once per layer per minibatch and shared by every pair it
-    is in: one Dask task per (minibatch, model, layer block), one per minibatch for the
-    products, and a tree reduction (``split_every`` states a node) of the accumulator states.
+    """Minibatch CKA between every layer pair of each given pair of activation stores, as the Dask
+    graph of docs/performance.md (``split_every`` states a node of its tree reduction).
 
     Parameters
     ----------
@@ -156,8 +153,7 @@ def compare_stores(
     for name in used:
         layers = opened[name].layers
         sizes = [int(np.prod(opened[name].feature_shape(layer))) for layer in layers]
-        # on the CPU at least one block per thread (the pool computes them in parallel); a GPU
-        # takes a block's Grams in a few batched products, so fewer, larger blocks
+        # on the CPU at least one block per thread; a GPU takes a block in a few batched products
         min_blocks = 1 if device is not None else threads
         blocks[name] = [[layers[i] for i in block] for block in balanced_blocks(sizes, max(1, layer_block), min_blocks=min_blocks)]
         orders[name] = [layers.index(layer) for block in blocks[name] for layer in block]
@@ -179,8 +175,7 @@ def compare_stores(
     else:
         from layersim.progress import DaskTqdm
 
-        # one BLAS thread per Dask thread: a multi-threaded BLAS inside each of several Dask
-        # threads oversubscribes the cores
+        # one BLAS thread per Dask thread (several multi-threaded BLAS calls oversubscribe the cores)
         bar = DaskTqdm(disable=not progress, desc="minibatch CKA")
         with single_blas_thread(), bar, thread_pool(threads, "dask") as pool:
             (final,) = dask.compute(states[0], scheduler="threads", pool=pool)
