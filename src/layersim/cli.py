@@ -1,10 +1,5 @@
-"""The ``layersim`` command: look into stores and results, draw heatmaps, list a config's outputs.
-
-    layersim inspect results/default/activations/resnet8x1-s0-e6.zarr [--verify]
-    layersim heatmap results/default/similarity/cka/A__B.zarr heatmap.png
-    layersim targets [--configfile my.yaml]
-
-Errors are one line on stderr (``layersim <command>: error: …``) and exit status 1.
+"""The ``layersim`` command: look into stores and results, draw heatmaps, list a config's outputs
+(examples: README.md). Errors are one line on stderr (``layersim <command>: error: …``) and exit status 1.
 """
 
 from __future__ import annotations

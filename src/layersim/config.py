@@ -1,8 +1,5 @@
-"""The workflow's config: read without YAML aliases or duplicate keys (:func:`read_config_file`),
-defaults filled from the schema (``workflow/schemas/config.schema.yaml``, their one source) and
-checked in one step (:func:`validate_config`, then :func:`cross_checks`). Every problem is one
-paragraph of a :class:`ConfigError`: its path, what is allowed, the nearest valid key for a typo.
-"""
+"""The workflow's config: read, defaults filled from ``workflow/schemas/config.schema.yaml`` and
+checked in one step (:func:`load_workflow_config`; docs/design.md, "Config")."""
 
 from __future__ import annotations
 
@@ -378,9 +375,8 @@ def check_model_name(config: dict, name: str, where: str = "the requested path")
 
 
 def load_workflow_config(config: dict, configfiles, *, schema_path=None) -> dict:
-    """What common.smk calls: re-read the config files Snakemake loaded (refusing aliases and
-    duplicate keys), then validate ``config`` (Snakemake's merge of them and of ``--config``)
-    in place."""
+    """What common.smk calls (docs/design.md, "Config"): ``config`` is Snakemake's merge of
+    ``configfiles`` and ``--config``, validated in place."""
     for path in configfiles:
         read_config_file(path)
     return validate_config(config, schema_path=schema_path, configfiles=configfiles)

@@ -78,11 +78,8 @@ def _cka_matrix(result):
 
 
 def heatmap(result, *, ax=None, title: str | None = None, max_labels: int = 12):
-    """The publication CKA heatmap of one similarity result; returns its matplotlib figure.
-
-    The same figure as the pipeline's ``heatmap`` rule (magma, fixed 0–1 colour bar, at most
-    ``max_labels`` layer labels per axis, undefined layers grey, title ``CKA: a vs b``).
-    ``result`` is :func:`layersim.compare_models`' DataArray or a result read with
+    """The pipeline's CKA heatmap (title ``CKA: a vs b``) of one similarity result; returns its
+    matplotlib figure. ``result`` is :func:`layersim.compare_models`' DataArray or a result read with
     :func:`layersim.store.read_similarity`. With ``ax``, it draws into that axes (and its
     figure gets the colour bar) instead of a new pyplot figure.
     """
