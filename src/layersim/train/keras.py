@@ -43,10 +43,11 @@ class StrategyChoice:
 
 
 def select_strategy(*, mixed_precision: str | None = None, xla: bool = False) -> StrategyChoice:
-    """Choose the ``tf.distribute`` strategy for this machine (TPU → several GPUs → one GPU → CPU)
-    and set the *global* Keras dtype policy for ``mixed_precision`` (None, ``"float16"``,
-    ``"bfloat16"`` or ``"auto"``) and XLA JIT (``xla``, global too); logs one line saying which
-    and why. The mapping to policies: docs/keras.md, "Training".
+    """Choose the ``tf.distribute`` strategy for this machine (a TPU → ``TPUStrategy``, several GPUs →
+    ``MirroredStrategy``, one GPU → ``OneDeviceStrategy``, else the default) and set the *global*
+    Keras dtype policy for ``mixed_precision`` (None, ``"float16"``, ``"bfloat16"`` or ``"auto"``)
+    and XLA JIT (``xla``, global too); logs one line saying which and why. The policies:
+    docs/keras.md, "Training".
     """
     if mixed_precision not in (None, "float16", "bfloat16", "auto"):
         raise TrainConfigError(
