@@ -52,11 +52,8 @@ def feature_model(model):
 
 
 def keras_layer_batches(model, images: np.ndarray, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
-    """Yield ``{layer: (b, ...) float32}`` for consecutive batches of ``(N, C, H, W)`` images.
-
-    The multi-output model runs as one ``tf.function`` (inference mode) and each float32
-    output is handed on as a NumPy view of TensorFlow's buffer (``predict_on_batch`` would copy
-    every output into a new NumPy array)."""
+    """Yield ``{layer: (b, ...) float32}`` for consecutive batches of ``(N, C, H, W)`` images (one
+    ``tf.function`` in inference mode; float32 outputs are NumPy views of TensorFlow's buffers)."""
     import tensorflow as tf
 
     from layersim.train.keras import nhwc
