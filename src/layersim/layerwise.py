@@ -29,9 +29,8 @@ def selected_layers(layers: list[str], stride: int) -> list[str]:
 
 def metric_matrix(path_a: str, path_b: str, metric: str, *, layer_stride: int = 1, max_samples: int | None = None, threads: int = 1, progress: bool = True):
     """One ``metric`` (a key of :data:`layersim.metrics.METRICS`) over every layer pair of two
-    stores with the same ``sample_id``, as a labelled matrix: every ``layer_stride``-th layer of
-    each model (the logits always), the first ``max_samples`` rows (all if None), one layer pair
-    per Dask thread.
+    stores with the same ``sample_id``: every ``layer_stride``-th layer of each model (the logits
+    always), the first ``max_samples`` rows (all if None).
 
     Returns an ``xarray.Dataset``: ``value (layer_a, layer_b)`` and attrs ``metric``, ``kind``
     (similarity/distance), ``undefined`` (the pairs whose value is NaN, with the reason), ...

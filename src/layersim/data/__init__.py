@@ -1,10 +1,5 @@
-"""Datasets as plain arrays: the embedded default (scikit-learn's digits) and CIFAR.
-
-Every dataset comes as a :class:`Dataset` with a ``train`` and an ``eval`` :class:`Split`.
-Images are float32, channels first ``(N, C, H, W)``, scaled to ``[0, 1]``; ``sample_id`` holds
-each row's index in the original dataset, so that activation stores built from the same split
-can be checked for comparability.
-"""
+"""Datasets as plain arrays (:class:`Dataset`, :class:`Split`): the embedded default (scikit-learn's
+digits) and CIFAR."""
 
 
 from __future__ import annotations

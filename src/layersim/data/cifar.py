@@ -1,24 +1,6 @@
 """CIFAR-10 and CIFAR-100 from the standard archives a user places on disk (no download).
 
-Reads any of the four archives published at https://www.cs.toronto.edu/~kriz/cifar.html
-(CIFAR-10 and CIFAR-100, python and binary versions: :data:`SOURCES` names each archive, the
-directory it extracts to and its batch files), either as the ``.tar.gz`` or as that directory.
-
-Safety
-------
-The archive is checked before it is opened, against the MD5 the CIFAR site publishes or a
-SHA-256 the caller gives. :func:`safe_extract` refuses absolute paths, ``..`` components, links,
-devices, FIFOs and oversized members, and renames a complete extraction into place with a marker
-recording the archive's digest (a stale or foreign directory is re-extracted). Pickles are read
-with :class:`RestrictedUnpickler`, which cannot run code. A directory the user extracted
-themselves is read as is (no checksum to check; a line is logged).
-
-Layout
-------
-Each image is 3072 bytes: 1024 red, 1024 green, 1024 blue values, each plane row-major 32×32,
-so ``row.reshape(3, 32, 32)`` is channels-first ``(C, H, W)``. Images are returned as float32 in
-``[0, 1]`` (value / 255). ``sample_id`` is the index of each row in the official train (the five
-data batches concatenated in order) or test array; ``eval`` is the official test set.
+Checksums, safe extraction, restricted unpickling and the image layout: see docs/keras.md, "CIFAR data".
 """
 
 from __future__ import annotations
@@ -93,13 +75,8 @@ _reconstruct = np.zeros(1).__reduce__()[0]
 
 
 class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickle only plain containers, bytes, numbers and numpy arrays.
-
-    The CIFAR Python batches are dicts of bytes, lists of ints/bytes and one uint8 numpy array;
-    the only globals such a pickle names are numpy's array reconstruction function, ``ndarray``
-    and ``dtype``. Any other global (``os.system``, ``builtins.eval``, ...) raises
-    :class:`pickle.UnpicklingError` before it is resolved, so nothing is called.
-    """
+    """Unpickle only plain containers, bytes, numbers and numpy arrays: any global but numpy's
+    array reconstruction, ``ndarray`` and ``dtype`` raises :class:`pickle.UnpicklingError` unresolved."""
 
     _allowed = {
         ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
@@ -413,17 +390,13 @@ def load_cifar(
     max_member_mb: float = MAX_MEMBER_MB,
     max_extracted_mb: float = MAX_EXTRACTED_MB,
 ) -> Dataset:
-    """Load CIFAR-10 or CIFAR-100 from a standard archive (or its extracted directory) as a
-    :class:`Dataset` named after the variant (``"cifar100-coarse"`` for coarse labels), with the
-    official train and test sets.
+    """Load CIFAR-10 or CIFAR-100 as a :class:`Dataset` named after the variant (``"cifar100-coarse"``
+    for coarse labels): the official train set and, as ``eval``, the official test set.
 
-    ``path`` is the directory holding the archive or its extracted directory, or either of these
-    itself. ``fmt`` (python or binary) defaults to whichever is present, python first.
-    ``label_mode``: CIFAR-100's 100 ``fine`` or 20 ``coarse`` classes (CIFAR-10: only ``fine``).
-    ``max_train``/``max_eval`` keep the first rows (sample ids ``0..max-1``). ``sha256`` replaces
-    the check against the published MD5 (for a repackaged or test archive). An archive whose
-    members (each, or all together) would extract to more than ``max_member_mb``/``max_extracted_mb``
-    MiB is refused. Every problem is a :class:`DatasetError`.
+    ``path`` is the directory holding the archive or its extracted directory, or either itself;
+    ``fmt=None`` takes whichever is present, python first. ``max_train``/``max_eval`` keep the first
+    rows. An archive whose members (each, or all together) would extract to more than
+    ``max_member_mb``/``max_extracted_mb`` MiB is refused. Every problem is a :class:`DatasetError`.
     """
     if label_mode not in ("fine", "coarse") or (variant == "cifar10" and label_mode != "fine"):
         raise DatasetError(

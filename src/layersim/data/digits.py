@@ -1,9 +1,7 @@
 """scikit-learn's bundled digits: the embedded default dataset (no download).
 
-1,797 real 8×8 grey-scale images of handwritten digits with 17 intensity levels (0–16).
-Choices (documented in README): pixels are divided by 16 to lie in ``[0, 1]``; images are
-bilinearly resized from 8×8 to ``image_size`` (default 16, so that the three stages of a CIFAR
-ResNet see 16×16, 8×8 and 4×4 maps); the train/eval split is stratified by class and seeded.
+1,797 real 8×8 grey-scale images of handwritten digits with 17 intensity levels (0–16), divided
+by 16 to lie in ``[0, 1]`` and bilinearly resized to ``image_size``.
 """
 
 from __future__ import annotations

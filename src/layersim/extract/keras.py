@@ -1,17 +1,5 @@
-"""Extraction of every Keras layer's output into an activation store (same layout as torch).
-
-One ``keras.Model(model.inputs, [layer.output for every non-input layer])`` runs batch by batch
-over the split (NHWC input) and hands each batch's outputs to
-:func:`layersim.store.write_activations` (memory: two batches). Convolutional outputs get the
-dimension names ``(height, width, channel)`` (Keras is channels-last), vectors ``(feature,)`` and
-``logits`` ``(class,)``.
-
-``logits`` is always a pre-softmax layer of the models in :mod:`layersim.models.keras`
-(:func:`~layersim.models.keras.cifar_resnet` ends with it; :func:`~layersim.models.keras.seed_resnet`
-has it before the final ``predictions`` softmax, which is recorded too, as the last layer).
-For a foreign Keras model without a layer called ``logits`` the model's output is stored
-under that name as well.
-"""
+"""Extraction of every Keras layer's output into an activation store (same layout as torch;
+dimension names and the recorded layers: docs/keras.md, "Extraction")."""
 
 from __future__ import annotations
 
@@ -49,7 +37,8 @@ def load_keras_checkpoint(path: str | os.PathLike):
 
 
 def feature_model(model):
-    """``(multi-output model, layer names)`` over every layer except InputLayers."""
+    """``(multi-output model, layer names)`` over every layer except InputLayers; a model without a
+    layer called ``logits`` gets its output recorded under that name as well."""
     from layersim.models.keras import import_keras
 
     keras = import_keras()
@@ -63,11 +52,8 @@ def feature_model(model):
 
 
 def keras_layer_batches(model, images: np.ndarray, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
-    """Yield ``{layer: (b, ...) float32}`` for consecutive batches of ``(N, C, H, W)`` images.
-
-    The multi-output model runs as one ``tf.function`` (inference mode) and each float32
-    output is handed on as a NumPy view of TensorFlow's buffer (``predict_on_batch`` would copy
-    every output into a new NumPy array)."""
+    """Yield ``{layer: (b, ...) float32}`` for consecutive batches of ``(N, C, H, W)`` images (one
+    ``tf.function`` in inference mode; float32 outputs are NumPy views of TensorFlow's buffers)."""
     import tensorflow as tf
 
     from layersim.train.keras import nhwc
@@ -110,15 +96,11 @@ def extract_keras(
 ) -> Path:
     """Write every layer's output of a trained Keras model over a split to a Zarr store.
 
-    ``model_path`` is a ``.keras`` checkpoint (:func:`layersim.train.keras.train_keras`). The rows
-    of ``dataset_split`` (channels-first images) are written in the order of its ``sample_id``,
-    in forward-pass batches of ``batch_size`` (also the chunk length along ``sample``), to the
-    store ``out_path`` (``*.zarr``, written atomically). ``attrs`` is provenance (model, dataset,
-    split, config_hash, ...); ``framework`` and the checkpoint's ``arch``, ``seed``, ``epoch``,
-    ``strategy`` and ``policy`` are added unless given. ``shard_chunks`` and ``write_threads`` are
-    as for :func:`layersim.store.write_activations` (the extract rule gives the job's threads,
-    those TensorFlow runs on, as ``write_threads``). ``dtype``: how the layers are stored
-    (:func:`layersim.store.write_activations`).
+    ``model_path`` is a ``.keras`` checkpoint (:func:`layersim.train.keras.train_keras`); rows keep
+    the order of ``dataset_split.sample_id``; ``batch_size`` is also the chunk length along ``sample``.
+    ``attrs`` (provenance) is stored with ``framework`` and the checkpoint's ``arch``, ``seed``,
+    ``epoch``, ``strategy`` and ``policy``, which it overrides. ``shard_chunks``, ``write_threads``
+    and ``dtype`` are as for :func:`layersim.store.write_activations`.
     """
     from layersim.store import write_activations
 

@@ -44,12 +44,8 @@ def _full_float32():
 
 def overlap_writes(device: str, threads: int) -> bool:
     """Whether a torch extraction's writes overlap the next batch's forward pass
-    (``write_activations(overlap=…)``) rather than take turns with it.
-
-    Overlap on a GPU, and on the CPU with up to 2 threads; take turns on the CPU with more: a
-    write thread that takes a core from one of the forward pass's OpenMP threads leaves the
-    others spinning at their barriers, the more often the more threads there are.
-    """
+    (``write_activations(overlap=…)``): on a GPU, and on the CPU with up to 2 threads (why:
+    docs/performance.md)."""
     return device != "cpu" or threads <= 2
 
 
@@ -71,12 +67,10 @@ def extract_torch(
 
     Layers are those of :func:`layersim.models.torch.layer_names` (``logits`` last), or only
     those matching the regex ``layers`` (``re.search``; ``logits`` is always kept); rows keep
-    the order of ``split.sample_id``. Each batch of rows is appended to the shard files by as
-    many threads as the forward pass's ``threads``, while the next is computed (memory: two
-    batches) or, on the CPU with more than 2 threads, before (memory: one batch; see
-    :func:`overlap_writes`).
-    The forward pass runs on the torch ``device`` (``auto``: the GPU if the job sees one).
-    ``dtype``: how the layers are stored (:func:`layersim.store.write_activations`).
+    the order of ``split.sample_id``. Each batch is written by ``threads`` threads, while the next
+    is computed or before it (:func:`overlap_writes`). The forward pass runs on the torch
+    ``device`` (``auto``: the GPU if the job sees one). ``dtype``: how the layers are stored
+    (:func:`layersim.store.write_activations`).
     """
     import torch
 

@@ -1,25 +1,7 @@
 """Keras models: the seed notebook's ResNet50/101/152 and a CIFAR ResNet v1 with stable names.
 
 TensorFlow is imported only when a model is built (``import layersim.models.keras`` is cheap).
-Layers (what :mod:`layersim.extract.keras` records) are every layer but the InputLayer, in
-``model.layers`` order. :func:`cifar_resnet` (depth ``6n + 2``) uses the torch side's names::
-
-    stem.conv  stem.bn  stem.relu
-    stage{s}.block{b}.conv1  .bn1  .relu1  .conv2  .bn2                    s = 1..3, b = 1..n
-    stage{s}.block{b}.shortcut.conv  .shortcut.bn     (first block of stages 2 and 3 only)
-    stage{s}.block{b}.add  .relu2                     (relu2 follows the residual addition)
-    pool  logits
-
-That is ``21n + 9`` layers (30 for depth 8, 72 for depth 20). Dropping the Keras-only layers
-(``*.shortcut.*`` and ``*.add``; :func:`layer_names` with ``torch_equivalent=True``) leaves
-exactly the torch model's ``3 + 18n + 2`` names in the same order.
-
-:func:`seed_resnet` keeps the names of ``keras.applications.ResNet{50,101,152}`` (``conv1_conv``,
-..., ``conv5_block3_out``, ``avg_pool``), explicit in Keras' source and hence stable, then
-``logits`` and ``predictions``: 177, 347 and 517 layers.
-
-Unlike the torch model, "same" padding pads stride-2 convolutions 0 before and 1 after (torch: 1
-and 1); batch norm has ``momentum=0.9, epsilon=1e-5`` (torch's 0.1 / 1e-5 in Keras' convention).
+Layer names and counts, and the differences from the torch model: docs/keras.md, "Models".
 """
 
 from __future__ import annotations
@@ -110,14 +92,11 @@ def seed_resnet(
     input_shape: tuple[int, int, int] = (32, 32, 3),
     weights: str | os.PathLike | None = None,
 ):
-    """The seed notebook's ResNet: ``keras.applications.ResNet{depth}`` + a softmax classifier.
+    """The seed notebook's ResNet: ``keras.applications.ResNet{depth}`` (pooled, no top), then ``logits``
+    (Dense, linear) and ``predictions`` (softmax, float32: the model's output); see docs/keras.md.
 
-    ``ResNet{depth}(include_top=False, weights=None, input_shape=input_shape, pooling="avg")``
-    (``input_shape`` at least 32×32) followed by ``logits`` (Dense, linear) and ``predictions``
-    (softmax, float32: the model's output) — the notebook's ``Dense(10, activation="softmax")``
-    split in two, so the pre-softmax logits can be stored. ``weights`` is a local file, never
-    downloaded: a Keras applications "notop" file (loaded into the ResNet body, as
-    ``weights="imagenet"`` would) or a ``*.weights.h5`` file saved from this whole model; one saved
+    ``input_shape`` is at least 32×32. ``weights`` is a local file, never downloaded: a Keras
+    applications "notop" file or a ``*.weights.h5`` file saved from this whole model; one saved
     for a different architecture raises :class:`ModelConfigError`.
     """
     shape = _check_seed_resnet(depth, input_shape)

@@ -97,12 +97,8 @@ def _resnet(model: nn.Module, in_channels: int, channels: list[int], blocks: tup
 
 
 class CifarResNet(_Chain):
-    """ResNet v1 for small images (He et al. 2016, §4.2): depth ``6n + 2``, base width ``16 · width``.
-
-    A 3×3 stem convolution with ``16·width`` channels, three stages of ``n`` basic blocks with
-    ``16·width``, ``32·width`` and ``64·width`` channels (stride 2 at the start of stages 2 and 3,
-    where a 1×1 convolution + batch norm projects the shortcut), global average pooling and a linear
-    layer producing the logits. Layers, in forward order::
+    """ResNet v1 for small images (He et al. 2016, §4.2): depth ``6n + 2``, three stages of ``n`` basic
+    blocks with ``16·width``, ``32·width`` and ``64·width`` channels. Layers, in forward order::
 
         stem.conv  stem.bn  stem.relu
         stage{s}.block{b}.conv1  .bn1  .relu1  .conv2  .bn2  .relu2      s = 1..3, b = 1..n
@@ -122,16 +118,8 @@ class CifarResNet(_Chain):
 
 
 class Tiny10(_Chain):
-    """Kornblith et al. (2019)'s "Tiny-10" CNN (their Table 3), with stable layer names.
-
-    Eight convolutions, each followed by batch norm and ReLU, then global average pooling and
-    the logits (``c = 16·width``)::
-
-        layer1  3×3 conv c            layer5  3×3 conv 2c
-        layer2  3×3 conv c            layer6  3×3 conv 4c, stride 2
-        layer3  3×3 conv 2c, stride 2 layer7  3×3 conv 4c, valid padding
-        layer4  3×3 conv 2c           layer8  1×1 conv 4c
-        pool    global average pool   logits  linear
+    """Kornblith et al. (2019)'s "Tiny-10" CNN (their Table 3): eight convolutions (:attr:`SPEC`),
+    each followed by batch norm and ReLU, then global average pooling and the logits.
 
     Layers (:func:`layer_names`): ``layer{i}.conv``, ``layer{i}.bn``, ``layer{i}.relu`` for
     i = 1..8, then ``pool`` and ``logits`` (26 in all). The valid 3×3 convolution needs at least
@@ -159,10 +147,7 @@ class Tiny10(_Chain):
 
 
 # --- The thesis' CIFAR-100 zoo (ch. 3, Fig. 3.4): VGG, four-stage ResNet, MobileNet v1/v2 -------
-# CIFAR-style versions of the standard architectures: a 3×3 stem of stride 1, global average
-# pooling before one linear layer, so that the side of the input only has to survive the
-# downsampling. Convolutions before a batch norm carry no bias (the norm's shift replaces it).
-# ``width`` multiplies every channel count (rounded, at least 1): width 1 is the standard model.
+# CIFAR-style: a 3×3 stem of stride 1 and global average pooling before one linear layer.
 
 
 def _channels(c: int, width: float) -> int:
@@ -327,13 +312,8 @@ def layer_names(model: nn.Module) -> list[str]:
 
 
 def build_torch_model(arch: dict, *, num_classes: int, in_channels: int) -> nn.Module:
-    """Build the torch model an architecture config ``{"family", "depth", "width"}`` describes.
-
-    Families: ``resnet`` (the default; :class:`CifarResNet`, depth 6n+2, integer width), ``tiny10``
-    (:class:`Tiny10`, depth 10, integer width) and the thesis' zoo, with a positive (fractional)
-    width: ``vgg`` (:class:`CifarVGG`, depth 11, 13 or 16), ``resnet4stage`` (:class:`CifarResNet4`,
-    18 or 34), ``mobilenet`` (:class:`CifarMobileNet`, 28), ``mobilenetv2`` (:class:`CifarMobileNetV2`, 53).
-    """
+    """Build the torch model an architecture config ``{"family", "depth", "width"}`` describes (the
+    families, depths and widths: ``models`` in workflow/schemas/config.schema.yaml)."""
     family, width = arch.get("family", "resnet"), arch.get("width", 1)
     by_depth = {"resnet": CifarResNet, "vgg": CifarVGG, "resnet4stage": CifarResNet4}
     if family in by_depth:

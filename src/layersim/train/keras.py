@@ -43,22 +43,11 @@ class StrategyChoice:
 
 
 def select_strategy(*, mixed_precision: str | None = None, xla: bool = False) -> StrategyChoice:
-    """Choose the ``tf.distribute`` strategy for this machine and set the precision policy.
-
-    Order (the seed notebook's): a TPU found by ``TPUClusterResolver`` → ``TPUStrategy``;
-    several GPUs → ``MirroredStrategy``; one GPU → ``OneDeviceStrategy("/gpu:0")``; otherwise
-    the default strategy (CPU). One INFO line says which and why.
-
-    Parameters
-    ----------
-    mixed_precision : {None, "float16", "bfloat16", "auto"}
-        Sets the *global* Keras dtype policy: None → ``float32``; ``"float16"`` →
-        ``mixed_float16`` (``mixed_bfloat16`` on a TPU, which has no fast float16);
-        ``"bfloat16"`` → ``mixed_bfloat16``; ``"auto"`` → ``mixed_bfloat16`` on a TPU,
-        ``mixed_float16`` on GPUs, ``float32`` on a CPU.
-    xla : bool
-        Turn on XLA JIT compilation globally (``tf.config.optimizer.set_jit``); pass the same
-        flag to ``compile(jit_compile=...)``.
+    """Choose the ``tf.distribute`` strategy for this machine (a TPU → ``TPUStrategy``, several GPUs →
+    ``MirroredStrategy``, one GPU → ``OneDeviceStrategy``, else the default) and set the *global*
+    Keras dtype policy for ``mixed_precision`` (None, ``"float16"``, ``"bfloat16"`` or ``"auto"``)
+    and XLA JIT (``xla``, global too); logs one line saying which and why. The policies:
+    docs/keras.md, "Training".
     """
     if mixed_precision not in (None, "float16", "bfloat16", "auto"):
         raise TrainConfigError(
@@ -156,22 +145,13 @@ def train_keras(
     history_path: str | os.PathLike,
     seed: int,
 ) -> dict:
-    """Train a Keras model on ``dataset.train`` under the strategy :func:`select_strategy` picks.
-
-    Deterministic for a ``seed`` on a given machine and strategy: ``keras.utils.set_random_seed``
-    seeds Python, numpy and TensorFlow (weights, shuffling), and
-    ``tf.config.experimental.enable_op_determinism`` makes the kernels deterministic.
+    """Train a Keras model on ``dataset.train`` under the strategy :func:`select_strategy` picks,
+    deterministically for a ``seed`` on a given machine and strategy.
 
     ``model_cfg`` is the architecture (:func:`layersim.models.keras.build_keras_model`);
-    ``train_cfg`` the ``train:`` settings, missing keys taking the schema's defaults
-    (:func:`layersim.config.train_defaults`): ``optimizer: adam`` is Adam at the constant ``lr``
-    (the seed notebook's choice, with ``lr: 0.001``; an ``lr`` tuned for SGD is far too large for
-    Adam), ``sgd`` is SGD with momentum, weight decay and cosine decay. The channels-first images
-    of ``dataset`` are transposed to NHWC here.
-
-    Writes the ``.keras`` checkpoint ``out_path`` (its ``layersim.json`` holds the strategy and
-    config) and the JSON history ``history_path`` (``{"framework": "keras", "epochs": [{"epoch",
-    "loss", "accuracy"}, ...], "eval_accuracy", "strategy", ...}``), and returns the history.
+    ``train_cfg`` the ``train:`` settings, missing keys taking the schema's defaults. Writes the
+    ``.keras`` checkpoint ``out_path`` and the JSON history ``history_path`` (both described in
+    docs/keras.md, "Training") and returns the history.
     """
     cfg = train_config(train_cfg)
     for key in ("epochs", "batch_size"):

@@ -50,26 +50,15 @@ def train_torch(
     epoch_checkpoints: dict | None = None,
     device: str = "cpu",
 ) -> dict:
-    """Train a torch model.
+    """Train a torch model, deterministically for a given ``seed`` (weights, batch order and kernels).
 
-    ``train_cfg``: the ``train:`` settings of the config (missing keys take the schema's
-    defaults, :func:`layersim.config.train_defaults`). ``optimizer: sgd`` is SGD with momentum
-    and weight decay, its learning rate ``lr`` decaying to 0 over the epochs (cosine);
-    ``optimizer: adam`` is Adam at the constant learning rate ``lr`` (momentum and weight decay
-    unused), as on the Keras side.
-
-    Deterministic for a given ``seed`` (weights, batch order and kernels). Writes the
-    checkpoint (``{"state_dict", "arch", "num_classes", "in_channels", "seed", "epoch"}``,
-    loadable with ``torch.load(..., weights_only=True)``) and a JSON history with loss and
-    accuracy per epoch and the final eval accuracy (also returned as a dict); both are written
-    under temporary names and renamed, so a failure never leaves a file that looks complete.
-
-    ``epoch_checkpoints`` maps epoch numbers to paths: the model after that epoch (0: at
-    initialisation) is saved there too, in the same format (for checkpoints over training).
-
-    ``device`` is a torch device (``auto``: the GPU if the job sees one). Checkpoints hold CPU
-    tensors whatever the device. Runs on a GPU are deterministic for a given GPU and library
-    version, not bitwise equal to CPU runs.
+    ``train_cfg``: the ``train:`` settings (missing keys take the schema's defaults); ``optimizer:
+    sgd`` decays ``lr`` to 0 over the epochs (cosine), ``adam`` keeps it constant. Writes the
+    checkpoint (``{"state_dict", "arch", "num_classes", "in_channels", "seed", "epoch"}``, CPU
+    tensors, loadable with ``torch.load(..., weights_only=True)``) and a JSON history (loss and
+    accuracy per epoch, final eval accuracy; also returned), each atomically. ``epoch_checkpoints``
+    maps epoch numbers to paths where the model after that epoch (0: at initialisation) is saved
+    too. ``device`` is a torch device or ``auto`` (on a GPU: docs/cluster.md).
     """
     import torch
     from tqdm.auto import tqdm
