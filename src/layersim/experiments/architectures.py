@@ -1,9 +1,5 @@
-"""Metric vs function across architectures (thesis §3.3, Fig. 3.4, Table 3.1; method: docs/papers.md).
-
-Every pair of model instances is one point: a representational similarity of one layer (default
-``pool``) against the functional similarity of the outputs, mean JSD (bits) and the rank
-correlation of the confidence in the true class. :func:`pair_rows` computes the points from
-activation stores, :func:`correlation_rows` the table (Spearman ρ and a least-squares line).
+"""Metric vs function across architectures (thesis §3.3, Fig. 3.4, Table 3.1; method: docs/papers.md):
+the pairs of model instances (:func:`pair_rows`) and Table 3.1 (:func:`correlation_rows`).
 """
 
 from __future__ import annotations
