@@ -143,15 +143,13 @@ variance than all the others together."""
 
 
 def largest_block(cka: np.ndarray, pc1_share: np.ndarray, *, cka_threshold: float = 0.9, pc1_threshold: float = PC1_SHARE_THRESHOLD, min_size: int = 2) -> Block:
-    """Nguyen et al. (2021)'s block structure: the longest run of consecutive layers that are all
-    alike (pairwise CKA above ``cka_threshold``) *and* each dominated by its first principal
-    component (share₁ above ``pc1_threshold``).
+    """Nguyen et al. (2021)'s block structure (docs/papers.md, Block structure).
 
-    Definition: over the layers considered (rows/columns of the square self-similarity matrix
-    ``cka`` and the entries of ``pc1_share``, in forward order), the largest ``j − i ≥ min_size``
-    such that ``pc1_share[a] > pc1_threshold`` for every ``i ≤ a < j`` and
-    ``cka[a, b] > cka_threshold`` for every ``i ≤ a, b < j``: the largest all-bright square on the
-    heatmap's diagonal whose layers all have one dominant direction. Ties go to the earliest run;
+    Over the layers considered (rows/columns of the square self-similarity matrix ``cka`` and the
+    entries of ``pc1_share``, in forward order), the largest ``j − i ≥ min_size`` such that
+    ``pc1_share[a] > pc1_threshold`` for every ``i ≤ a < j`` and ``cka[a, b] > cka_threshold`` for
+    every ``i ≤ a, b < j``: the largest all-bright square on the heatmap's diagonal whose layers
+    are each dominated by their first principal component. Ties go to the earliest run;
     NaN entries (undefined layers) never exceed a threshold; with no such run the block is empty
     (size 0).
 

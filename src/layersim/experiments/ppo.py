@@ -211,8 +211,7 @@ def run_episodes(policy, size: int, episodes: int, seed: int) -> tuple[np.ndarra
 
 
 def category(mean_return: float, optimal: float = 0.8, poor: float = 0.2) -> str:
-    """The thesis' classes of an agent by its mean return R on its training grid:
-    optimal (R > 0.8), mediocre (0.2 ≤ R ≤ 0.8), poor (R < 0.2)."""
+    """The thesis' class of an agent by its mean return on its training grid (docs/papers.md)."""
     if not math.isfinite(mean_return):
         raise LayersimError(f"an agent's mean return is {mean_return}; it must be a finite number")
     return "optimal" if mean_return > optimal else "poor" if mean_return < poor else "mediocre"

@@ -50,8 +50,7 @@ def _channels(images: np.ndarray, channels: int | None, where: str) -> np.ndarra
 
 def load_set_dataset(spec: dict, where: str = "dataset") -> Dataset:
     """A dataset of the experiment: ``{"source": <load_dataset config>, "transform": str,
-    "channels": int | None}``, the transform and channel replication applied to both splits.
-
+    "channels": int | None}``, the transform and channel replication applied to both splits;
     ``where`` names the config entry in error messages.
     """
     source = load_dataset(dict(spec["source"]))

@@ -121,10 +121,9 @@ def limit_threads(threads: int) -> None:
 
 
 def release_freed_blocks_to_the_os() -> None:
-    """A fixed 1 MiB mmap threshold for glibc's malloc in the similarity job's process: glibc
-    would raise it after each freed shard-sized read buffer and keep those blocks in per-thread
-    arenas, so the resident memory would grow with the minibatches. A no-op without ``mallopt``.
-    """
+    """A fixed 1 MiB mmap threshold for glibc's malloc in the similarity job's process, so that freed
+    shard-sized read buffers go back to the OS instead of growing per-thread arenas. A no-op without
+    ``mallopt``."""
     import ctypes
     import ctypes.util
 

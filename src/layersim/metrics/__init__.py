@@ -97,8 +97,7 @@ METRICS: dict[str, Metric] = {
     "procrustes": Metric(procrustes, "distance", "Procrustes"),
     "procrustes_sqrt": Metric(functools.partial(procrustes, sqrt=True), "distance", "Procrustes (√)"),
 }
-"""Name → :class:`Metric`, the one registry of metric names (the workflow's ``metric``
-wildcard, the identification indexes, Ding's distances, the architectures' metrics)."""
+"""Name → :class:`Metric`, the one registry of metric names (docs/metrics.md, docs/design.md)."""
 
 
 def value_or_nan(f: Callable[..., float], *args, quiet: bool = True) -> tuple[float, str | None]:
