@@ -1,9 +1,5 @@
-"""Metric vs function across architectures (thesis §3.3, Fig. 3.4, Table 3.1; method: docs/papers.md).
-
-Every pair of model instances is one point: a representational similarity of one layer (default
-``pool``) against the functional similarity of the outputs, mean JSD (bits) and the rank
-correlation of the confidence in the true class. :func:`pair_rows` computes the points from
-activation stores, :func:`correlation_rows` the table (Spearman ρ and a least-squares line).
+"""Metric vs function across architectures (thesis §3.3, Fig. 3.4, Table 3.1; method: docs/papers.md):
+the pairs of model instances (:func:`pair_rows`) and Table 3.1 (:func:`correlation_rows`).
 """
 
 from __future__ import annotations
@@ -59,9 +55,7 @@ def pair_rows(groups: dict[str, list[str]], *, layer: str = "pool", metrics: lis
     ``groups``: group name (``"trained"``, ``"untrained"``) → paths of activation stores named
     ``<model>-s<seed>-e<epoch>``; pairs are formed within a group, never across. ``layer`` is
     compared (present in every store) with each of ``metrics`` (names of
-    :data:`layersim.metrics.METRICS`) on the first ``max_samples`` evaluation samples. Columns:
-    ``group, a, b, model_a, model_b, seed_a, seed_b, same_model, <metric>..., jsd_bits,
-    rank_correlation, disagreement, accuracy_a, accuracy_b``.
+    :data:`layersim.metrics.METRICS`) on the first ``max_samples`` evaluation samples.
     """
     from layersim.metrics import METRICS, confidence_rank_correlation, jsd, prediction_disagreement
     from layersim.metrics.functional import softmax
@@ -108,10 +102,9 @@ def pair_rows(groups: dict[str, list[str]], *, layer: str = "pool", metrics: lis
 def correlation_rows(pairs: list[dict], metrics: list[str], *, fit_group: str = "trained") -> list[dict]:
     """Table 3.1: one row per metric × functional measure over the ``fit_group`` pairs.
 
-    ``spearman_rho``, ``slope`` and ``intercept`` (least squares, functional measure on the
-    metric) over the pairs of ``fit_group``; ``spearman_rho_all`` over every pair; ``n_pairs``
-    counts the pairs where both values are defined. ``thesis_rho`` is Table 3.1's value where it
-    has one (CKA only), else empty.
+    ``slope``, ``intercept``: least squares of the functional measure on the metric;
+    ``spearman_rho_all`` is over every pair; ``n_pairs`` counts the ``fit_group`` pairs where both
+    values are defined; ``thesis_rho`` is Table 3.1's value where it has one (CKA only), else empty.
     """
     from layersim.experiments.common import fit_line, spearman
     from layersim.metrics import METRICS

@@ -1,15 +1,12 @@
-"""Checkpoints over training against the final model (thesis §3.4, Fig. 3.5).
-
-For every checkpoint (epoch 0 = initialisation, …, the last) of one trained instance: linear CKA
-of each selected layer with the same layer of the final checkpoint, and the JSD / confidence
-rank correlation / prediction disagreement of its outputs against the final model's.
-"""
+"""Checkpoints over training against the final model (thesis §3.4, Fig. 3.5; docs/papers.md)."""
 
 from __future__ import annotations
 
 
 def compare_with_final(paths: dict[int, str], *, layers: str = "^pool$", max_samples: int | None = None) -> list[dict]:
-    """``paths``: epoch → activation store. One row per (epoch, layer)."""
+    """``paths``: epoch → activation store (epoch 0 = initialisation). One row per (epoch, layer):
+    linear CKA of the layer with the final checkpoint's, JSD, confidence rank correlation and
+    prediction disagreement of the outputs against the final model's."""
     from layersim.layers import select_layers
     from layersim.metrics import METRICS, confidence_rank_correlation, jsd, prediction_disagreement, value_or_nan
     from layersim.metrics.functional import softmax

@@ -1,9 +1,6 @@
 """Johnson (2019), Example 3.1: two networks with one ReLU hidden layer, ``y = W2 ReLU(W1 x)``,
-compared with subspace match (Wang et al. 2018), linear CKA, CCA and Procrustes, in three
-:data:`CONSTRUCTIONS` (rows = inputs, columns = neurons): ``printed`` (W̃1 = diag(1, −1); as
-printed, it does not show the claim), ``corrected`` (W̃1 = −I: the same function, no subspace
-match) and ``corrected_6`` (the corrected weights on six inputs, so that CCA is defined).
-Worked out in docs/metrics.md and docs/papers.md.
+compared with subspace match (Wang et al. 2018), linear CKA, CCA and Procrustes in three
+:data:`CONSTRUCTIONS` (inputs as rows, W1, W̃1), worked out in docs/metrics.md and docs/papers.md.
 """
 
 from __future__ import annotations

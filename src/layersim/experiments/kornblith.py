@@ -1,12 +1,8 @@
 """The layer-identification benchmark of Kornblith et al. (2019, Sec. 6.1 and Table 2).
 
-For every ordered pair of different networks (A, B) of one architecture and every layer i of A
-(logits excluded), an index identifies the layer when the layer j of B most similar to A_i is
-i; its accuracy is the percentage of the N(N−1)·L trials it gets right. A tie for the maximum
-(values within a relative 1e-9) among k layers earns 1/k. The indexes
-(:data:`IDENTIFICATION_METRICS`) and the cost are described in docs/papers.md: every per-layer
-quantity is computed once per network (:func:`layer_features`), and a layer pair costs one SVD
-per CCA variant and inner products of n × n matrices.
+An index identifies layer i of network A when the layer of network B most similar to A_i is i
+(a tie among k layers earns 1/k). Trials, indexes and cost: docs/papers.md, Kornblith; every
+per-layer quantity is computed once per network (:func:`layer_features`).
 """
 
 from __future__ import annotations
@@ -32,9 +28,8 @@ IDENTIFICATION_METRICS: tuple[str, ...] = (
 
 RBF_THRESHOLDS = {name: METRICS[name].function.keywords["threshold"] for name in IDENTIFICATION_METRICS if name.startswith("rbf_cka_")}
 
-# Kornblith et al. (2019), Table 2, Tiny-10 on CIFAR-10 (accuracy %, 10 networks). Typed in from the
-# paper as remembered by two engineers independently (the seeds hold no copy of the table); check
-# against the paper before citing them.
+# Kornblith et al. (2019), Table 2, Tiny-10 on CIFAR-10 (accuracy %, 10 networks), typed in from memory
+# (the seeds hold no copy of the table): check against the paper before citing them.
 PAPER_ACCURACY: dict[str, float] = {
     "cca_mean_rho": 1.4,
     "cca_r2": 10.6,
@@ -172,10 +167,9 @@ def similarity_tensor(paths: dict[str, str], *, layers: str = r"\.relu$|^pool$",
     ``paths``: network name → activation store (the same samples and layers in every store);
     ``layers``: regex of the compared layers (``logits`` always excluded); ``metrics``: names in
     :data:`IDENTIFICATION_METRICS` (default all); ``max_samples``: the first N samples only;
-    ``threads``: networks (then network pairs) processed at once, each with one BLAS thread
-    (several BLAS threads per small SVD oversubscribe the cores). Returns an ``xarray.Dataset``
-    ``similarity (metric, network_a, network_b, layer_a, layer_b)``, NaN where
-    ``network_a == network_b`` (not compared).
+    ``threads``: networks (then network pairs) processed at once, each with one BLAS thread.
+    Returns an ``xarray.Dataset`` ``similarity (metric, network_a, network_b, layer_a, layer_b)``,
+    NaN where ``network_a == network_b`` (not compared).
     """
 
     import xarray as xr

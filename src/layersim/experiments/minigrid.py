@@ -62,10 +62,9 @@ def compare_agents(agents: dict, returns: dict, test_grids: list[int], *, episod
 
 
 def summary_rows(pairs: list[dict]) -> list[dict]:
-    """Spearman ρ and least-squares slope of CKA vs JSD and CKA vs rank correlation: one row
-    per panel (architecture, training grid, test grid), then per architecture the thesis'
-    ``average`` over panels (mean of the panels' ρ and slopes, as its Table 3.1) and ``pooled``
-    (all pairs of the architecture at once)."""
+    """Spearman ρ and least-squares slope of CKA vs JSD and CKA vs rank correlation per panel
+    (architecture, training grid, test grid), then per architecture ``average`` (mean over
+    panels, as Table 3.1) and ``pooled`` (all its pairs at once)."""
     from layersim.experiments.common import fit_line, spearman
 
     def stats(rows):
@@ -97,10 +96,8 @@ def summary_rows(pairs: list[dict]) -> list[dict]:
 
 
 def scatter_figure(pairs: list[dict], path, *, y: str, ylabel: str, title: str) -> None:
-    """Thesis Figures 3.6 / 3.8 (y = JSD) and appendix Figures 1–2 (y = rank correlation): one
-    row of panels per (architecture, test grid), one column per training grid (with one training
-    grid: one row per architecture, one column per test grid), points coloured
-    by the pair's categories, least-squares line, slope and Spearman ρ in the legend."""
+    """Thesis Figures 3.6 / 3.8 (y = JSD) and appendix Figures 1–2 (y = rank correlation): a panel
+    per (architecture, test grid, training grid), points coloured by the pair's categories."""
     from layersim.plots import scatter_panels
 
     archs = list(dict.fromkeys(r["arch"] for r in pairs))

@@ -2,13 +2,6 @@
 the first principal component's share of variance per layer of an activation store,
 share₁ = λ₁ / Σᵢ λᵢ of the layer's flattened, column-centred activations ``X (n, p)``
 (:func:`pc_shares`), and the block structure of a self-similarity matrix (:func:`largest_block`).
-
-The store is read in blocks of rows, never a whole layer at once. Up to ``max_gram_features``
-features, λ₁ is exact: one pass accumulates the float64 scatter matrix about a shift (the first
-block's mean, which keeps the subtraction of the mean's outer product well conditioned), then
-``eigvalsh``. Beyond, subspace iteration on the implicitly centred X (Halko, Martinsson & Tropp
-2011, Alg. 4.4) with ``k = 1 + oversamples`` columns and ``n_iter`` power iterations, each a pass
-over the blocks; memory ``O((n + p) k)``. The total variance ``Σ λᵢ = ‖X_c‖²_F`` is exact in both.
 """
 
 from __future__ import annotations
@@ -43,10 +36,11 @@ def first_pc_share(read: Callable[[slice], np.ndarray], n: int, p: int, *, block
     """λ₁ and Σλ of the centred rows of an ``(n, p)`` matrix read block by block.
 
     ``read(slice)`` returns the rows in that slice. Up to ``max_gram_features`` features the
-    exact ``p × p`` scatter matrix is used, beyond it the randomised subspace iteration
-    (``oversamples`` extra columns, ``n_iter`` power iterations, a Gaussian start seeded by
-    ``seed``). Returns ``(top, total, method)``: the largest eigenvalue of ``X_cᵀX_c``, its trace
-    ``‖X_c‖²_F``, and ``"exact"`` or ``"randomized"``.
+    exact ``p × p`` scatter matrix about the first block's mean (a well-conditioned subtraction
+    of the mean's outer product) is used, beyond it the randomised subspace iteration (Halko et al.
+    2011, Alg. 4.4; ``oversamples`` extra columns, ``n_iter`` power iterations, a Gaussian start
+    seeded by ``seed``). Returns ``(top, total, method)``: the largest eigenvalue of ``X_cᵀX_c``,
+    its trace ``‖X_c‖²_F`` (exact in both), and ``"exact"`` or ``"randomized"``.
     """
     if block_rows < 1:
         raise LayersimError(f"block_rows must be at least 1, got {block_rows}")
@@ -149,15 +143,13 @@ variance than all the others together."""
 
 
 def largest_block(cka: np.ndarray, pc1_share: np.ndarray, *, cka_threshold: float = 0.9, pc1_threshold: float = PC1_SHARE_THRESHOLD, min_size: int = 2) -> Block:
-    """Nguyen et al. (2021)'s block structure: the longest run of consecutive layers that are all
-    alike (pairwise CKA above ``cka_threshold``) *and* each dominated by its first principal
-    component (share₁ above ``pc1_threshold``).
+    """Nguyen et al. (2021)'s block structure (docs/papers.md, Block structure).
 
-    Definition: over the layers considered (rows/columns of the square self-similarity matrix
-    ``cka`` and the entries of ``pc1_share``, in forward order), the largest ``j − i ≥ min_size``
-    such that ``pc1_share[a] > pc1_threshold`` for every ``i ≤ a < j`` and
-    ``cka[a, b] > cka_threshold`` for every ``i ≤ a, b < j``: the largest all-bright square on the
-    heatmap's diagonal whose layers all have one dominant direction. Ties go to the earliest run;
+    Over the layers considered (rows/columns of the square self-similarity matrix ``cka`` and the
+    entries of ``pc1_share``, in forward order), the largest ``j − i ≥ min_size`` such that
+    ``pc1_share[a] > pc1_threshold`` for every ``i ≤ a < j`` and ``cka[a, b] > cka_threshold`` for
+    every ``i ≤ a, b < j``: the largest all-bright square on the heatmap's diagonal whose layers
+    are each dominated by their first principal component. Ties go to the earliest run;
     NaN entries (undefined layers) never exceed a threshold; with no such run the block is empty
     (size 0).
 

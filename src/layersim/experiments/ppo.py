@@ -1,11 +1,6 @@
-"""PPO agents on MiniGrid-Empty (thesis §3.5, Figures 3.6–3.8): networks, training, rollouts;
-the networks and the method are described in docs/papers.md.
-
-The agent sees MiniGrid's 7×7×3 egocentric partial view (``ImgObsWrapper``: object, colour and
-state index per cell, as small integers) and picks one of the environment's 7 actions. PPO
-(Schulman et al. 2017) in its usual form, with ``n_envs`` environments stepped in a plain loop.
-Everything is seeded (torch, the action sampling, the environments); with the same seed and
-thread count a run is bitwise reproducible on one machine. ``minigrid`` and ``gymnasium`` are
+"""PPO agents on MiniGrid-Empty (thesis §3.5, Figures 3.6–3.8): networks, training, rollouts.
+Environment, networks and PPO (Schulman et al. 2017): docs/papers.md, MiniGrid. With the same seed
+and thread count a run is bitwise reproducible on one machine. ``minigrid`` and ``gymnasium`` are
 imported only inside the functions that make environments.
 """
 
@@ -34,9 +29,8 @@ PPO_DEFAULTS = {
 
 
 class AgentNet(nn.Module):
-    """Actor–critic network of one agent (thesis Figure 3.7): a convolutional trunk of 64 features,
-    then ``original``: FC 64 → tanh → FC → 7 action logits, or ``bottleneck``: FC k → tanh [the
-    bottleneck] → FC → 7 logits; a value head FC 64 → tanh → FC 1 on the 64 features."""
+    """Actor–critic network of one agent, ``original`` or ``bottleneck`` (thesis Figure 3.7; the
+    layers: docs/papers.md, MiniGrid)."""
 
     def __init__(self, arch: str, bottleneck: int = 8, n_actions: int = N_ACTIONS):
         super().__init__()
@@ -74,9 +68,8 @@ class AgentNet(nn.Module):
 
 
 def make_env(size: int):
-    """MiniGrid-Empty-<size>x<size>-v0 (agent top-left facing right, goal bottom-right) with
-    ``ImgObsWrapper``; episodes end at the goal (reward 1 − 0.9·steps/max_steps) or after
-    max_steps = 4·size² steps (reward 0)."""
+    """MiniGrid-Empty-<size>x<size>-v0 with ``ImgObsWrapper`` (start, goal, rewards and episode
+    length: docs/papers.md, MiniGrid)."""
     import gymnasium
     import minigrid  # noqa: F401 (registers the MiniGrid environments)
     from minigrid.wrappers import ImgObsWrapper
@@ -218,8 +211,7 @@ def run_episodes(policy, size: int, episodes: int, seed: int) -> tuple[np.ndarra
 
 
 def category(mean_return: float, optimal: float = 0.8, poor: float = 0.2) -> str:
-    """The thesis' classes of an agent by its mean return R on its training grid:
-    optimal (R > 0.8), mediocre (0.2 ≤ R ≤ 0.8), poor (R < 0.2)."""
+    """The thesis' class of an agent by its mean return on its training grid (docs/papers.md)."""
     if not math.isfinite(mean_return):
         raise LayersimError(f"an agent's mean return is {mean_return}; it must be a finite number")
     return "optimal" if mean_return > optimal else "poor" if mean_return < poor else "mediocre"

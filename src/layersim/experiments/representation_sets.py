@@ -1,10 +1,5 @@
 """Representation sets told apart by an SVM, and their t-SNE (thesis §3.1, Figures 3.1 and 3.2;
-method: docs/papers.md).
-
-Each model's features at one layer on each test dataset form one *representation set*, labelled
-``<trained_on>_<tested_on>_s<seed>`` as in the thesis; a linear SVM (one-vs-rest) learns which set
-a single representation comes from. Datasets are ``load_dataset`` configs with an optional pixel
-transform and channel replication. The jobs are in :mod:`layersim.jobs.representation_sets`.
+sets, labels, datasets and method: docs/papers.md, Representation sets).
 """
 
 from __future__ import annotations
@@ -55,8 +50,7 @@ def _channels(images: np.ndarray, channels: int | None, where: str) -> np.ndarra
 
 def load_set_dataset(spec: dict, where: str = "dataset") -> Dataset:
     """A dataset of the experiment: ``{"source": <load_dataset config>, "transform": str,
-    "channels": int | None}``, the transform and channel replication applied to both splits.
-
+    "channels": int | None}``, the transform and channel replication applied to both splits;
     ``where`` names the config entry in error messages.
     """
     source = load_dataset(dict(spec["source"]))

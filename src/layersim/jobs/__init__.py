@@ -1,12 +1,7 @@
-"""The one seam between Snakemake and the package: every rule runs ``workflow/scripts/job.py``,
-which calls :func:`run`, which calls the job function registered under the rule's name.
-
-A job function takes the ``snakemake`` object of the ``script:`` directive (anything with
-``input``, ``output``, ``params``, ``log``, ``threads`` and ``wildcards`` will do) and calls one
-package function; :func:`job` sends logging to the rule's log and turns an input error into one
-line and exit status 1.
-
-Job modules mirror the rule files: ``workflow/rules/<name>.smk`` ↔ ``layersim.jobs.<name>``.
+"""The one seam between Snakemake and the package (docs/design.md, The one seam): every rule runs
+``workflow/scripts/job.py``, which calls :func:`run`, which calls the job function registered
+under the rule's name in :data:`JOBS` with the ``snakemake`` object (anything with ``input``,
+``output``, ``params``, ``log``, ``threads`` and ``wildcards`` will do).
 """
 
 from __future__ import annotations
@@ -27,8 +22,7 @@ def _jobs(module: str, *functions: str) -> dict[str, str]:
     return {name: f"{module}.{name}" for name in functions}
 
 
-# rule name → "<module of layersim.jobs>.<job function>"; a rule's job has the rule's name,
-# except where several rules run one job on other paths (the extract rules of paper experiments)
+# rule name → "<module of layersim.jobs>.<job function>", the rule's own name except for two extract rules
 JOBS: dict[str, str] = {
     **_jobs("core", "train", "train_keras", "extract", "similarity", "heatmap", "self_similarity_grid", "metric_similarity", "functional", "metrics_figure"),
     **_jobs("nguyen", "pca", "series_figure", "block_structure", "cross_seed_figure"),
@@ -112,8 +106,7 @@ def job_config(smk) -> dict:
 
 
 def job_device(smk) -> str:
-    """The torch device of config ``device`` (``auto`` when unset). Read from the config, not
-    a rule parameter: moving a job to a GPU does not make its earlier outputs stale."""
+    """The torch device of config ``device`` (``auto`` when unset), read by :func:`job_config`."""
     from layersim.device import torch_device
 
     return torch_device(job_config(smk).get("device", "auto"))
@@ -128,10 +121,9 @@ def limit_threads(threads: int) -> None:
 
 
 def release_freed_blocks_to_the_os() -> None:
-    """A fixed 1 MiB mmap threshold for glibc's malloc in the similarity job's process: glibc
-    would raise it after each freed shard-sized read buffer and keep those blocks in per-thread
-    arenas, so the resident memory would grow with the minibatches. A no-op without ``mallopt``.
-    """
+    """A fixed 1 MiB mmap threshold for glibc's malloc in the similarity job's process, so that freed
+    shard-sized read buffers go back to the OS instead of growing per-thread arenas. A no-op without
+    ``mallopt``."""
     import ctypes
     import ctypes.util
 

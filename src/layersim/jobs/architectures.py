@@ -7,8 +7,7 @@ from layersim.jobs import job, job_device, log
 
 @job
 def architectures_init(smk) -> None:
-    """Rule ``architectures_init``: the untrained copy of a model — :func:`layersim.train.torch.train_torch`
-    with 0 epochs, i.e. the same seeded initialisation the trained instance starts from."""
+    """The untrained copy of a model: ``train_torch`` with 0 epochs, the trained instance's initialisation."""
     from layersim.data import load_dataset
     from layersim.train.torch import train_torch
 
@@ -18,8 +17,7 @@ def architectures_init(smk) -> None:
 
 @job
 def architectures_pairs(smk) -> None:
-    """Rule ``architectures_pairs``: :func:`layersim.experiments.architectures.pair_rows` over the
-    trained (and untrained) stores → one CSV row per pair."""
+    """:func:`layersim.experiments.architectures.pair_rows` of the trained (and untrained) stores → CSV."""
     from threadpoolctl import threadpool_limits
 
     from layersim.experiments.architectures import pair_rows
@@ -38,8 +36,7 @@ def architectures_pairs(smk) -> None:
 
 @job
 def architectures_summary(smk) -> None:
-    """Rule ``architectures_summary``: the pairs → Table 3.1 (CSV + Markdown) and the scatter
-    figure (one row per metric: the metric against JSD and against rank correlation)."""
+    """The pairs → Table 3.1 (CSV + Markdown) and the scatter figure (a row of panels per metric)."""
     from layersim.experiments.architectures import FUNCTIONAL, correlation_rows, markdown_table
     from layersim.io import read_csv, write_csv, write_text
     from layersim.plots import scatter_panels

@@ -7,8 +7,7 @@ from layersim.jobs import job, job_device, log
 
 @job
 def train_epochs(smk) -> None:
-    """Rule ``train_epochs``: :func:`layersim.train.torch.train_torch` saving a checkpoint at every
-    configured epoch (one output per epoch, so that extraction fans out over them)."""
+    """:func:`layersim.train.torch.train_torch` with a checkpoint (an output) at every configured epoch."""
     import re as _re
 
     from layersim.data import load_dataset
@@ -21,8 +20,7 @@ def train_epochs(smk) -> None:
 
 @job
 def checkpoint_compare(smk) -> None:
-    """Rule ``checkpoint_compare``: :func:`layersim.experiments.checkpoints.compare_with_final`
-    over the checkpoints of one instance → CSV."""
+    """:func:`layersim.experiments.checkpoints.compare_with_final` of one instance's checkpoints → CSV."""
     import re as _re
 
     from layersim.experiments.checkpoints import compare_with_final
@@ -38,8 +36,7 @@ def checkpoint_compare(smk) -> None:
 
 @job
 def checkpoints_summary(smk) -> None:
-    """Rule ``checkpoints_summary``: all instances' tables → one CSV and the figure (CKA and
-    JSD against epoch, CKA against JSD; one line per model / learning rate)."""
+    """All instances' tables → one CSV, CKA and JSD against epoch, and CKA against JSD."""
     from layersim.experiments.common import spearman
     from layersim.io import read_csv, write_csv
     from layersim.plots import lines_figure, scatter_panels

@@ -18,7 +18,7 @@ def _check_epoch(smk) -> None:
 
 @job
 def train(smk) -> None:
-    """Rule ``train``: :func:`layersim.train.torch.train_torch`."""
+    """:func:`layersim.train.torch.train_torch`."""
     from layersim.data import load_dataset
     from layersim.train.torch import train_torch
 
@@ -29,7 +29,7 @@ def train(smk) -> None:
 
 @job
 def train_keras(smk) -> None:
-    """Rule ``train_keras``: :func:`layersim.train.keras.train_keras`."""
+    """:func:`layersim.train.keras.train_keras`."""
     from layersim.data import load_dataset
     from layersim.train.keras import train_keras as train
 
@@ -41,9 +41,7 @@ def train_keras(smk) -> None:
 
 @job
 def extract(smk) -> None:
-    """Rule ``extract``: every layer over the evaluation split, with
-    :func:`layersim.extract.torch.extract_torch` (``.pt``) or :func:`layersim.extract.keras.extract_keras`
-    (``.keras``)."""
+    """Every layer over the evaluation split: ``extract_torch`` (``.pt``) or ``extract_keras`` (``.keras``)."""
     from layersim.data import load_dataset
 
     dataset = load_dataset(dict(smk.params.dataset))
@@ -69,7 +67,7 @@ def extract(smk) -> None:
 
 @job(process_setup=[release_freed_blocks_to_the_os])
 def similarity(smk) -> None:
-    """Rule ``similarity``: :func:`layersim.engine.compare_stores` for one pair of stores."""
+    """:func:`layersim.engine.compare_stores` for one pair of stores."""
     from layersim.engine import UndefinedLayerWarning, compare_stores
     from layersim.store import write_similarity
 
@@ -97,7 +95,7 @@ def similarity(smk) -> None:
 
 @job
 def heatmap(smk) -> None:
-    """Rule ``heatmap``: :func:`layersim.plots.heatmap_figure` for one similarity result."""
+    """:func:`layersim.plots.heatmap_figure` for one similarity result."""
     from layersim.plots import heatmap_figure
     from layersim.store import read_similarity
 
@@ -106,7 +104,7 @@ def heatmap(smk) -> None:
 
 @job
 def self_similarity_grid(smk) -> None:
-    """Rule ``self_similarity_grid``: :func:`layersim.plots.grid_figure` over depth × width."""
+    """:func:`layersim.plots.grid_figure` over depth × width."""
     from layersim.plots import grid_figure
     from layersim.store import read_similarity
 
@@ -117,7 +115,7 @@ def self_similarity_grid(smk) -> None:
 
 @job
 def metric_similarity(smk) -> None:
-    """Rule ``metric_similarity``: :func:`layersim.layerwise.metric_matrix` for one metric and pair."""
+    """:func:`layersim.layerwise.metric_matrix` for one metric and pair."""
     from layersim.layerwise import metric_matrix
     from layersim.store import write_similarity
 
@@ -130,7 +128,7 @@ def metric_similarity(smk) -> None:
 
 @job
 def functional(smk) -> None:
-    """Rule ``functional``: :func:`layersim.layerwise.functional_similarity` → JSON."""
+    """:func:`layersim.layerwise.functional_similarity` → JSON."""
     from layersim.io import write_text
     from layersim.layerwise import functional_similarity
 
@@ -140,7 +138,7 @@ def functional(smk) -> None:
 
 @job
 def metrics_figure(smk) -> None:
-    """Rule ``metrics_figure``: :func:`layersim.plots.metrics_figure` (metrics side by side)."""
+    """:func:`layersim.plots.metrics_figure` (metrics side by side)."""
     from layersim.plots import metrics_figure as draw
     from layersim.store import read_similarity
 

@@ -7,8 +7,7 @@ from layersim.jobs import job, log
 
 @job
 def ding_benchmark(smk) -> None:
-    """Rule ``ding_benchmark``: :mod:`layersim.experiments.ding` over the seeds of one model →
-    pair tables, the Spearman summary and the specificity / sensitivity figures."""
+    """:mod:`layersim.experiments.ding` over the seeds of one model → tables, summary, figures."""
     import re as _re
 
     from threadpoolctl import threadpool_limits

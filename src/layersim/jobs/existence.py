@@ -7,8 +7,7 @@ from layersim.jobs import job, log
 
 @job
 def existence_proof(smk) -> None:
-    """Rule ``existence_proof``: :func:`layersim.experiments.existence.existence_rows` on a layer
-    of the frozen base's store → CSV, Markdown and figure."""
+    """:func:`layersim.experiments.existence.existence_rows` on the base's store → CSV, Markdown, figure."""
     from layersim.experiments.common import markdown_table
     from layersim.io import write_csv, write_text
     from layersim.experiments.existence import existence_rows

@@ -7,7 +7,7 @@ from layersim.jobs import job, log
 
 @job
 def johnson_table(smk) -> None:
-    """Rule ``johnson_table``: :func:`layersim.experiments.johnson.johnson_rows` → CSV + Markdown."""
+    """:func:`layersim.experiments.johnson.johnson_rows` → CSV + Markdown."""
     from layersim.io import write_csv, write_text
     from layersim.experiments.johnson import johnson_rows, verdict
 

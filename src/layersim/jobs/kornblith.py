@@ -7,8 +7,7 @@ from layersim.jobs import job, log
 
 @job
 def identification(smk) -> None:
-    """Rule ``identification``: :func:`layersim.experiments.kornblith.similarity_tensor` over the seeds of
-    one model and :func:`layersim.experiments.kornblith.identification_accuracy` → Zarr + CSV."""
+    """``similarity_tensor`` of one model's seeds and its ``identification_accuracy`` → Zarr + CSV."""
     from layersim.experiments.kornblith import identification_accuracy, similarity_tensor
     from layersim.io import atomic_write, write_csv
 
@@ -27,7 +26,7 @@ def identification(smk) -> None:
 
 @job
 def identification_figure(smk) -> None:
-    """Rule ``identification_figure``: :func:`layersim.plots.identification_figure` of the table."""
+    """:func:`layersim.plots.identification_figure` of the table."""
     from layersim.io import read_csv
     from layersim.plots import identification_figure as draw
 

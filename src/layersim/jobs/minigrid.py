@@ -7,8 +7,7 @@ from layersim.jobs import job, log
 
 @job
 def minigrid_train(smk) -> None:
-    """Rule ``minigrid_train``: :func:`layersim.experiments.ppo.train_agent` for one (architecture, grid,
-    seed), then its mean return R over ``eval_episodes`` on the training grid → checkpoint + JSON."""
+    """One agent's ``train_agent`` and mean return over ``eval_episodes`` → checkpoint + JSON."""
     import torch
 
     from layersim.io import write_json
@@ -27,8 +26,7 @@ def minigrid_train(smk) -> None:
 
 @job
 def minigrid_compare(smk) -> None:
-    """Rule ``minigrid_compare``: :func:`layersim.experiments.minigrid.compare_agents` over the
-    seeds of one (architecture, training grid) → pairs CSV + the features/probabilities (npz)."""
+    """:func:`layersim.experiments.minigrid.compare_agents` of one (arch, grid)'s seeds → CSV + npz."""
     import json
 
     import numpy as np
@@ -53,8 +51,7 @@ def minigrid_compare(smk) -> None:
 
 @job
 def minigrid_summary(smk) -> None:
-    """Rule ``minigrid_summary``: all pairs → Spearman ρ / slopes per panel, averaged per
-    architecture (Table 3.1's MiniGrid rows), and the CKA-vs-JSD / CKA-vs-rank figures."""
+    """All pairs → :func:`layersim.experiments.minigrid.summary_rows` (CSV + Markdown) and figures."""
     from layersim.experiments.common import markdown_table
     from layersim.io import read_csv, write_csv, write_text
     from layersim.experiments.minigrid import scatter_figure, summary_rows

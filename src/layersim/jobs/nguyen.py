@@ -7,7 +7,7 @@ from layersim.jobs import job, log
 
 @job
 def pca(smk) -> None:
-    """Rule ``pca``: :func:`layersim.experiments.nguyen.pc_shares` (first-PC share per layer) → CSV."""
+    """:func:`layersim.experiments.nguyen.pc_shares` (first-PC share per layer) → CSV."""
     from layersim.experiments.nguyen import pc_shares, write_pc_shares
 
     p = smk.params
@@ -26,8 +26,7 @@ def _by_instance(paths) -> dict:
 
 @job
 def series_figure(smk) -> None:
-    """Rule ``series_figure``: self-similarity heatmaps of a depth or width series with each
-    model's first-PC share per layer beneath (:func:`layersim.plots.series_figure`)."""
+    """:func:`layersim.plots.series_figure` of a depth or width series with its first-PC shares."""
     from layersim.experiments.nguyen import read_pc_shares
     from layersim.plots import series_figure as draw
 
@@ -39,8 +38,7 @@ def series_figure(smk) -> None:
 
 @job
 def block_structure(smk) -> None:
-    """Rule ``block_structure``: :func:`layersim.experiments.nguyen.largest_block` of every ResNet
-    instance → CSV and figure; ``pc1_threshold`` is the rule's param, else ``PC1_SHARE_THRESHOLD``."""
+    """:func:`layersim.experiments.nguyen.largest_block` of every ResNet instance → CSV and figure."""
     import numpy as np
 
     from layersim.experiments.nguyen import PC1_SHARE_THRESHOLD, largest_block, largest_high_cka_run, read_pc_shares
@@ -83,8 +81,7 @@ def block_structure(smk) -> None:
 
 @job
 def cross_seed_figure(smk) -> None:
-    """Rule ``cross_seed_figure``: per model, seed a with itself, seed b with itself and seed a
-    against seed b (:func:`layersim.plots.grid_figure`)."""
+    """:func:`layersim.plots.grid_figure`: per model, seed a, seed b, and seed a against seed b."""
     from layersim.plots import grid_figure
 
     sims = _by_instance(smk.input.results)

@@ -7,9 +7,7 @@ from layersim.jobs import config_hash, job, job_device, log
 
 @job
 def representation_train(smk) -> None:
-    """Rule ``representation_train``: one model of the representation-set experiment, trained on
-    the dataset of wildcard ``trained_on`` (:func:`layersim.train.torch.train_torch`); ``untrained``
-    saves the seeded initialisation (0 epochs) built for the first training dataset."""
+    """One model trained on the dataset ``trained_on`` (``untrained``: 0 epochs) by ``train_torch``."""
     from layersim.experiments.representation_sets import UNTRAINED, load_set_dataset
     from layersim.train.torch import train_torch
 
@@ -23,8 +21,7 @@ def representation_train(smk) -> None:
 
 @job
 def representation_extract(smk) -> None:
-    """Rule ``representation_extract``: one model's features at the configured layer (and its
-    logits) on the sampled evaluation images of one test dataset → an activation store."""
+    """One model's features at the layer, and logits, on one test dataset's sampled images → a store."""
     from layersim.experiments.representation_sets import RepresentationSetError, feature_layer, load_set_dataset
     from layersim.experiments.representation_sets import sample_rows
     from layersim.extract.torch import overlap_writes, torch_layer_batches
@@ -73,8 +70,7 @@ def _representation_sets(paths) -> list[dict]:
 
 @job
 def representation_svm(smk) -> None:
-    """Rule ``representation_svm``: :func:`layersim.experiments.representation_sets.classify_sets`
-    over all sets → confusion CSV (counts), per-set and overall summaries, confusion figure."""
+    """``classify_sets`` over all sets → confusion counts, per-set and overall summaries, figure."""
     from threadpoolctl import threadpool_limits
 
     from layersim.experiments import representation_sets as rs
@@ -100,8 +96,7 @@ def representation_svm(smk) -> None:
 
 @job
 def representation_tsne(smk) -> None:
-    """Rule ``representation_tsne``: one joint t-SNE of ``tsne_per_set`` sampled representations
-    of every set → coordinates CSV and the figure (a panel per test dataset, coloured by model)."""
+    """One joint t-SNE of ``tsne_per_set`` representations of every set → coordinates CSV, figure."""
     from threadpoolctl import threadpool_limits
 
     from layersim.experiments import representation_sets as rs

@@ -3,13 +3,8 @@
 Every metric is a pure function of two arrays ``X (n, p)`` and ``Y (n, q)`` whose rows are the
 same ``n`` samples in the same order (numpy arrays or torch tensors; arrays with more
 dimensions are flattened per sample, a 1-D array is one feature), computed in float64.
-Formulas, sources, invariances and the CCA family's ``p ≥ n`` reduction rule are in each
-docstring and in ``docs/metrics.md``.
-
-Scalar metrics return plain floats; :func:`cca`, :func:`svcca`, :func:`pwcca` and
-:func:`subspace_match` return frozen dataclasses that carry metadata. :data:`METRICS` is the
-one registry of metric names (name → :class:`Metric`); :func:`value_or_nan` turns a metric
-that is undefined for its inputs into NaN with the reason.
+Formulas, sources, invariances, return types and the CCA family's ``p ≥ n`` reduction rule are
+in each docstring and in ``docs/metrics.md``.
 
 Layout: ``_common`` (errors, float64 conversion, validation, centring), ``kernel`` (CKA),
 ``canonical`` (CCA, SVCCA, PWCCA), ``shape`` (Procrustes), ``subspace`` (subspace match),
@@ -102,8 +97,7 @@ METRICS: dict[str, Metric] = {
     "procrustes": Metric(procrustes, "distance", "Procrustes"),
     "procrustes_sqrt": Metric(functools.partial(procrustes, sqrt=True), "distance", "Procrustes (√)"),
 }
-"""Name → :class:`Metric`, the one registry of metric names (the workflow's ``metric``
-wildcard, the identification indexes, Ding's distances, the architectures' metrics)."""
+"""Name → :class:`Metric`, the one registry of metric names (docs/metrics.md, docs/design.md)."""
 
 
 def value_or_nan(f: Callable[..., float], *args, quiet: bool = True) -> tuple[float, str | None]:

@@ -115,9 +115,8 @@ def cca(X, Y, *, max_dims: int | None = None) -> CCAResult:
 
     The canonical correlations are the singular values of ``UxᵀUy`` where ``Ux``, ``Uy`` are
     orthonormal bases (from the SVD) of the column-centred X and Y, i.e. the cosines of the
-    principal angles between the two centred column spaces. When the directions kept total more
-    than ``n − 1``, a :class:`DegenerateCCAWarning` says how many correlations are 1 by
-    dimension counting alone.
+    principal angles between the two centred column spaces (the ``p ≥ n`` rule and
+    :class:`DegenerateCCAWarning`: docs/metrics.md).
 
     Parameters
     ----------
@@ -147,11 +146,9 @@ def cca(X, Y, *, max_dims: int | None = None) -> CCAResult:
 
 
 def svcca(X, Y, *, variance: float = 0.99, max_dims: int | None = None) -> SVCCAResult:
-    """SVCCA (Raghu et al. 2017): SVD each side to the directions holding ``variance`` of its
-    variance, then the mean canonical correlation of the reduced representations.
-
-    Variance is measured by squared singular values of the centred data (PCA explained
-    variance); each side keeps the fewest top directions whose share reaches ``variance``.
+    """SVCCA (Raghu et al. 2017): SVD each side to the fewest top directions holding ``variance``
+    of its variance (squared singular values of the centred data, as in PCA), then the mean
+    canonical correlation of the reduced representations.
 
     Parameters
     ----------
@@ -178,8 +175,8 @@ def pwcca(X, Y, *, max_dims: int | None = None) -> PWCCAResult:
     """Projection-weighted CCA (Morcos et al. 2018, Eqs. 2–3), with centred weights.
 
     ``PWCCA = Σᵢ wᵢ ρᵢ``, ``wᵢ = αᵢ / Σⱼ αⱼ``, ``αᵢ = Σⱼ |⟨hᵢ, xⱼ⟩|`` where ``hᵢ`` are X's
-    unit-norm canonical variates and ``xⱼ`` the *centred* neuron activation vectors of X (a
-    widely copied implementation uses uncentred ones, which makes PWCCA depend on shifts).
+    unit-norm canonical variates and ``xⱼ`` the *centred* neuron activation vectors of X (unlike
+    a widely copied implementation: docs/metrics.md, PWCCA is centred).
 
     Parameters
     ----------

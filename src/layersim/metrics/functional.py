@@ -136,8 +136,7 @@ def linear_probe_accuracy(X, labels, *, test_fraction: float = 0.25, seed: int =
     """Test accuracy of a logistic-regression probe on frozen activations (Alain & Bengio 2016).
 
     A stratified split (``test_fraction`` held out, fixed by ``seed``), standardised features,
-    L2-regularised multinomial logistic regression (scikit-learn, ``lbfgs``), accuracy on the
-    held-out samples. Deterministic for a given ``seed``.
+    L2-regularised multinomial logistic regression (scikit-learn, ``lbfgs``), held-out accuracy.
 
     Parameters
     ----------

@@ -38,9 +38,8 @@ def linear_gram(X) -> np.ndarray:
 def rbf_gram(X, *, threshold: float = 1.0) -> np.ndarray:
     """Gaussian (RBF) Gram matrix with the median bandwidth of Kornblith et al. (2019).
 
-    ``K_ij = exp(−‖x_i − x_j‖² / (2σ²))`` with ``σ² = threshold² · median_ij ‖x_i − x_j‖²``,
-    the median taken over all ``n²`` entries, zero diagonal included (as in Kornblith et al.'s
-    reference code, where ``σ = threshold · sqrt(median)``).
+    ``K_ij = exp(−‖x_i − x_j‖² / (2σ²))`` with ``σ² = threshold² · median_ij ‖x_i − x_j‖²`` over
+    all ``n²`` entries, zero diagonal included (their reference code; docs/metrics.md).
 
     Parameters
     ----------
@@ -99,9 +98,8 @@ def u_centre(k: np.ndarray) -> np.ndarray:
 
         Ũ_ij = K_ij − K_i·/(n−2) − K_·j/(n−2) + K_··/((n−1)(n−2))   (i ≠ j),   Ũ_ii = 0
 
-    with ``diag(K)`` set to 0 first (in ``k``, in place). The sums and the subtraction are done
-    in float64 whatever ``k``'s dtype, so a float32 Gram of uncentred activations keeps the
-    accuracy of its entries. Returns a new float64 array.
+    with ``diag(K)`` set to 0 first (in ``k``, in place). Returns a new float64 array, summed and
+    subtracted in float64 whatever ``k``'s dtype.
     """
     np.fill_diagonal(k, 0)
     u = u_centring_offsets(k.sum(0, dtype=np.float64), k.shape[0])  # column sums = row sums (symmetric)
@@ -122,7 +120,7 @@ def cka_from_gram(K, L, *, debiased: bool = False) -> float:
 
     ``CKA = HSIC(K, L) / sqrt(HSIC(K, K) · HSIC(L, L))`` with the biased estimator
     ``HSIC₀ = tr(KHLH)/(n−1)²`` (Gretton et al. 2005) or, with ``debiased=True``, the unbiased
-    ``HSIC₁`` of Song et al. (2012), computed by U-centring. The normalising constants cancel.
+    ``HSIC₁`` of Song et al. (2012), computed by U-centring.
 
     Parameters
     ----------
@@ -163,10 +161,8 @@ def linear_cka(X, Y, *, debiased: bool = False) -> float:
 
     ``CKA = ‖YᵀX‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F)`` for column-centred X, Y (Kornblith et al. 2019,
     Eq. 5). With ``debiased=True`` each ``‖AᵀB‖²_F`` is replaced by Song et al.'s (2012)
-    unbiased HSIC₁ of the linear Grams, which for centred data is (times ``n(n−3)``, a constant
-    that cancels) ``‖AᵀB‖²_F − n/(n−2)·dₐᵀd_b + ‖A‖²_F‖B‖²_F/((n−1)(n−2))`` where ``dₐ`` holds
-    the squared row norms of A. When ``p`` or ``q`` exceeds ``n`` the same quantities are
-    taken from the ``(n, n)`` Grams.
+    unbiased HSIC₁ of the linear Grams, written in feature space in ``unbiased`` below (docs/metrics.md,
+    Debiased CKA). When ``p`` or ``q`` exceeds ``n`` the same quantities come from the ``(n, n)`` Grams.
 
     Parameters
     ----------
@@ -209,8 +205,7 @@ def linear_cka(X, Y, *, debiased: bool = False) -> float:
 def rbf_cka(X, Y, *, threshold: float = 1.0, debiased: bool = False) -> float:
     """CKA with Gaussian kernels (Kornblith et al. 2019, Sec. 3 and their reference code).
 
-    ``CKA(rbf_gram(X, threshold), rbf_gram(Y, threshold))``; see :func:`rbf_gram` for the
-    bandwidth ``σ² = threshold² · median ‖x_i − x_j‖²`` and :func:`cka_from_gram`.
+    ``CKA(rbf_gram(X, threshold), rbf_gram(Y, threshold))`` (:func:`rbf_gram`, :func:`cka_from_gram`).
 
     Parameters
     ----------

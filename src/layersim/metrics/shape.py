@@ -21,8 +21,7 @@ def procrustes(X, Y, *, sqrt: bool = False) -> float:
 
     Centre X and Y, scale each to unit Frobenius norm, then
     ``d²(X, Y) = min_Q ‖X − YQ‖²_F = 2 − 2‖XᵀY‖_*`` over orthogonal ``Q`` (the narrower
-    input zero-padded). It is computed as the residual of the optimal ``Q``, which is exact
-    near 0 where ``2 − 2‖XᵀY‖_*`` would lose digits to cancellation.
+    input zero-padded), computed as the residual of the optimal ``Q`` (exact near 0; docs/metrics.md).
 
     Parameters
     ----------

@@ -49,8 +49,7 @@ def subspace_match(X, Y, *, epsilon: float) -> SubspaceMatchResult:
     ``span{z_b : b ∈ B}`` and vice versa; ``ε = 0`` is the exact match
     ``span(z_A) = span(z_B)``. Unions of ε-matches are ε-matches, so a maximum match exists;
     it is found by repeatedly removing, from all neurons, those too far from the other side's
-    span until nothing changes. Criticised by Johnson (2019): identical networks' outputs are
-    compatible with no hidden-layer match at all (see ``docs/metrics.md``).
+    span until nothing changes. Johnson (2019)'s criticism: ``docs/metrics.md``.
 
     Parameters
     ----------
