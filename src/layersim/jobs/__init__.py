@@ -18,6 +18,7 @@ from layersim.errors import LayersimError
 log = logging.getLogger("layersim")
 _console = sys.stderr  # the job's own stderr (Snakemake's console), while sys.stderr is the log
 
+
 def _jobs(module: str, *functions: str) -> dict[str, str]:
     return {name: f"{module}.{name}" for name in functions}
 
