@@ -6,7 +6,7 @@ Printed: each store's size on disk, ``compare_stores`` wall time (self-compariso
 cross-seed pair, best of ``--repeat``), and the CKA error of the float16 stores, max |Δ| over
 the layer × layer matrix against the float32 stores' CKA (same minibatches).
 
-    .venv/bin/python benchmarks/bench_store_dtype.py [--epochs 2] [--repeat 3] [--dir D]
+    .venv/bin/python benchmarks/bench_store_dtype.py [--epochs 2] [--repeat 3] [--dir D] [--quick]
 """
 
 from __future__ import annotations
@@ -78,4 +78,8 @@ if __name__ == "__main__":
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--dir", default=None, help="working directory (kept; reused if it holds the checkpoints and stores)")
-    main(parser.parse_args())
+    parser.add_argument("--quick", action="store_true", help="one repeat")
+    args = parser.parse_args()
+    if args.quick:
+        args.repeat = 1
+    main(args)
