@@ -134,3 +134,11 @@ def test_targets_lists_a_configs_outputs(repo, tmp_path, capsys):
     outputs = {line.split()[-1] for line in lines[:-1]}
     assert "results/default/figures/heatmaps/resnet20x1-s0-e6__resnet8x2-s0-e6.png" in outputs
     assert "results/default/models/resnet8x1/s0/e6.pt" in outputs
+
+
+def test_inspect_into_a_pipe_closed_early_is_not_called_damage(results):
+    # `layersim inspect store | head -1`: the reader stops; the store is not "damaged"
+    command = f"{sys.executable} -m layersim.cli inspect {_store(results, 'resnet20x1-s0-e6')} | head -1"
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
+    assert done.stdout.startswith(str(_store(results, "resnet20x1-s0-e6")))
+    assert "damaged" not in done.stderr and "Traceback" not in done.stderr and done.stderr == ""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +30,7 @@ def inspect(path: Path, *, verify: bool = False, out=None) -> None:
         raise StoreError(f"{path} does not exist")
     try:
         _inspect(path, verify, out or sys.stdout)
-    except LayersimError:
+    except (LayersimError, BrokenPipeError):
         raise
     except Exception as err:  # zarr and the readers raise several types for a damaged or foreign folder
         raise StoreError(f"{path} cannot be read ({type(err).__name__}: {err}); it is damaged: delete it and rerun the step that wrote it") from err
@@ -147,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
             targets(args.configfile, args.snakefile)
     except LayersimError as err:
         print(f"layersim {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # the reader stopped early (e.g. `| head`): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 1
     return 0
 
