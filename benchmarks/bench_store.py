@@ -17,8 +17,9 @@ record costs, measured side by side in one run.
   store, as shipped and with the CRC32C function replaced by one that returns 0 (the record is
   then wrong, the time is what is left without checksums).
 
-Besides the ratios, the CPU seconds spent inside CRC32C in the shipped runs, and CRC32C's own
-rate on this machine.
+Besides the ratios: the CPU seconds spent inside CRC32C in the shipped runs, the process's user
+and system CPU time (on a VM whose freed memory faults again when reused, system time — page
+faults — swings wall times by seconds between identical runs), and CRC32C's own rate.
 
     .venv/bin/python benchmarks/bench_store.py [--quick]
 """
@@ -92,12 +93,14 @@ def no_checksums():
         google_crc32c.value, google_crc32c.extend = _timed(_VALUE), _timed(_EXTEND)
 
 
-def timed(fn) -> tuple[float, float]:
-    """Wall seconds of ``fn()`` and the CRC32C seconds spent in it (summed over threads)."""
+def timed(fn) -> tuple[float, float, float, float]:
+    """Wall seconds of ``fn()``, the CRC32C seconds spent in it (summed over threads), and the
+    process's user and system CPU seconds in it."""
     CRC_SECONDS[0] = 0.0
-    start = time.perf_counter()
+    before, start = os.times(), time.perf_counter()
     fn()
-    return time.perf_counter() - start, CRC_SECONDS[0]
+    wall, after = time.perf_counter() - start, os.times()
+    return wall, CRC_SECONDS[0], after.user - before.user, after.system - before.system
 
 
 def similarity(repeat: int) -> None:
@@ -125,14 +128,15 @@ def similarity(repeat: int) -> None:
                     else:
                         with shard_checks_skipped():
                             skipped.append(timed(lambda: run(cache_mb, passes)))
-            wall_checked, crc = min(checked)
+            wall_checked, crc = min(checked)[:2]
             wall_skipped = min(skipped)[0]
-            ratios = sorted(c[0] / s[0] for c, s in zip(checked, skipped))
+            user_checked, user_skipped = (float(np.median([r[2] for r in runs])) for runs in (checked, skipped))
+            sys_checked, sys_skipped = (float(np.median([r[3] for r in runs])) for runs in (checked, skipped))
             print(
-                f"compare_stores ({passes} passes, {label}, {gib:.2f} GiB of stores, 2 Dask threads): checked {wall_checked:.3f} s, "
-                f"shard checksums skipped {wall_skipped:.3f} s → {100 * (wall_checked / wall_skipped - 1):+.1f} % "
-                f"(best of {repeat} each; per round: median {100 * (np.median(ratios) - 1):+.1f} %); "
-                f"CRC32C CPU time in the checked run {crc:.3f} s = {100 * crc / wall_checked:.1f} % of its wall time"
+                f"compare_stores ({passes} passes, {label}, {gib:.2f} GiB of stores, 2 Dask threads): wall, best of {repeat}: "
+                f"checked {wall_checked:.3f} s, shard checksums skipped {wall_skipped:.3f} s ({100 * (wall_checked / wall_skipped - 1):+.1f} %); "
+                f"median CPU user/system: checked {user_checked:.2f}/{sys_checked:.2f} s, skipped {user_skipped:.2f}/{sys_skipped:.2f} s "
+                f"(user {100 * (user_checked / user_skipped - 1):+.1f} %); CRC32C {crc:.3f} CPU-s = {100 * crc / wall_checked:.1f} % of the checked wall time"
             )
 
 
@@ -166,7 +170,7 @@ def reading(repeat: int) -> None:
         raw(reused)  # the files into the page cache
         reused_s = min(timed(lambda: raw(reused))[0] for _ in range(repeat))
         raw_s = min(timed(raw)[0] for _ in range(repeat))
-        store_s, crc = min(timed(store) for _ in range(repeat))
+        store_s, crc = min(timed(store) for _ in range(repeat))[:2]
         again_s = min(store(again=True) for _ in range(repeat))
     gib = total / 2**30
     print(
@@ -205,14 +209,14 @@ def extraction(repeat: int) -> None:
             for name in (f"c{i}.zarr", f"u{i}.zarr"):
                 mib = sum(f.stat().st_size for f in (Path(tmp) / name).rglob("*") if f.is_file()) / 2**20
                 shutil.rmtree(Path(tmp) / name)
-    wall_checked, crc = min(checked)
+    wall_checked, crc = min(checked)[:2]
     wall_unchecked = min(unchecked)[0]
-    ratios = sorted(c[0] / u[0] for c, u in zip(checked, unchecked))
+    user_checked, user_unchecked = (float(np.median([r[2] for r in runs])) for runs in (checked, unchecked))
     print(
-        f"extraction (ResNet-20 ×1, 512 images 32×32×3, {mib:.0f} MiB store): with checksums {wall_checked:.3f} s, "
-        f"without {wall_unchecked:.3f} s → cost {100 * (wall_checked / wall_unchecked - 1):+.1f} % "
-        f"(best of {repeat}; per round in turn: median {100 * (np.median(ratios) - 1):+.1f} %); "
-        f"CRC32C CPU time {crc:.3f} s"
+        f"extraction (ResNet-20 ×1, 512 images 32×32×3, {mib:.0f} MiB store): wall, best of {repeat}: with checksums "
+        f"{wall_checked:.3f} s, without {wall_unchecked:.3f} s ({100 * (wall_checked / wall_unchecked - 1):+.1f} %); median user "
+        f"CPU {user_checked:.2f} vs {user_unchecked:.2f} s ({100 * (user_checked / user_unchecked - 1):+.1f} %); CRC32C {crc:.3f} CPU-s "
+        f"= {100 * crc / wall_checked:.1f} % of the wall time with checksums"
     )
 
 
@@ -229,5 +233,5 @@ if __name__ == "__main__":
     print_facts(machine_facts())
     crc_rate()
     reading(3 if args.quick else 5)
-    similarity(2 if args.quick else 6)
+    similarity(2 if args.quick else 3)  # more rounds in one process: see docs/performance.md on memory
     extraction(2 if args.quick else 6)
