@@ -233,5 +233,5 @@ if __name__ == "__main__":
     print_facts(machine_facts())
     crc_rate()
     reading(3 if args.quick else 5)
-    similarity(2 if args.quick else 3)  # more rounds in one process: see docs/performance.md on memory
+    similarity(2 if args.quick else 6)
     extraction(2 if args.quick else 6)

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import warnings
+import weakref
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -452,7 +453,8 @@ class ActivationStore:
         self.layers: list[str] = []
         incomplete = (f"activation store {self.path} is incomplete (extraction did not finish); "
                       "delete it and rerun the extract step")
-        self._integrity = _Integrity.of(self.path, "activation store", "the extract step that wrote it", self._where)
+        store = weakref.ref(self)  # no reference cycle: a dropped store (and its cache) is freed at once
+        self._integrity = _Integrity.of(self.path, "activation store", "the extract step that wrote it", lambda rel: store()._where(rel))
         if self._integrity is None and not _says_complete(self.path):
             raise StoreError(incomplete)
         if self._integrity is None:
