@@ -10,6 +10,7 @@ import itertools
 
 import numpy as np
 
+
 def distance(metric: str, x, y) -> float:
     """:meth:`layersim.metrics.Metric.distance` of ``metric`` (a name of
     :data:`layersim.metrics.METRICS`); NaN where the metric is undefined for the inputs."""

@@ -15,6 +15,7 @@ from layersim.metrics._common import (
     _pair,
 )
 
+
 @dataclass(frozen=True)
 class CCAResult:
     """Canonical correlations of two representations and their summaries.

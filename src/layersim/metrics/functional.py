@@ -14,6 +14,7 @@ from layersim.metrics._common import (
     _check_positive,
 )
 
+
 def softmax(logits) -> np.ndarray:
     """Row-wise softmax of ``(n, classes)`` logits in float64 (max-shifted, so no overflow).
 

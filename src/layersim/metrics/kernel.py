@@ -18,6 +18,7 @@ from layersim.metrics._common import (
     _pair,
 )
 
+
 def linear_gram(X) -> np.ndarray:
     """Linear Gram matrix ``K = X Xᵀ`` (Kornblith et al. 2019, Sec. 3).
 

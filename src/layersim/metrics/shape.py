@@ -8,6 +8,7 @@ import numpy as np
 
 from layersim.metrics._common import _pair
 
+
 def _compress(x: np.ndarray) -> np.ndarray:
     """``(n, p)`` → ``(n, min(n, p))`` with the same Gram ``x xᵀ`` (U·S of the thin SVD)."""
     if x.shape[1] <= x.shape[0]:

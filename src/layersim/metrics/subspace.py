@@ -8,6 +8,7 @@ import numpy as np
 
 from layersim.metrics._common import _RANK_RTOL, InvalidParameterError, _pair
 
+
 @dataclass(frozen=True)
 class SubspaceMatchResult:
     """Maximum ε-approximate match ``(X*, Y*)`` of Wang et al. (2018).

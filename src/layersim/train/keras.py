@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 METADATA_ENTRY = "layersim.json"
 
 
-
 @dataclass(frozen=True)
 class StrategyChoice:
     """The strategy :func:`select_strategy` chose, and why."""
