@@ -113,6 +113,16 @@ def make_model_activations(shapes, *, n: int = N, batches: int = BATCHES, seed: 
     return out
 
 
+def write_model_store(path, batches) -> Path:
+    """An activation store of one model's ``batches`` (from :func:`make_model_activations`):
+    layers ``l0, l1, …`` and constant logits (reported undefined)."""
+    from layersim.store import write_activations
+
+    rows = [{**{f"l{i}": x for i, x in enumerate(layers)}, "logits": np.zeros((len(layers[0]), 10), np.float32)} for layers in batches]
+    ids = np.arange(sum(len(layers[0]) for layers in batches))
+    return write_activations(path, rows, sample_id=ids, labels=np.zeros_like(ids), attrs={})
+
+
 def reference_cka64(batches_a, batches_b) -> np.ndarray:
     """Float64 reference: Song et al. (2012) unbiased HSIC from its three terms (no U-centring),
     summed over minibatches, normalised at the end (Nguyen et al. 2021, Eq. 1-2)."""

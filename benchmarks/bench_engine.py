@@ -23,11 +23,10 @@ from pathlib import Path
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import BATCHES, N, STANDARD_SHAPES, best_of, gemm_rates, machine_facts, make_model_activations, print_facts, reference_cka64, seed_pair, seed_shapes, workload_flops  # noqa: E402
+from _common import BATCHES, N, STANDARD_SHAPES, best_of, gemm_rates, machine_facts, make_model_activations, print_facts, reference_cka64, seed_pair, seed_shapes, workload_flops, write_model_store  # noqa: E402
 
 from layersim.engine import MinibatchCKA, compare_stores, minibatch_rows  # noqa: E402
 from layersim.parallel import default_threads  # noqa: E402
-from layersim.store import write_activations  # noqa: E402
 
 
 def engine_run(batches_a, batches_b, threads):
@@ -65,11 +64,7 @@ def store_figures(batches_a, batches_b, limit, *, repeat, threads, device=None):
     import warnings
 
     with tempfile.TemporaryDirectory() as tmp:
-        paths = {}
-        for name, batches in (("a", batches_a), ("b", batches_b)):
-            names = [f"l{i}" for i in range(len(STANDARD_SHAPES))]
-            rows = [{**{k: v for k, v in zip(names, layers)}, "logits": np.zeros((N, 10), np.float32)} for layers in batches]
-            paths[name] = str(write_activations(Path(tmp) / f"{name}.zarr", rows, sample_id=np.arange(N * BATCHES), labels=np.zeros(N * BATCHES), attrs={}))
+        paths = {name: str(write_model_store(Path(tmp) / f"{name}.zarr", batches)) for name, batches in (("a", batches_a), ("b", batches_b))}
         # the reference for the store's own minibatches (logits are constant: excluded)
         full = {name: [np.concatenate([b[i] for b in batches]) for i in range(len(STANDARD_SHAPES))] for name, batches in (("a", batches_a), ("b", batches_b))}
         sel = minibatch_rows(N * BATCHES, N, 1)

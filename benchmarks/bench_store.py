@@ -41,7 +41,7 @@ import google_crc32c
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import BATCHES, N, STANDARD_SHAPES, machine_facts, make_model_activations, print_facts  # noqa: E402
+from _common import N, STANDARD_SHAPES, machine_facts, make_model_activations, print_facts, write_model_store  # noqa: E402
 
 import layersim.store  # noqa: E402
 from layersim.engine import compare_stores  # noqa: E402
@@ -103,15 +103,20 @@ def timed(fn) -> tuple[float, float, float, float]:
     return wall, CRC_SECONDS[0], after.user - before.user, after.system - before.system
 
 
+def in_turn(shipped, other, repeat: int) -> tuple[list, list]:
+    """``repeat`` rounds of ``shipped(i)`` and ``other(i)``, each going first every other round:
+    their :func:`timed` results."""
+    times: tuple[list, list] = ([], [])
+    for i in range(repeat):
+        for k in (0, 1) if i % 2 == 0 else (1, 0):
+            times[k].append((shipped, other)[k](i))
+    return times
+
+
 def similarity(repeat: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        paths = {}
-        names = [f"l{i}" for i in range(len(STANDARD_SHAPES))]
-        for name, seed in (("a", 0), ("b", 1)):
-            batches = make_model_activations(STANDARD_SHAPES, seed=seed)
-            rows = [{**dict(zip(names, layers)), "logits": np.zeros((N, 10), np.float32)} for layers in batches]
-            ids = np.arange(N * BATCHES)
-            paths[name] = str(write_activations(Path(tmp) / f"{name}.zarr", rows, sample_id=ids, labels=0 * ids, attrs={}))
+        paths = {name: str(write_model_store(Path(tmp) / f"{name}.zarr", make_model_activations(STANDARD_SHAPES, seed=seed)))
+                 for name, seed in (("a", 0), ("b", 1))}
         gib = sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file()) / 2**30
 
         def run(cache_mb, passes):
@@ -120,14 +125,11 @@ def similarity(repeat: int) -> None:
                 compare_stores(paths, [("a", "b")], batch_size=N, passes=passes, threads=2, cache_mb=cache_mb, progress=False)
 
         for passes, cache_mb, label in ((10, 4096, "cached"), (10, 0, "out of core"), (1, 4096, "cached"), (1, 0, "out of core")):
-            checked, skipped = [], []
-            for i in range(repeat):  # in turn, each going first every other round
-                for shipped in (i % 2 == 0, i % 2 == 1):
-                    if shipped:
-                        checked.append(timed(lambda: run(cache_mb, passes)))
-                    else:
-                        with shard_checks_skipped():
-                            skipped.append(timed(lambda: run(cache_mb, passes)))
+            def unchecked(_):
+                with shard_checks_skipped():
+                    return timed(lambda: run(cache_mb, passes))
+
+            checked, skipped = in_turn(lambda _: timed(lambda: run(cache_mb, passes)), unchecked, repeat)
             wall_checked, crc = min(checked)[:2]
             wall_skipped = min(skipped)[0]
             user_checked, user_skipped = (float(np.median([r[2] for r in runs])) for runs in (checked, skipped))
@@ -143,12 +145,8 @@ def similarity(repeat: int) -> None:
 def reading(repeat: int) -> None:
     from layersim.store import ActivationStore
 
-    names = [f"l{i}" for i in range(len(STANDARD_SHAPES))]
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [{**dict(zip(names, layers)), "logits": np.zeros((N, 10), np.float32)} for layers in make_model_activations(STANDARD_SHAPES)]
-        ids = np.arange(N * BATCHES)
-        path = write_activations(Path(tmp) / "a.zarr", rows, sample_id=ids, labels=0 * ids, attrs={})
-        del rows
+        path = write_model_store(Path(tmp) / "a.zarr", make_model_activations(STANDARD_SHAPES))
         files = [f for f in path.rglob("*") if f.is_file()]
         total = sum(f.stat().st_size for f in files)
         reused = np.empty(total, np.uint8)
@@ -198,17 +196,19 @@ def extraction(repeat: int) -> None:
                 overlap=overlap_writes("cpu", torch.get_num_threads()),
             )
 
-        checked, unchecked = [], []
-        for i in range(repeat):  # in turn, each going first every other round
-            for shipped in (i % 2 == 0, i % 2 == 1):
-                if shipped:
-                    checked.append(timed(lambda: extract(f"c{i}.zarr")))
-                else:
-                    with no_checksums():
-                        unchecked.append(timed(lambda: extract(f"u{i}.zarr")))
-            for name in (f"c{i}.zarr", f"u{i}.zarr"):
-                mib = sum(f.stat().st_size for f in (Path(tmp) / name).rglob("*") if f.is_file()) / 2**20
-                shutil.rmtree(Path(tmp) / name)
+        def once(name):  # timed; the store measured and deleted
+            result = timed(lambda: extract(name))
+            sizes[0] = sum(f.stat().st_size for f in (Path(tmp) / name).rglob("*") if f.is_file()) / 2**20
+            shutil.rmtree(Path(tmp) / name)
+            return result
+
+        def without(i):
+            with no_checksums():
+                return once(f"u{i}.zarr")
+
+        sizes = [0.0]
+        checked, unchecked = in_turn(lambda i: once(f"c{i}.zarr"), without, repeat)
+        mib = sizes[0]
     wall_checked, crc = min(checked)[:2]
     wall_unchecked = min(unchecked)[0]
     user_checked, user_unchecked = (float(np.median([r[2] for r in runs])) for runs in (checked, unchecked))
