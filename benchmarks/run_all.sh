@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 {
   date -u
-  for s in bench_engine bench_peers bench_memory bench_extract bench_store bench_store_dtype; do
+  for s in bench_engine bench_peers bench_memory bench_extract bench_store bench_store_dtype bench_pipeline; do
     echo "== $s $*"
     "$PY" "benchmarks/$s.py" "$@"
   done

@@ -10,9 +10,9 @@ import torch
 
 import layersim.engine.grams
 import layersim.engine.stores as engine_stores
-from layersim.engine import BatchGrams, MinibatchCKA, compare_stores, minibatch_rows, u_centred_gram
+from layersim.engine import BatchGrams, MinibatchCKA, compare_gram_stores, compare_stores, minibatch_rows, u_centred_gram, write_gram_store
 from layersim.parallel import balanced_blocks
-from layersim.store import ActivationStore, write_activations
+from layersim.store import ActivationStore, GramStore, StoreError, write_activations
 from reference import minibatch_cka
 
 TOL32 = 1e-6  # float32 Grams (centring terms in float64), float64 sums
@@ -103,7 +103,7 @@ def test_dask_path_equals_in_memory_path(stores, cache_mb, dtype):
         assert list(ds["layer_a"].values) == ActivationStore(paths[a]).layers
 
 
-def test_distributed_path_on_a_local_cluster_gives_identical_results(stores):
+def test_distributed_path_on_a_local_cluster_gives_identical_results(stores, tmp_path):
     from distributed import LocalCluster
 
     paths, _ = stores
@@ -111,9 +111,64 @@ def test_distributed_path_on_a_local_cluster_gives_identical_results(stores):
     local = compare_stores(paths, pairs, batch_size=8, passes=2, dtype="float64", threads=1, layer_block=2, progress=False)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster:
         remote = compare_stores(paths, pairs, batch_size=8, passes=2, dtype="float64", threads=1, layer_block=2, scheduler_address=cluster.scheduler_address, progress=False)
+        grams = {m: str(write_gram_store(paths[m], tmp_path / f"{m}.zarr", batch_size=8, passes=2, dtype="float64", layer_block=2, scheduler_address=cluster.scheduler_address, progress=False)) for m in ("m0", "m1")}
+    from_grams = compare_gram_stores(grams, pairs, threads=1, progress=False)
     for pair in pairs:
-        np.testing.assert_array_equal(remote[pair]["cka"].values, local[pair]["cka"].values)
-        np.testing.assert_array_equal(remote[pair]["hsic_sum"].values, local[pair]["hsic_sum"].values)
+        for result in (remote, from_grams):
+            np.testing.assert_array_equal(result[pair]["cka"].values, local[pair]["cka"].values)
+            np.testing.assert_array_equal(result[pair]["hsic_sum"].values, local[pair]["hsic_sum"].values)
+
+
+@pytest.mark.parametrize("cache_mb", [0, 1024])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_pairs_from_gram_stores_equal_compare_stores_bit_for_bit(stores, tmp_path, cache_mb, dtype):
+    """Each model's Grams written once and read by every pair it is in: the same sums in the same
+    order as compare_stores, so every variable and attribute is the same, and CKA matches the
+    float64 in-memory reference."""
+    paths, data = stores
+    pairs = [("m0", "m1"), ("m0", "m0"), ("m2", "m1"), ("m2", "m0")]
+    direct = compare_stores(paths, pairs, batch_size=8, passes=2, dtype=dtype, threads=2, layer_block=2, split_every=2, cache_mb=cache_mb, progress=False)
+    grams = {m: str(write_gram_store(p, tmp_path / f"{m}.zarr", batch_size=8, passes=2, dtype=dtype, threads=2, layer_block=2, cache_mb=cache_mb, progress=False)) for m, p in paths.items()}
+    reused = compare_gram_stores(grams, pairs, threads=2, split_every=2, progress=False)
+    for a, b in pairs:
+        for name in ("cka", "hsic_sum", "hsic_aa_sum", "hsic_bb_sum"):
+            np.testing.assert_array_equal(reused[(a, b)][name].values, direct[(a, b)][name].values)
+        assert reused[(a, b)].attrs == direct[(a, b)].attrs
+        assert list(reused[(a, b)]["layer_b"].values) == ActivationStore(paths[b]).layers
+        np.testing.assert_allclose(reused[(a, b)]["cka"].values, in_memory(data, a, b, 8, 2).compute(), atol=1e-12 if dtype == "float64" else TOL32)
+    store = GramStore(grams["m0"])
+    assert store.self_hsic.shape == (len(minibatch_rows(N_SAMPLES, 8, 2)), len(SHAPES["m0"]) + 1)
+    assert store.attrs["model"] == "m0" and store.attrs["dtype"] == dtype
+
+
+def test_gram_stores_compute_each_gram_once_and_pairs_none(stores, tmp_path, monkeypatch):
+    paths, _ = stores
+    calls = []
+    original = engine_stores._gram_numpy
+
+    def counting(x, dtype, out):
+        calls.append(x.shape)
+        return original(x, dtype, out)
+
+    monkeypatch.setattr(engine_stores, "_gram_numpy", counting)
+    grams = {m: str(write_gram_store(p, tmp_path / f"{m}.zarr", batch_size=8, passes=2, threads=1, progress=False)) for m, p in paths.items()}
+    n_batches = len(minibatch_rows(N_SAMPLES, 8, 2))
+    assert len(calls) == n_batches * sum(len(ActivationStore(p).layers) for p in paths.values())
+    calls.clear()
+    names = list(SHAPES)
+    compare_gram_stores(grams, [(a, b) for i, a in enumerate(names) for b in names[i:]], threads=1, progress=False)
+    assert calls == []
+
+
+def test_gram_stores_of_another_schedule_or_samples_are_refused(stores, tmp_path):
+    paths, _ = stores
+    base = write_gram_store(paths["m0"], tmp_path / "base.zarr", batch_size=8, passes=2, threads=1, progress=False)
+    for name, change in (("batch_size", {"batch_size": 16}), ("passes", {"passes": 1}), ("dtype", {"dtype": "float64"})):
+        other = write_gram_store(paths["m1"], tmp_path / f"{name}.zarr", **{"batch_size": 8, "passes": 2, "threads": 1, "progress": False, **change})
+        with pytest.raises(StoreError, match=rf"Gram stores .* are not comparable: their {name} differ"):
+            compare_gram_stores({"a": str(base), "b": str(other)}, [("a", "b")], progress=False)
+    with pytest.raises(engine_stores.EstimatorError, match="without a Gram store: \\['c'\\]"):
+        compare_gram_stores({"a": str(base)}, [("a", "c")], progress=False)
 
 
 def test_one_gram_per_layer_per_batch_per_model(stores, monkeypatch):

@@ -3,6 +3,7 @@ error (what, where, what to do), never a number."""
 
 import errno
 import json
+import re
 import warnings
 from types import SimpleNamespace
 
@@ -190,27 +191,75 @@ def test_compare_stores_refuses_a_damaged_store_before_any_number(tmp_path):
             compare_stores({"a": str(a), "b": str(b)}, [("a", "b")], batch_size=16, passes=1, threads=1, cache_mb=cache_mb, progress=False)
 
 
-def test_the_similarity_job_exits_with_one_line_for_a_damaged_store(tmp_path, capsys):
+def grams_job(store, out, tmp_path):
+    return SimpleNamespace(
+        input=SimpleNamespace(store=str(store)),
+        output=SimpleNamespace(grams=str(out)),
+        params=SimpleNamespace(batch_size=16, passes=1, dtype="float32", layer_block=4, cache_mb=64, scheduler_address=None),
+        wildcards=SimpleNamespace(instance="a"),
+        log=[str(tmp_path / "grams.log")],
+        threads=1,
+    )
+
+
+def test_the_grams_job_exits_with_one_line_for_a_damaged_store(tmp_path, capsys):
     from layersim.jobs import core as rules
 
     a = tmp_path / "a.zarr"
     make_store(a)
     (a / "conv" / "c.1.0.0.0").write_bytes(b"")
-    args = SimpleNamespace(
-        input=SimpleNamespace(a=str(a), b=str(a)),
-        output=SimpleNamespace(result=str(tmp_path / "out.zarr")),
-        params=SimpleNamespace(batch_size=16, passes=1, dtype="float32", layer_block=4, cache_mb=64, scheduler_address=None),
-        wildcards=SimpleNamespace(a="a", b="a"),
-        log=[str(tmp_path / "similarity.log")],
-        threads=1,
-    )
     with pytest.raises(SystemExit) as exit_info:
-        rules.similarity(args)
+        rules.grams(grams_job(a, tmp_path / "grams.zarr", tmp_path))
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert "is damaged: conv/c.1.0.0.0 (layer 'conv', rows 16–31) has 0 bytes" in err and "snakemake --force" in err
     assert err.count("\n") == 1
-    assert not (tmp_path / "out.zarr").exists()
+    assert not (tmp_path / "grams.zarr").exists() and not list(tmp_path.glob("grams.partial*"))
+
+
+@pytest.fixture
+def gram_store(tmp_path):
+    from layersim.jobs import core as rules
+
+    make_store(tmp_path / "a.zarr")
+    rules.grams(grams_job(tmp_path / "a.zarr", tmp_path / "grams" / "a.zarr", tmp_path))
+    return tmp_path / "grams" / "a.zarr"
+
+
+def similarity_job(grams, tmp_path):
+    return SimpleNamespace(
+        input=SimpleNamespace(a=str(grams), b=str(grams)),
+        output=SimpleNamespace(result=str(tmp_path / "out.zarr")),
+        wildcards=SimpleNamespace(a="a", b="a"),
+        log=[str(tmp_path / "similarity.log")],
+        threads=1,
+    )
+
+
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (lambda g: (g / "grams" / "c.1.0.0.0").write_bytes((g / "grams" / "c.0.0.0.0").read_bytes()), r"grams/c\.1\.0\.0\.0 \(the Grams of minibatch 2\) does not hold the bytes written"),
+        (lambda g: (g / "grams" / "c.0.0.0.0").unlink(), r"grams/c\.0\.0\.0\.0 \(the Grams of minibatch 1\) is missing"),
+        (lambda g: (g / "self_hsic" / "c" / "0" / "0").write_bytes(b"\0" * 8), r"self_hsic/c/0/0 has 8 bytes where"),
+        (lambda g: (g / "integrity" / "zarr.json").unlink(), r"is incomplete or has no integrity record"),
+    ],
+)
+def test_the_similarity_job_exits_with_one_line_for_a_damaged_gram_store(gram_store, tmp_path, capsys, damage, message):
+    from layersim.jobs import core as rules
+
+    rules.similarity(similarity_job(gram_store, tmp_path))  # intact: a result
+    assert read_similarity(tmp_path / "out.zarr")["cka"].shape == (3, 3)
+    damage(gram_store)
+    capsys.readouterr()
+    (tmp_path / "again").mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        rules.similarity(similarity_job(gram_store, tmp_path / "again"))
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert re.search(message, err), err
+    assert f"Gram store {gram_store}" in err and err.count("\n") == 1
+    assert not (tmp_path / "again" / "out.zarr").exists()
 
 
 def test_an_intact_store_reads_back_exactly_in_every_way(store):

@@ -20,22 +20,39 @@ def make_store(path, sample_id, constant_layer=False):
     return write_activations(path, [batch], sample_id=np.asarray(sample_id), labels=np.zeros(n), attrs={})
 
 
-def smk(tmp_path, a, b, out):
+def grams_smk(tmp_path, store):
+    return SimpleNamespace(
+        input=SimpleNamespace(store=str(store)),
+        output=SimpleNamespace(grams=str(tmp_path / "grams" / store.name)),
+        params=SimpleNamespace(batch_size=8, passes=2, dtype="float32", layer_block=4, cache_mb=64, scheduler_address=None),
+        wildcards=SimpleNamespace(instance=store.stem),
+        log=[str(tmp_path / "grams.log")],
+        threads=1,
+    )
+
+
+def similarity_smk(tmp_path, a, b, out):
     return SimpleNamespace(
         input=SimpleNamespace(a=str(a), b=str(b)),
         output=SimpleNamespace(result=str(out)),
-        params=SimpleNamespace(batch_size=8, passes=2, dtype="float32", layer_block=4, cache_mb=64, scheduler_address=None),
         wildcards=SimpleNamespace(a="a", b="b"),
         log=[str(tmp_path / "similarity.log")],
         threads=1,
     )
 
 
+def similarity(tmp_path, a, b, out):
+    """The grams job of each store, then the similarity job of the pair."""
+    for store in {a, b}:
+        rules.grams(grams_smk(tmp_path, store))
+    rules.similarity(similarity_smk(tmp_path, tmp_path / "grams" / a.name, tmp_path / "grams" / b.name, out))
+
+
 def test_different_sample_ids_exit_with_one_message(tmp_path, capsys):
     a = make_store(tmp_path / "a.zarr", np.arange(20))
     b = make_store(tmp_path / "b.zarr", np.arange(5, 25))
     with pytest.raises(SystemExit) as exit_info:
-        rules.similarity(smk(tmp_path, a, b, tmp_path / "out.zarr"))
+        similarity(tmp_path, a, b, tmp_path / "out.zarr")
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert "layersim similarity: error:" in err and "sample_id arrays differ" in err
@@ -47,7 +64,7 @@ def test_different_sample_ids_exit_with_one_message(tmp_path, capsys):
 
 def test_constant_layer_is_a_named_warning_and_nan(tmp_path, capsys):
     a = make_store(tmp_path / "a.zarr", np.arange(20), constant_layer=True)
-    rules.similarity(smk(tmp_path, a, a, tmp_path / "out.zarr"))
+    similarity(tmp_path, a, a, tmp_path / "out.zarr")
     err = capsys.readouterr().err
     assert "warning" in err and "dead" in err
     from layersim.store import read_similarity
@@ -74,14 +91,14 @@ def test_train_refuses_an_epoch_that_is_not_configured(tmp_path, capsys):
 
 def test_a_device_the_job_does_not_have_is_one_clear_error(tmp_path, capsys):
     a = make_store(tmp_path / "a.zarr", np.arange(20))
-    job = smk(tmp_path, a, a, tmp_path / "out.zarr")
+    job = grams_smk(tmp_path, a)
     job.config = {"device": "cuda:3"}
     with pytest.raises(SystemExit) as exit_info:
-        rules.similarity(job)
+        rules.grams(job)
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "layersim similarity: error: device 'cuda:3' was asked for but this job sees" in err
-    assert not (tmp_path / "out.zarr").exists() and a.exists()
+    assert err.count("\n") == 1 and "layersim grams: error: device 'cuda:3' was asked for but this job sees" in err
+    assert not (tmp_path / "grams").exists() and a.exists()
 
 
 def test_device_auto_runs_the_similarity_on_what_the_job_sees(tmp_path):
@@ -90,8 +107,9 @@ def test_device_auto_runs_the_similarity_on_what_the_job_sees(tmp_path):
     from layersim.store import read_similarity
 
     a = make_store(tmp_path / "a.zarr", np.arange(20))
-    job = smk(tmp_path, a, a, tmp_path / "out.zarr")
+    job = grams_smk(tmp_path, a)
     job.config = {"device": "auto"}
-    rules.similarity(job)
+    rules.grams(job)
+    rules.similarity(similarity_smk(tmp_path, tmp_path / "grams" / "a.zarr", tmp_path / "grams" / "a.zarr", tmp_path / "out.zarr"))
     expected = "cuda" if torch.cuda.is_available() else "cpu (numpy)"
     assert read_similarity(tmp_path / "out.zarr").attrs["device"] == expected

@@ -155,14 +155,14 @@ def test_rerun_only_what_is_stale(done):
     assert planned_jobs(done, reordered) == {}  # the order of config keys is not a change
     changed = json.loads(json.dumps(TINY))
     changed["similarity"]["batch_size"] = 32
-    assert planned_jobs(done, changed) == {"similarity": 7, "heatmap": 7, "self_similarity_grid": 1, "metrics_figure": 1, "all": 1}
+    assert planned_jobs(done, changed) == {"grams": 4, "similarity": 7, "heatmap": 7, "self_similarity_grid": 1, "metrics_figure": 1, "all": 1}
     changed = json.loads(json.dumps(TINY))
     changed["models"]["m8x1"]["train"] = {"lr": 0.01}
     dry = run_snakemake(done, changed, "-n").stdout
     assert "m8x1/s0/e1.pt" in dry and "/e6." not in dry  # the override keeps the global epochs
-    # m8x1's two seeds: train, extract; its 2 self + 1 across-seed + 1 cross-model pairs
+    # m8x1's two seeds: train, extract, Grams; its 2 self + 1 across-seed + 1 cross-model pairs
     # (+ the 3 metrics and the metrics figure of the m8x1-m8x2 pair, the functional of 2 pairs)
-    assert planned_jobs(done, changed) == {"train": 2, "extract": 2, "similarity": 4, "heatmap": 4, "self_similarity_grid": 1, "metric_similarity": 3, "metrics_figure": 1, "functional": 2, "all": 1}
+    assert planned_jobs(done, changed) == {"train": 2, "extract": 2, "grams": 2, "similarity": 4, "heatmap": 4, "self_similarity_grid": 1, "metric_similarity": 3, "metrics_figure": 1, "functional": 2, "all": 1}
     changed = json.loads(json.dumps(TINY))
     changed["figures"] = {"max_labels": 6}  # a heatmap option: the grid draws no layer labels
     assert planned_jobs(done, changed) == {"heatmap": 7, "metrics_figure": 1, "all": 1}

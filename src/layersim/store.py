@@ -753,3 +753,98 @@ class _Integrity:
             raise self.damaged(rel, f"has {size:,} bytes where {want_size:,} were written")
         if crc != want_crc:
             raise self.damaged(rel, f"does not hold the bytes written (CRC32C {crc:08x}, written {want_crc:08x})")
+
+
+# ---------------------------------------------------------------------------------------------
+# Gram stores: one instance's U-centred Grams for every minibatch of the CKA schedule
+# ---------------------------------------------------------------------------------------------
+
+
+def create_gram_store(tmp: Path, *, layers: list[str], n: int, n_batches: int, dtype: str, sample_id: np.ndarray, attrs: Mapping) -> None:
+    """Start a Gram store at ``tmp``: ``grams (batch, layer, n, n)``, uncompressed, one chunk
+    file a minibatch (``grams/c.<batch>.0.0.0``), filled by :func:`write_gram_batch` from any
+    thread or process, then closed by :func:`finish_gram_store`."""
+    group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+    group.create_array(
+        "grams", shape=(n_batches, len(layers), n, n), chunks=(1, len(layers), n, n), dtype=dtype,
+        compressors=None, fill_value=0, chunk_key_encoding=_CHUNK_KEY_ENCODING,
+        dimension_names=("batch", "layer", "row", "column"), config={"write_empty_chunks": True},
+    )
+    group.create_array("sample_id", data=np.asarray(sample_id, dtype=np.int64), dimension_names=("sample",))
+    group.attrs.update({**attrs, "layers": list(layers), "n_batches": n_batches, "batch_size": n, "layersim_version": __version__, "complete": False})
+
+
+def write_gram_batch(tmp: Path, batch: int, grams: np.ndarray) -> None:
+    """Write minibatch ``batch``'s Grams ``(L, n²)`` into the Gram store being written at ``tmp``."""
+    array = zarr.open_array(str(Path(tmp) / "grams"), mode="r+")
+    array[batch] = grams.reshape(array.shape[1:])
+
+
+def finish_gram_store(tmp: Path, self_hsic: np.ndarray, nonconstant: np.ndarray) -> None:
+    """Add the ``(batch, layer)`` self-HSIC values and nonconstant flags, mark the store
+    complete and record every file's size and CRC32C."""
+    group = zarr.open_group(str(tmp), mode="r+")
+    group.create_array("self_hsic", data=np.asarray(self_hsic, dtype=np.float64), dimension_names=("batch", "layer"))
+    group.create_array("nonconstant", data=np.asarray(nonconstant, dtype=bool), dimension_names=("batch", "layer"))
+    group.attrs["complete"] = True
+    _record_integrity(Path(tmp), {})
+
+
+class GramStore:
+    """Read access to a complete Gram store (:func:`create_gram_store`), checked against its
+    integrity record: the small files on open, each minibatch's chunk file when it is read.
+    ``layers``, ``sample_id``, ``self_hsic (batch, layer)``, ``nonconstant (batch, layer)`` and
+    ``attrs`` (model, batch_size, passes, dtype, device, gram_kernel) are loaded on open."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise StoreError(f"Gram store {self.path} does not exist; run the grams step first")
+        self._integrity = _Integrity.of(self.path, "Gram store", "the grams step that wrote it", _gram_file)
+        if self._integrity is None:
+            raise StoreError(f"Gram store {self.path} is incomplete or has no integrity record; delete it and rerun the grams step that wrote it")
+        for rel in self._integrity.files:
+            if not rel.startswith("grams/c."):
+                self._integrity.check_file(rel)
+        self._integrity.check_sizes()
+        group = zarr.open_group(str(self.path), mode="r")
+        self.attrs = dict(group.attrs)
+        if not self.attrs.get("complete"):
+            raise StoreError(f"Gram store {self.path} is incomplete; delete it and rerun the grams step that wrote it")
+        self.layers = list(self.attrs["layers"])
+        self.n = int(self.attrs["batch_size"])
+        self.dtype = np.dtype(group["grams"].dtype)
+        self.sample_id = group["sample_id"][:]
+        self.self_hsic = group["self_hsic"][:]
+        self.nonconstant = group["nonconstant"][:]
+
+    def __reduce__(self):  # pickled (to a Dask worker) as its path: reopened there
+        return type(self), (str(self.path),)
+
+    def __dask_tokenize__(self):
+        return str(self.path), os.stat(self.path / "zarr.json").st_mtime_ns
+
+    @property
+    def name(self) -> str:
+        return self.path.name.removesuffix(".zarr")
+
+    def __len__(self) -> int:
+        return len(self.sample_id)
+
+    def batch(self, batch: int) -> np.ndarray:
+        """Minibatch ``batch``'s Grams as ``(L, n²)``, its chunk file checked first."""
+        rel = f"grams/c.{batch}.0.0.0"
+        try:
+            data = (self.path / rel).read_bytes()
+        except FileNotFoundError:
+            raise self._integrity.damaged(rel, "is missing") from None
+        import google_crc32c
+
+        self._integrity.check(rel, len(data), google_crc32c.value(data))
+        return np.frombuffer(data, dtype=self.dtype.newbyteorder("<")).reshape(len(self.layers), self.n * self.n)
+
+
+def _gram_file(rel: str) -> str:
+    """What file ``rel`` of a Gram store holds, in words (for error messages)."""
+    match = re.match(r"grams/c\.(\d+)\.", rel)
+    return f"the Grams of minibatch {int(match[1]) + 1}" if match else ""

@@ -28,6 +28,7 @@ wildcard_constraints:
     epoch=r"\d+",
     a=INSTANCE,
     b=INSTANCE,
+    instance=INSTANCE,
     metric="|".join(METRIC_NAMES),
 
 
@@ -164,3 +165,8 @@ def paper_model(paper):
 def activation_store(path):
     """An activation store output: kept, or temp() when config extract.keep_stores is false."""
     return directory(path) if config["extract"]["keep_stores"] else temp(directory(path))
+
+
+def gram_store(path):
+    """A Gram store output: kept, or temp() when config similarity.keep_grams is false."""
+    return directory(path) if config["similarity"]["keep_grams"] else temp(directory(path))

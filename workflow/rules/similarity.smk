@@ -1,13 +1,13 @@
-# Stage 3: minibatch CKA over every layer pair of two stores, with Dask
-# (layersim.engine.compare_stores).
+# Stage 3: minibatch CKA over every layer pair of two stores. Each instance's Grams are computed
+# once (rule grams, layersim.engine.write_gram_store); every pair it is in reads them (rule
+# similarity, layersim.engine.compare_gram_stores).
 
 
-rule similarity:
+rule grams:
     input:
-        a=f"{RESULTS}/activations/{{a}}.zarr",
-        b=f"{RESULTS}/activations/{{b}}.zarr",
+        store=f"{RESULTS}/activations/{{instance}}.zarr",
     output:
-        result=directory(f"{RESULTS}/similarity/cka/{{a}}__{{b}}.zarr"),
+        grams=gram_store(f"{RESULTS}/grams/{{instance}}.zarr"),
     params:
         batch_size=config["similarity"]["batch_size"],
         passes=config["similarity"]["passes"],
@@ -15,6 +15,25 @@ rule similarity:
         layer_block=config["similarity"]["layer_block"],
         cache_mb=config["similarity"]["cache_mb"],
         scheduler_address=config["similarity"]["scheduler_address"],
+    log:
+        f"{RESULTS}/logs/grams/{{instance}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/grams/{{instance}}.tsv"
+    threads: config["resources"]["similarity"]["threads"]
+    resources:
+        **rule_resources("similarity"),
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/job.py"
+
+
+rule similarity:
+    input:
+        a=f"{RESULTS}/grams/{{a}}.zarr",
+        b=f"{RESULTS}/grams/{{b}}.zarr",
+    output:
+        result=directory(f"{RESULTS}/similarity/cka/{{a}}__{{b}}.zarr"),
     log:
         f"{RESULTS}/logs/similarity/cka/{{a}}__{{b}}.log",
     benchmark:

@@ -7,6 +7,6 @@
 
 from layersim.engine.accumulator import MinibatchCKA, minibatch_rows
 from layersim.engine.grams import MIN_BATCH, BatchGrams, EstimatorError, NonFiniteInputError, UndefinedLayerWarning, u_centred_gram
-from layersim.engine.stores import compare_stores
+from layersim.engine.stores import compare_gram_stores, compare_stores, write_gram_store
 
-__all__ = ["MIN_BATCH", "BatchGrams", "EstimatorError", "MinibatchCKA", "NonFiniteInputError", "UndefinedLayerWarning", "compare_stores", "minibatch_rows", "u_centred_gram"]
+__all__ = ["MIN_BATCH", "BatchGrams", "EstimatorError", "MinibatchCKA", "NonFiniteInputError", "UndefinedLayerWarning", "compare_gram_stores", "compare_stores", "minibatch_rows", "u_centred_gram", "write_gram_store"]

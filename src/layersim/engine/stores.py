@@ -128,62 +128,203 @@ def compare_stores(
     """
     import dask
 
-    from layersim.store import ActivationStore, check_comparable
+    from layersim.store import check_comparable
 
-    if dtype not in ("float32", "float64"):
-        raise EstimatorError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    if device is not None:
-        from layersim.device import torch_device
-
-        device = torch_device(device)
+    _check_dtype(dtype)
+    device = _torch_device(device)
     missing = sorted({m for pair in pairs for m in pair} - set(stores))
     if missing:
         raise EstimatorError(f"pairs name models without a store: {missing}")
     used = sorted({m for pair in pairs for m in pair}, key=list(stores).index)
     threads = thread_count(threads)
-    cache_bytes = int(cache_mb * 2**20)
     # opened for this call: tasks share each store (and its in-memory cache) until it returns
-    opened = {name: ActivationStore(stores[name], cache_bytes=cache_bytes) for name in used}
+    opened = {name: _open_store(stores[name], cache_mb) for name in used}
     first = opened[used[0]]
     for name in used[1:]:
         check_comparable(first, opened[name])
     batches = minibatch_rows(len(first), batch_size, passes)
-
-    blocks, orders = {}, {}
-    for name in used:
-        layers = opened[name].layers
-        sizes = [int(np.prod(opened[name].feature_shape(layer))) for layer in layers]
-        # on the CPU at least one block per thread; a GPU takes a block in a few batched products
-        min_blocks = 1 if device is not None else threads
-        blocks[name] = [[layers[i] for i in block] for block in balanced_blocks(sizes, max(1, layer_block), min_blocks=min_blocks)]
-        orders[name] = [layers.index(layer) for block in blocks[name] for layer in block]
+    blocks = {name: _layer_blocks(opened[name], layer_block, 1 if device is not None else threads) for name in used}
     states = []
     for k, rows in enumerate(batches):
-        batch = f"minibatch {k + 1} of {len(batches)} (batch_size {batch_size}, pass {k // (len(batches) // passes) + 1})"
-        grams = {
-            name: [dask.delayed(_store_grams, pure=True)(opened[name], block, rows, dtype, device, batch) for block in blocks[name]]
-            for name in used
-        }
-        states.append(dask.delayed(_batch_states, pure=True)(grams, pairs, dtype, orders))
+        batch = _batch_label(k, batches, batch_size, passes)
+        grams = {name: [dask.delayed(_store_grams, pure=True)(opened[name], block, rows, dtype, device, batch) for block in blocks[name][0]] for name in used}
+        states.append(dask.delayed(_batch_states, pure=True)(grams, pairs, dtype, {name: blocks[name][1] for name in used}))
+    final = _compute(_tree_reduce(states, split_every), threads, scheduler_address, scheduler_timeout, progress, "minibatch CKA")
+    return _results(final, pairs, opened, batch_size=batch_size, passes=passes, dtype=dtype, device=device or "cpu (numpy)")
+
+
+def write_gram_store(
+    store: str,
+    path: str,
+    *,
+    batch_size: int = 256,
+    passes: int = 10,
+    dtype: str = "float32",
+    threads: int | None = None,
+    layer_block: int = 16,
+    cache_mb: float = 1024,
+    scheduler_address: str | None = None,
+    scheduler_timeout: float = 30,
+    progress: bool = True,
+    device: str | None = None,
+):
+    """The U-centred Grams of every layer of one activation store for every minibatch of
+    :func:`minibatch_rows`, written as a Gram store at ``path`` (``layersim.store.GramStore``):
+    what :func:`compare_stores` computes per model, kept so that every pair the model is in
+    reuses it (:func:`compare_gram_stores`). Parameters as :func:`compare_stores`."""
+    import dask
+
+    from layersim.io import atomic_write
+    from layersim.store import StoreError, create_gram_store, finish_gram_store
+
+    _check_dtype(dtype)
+    device = _torch_device(device)
+    threads = thread_count(threads)
+    opened = _open_store(store, cache_mb)
+    batches = minibatch_rows(len(opened), batch_size, passes)
+    blocks, order = _layer_blocks(opened, layer_block, 1 if device is not None else threads)
+    attrs = {"model": opened.name, "passes": passes, "dtype": dtype, "device": str(device or "cpu (numpy)")}
+
+    def write(tmp):
+        create_gram_store(tmp, layers=opened.layers, n=batch_size, n_batches=len(batches), dtype=dtype, sample_id=opened.sample_id, attrs=attrs)
+        written = []
+        for k, rows in enumerate(batches):
+            batch = _batch_label(k, batches, batch_size, passes)
+            grams = [dask.delayed(_store_grams, pure=True)(opened, block, rows, dtype, device, batch) for block in blocks]
+            written.append(dask.delayed(_write_gram_batch, pure=True)(str(tmp), k, grams, order))
+        stats = dask.delayed(list, pure=True)(written)  # one node: (self_hsic, nonconstant) of each batch
+        stats = _compute(stats, threads, scheduler_address, scheduler_timeout, progress, f"Grams of {opened.name}")
+        finish_gram_store(tmp, np.stack([s for s, _ in stats]), np.stack([c for _, c in stats]))
+
+    return atomic_write(path, write, what="the Gram store", error=StoreError)
+
+
+def compare_gram_stores(
+    grams: dict[str, str],
+    pairs: list[tuple[str, str]],
+    *,
+    threads: int | None = None,
+    split_every: int = 8,
+    progress: bool = True,
+) -> dict[tuple[str, str], "xarray.Dataset"]:
+    """:func:`compare_stores` from Gram stores (:func:`write_gram_store`; model name → path):
+    the same sums in the same order, so the same result, without recomputing any Gram. The
+    stores must hold the same samples, batch size, passes and dtype."""
+    import dask
+
+    from layersim.store import GramStore
+
+    missing = sorted({m for pair in pairs for m in pair} - set(grams))
+    if missing:
+        raise EstimatorError(f"pairs name models without a Gram store: {missing}")
+    used = sorted({m for pair in pairs for m in pair}, key=list(grams).index)
+    opened = {name: GramStore(grams[name]) for name in used}
+    first = opened[used[0]]
+    for name in used[1:]:
+        _check_same_schedule(first, opened[name])
+    dtype = first.attrs["dtype"]
+    orders = {name: list(range(len(opened[name].layers))) for name in used}
+    states = []
+    for k in range(len(first.self_hsic)):
+        batch_grams = {name: [dask.delayed(_read_gram_batch, pure=True)(opened[name], k)] for name in used}
+        states.append(dask.delayed(_batch_states, pure=True)(batch_grams, pairs, dtype, orders))
+    final = _compute(_tree_reduce(states, split_every), thread_count(threads), None, 0, progress, "minibatch CKA")
+    return _results(final, pairs, opened, batch_size=first.n, passes=first.attrs["passes"], dtype=dtype, device=first.attrs["device"])
+
+
+def _check_same_schedule(a, b) -> None:
+    """Two Gram stores hold the Grams of the same minibatches (else one :class:`StoreError`)."""
+    from layersim.store import StoreError, check_comparable
+
+    check_comparable(a, b)
+    for what, x, y in (
+        ("batch_size", a.n, b.n),
+        ("passes", a.attrs["passes"], b.attrs["passes"]),
+        ("dtype", a.attrs["dtype"], b.attrs["dtype"]),
+    ):
+        if not np.array_equal(x, y):
+            raise StoreError(
+                f"Gram stores {a.path} and {b.path} are not comparable: their {what} differ; "
+                "compute both from stores of the same samples with the same similarity settings"
+            )
+
+
+def _check_dtype(dtype: str) -> None:
+    if dtype not in ("float32", "float64"):
+        raise EstimatorError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+
+
+def _torch_device(device):
+    if device is None:
+        return None
+    from layersim.device import torch_device
+
+    return torch_device(device)
+
+
+def _open_store(path: str, cache_mb: float):
+    from layersim.store import ActivationStore
+
+    return ActivationStore(path, cache_bytes=int(cache_mb * 2**20))
+
+
+def _layer_blocks(store, layer_block: int, min_blocks: int) -> tuple[list[list[str]], list[int]]:
+    """A store's layers in blocks balanced by size (a Dask task each; on the CPU at least one per
+    thread, a GPU takes a block in a few batched products) and the layer of each row in order."""
+    layers = store.layers
+    sizes = [int(np.prod(store.feature_shape(layer))) for layer in layers]
+    blocks = [[layers[i] for i in block] for block in balanced_blocks(sizes, max(1, layer_block), min_blocks=min_blocks)]
+    return blocks, [layers.index(layer) for block in blocks for layer in block]
+
+
+def _batch_label(k: int, batches: list, batch_size: int, passes: int) -> str:
+    return f"minibatch {k + 1} of {len(batches)} (batch_size {batch_size}, pass {k // (len(batches) // passes) + 1})"
+
+
+def _write_gram_batch(tmp: str, k: int, blocks: list[BatchGrams], order: list[int]):
+    """Task: write minibatch ``k``'s Grams into the Gram store at ``tmp``; returns its
+    ``(self_hsic, nonconstant)``."""
+    from layersim.store import write_gram_batch
+
+    full = _concat_grams(blocks, order)
+    grams = full.grams.cpu().numpy() if _is_torch(full.grams) else full.grams
+    write_gram_batch(tmp, k, grams)
+    return full.self_hsic, full.nonconstant
+
+
+def _read_gram_batch(store, k: int) -> BatchGrams:
+    """Task: minibatch ``k``'s Grams from a Gram store."""
+    return BatchGrams(store.batch(k), store.n, store.self_hsic[k], store.nonconstant[k])
+
+
+def _tree_reduce(states: list, split_every: int):
+    import dask
+
     while len(states) > 1:
-        states = [
-            dask.delayed(_merge_states, pure=True)(*states[i : i + split_every])
-            for i in range(0, len(states), split_every)
-        ]
+        states = [dask.delayed(_merge_states, pure=True)(*states[i : i + split_every]) for i in range(0, len(states), split_every)]
+    return states[0]
+
+
+def _compute(graph, threads: int, scheduler_address: str | None, scheduler_timeout: float, progress: bool, desc: str):
+    """Run a Dask graph on a running scheduler, or on local threads with a progress bar."""
     if scheduler_address:
-        final = _run_on_scheduler(states[0], scheduler_address, scheduler_timeout)
-    else:
-        from layersim.progress import DaskTqdm
+        return _run_on_scheduler(graph, scheduler_address, scheduler_timeout)
+    import dask
 
-        # one BLAS thread per Dask thread (several multi-threaded BLAS calls oversubscribe the cores)
-        bar = DaskTqdm(disable=not progress, desc="minibatch CKA")
-        with single_blas_thread(), bar, thread_pool(threads, "dask") as pool:
-            (final,) = dask.compute(states[0], scheduler="threads", pool=pool)
+    from layersim.progress import DaskTqdm
 
+    # one BLAS thread per Dask thread (several multi-threaded BLAS calls oversubscribe the cores)
+    bar = DaskTqdm(disable=not progress, desc=desc)
+    with single_blas_thread(), bar, thread_pool(threads, "dask") as pool:
+        (out,) = dask.compute(graph, scheduler="threads", pool=pool)
+    return out
+
+
+def _results(final: list[MinibatchCKA], pairs, opened, **attrs) -> dict:
     results = {}
     for (a, b), acc in zip(pairs, final):
         acc.layer_names_a, acc.layer_names_b = opened[a].layers, opened[b].layers
-        results[(a, b)] = _to_dataset(acc, opened[a], opened[b], batch_size=batch_size, passes=passes, dtype=dtype, device=device or "cpu (numpy)")
+        results[(a, b)] = _to_dataset(acc, opened[a], opened[b], **attrs)
     return results
 
 

@@ -66,28 +66,36 @@ def extract(smk) -> None:
 
 
 @job(process_setup=[release_freed_blocks_to_the_os])
+def grams(smk) -> None:
+    """:func:`layersim.engine.write_gram_store` for one activation store."""
+    from layersim.engine import write_gram_store
+
+    device = job_device(smk)
+    write_gram_store(
+        smk.input.store,
+        smk.output.grams,
+        batch_size=smk.params.batch_size,
+        passes=smk.params.passes,
+        dtype=smk.params.dtype,
+        threads=smk.threads,
+        layer_block=smk.params.layer_block,
+        cache_mb=smk.params.cache_mb,
+        scheduler_address=smk.params.scheduler_address,
+        scheduler_timeout=job_config(smk).get("similarity", {}).get("scheduler_timeout", 30),  # not a param: no rerun when changed
+        device=None if device == "cpu" else device,  # on the CPU, the numpy engine
+    )
+
+
+@job
 def similarity(smk) -> None:
-    """:func:`layersim.engine.compare_stores` for one pair of stores."""
-    from layersim.engine import UndefinedLayerWarning, compare_stores
+    """:func:`layersim.engine.compare_gram_stores` for one pair of Gram stores."""
+    from layersim.engine import UndefinedLayerWarning, compare_gram_stores
     from layersim.store import write_similarity
 
     a, b = smk.wildcards.a, smk.wildcards.b
-    device = job_device(smk)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UndefinedLayerWarning)
-        results = compare_stores(
-            {a: smk.input.a, b: smk.input.b},
-            [(a, b)],
-            batch_size=smk.params.batch_size,
-            passes=smk.params.passes,
-            dtype=smk.params.dtype,
-            threads=smk.threads,
-            layer_block=smk.params.layer_block,
-            cache_mb=smk.params.cache_mb,
-            scheduler_address=smk.params.scheduler_address,
-            scheduler_timeout=job_config(smk).get("similarity", {}).get("scheduler_timeout", 30),  # not a param: no rerun when changed
-            device=None if device == "cpu" else device,  # on the CPU, the numpy engine (BLAS ?syrk)
-        )
+        results = compare_gram_stores({a: smk.input.a, b: smk.input.b}, [(a, b)], threads=smk.threads)
     for w in caught:
         tell(f"layersim similarity: warning: {w.message}")
     write_similarity(results[(a, b)], smk.output.result)
