@@ -240,3 +240,17 @@ def test_extract_dtype_float16_writes_float16_stores_and_cka_close_to_float32(tm
     full = xr.open_zarr(done / "results" / "tiny" / "similarity" / "cka" / pair)["cka"].values
     assert np.nanmax(np.abs(half - full)) < 1e-3
     assert not (tmp_path / "results" / "tiny" / "logs" / "train").exists()  # nothing retrained
+
+
+def test_a_gpu_for_similarity_goes_to_the_grams_jobs_only(tmp_path):
+    """resources.similarity sizes both CKA rules; only the grams jobs (which compute Grams) ask
+    for its GPU, the similarity jobs (products of stored Grams) do not."""
+    config = json.loads(json.dumps(TINY))
+    config["resources"]["similarity"] = {"threads": 1, "gpu": 1}
+    dry = run_snakemake(tmp_path, config, "-n").stdout
+    blocks = {rule: [] for rule in ("grams", "similarity")}
+    for rule, resources in re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: (.*)", dry, re.M):
+        if rule in blocks:
+            blocks[rule].append(resources)
+    assert len(blocks["grams"]) == 4 and all("gpu=1" in r for r in blocks["grams"]), blocks
+    assert len(blocks["similarity"]) == 7 and not any("gpu" in r for r in blocks["similarity"]), blocks

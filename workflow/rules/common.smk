@@ -32,11 +32,11 @@ wildcard_constraints:
     metric="|".join(METRIC_NAMES),
 
 
-def rule_resources(rule):
-    """Job resources (memory, runtime and, when set, GPUs, partition, constraint) from config."""
+def rule_resources(rule, gpu=True):
+    """Job resources (memory, runtime and, when set and ``gpu``, GPUs; partition, constraint) from config."""
     res = config["resources"][rule]
     out = {"mem_mb": res["mem_mb"], "runtime": res["runtime"]}
-    if res["gpu"]:
+    if res["gpu"] and gpu:
         out["gpu"] = res["gpu"]
     for key in ("slurm_partition", "constraint"):
         if res[key]:

@@ -40,7 +40,7 @@ rule similarity:
         f"{RESULTS}/benchmarks/similarity/cka/{{a}}__{{b}}.tsv"
     threads: config["resources"]["similarity"]["threads"]
     resources:
-        **rule_resources("similarity"),
+        **rule_resources("similarity", gpu=False),  # products of stored Grams: no GPU
     conda:
         "../../envs/analysis.yaml"
     script:
