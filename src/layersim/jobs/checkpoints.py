@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
+from layersim.io import read_csv, write_csv
 from layersim.jobs import job, job_device, log
 
 
 @job
 def train_epochs(smk) -> None:
     """:func:`layersim.train.torch.train_torch` with a checkpoint (an output) at every configured epoch."""
-    import re as _re
-
     from layersim.data import load_dataset
     from layersim.train.torch import train_torch
 
-    epoch_paths = {int(_re.search(r"e(\d+)\.pt$", str(p)).group(1)): str(p) for p in smk.output.checkpoints}
+    epoch_paths = {int(re.search(r"e(\d+)\.pt$", str(p)).group(1)): str(p) for p in smk.output.checkpoints}
     dataset = load_dataset(dict(smk.params.dataset))
     train_torch(dict(smk.params.arch), dict(smk.params.train), dataset, seed=int(smk.wildcards.seed), checkpoint=epoch_paths[max(epoch_paths)], history=smk.output.history, threads=smk.threads, epoch_checkpoints=epoch_paths, device=job_device(smk))
 
@@ -21,12 +22,9 @@ def train_epochs(smk) -> None:
 @job
 def checkpoint_compare(smk) -> None:
     """:func:`layersim.experiments.checkpoints.compare_with_final` of one instance's checkpoints → CSV."""
-    import re as _re
-
     from layersim.experiments.checkpoints import compare_with_final
-    from layersim.io import write_csv
 
-    paths = {int(_re.search(r"-e(\d+)\.zarr$", str(p)).group(1)): str(p) for p in smk.input.stores}
+    paths = {int(re.search(r"-e(\d+)\.zarr$", str(p)).group(1)): str(p) for p in smk.input.stores}
     rows = compare_with_final(paths, layers=smk.params.layers, max_samples=smk.params.max_samples)
     rows = [{"model": smk.wildcards.model, "seed": int(smk.wildcards.seed), "lr": smk.params.lr, **r} for r in rows]
     for r in rows:
@@ -38,7 +36,6 @@ def checkpoint_compare(smk) -> None:
 def checkpoints_summary(smk) -> None:
     """All instances' tables → one CSV, CKA and JSD against epoch, and CKA against JSD."""
     from layersim.experiments.common import spearman
-    from layersim.io import read_csv, write_csv
     from layersim.plots import lines_figure, scatter_panels
 
     rows = [r for p in smk.input.tables for r in read_csv(p)]
