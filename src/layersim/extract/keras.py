@@ -12,7 +12,7 @@ import numpy as np
 
 from layersim.data import Split
 from layersim.errors import LayersimError
-from layersim.models.keras import import_keras
+from layersim.models.keras import import_keras, layer_names
 from layersim.train.keras import nhwc, read_checkpoint_metadata
 
 log = logging.getLogger(__name__)
@@ -39,9 +39,8 @@ def feature_model(model):
     """``(multi-output model, layer names)`` over every layer except InputLayers; a model without a
     layer called ``logits`` gets its output recorded under that name as well."""
     keras = import_keras()
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    names = [layer.name for layer in layers]
-    outputs = [layer.output for layer in layers]
+    names = layer_names(model)
+    outputs = [model.get_layer(name).output for name in names]
     if "logits" not in names:
         names.append("logits")
         outputs.append(model.outputs[0])
