@@ -41,11 +41,10 @@ def checkpoints_summary(smk) -> None:
     rows = [r for p in smk.input.tables for r in read_csv(p)]
     write_csv(rows, smk.output.table)
     layer = rows[0]["layer"]
-    series = {}
-    for r in rows:
-        if r["layer"] == layer:
-            series.setdefault(f"{r['model']} s{r['seed']} lr={r['lr']:g}", []).append(r)
-    lines_figure(series, smk.output.figure, xlabel="epoch", panels=[("cka", f"linear CKA with the final model ({layer})"), ("jsd_bits", "JSD with the final model (bits)")], title="Checkpoints over training vs the final model (thesis Fig. 3.5)")
     sel = [r for r in rows if r["layer"] == layer]
+    series = {}
+    for r in sel:
+        series.setdefault(f"{r['model']} s{r['seed']} lr={r['lr']:g}", []).append(r)
+    lines_figure(series, smk.output.figure, xlabel="epoch", panels=[("cka", f"linear CKA with the final model ({layer})"), ("jsd_bits", "JSD with the final model (bits)")], title="Checkpoints over training vs the final model (thesis Fig. 3.5)")
     scatter_panels([{"x": [r["cka"] for r in sel], "y": [r["jsd_bits"] for r in sel], "xlabel": f"CKA ({layer})", "ylabel": "JSD (bits)", "groups": [f"lr={r['lr']:g}" for r in sel]}], smk.output.scatter, title="CKA vs JSD of checkpoints against the final model")
     log.info("Spearman(CKA, JSD) over all checkpoints: %.3f", spearman([r["cka"] for r in sel], [r["jsd_bits"] for r in sel]))
