@@ -19,6 +19,7 @@ import numbers
 import warnings
 
 import numpy as np
+import torch
 
 from layersim.engine import MIN_BATCH, EstimatorError, MinibatchCKA, minibatch_rows
 
@@ -31,15 +32,11 @@ def _check_schedule(batch_size, passes) -> None:
 
 
 def _is_array(data) -> bool:
-    import torch
-
     return isinstance(data, (np.ndarray, torch.Tensor))
 
 
 def _batches(data, batch_size: int, passes: int):
     """Minibatches of inputs from an array/tensor (seeded permutations) or a DataLoader."""
-    import torch
-
     if _is_array(data):
         tensor = torch.as_tensor(data)
         for rows in minibatch_rows(len(tensor), batch_size, passes):
@@ -53,8 +50,6 @@ def _batches(data, batch_size: int, passes: int):
 def _model_input(inputs, dtype, device):
     """A batch of images as the model's floating dtype on ``device``: uint8 images are scaled
     to [0, 1] (as torchvision's ``ToTensor``), other floats are cast; anything else is refused."""
-    import torch
-
     inputs = torch.as_tensor(inputs)
     if inputs.dtype == torch.uint8:
         return inputs.to(device=device, dtype=dtype) / 255
@@ -64,14 +59,10 @@ def _model_input(inputs, dtype, device):
 
 
 def _float_dtype(model):
-    import torch
-
     return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
 
 
 def _device_of(model):
-    import torch
-
     return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
@@ -141,7 +132,6 @@ def compare_models(
         ``(layer_a, layer_b)`` CKA with layer-name coordinates; undefined layers are NaN
         (with an :class:`~layersim.engine.UndefinedLayerWarning`).
     """
-    import torch
     import xarray as xr
     from tqdm.auto import tqdm
 

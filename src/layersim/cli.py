@@ -125,14 +125,17 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("inspect", help="show an activation store's layers, shapes, samples and provenance", description="Show an activation store's samples, layers (feature shape, dtype, dimension names) and provenance attributes, or a similarity result's layers and attributes. Exit status 1 with a one-line error for a missing, incomplete or damaged store.")
     p.add_argument("store", type=Path, metavar="STORE", help="an activation store (results/<experiment>/activations/*.zarr) or similarity result (results/<experiment>/similarity/*/*.zarr)")
     p.add_argument("--verify", action="store_true", help="also read every row of every layer and check that it is finite (slower: reads the whole store)")
+    p.set_defaults(run=lambda args: inspect(args.store, verify=args.verify))
     p = commands.add_parser("heatmap", help="draw a similarity result as the pipeline's heatmap", description="Draw a CKA similarity result as the pipeline's heatmap (magma, 0–1 colour bar, thinned layer labels, title) into an image file (.png, .pdf, .svg).")
     p.add_argument("result", type=Path, metavar="RESULT", help="a CKA result (results/<experiment>/similarity/cka/<a>__<b>.zarr)")
     p.add_argument("out", type=Path, metavar="OUT", help="the image to write; its suffix picks the format")
     p.add_argument("--title", help="figure title (default: 'CKA: <model a> vs <model b>')")
     p.add_argument("--max-labels", type=int, default=12, help="layer labels per axis at most (default: 12)")
+    p.set_defaults(run=lambda args: heatmap(args.result, args.out, title=args.title, max_labels=args.max_labels))
     p = commands.add_parser("targets", help="list the outputs a config will build (needs snakemake)", description="List every output the workflow would build for a config, with Snakemake's plan for it ('update pending', 'no update', ...): a dry run that computes nothing. Run it in the layersim repository. Needs the workflow extra (Snakemake).")
     p.add_argument("--configfile", type=Path, help="the config (default: the embedded config/config.yaml); it replaces the default, it is not merged into it")
     p.add_argument("--snakefile", type=Path, default=Path("Snakefile"), help="the workflow (default: ./Snakefile)")
+    p.set_defaults(run=lambda args: targets(args.configfile, args.snakefile))
     return parser
 
 
@@ -140,12 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the ``layersim`` command; returns its exit status."""
     args = _parser().parse_args(argv)
     try:
-        if args.command == "inspect":
-            inspect(args.store, verify=args.verify)
-        elif args.command == "heatmap":
-            heatmap(args.result, args.out, title=args.title, max_labels=args.max_labels)
-        elif args.command == "targets":
-            targets(args.configfile, args.snakefile)
+        args.run(args)
     except LayersimError as err:
         print(f"layersim {args.command}: error: {err}", file=sys.stderr)
         return 1

@@ -11,6 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from layersim.errors import LayersimError
+from layersim.metrics import METRICS, accuracy_difference, confidence_rank_correlation, jsd, prediction_disagreement, value_or_nan
+from layersim.metrics.functional import softmax
+from layersim.store import ActivationStore, check_comparable
 
 
 def selected_layers(layers: list[str], stride: int) -> list[str]:
@@ -39,9 +42,7 @@ def metric_matrix(path_a: str, path_b: str, metric: str, *, layer_stride: int = 
     import xarray as xr
     from threadpoolctl import threadpool_limits
 
-    from layersim.metrics import METRICS, value_or_nan
     from layersim.progress import DaskTqdm
-    from layersim.store import ActivationStore, check_comparable
 
     if metric not in METRICS:
         raise LayersimError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
@@ -73,10 +74,6 @@ def functional_similarity(path_a: str, path_b: str) -> dict:
     on which their predictions disagree, and the Spearman rank correlation of their per-sample
     confidence in the true class.
     """
-    from layersim.metrics import accuracy_difference, confidence_rank_correlation, jsd, prediction_disagreement
-    from layersim.metrics.functional import softmax
-    from layersim.store import ActivationStore, check_comparable
-
     store_a, store_b = ActivationStore(path_a), ActivationStore(path_b)
     check_comparable(store_a, store_b)
     logits_a, logits_b = store_a.read("logits"), store_b.read("logits")

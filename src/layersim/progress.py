@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from dask.callbacks import Callback
-from tqdm.auto import tqdm
+from tqdm.dask import TqdmCallback
 
 
-class DaskTqdm(Callback):
+class DaskTqdm(TqdmCallback):
     """A tqdm bar over the tasks of the Dask computations run inside this context."""
 
     def __init__(self, desc: str = "", disable: bool = False):
-        super().__init__()
-        self.desc, self.disable = desc, disable
-        self.bar = None
+        super().__init__(desc=desc, disable=disable, mininterval=1.0)
+        self.pbar = None
 
-    def _start_state(self, dsk, state):
-        total = sum(len(state[k]) for k in ("ready", "waiting", "running", "finished"))
-        self.bar = tqdm(total=total, desc=self.desc, disable=self.disable, mininterval=1.0)
-
-    def _posttask(self, key, result, dsk, state, worker_id):
-        self.bar.update(1)
-
-    def _finish(self, dsk, state, errored):
-        if self.bar is not None:
-            self.bar.close()
+    def _finish(self, *args):
+        if self.pbar is not None:  # None: the graph failed before its first task
+            super()._finish(*args)

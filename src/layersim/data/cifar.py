@@ -114,11 +114,8 @@ def restricted_load(data: bytes, *, source: str = "<bytes>") -> object:
 def verify_archive(archive: Path, source: CifarSource, sha256: str | None) -> str:
     """Check ``archive`` against ``sha256`` if given, else the published MD5; return ``algo:hex``."""
     algorithm, expected = ("sha256", sha256.lower()) if sha256 else ("md5", source.md5)
-    h = hashlib.new(algorithm)
     with open(archive, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    actual = h.hexdigest()
+        actual = hashlib.file_digest(f, algorithm).hexdigest()
     if actual != expected:
         hint = (
             "the sha256 given in the config does not match this file; correct the config or "
@@ -360,15 +357,12 @@ def _read_bytes(file: Path) -> bytes:
 def _read_split(directory: Path, files: tuple[str, ...], source: CifarSource, label_mode: str,
                 limit: int | None, num_classes: int) -> Split:
     reader = _read_python_file if source.fmt == "python" else _read_binary_file
-    data_parts, label_parts = [], []
+    parts = []  # (data, labels) of each file read
     for name in files:
-        if limit is not None and sum(map(len, label_parts)) >= limit:
+        if limit is not None and sum(len(labels) for _, labels in parts) >= limit:
             break
-        data, labels = reader(directory / name, source.variant, label_mode)
-        data_parts.append(data)
-        label_parts.append(labels)
-    data = np.concatenate(data_parts)[:limit]
-    labels = np.concatenate(label_parts)[:limit]
+        parts.append(reader(directory / name, source.variant, label_mode))
+    data, labels = (np.concatenate(arrays)[:limit] for arrays in zip(*parts))
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise DatasetError(
             f"{directory}: labels outside 0..{num_classes - 1} (found {labels.min()}..{labels.max()}); "

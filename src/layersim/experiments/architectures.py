@@ -12,6 +12,10 @@ from itertools import combinations
 import numpy as np
 
 from layersim.errors import LayersimError
+from layersim.experiments import common
+from layersim.metrics import METRICS, confidence_rank_correlation, jsd, prediction_disagreement, value_or_nan
+from layersim.metrics.functional import softmax
+from layersim.store import ActivationStore, check_comparable
 
 log = logging.getLogger("layersim")
 
@@ -37,8 +41,6 @@ def _parse(name: str) -> tuple[str, int, int]:
 
 def _value(f, args, what: str) -> float:
     """``f(*args)``; NaN (said in the log) where it is undefined, and any warning logged."""
-    from layersim.metrics import value_or_nan
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         value, reason = value_or_nan(f, *args, quiet=False)
@@ -57,10 +59,6 @@ def pair_rows(groups: dict[str, list[str]], *, layer: str = "pool", metrics: lis
     compared (present in every store) with each of ``metrics`` (names of
     :data:`layersim.metrics.METRICS`) on the first ``max_samples`` evaluation samples.
     """
-    from layersim.metrics import METRICS, confidence_rank_correlation, jsd, prediction_disagreement
-    from layersim.metrics.functional import softmax
-    from layersim.store import ActivationStore, check_comparable
-
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ArchitecturesError(f"unknown metrics {unknown} in papers.architectures.metrics; known: {', '.join(sorted(METRICS))}")
@@ -106,25 +104,22 @@ def correlation_rows(pairs: list[dict], metrics: list[str], *, fit_group: str = 
     ``spearman_rho_all`` is over every pair; ``n_pairs`` counts the ``fit_group`` pairs where both
     values are defined; ``thesis_rho`` is Table 3.1's value where it has one (CKA only), else empty.
     """
-    from layersim.experiments.common import fit_line, spearman
-    from layersim.metrics import METRICS
-
     fit = [p for p in pairs if p["group"] == fit_group]
     out = []
     for metric in metrics:
         for measure in FUNCTIONAL:
             x, y = np.array([p[metric] for p in fit], float), np.array([p[measure] for p in fit], float)
-            slope, intercept = fit_line(x, y)
+            slope, intercept = common.fit_line(x, y)
             out.append(
                 {
                     "metric": metric,
                     "kind": METRICS[metric].kind,
                     "functional": measure,
                     "n_pairs": int(np.sum(np.isfinite(x) & np.isfinite(y))),
-                    "spearman_rho": spearman(x, y),
+                    "spearman_rho": common.spearman(x, y),
                     "slope": slope,
                     "intercept": intercept,
-                    "spearman_rho_all": spearman([p[metric] for p in pairs], [p[measure] for p in pairs]),
+                    "spearman_rho_all": common.spearman([p[metric] for p in pairs], [p[measure] for p in pairs]),
                     "thesis_rho": THESIS_TABLE_3_1.get((metric, measure), ""),
                 }
             )
@@ -133,8 +128,6 @@ def correlation_rows(pairs: list[dict], metrics: list[str], *, fit_group: str = 
 
 def markdown_table(rows: list[dict]) -> str:
     """The correlation table as Markdown (3 decimals; NaN shown as "undefined")."""
-    from layersim.experiments import common
-
     def fmt(v):
         if isinstance(v, float):
             return "undefined" if not np.isfinite(v) else f"{v:.3f}"

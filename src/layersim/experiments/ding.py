@@ -10,12 +10,13 @@ import itertools
 
 import numpy as np
 
+from layersim.experiments.common import spearman
+from layersim.metrics import METRICS, linear_probe_accuracy, value_or_nan
+
 
 def distance(metric: str, x, y) -> float:
     """:meth:`layersim.metrics.Metric.distance` of ``metric`` (a name of
     :data:`layersim.metrics.METRICS`); NaN where the metric is undefined for the inputs."""
-    from layersim.metrics import METRICS, value_or_nan
-
     return value_or_nan(METRICS[metric].distance, x, y)[0]
 
 
@@ -32,9 +33,6 @@ def delete_top_pcs(x: np.ndarray, k: int) -> np.ndarray:
 
 def depth_benchmark(reps: dict[str, np.ndarray], labels, metrics) -> tuple[list[dict], list[dict]]:
     """``reps``: name → (n, p). Returns (pair rows, per-metric summary rows)."""
-    from layersim.experiments.common import spearman
-    from layersim.metrics import linear_probe_accuracy
-
     names = list(reps)
     acc = {k: linear_probe_accuracy(v, labels) for k, v in reps.items()}
     pairs = []
@@ -55,9 +53,6 @@ def depth_benchmark(reps: dict[str, np.ndarray], labels, metrics) -> tuple[list[
 
 def pc_deletion_benchmark(reps: dict[str, np.ndarray], labels, metrics, ks) -> tuple[list[dict], list[dict]]:
     """``reps``: name (one layer of one seed) → (n, p). Distance to the original vs accuracy drop."""
-    from layersim.experiments.common import spearman
-    from layersim.metrics import linear_probe_accuracy
-
     rows = []
     for name, x in reps.items():
         x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)

@@ -6,11 +6,14 @@ reading of ``d_ratio`` as the share masked (as the thesis' table has it): docs/p
 from __future__ import annotations
 
 import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from layersim.metrics import METRICS, confidence_rank_correlation, jsd, value_or_nan
+from layersim.metrics.functional import softmax
 
 
 def _train_head(x, y, num_classes, steps, seed, lr=0.05, weight_decay=1e-4):
-    import torch
-
     torch.manual_seed(seed)
     xt, yt = torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.int64))
     head = torch.nn.Linear(x.shape[1], num_classes)
@@ -24,8 +27,6 @@ def _train_head(x, y, num_classes, steps, seed, lr=0.05, weight_decay=1e-4):
 
 
 def _logits(head, x):
-    import torch
-
     with torch.no_grad():
         return head(torch.from_numpy(x.astype(np.float32))).double().numpy()
 
@@ -33,12 +34,6 @@ def _logits(head, x):
 def existence_rows(features, labels, num_classes: int, *, d_ratios, flip_fraction=1.0, head_fraction=0.5, steps=300, seed=0) -> list[dict]:
     """One row per ``d_ratio``: CKA/CCA of the features and of the masked features, JSD, rank
     correlation and accuracies of the two heads."""
-    import torch
-    from sklearn.model_selection import train_test_split
-
-    from layersim.metrics import METRICS, confidence_rank_correlation, jsd, value_or_nan
-    from layersim.metrics.functional import softmax
-
     cka, cca = METRICS["linear_cka"], METRICS["cca_mean_rho"]
 
     torch.set_num_threads(1)

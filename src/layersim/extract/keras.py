@@ -12,6 +12,8 @@ import numpy as np
 
 from layersim.data import Split
 from layersim.errors import LayersimError
+from layersim.models.keras import import_keras, layer_names
+from layersim.train.keras import nhwc, read_checkpoint_metadata
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +24,6 @@ class ExtractError(LayersimError):
 
 def load_keras_checkpoint(path: str | os.PathLike):
     """Load a ``.keras`` checkpoint (no compile); returns ``(model, layersim metadata)``."""
-    from layersim.train.keras import read_checkpoint_metadata
-    from layersim.models.keras import import_keras
-
     path = Path(path)
     if not path.is_file():
         raise ExtractError(f"Keras checkpoint {path} does not exist; run the train step first")
@@ -39,12 +38,9 @@ def load_keras_checkpoint(path: str | os.PathLike):
 def feature_model(model):
     """``(multi-output model, layer names)`` over every layer except InputLayers; a model without a
     layer called ``logits`` gets its output recorded under that name as well."""
-    from layersim.models.keras import import_keras
-
     keras = import_keras()
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    names = [layer.name for layer in layers]
-    outputs = [layer.output for layer in layers]
+    names = layer_names(model)
+    outputs = [model.get_layer(name).output for name in names]
     if "logits" not in names:
         names.append("logits")
         outputs.append(model.outputs[0])
@@ -55,8 +51,6 @@ def keras_layer_batches(model, images: np.ndarray, batch_size: int) -> Iterator[
     """Yield ``{layer: (b, ...) float32}`` for consecutive batches of ``(N, C, H, W)`` images (one
     ``tf.function`` in inference mode; float32 outputs are NumPy views of TensorFlow's buffers)."""
     import tensorflow as tf
-
-    from layersim.train.keras import nhwc
 
     features, names = feature_model(model)
     forward = tf.function(lambda x: features(x, training=False), reduce_retracing=True)

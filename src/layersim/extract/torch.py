@@ -7,19 +7,20 @@ import os
 from collections.abc import Iterator
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
 from layersim.data import Split
+from layersim.device import torch_device
+from layersim.layers import select_layers
+from layersim.models.torch import LayerRecorder, layer_names
 from layersim.store import write_activations
+from layersim.train.torch import load_torch_checkpoint
 
 
 def torch_layer_batches(model, images: np.ndarray, batch_size: int, layers: list[str] | None = None, progress: bool = True, device: str = "cpu") -> Iterator[dict[str, np.ndarray]]:
     """Yield ``{layer: (b, ...) float32}`` (host arrays) for consecutive batches of ``images``
     (eval mode), the forward pass on the torch ``device`` (the model is moved there)."""
-    import torch
-    from tqdm.auto import tqdm
-
-    from layersim.models.torch import LayerRecorder, layer_names
-
     names = layers or layer_names(model)
     model.eval().to(device)
     with LayerRecorder(model, names) as recorder, torch.no_grad(), _full_float32():
@@ -32,8 +33,6 @@ def torch_layer_batches(model, images: np.ndarray, batch_size: int, layers: list
 def _full_float32():
     """No TensorFloat-32 in convolutions and matmuls (cuDNN's default for convolutions): the
     stored activations are float32 results on every device, not 10-bit-mantissa ones."""
-    import torch
-
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
@@ -72,13 +71,6 @@ def extract_torch(
     ``device`` (``auto``: the GPU if the job sees one). ``dtype``: how the layers are stored
     (:func:`layersim.store.write_activations`).
     """
-    import torch
-
-    from layersim.device import torch_device
-    from layersim.layers import select_layers
-    from layersim.models.torch import layer_names
-    from layersim.train.torch import load_torch_checkpoint
-
     device = torch_device(device)
     torch.set_num_threads(max(1, threads))
     model, state = load_torch_checkpoint(checkpoint)

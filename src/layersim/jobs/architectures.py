@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from layersim.experiments.architectures import FUNCTIONAL, correlation_rows, markdown_table, pair_rows
+from layersim.io import read_csv, write_csv, write_text
 from layersim.jobs import job, job_device, log
 
 
@@ -20,9 +22,6 @@ def architectures_pairs(smk) -> None:
     """:func:`layersim.experiments.architectures.pair_rows` of the trained (and untrained) stores → CSV."""
     from threadpoolctl import threadpool_limits
 
-    from layersim.experiments.architectures import pair_rows
-    from layersim.io import write_csv
-
     p = smk.params
     groups = {"trained": list(smk.input.trained)}
     if smk.input.untrained:
@@ -37,8 +36,6 @@ def architectures_pairs(smk) -> None:
 @job
 def architectures_summary(smk) -> None:
     """The pairs → Table 3.1 (CSV + Markdown) and the scatter figure (a row of panels per metric)."""
-    from layersim.experiments.architectures import FUNCTIONAL, correlation_rows, markdown_table
-    from layersim.io import read_csv, write_csv, write_text
     from layersim.plots import scatter_panels
 
     pairs = read_csv(smk.input.pairs)

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
+from layersim.io import read_csv, write_csv
 from layersim.jobs import job, job_device, log
 
 
 @job
 def train_epochs(smk) -> None:
     """:func:`layersim.train.torch.train_torch` with a checkpoint (an output) at every configured epoch."""
-    import re as _re
-
     from layersim.data import load_dataset
     from layersim.train.torch import train_torch
 
-    epoch_paths = {int(_re.search(r"e(\d+)\.pt$", str(p)).group(1)): str(p) for p in smk.output.checkpoints}
+    epoch_paths = {int(re.search(r"e(\d+)\.pt$", str(p)).group(1)): str(p) for p in smk.output.checkpoints}
     dataset = load_dataset(dict(smk.params.dataset))
     train_torch(dict(smk.params.arch), dict(smk.params.train), dataset, seed=int(smk.wildcards.seed), checkpoint=epoch_paths[max(epoch_paths)], history=smk.output.history, threads=smk.threads, epoch_checkpoints=epoch_paths, device=job_device(smk))
 
@@ -21,12 +22,9 @@ def train_epochs(smk) -> None:
 @job
 def checkpoint_compare(smk) -> None:
     """:func:`layersim.experiments.checkpoints.compare_with_final` of one instance's checkpoints → CSV."""
-    import re as _re
-
     from layersim.experiments.checkpoints import compare_with_final
-    from layersim.io import write_csv
 
-    paths = {int(_re.search(r"-e(\d+)\.zarr$", str(p)).group(1)): str(p) for p in smk.input.stores}
+    paths = {int(re.search(r"-e(\d+)\.zarr$", str(p)).group(1)): str(p) for p in smk.input.stores}
     rows = compare_with_final(paths, layers=smk.params.layers, max_samples=smk.params.max_samples)
     rows = [{"model": smk.wildcards.model, "seed": int(smk.wildcards.seed), "lr": smk.params.lr, **r} for r in rows]
     for r in rows:
@@ -38,17 +36,15 @@ def checkpoint_compare(smk) -> None:
 def checkpoints_summary(smk) -> None:
     """All instances' tables → one CSV, CKA and JSD against epoch, and CKA against JSD."""
     from layersim.experiments.common import spearman
-    from layersim.io import read_csv, write_csv
     from layersim.plots import lines_figure, scatter_panels
 
     rows = [r for p in smk.input.tables for r in read_csv(p)]
     write_csv(rows, smk.output.table)
     layer = rows[0]["layer"]
-    series = {}
-    for r in rows:
-        if r["layer"] == layer:
-            series.setdefault(f"{r['model']} s{r['seed']} lr={r['lr']:g}", []).append(r)
-    lines_figure(series, smk.output.figure, xlabel="epoch", panels=[("cka", f"linear CKA with the final model ({layer})"), ("jsd_bits", "JSD with the final model (bits)")], title="Checkpoints over training vs the final model (thesis Fig. 3.5)")
     sel = [r for r in rows if r["layer"] == layer]
+    series = {}
+    for r in sel:
+        series.setdefault(f"{r['model']} s{r['seed']} lr={r['lr']:g}", []).append(r)
+    lines_figure(series, smk.output.figure, xlabel="epoch", panels=[("cka", f"linear CKA with the final model ({layer})"), ("jsd_bits", "JSD with the final model (bits)")], title="Checkpoints over training vs the final model (thesis Fig. 3.5)")
     scatter_panels([{"x": [r["cka"] for r in sel], "y": [r["jsd_bits"] for r in sel], "xlabel": f"CKA ({layer})", "ylabel": "JSD (bits)", "groups": [f"lr={r['lr']:g}" for r in sel]}], smk.output.scatter, title="CKA vs JSD of checkpoints against the final model")
     log.info("Spearman(CKA, JSD) over all checkpoints: %.3f", spearman([r["cka"] for r in sel], [r["jsd_bits"] for r in sel]))

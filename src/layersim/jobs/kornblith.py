@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from layersim.io import atomic_write, read_csv, write_csv
 from layersim.jobs import job, log
 
 
@@ -9,7 +10,6 @@ from layersim.jobs import job, log
 def identification(smk) -> None:
     """``similarity_tensor`` of one model's seeds and its ``identification_accuracy`` → Zarr + CSV."""
     from layersim.experiments.kornblith import identification_accuracy, similarity_tensor
-    from layersim.io import atomic_write, write_csv
 
     paths = {path.split("/")[-1].removesuffix(".zarr"): path for path in smk.input.stores}
     sim = similarity_tensor(paths, layers=smk.params.layers, metrics=list(smk.params.metrics), max_samples=smk.params.max_samples, threads=smk.threads)
@@ -27,7 +27,6 @@ def identification(smk) -> None:
 @job
 def identification_figure(smk) -> None:
     """:func:`layersim.plots.identification_figure` of the table."""
-    from layersim.io import read_csv
     from layersim.plots import identification_figure as draw
 
     draw(read_csv(smk.input.table), smk.output.figure, title=smk.params.title)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from layersim.experiments.common import markdown_table
+from layersim.experiments.minigrid import compare_agents, scatter_figure, summary_rows
+from layersim.io import atomic_write, read_csv, write_csv, write_json, write_text
 from layersim.jobs import job, log
 
 
@@ -10,7 +13,6 @@ def minigrid_train(smk) -> None:
     """One agent's ``train_agent`` and mean return over ``eval_episodes`` → checkpoint + JSON."""
     import torch
 
-    from layersim.io import write_json
     from layersim.experiments.ppo import category, run_episodes, save_agent, train_agent
 
     p, w = smk.params, smk.wildcards
@@ -32,8 +34,6 @@ def minigrid_compare(smk) -> None:
     import numpy as np
     import torch
 
-    from layersim.io import atomic_write, write_csv
-    from layersim.experiments.minigrid import compare_agents
     from layersim.experiments.ppo import load_agent
 
     p, w = smk.params, smk.wildcards
@@ -52,10 +52,6 @@ def minigrid_compare(smk) -> None:
 @job
 def minigrid_summary(smk) -> None:
     """All pairs → :func:`layersim.experiments.minigrid.summary_rows` (CSV + Markdown) and figures."""
-    from layersim.experiments.common import markdown_table
-    from layersim.io import read_csv, write_csv, write_text
-    from layersim.experiments.minigrid import scatter_figure, summary_rows
-
     pairs = [r for path in smk.input.pairs for r in read_csv(path)]
     rows = summary_rows(pairs)
     for r in rows:

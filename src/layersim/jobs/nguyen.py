@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from layersim.experiments.nguyen import PC1_SHARE_THRESHOLD, largest_block, largest_high_cka_run, pc_shares, read_pc_shares, write_pc_shares
 from layersim.jobs import job, log
+from layersim.plots import block_structure_figure, grid_figure
+from layersim.plots import series_figure as draw_series_figure
 
 
 @job
 def pca(smk) -> None:
     """:func:`layersim.experiments.nguyen.pc_shares` (first-PC share per layer) → CSV."""
-    from layersim.experiments.nguyen import pc_shares, write_pc_shares
-
     p = smk.params
     shares = pc_shares(smk.input.store, block_rows=p.block_rows, max_gram_features=p.max_gram_features, oversamples=p.oversamples, n_iter=p.n_iter)
     for s in shares:
@@ -27,13 +28,10 @@ def _by_instance(paths) -> dict:
 @job
 def series_figure(smk) -> None:
     """:func:`layersim.plots.series_figure` of a depth or width series with its first-PC shares."""
-    from layersim.experiments.nguyen import read_pc_shares
-    from layersim.plots import series_figure as draw
-
     sims = _by_instance(smk.input.results)
     shares = {read_pc_shares(p).attrs["store"]: read_pc_shares(p) for p in smk.input.pca}
     instances = list(smk.params.instances)
-    draw([sims[(i, i)] for i in instances], [shares[i] for i in instances], list(smk.params.labels), smk.output.figure, title=smk.params.title, max_labels=smk.params.max_labels)
+    draw_series_figure([sims[(i, i)] for i in instances], [shares[i] for i in instances], list(smk.params.labels), smk.output.figure, title=smk.params.title, max_labels=smk.params.max_labels)
 
 
 @job
@@ -41,10 +39,8 @@ def block_structure(smk) -> None:
     """:func:`layersim.experiments.nguyen.largest_block` of every ResNet instance → CSV and figure."""
     import numpy as np
 
-    from layersim.experiments.nguyen import PC1_SHARE_THRESHOLD, largest_block, largest_high_cka_run, read_pc_shares
     from layersim.io import write_csv
     from layersim.layers import select_layers
-    from layersim.plots import block_structure_figure
 
     threshold = smk.params.threshold
     pc1_threshold = getattr(smk.params, "pc1_threshold", PC1_SHARE_THRESHOLD)
@@ -82,8 +78,6 @@ def block_structure(smk) -> None:
 @job
 def cross_seed_figure(smk) -> None:
     """:func:`layersim.plots.grid_figure`: per model, seed a, seed b, and seed a against seed b."""
-    from layersim.plots import grid_figure
-
     sims = _by_instance(smk.input.results)
     rows = list(smk.params.rows)
     results = {}

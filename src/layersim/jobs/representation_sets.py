@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from threadpoolctl import threadpool_limits
+
+from layersim.experiments import representation_sets as rs
+from layersim.io import write_csv
 from layersim.jobs import config_hash, job, job_device, log
+from layersim.plots import confusion_figure, tsne_figure
+from layersim.store import ActivationStore, write_activations
 
 
 @job
 def representation_train(smk) -> None:
     """One model trained on the dataset ``trained_on`` (``untrained``: 0 epochs) by ``train_torch``."""
-    from layersim.experiments.representation_sets import UNTRAINED, load_set_dataset
     from layersim.train.torch import train_torch
 
     trained_on = smk.wildcards.trained_on
-    dataset = load_set_dataset(dict(smk.params.dataset), where=f"papers.representation_sets.datasets.{smk.params.dataset_name}")
+    dataset = rs.load_set_dataset(dict(smk.params.dataset), where=f"papers.representation_sets.datasets.{smk.params.dataset_name}")
     train = dict(smk.params.train)
-    if trained_on == UNTRAINED:
+    if trained_on == rs.UNTRAINED:
         train["epochs"] = 0
     train_torch(dict(smk.params.arch), train, dataset, seed=int(smk.wildcards.seed), checkpoint=smk.output.checkpoint, history=smk.output.history, threads=smk.threads, device=job_device(smk))
 
@@ -22,11 +27,8 @@ def representation_train(smk) -> None:
 @job
 def representation_extract(smk) -> None:
     """One model's features at the layer, and logits, on one test dataset's sampled images → a store."""
-    from layersim.experiments.representation_sets import RepresentationSetError, feature_layer, load_set_dataset
-    from layersim.experiments.representation_sets import sample_rows
     from layersim.extract.torch import overlap_writes, torch_layer_batches
     from layersim.models.torch import layer_names
-    from layersim.store import write_activations
     from layersim.train.torch import load_torch_checkpoint
 
     import torch
@@ -34,13 +36,13 @@ def representation_extract(smk) -> None:
     p, w = smk.params, smk.wildcards
     torch.set_num_threads(max(1, smk.threads))
     where = f"papers.representation_sets.datasets.{w.tested_on}"
-    dataset = load_set_dataset(dict(p.dataset), where=where)
+    dataset = rs.load_set_dataset(dict(p.dataset), where=where)
     model, state = load_torch_checkpoint(smk.input.checkpoint)
     channels = dataset.image_shape[0]
     if channels != state["in_channels"]:
-        raise RepresentationSetError(f"{where} has {channels}-channel images but the model {w.trained_on}-s{w.seed} takes {state['in_channels']}; set its `channels` to {state['in_channels']}")
-    layer = feature_layer(layer_names(model), p.layer)
-    rows = sample_rows(len(dataset.eval), p.samples_per_set, p.seed, where="papers.representation_sets.samples_per_set")
+        raise rs.RepresentationSetError(f"{where} has {channels}-channel images but the model {w.trained_on}-s{w.seed} takes {state['in_channels']}; set its `channels` to {state['in_channels']}")
+    layer = rs.feature_layer(layer_names(model), p.layer)
+    rows = rs.sample_rows(len(dataset.eval), p.samples_per_set, p.seed, where="papers.representation_sets.samples_per_set")
     images = dataset.eval.images[rows]
     attrs = {
         "model": f"{w.trained_on}-s{w.seed}", "trained_on": w.trained_on, "tested_on": w.tested_on, "seed": int(w.seed),
@@ -58,8 +60,6 @@ def representation_extract(smk) -> None:
 
 def _representation_sets(paths) -> list[dict]:
     """The stores of the experiment as sets: label, trained_on, tested_on, seed, features, sample_id."""
-    from layersim.store import ActivationStore
-
     sets = []
     for path in paths:
         store = ActivationStore(path)
@@ -71,12 +71,6 @@ def _representation_sets(paths) -> list[dict]:
 @job
 def representation_svm(smk) -> None:
     """``classify_sets`` over all sets → confusion counts, per-set and overall summaries, figure."""
-    from threadpoolctl import threadpool_limits
-
-    from layersim.experiments import representation_sets as rs
-    from layersim.io import write_csv
-    from layersim.plots import confusion_figure
-
     p = smk.params
     sets = _representation_sets(smk.input.stores)
     X, y, labels = rs.build_set_matrix(sets)
@@ -97,12 +91,6 @@ def representation_svm(smk) -> None:
 @job
 def representation_tsne(smk) -> None:
     """One joint t-SNE of ``tsne_per_set`` representations of every set → coordinates CSV, figure."""
-    from threadpoolctl import threadpool_limits
-
-    from layersim.experiments import representation_sets as rs
-    from layersim.io import write_csv
-    from layersim.plots import tsne_figure
-
     p = smk.params
     sets = _representation_sets(smk.input.stores)
     picked = []

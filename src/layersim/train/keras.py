@@ -18,6 +18,7 @@ import numpy as np
 from layersim.data import Dataset, Split
 from layersim.io import atomic_write, write_text
 from layersim.config import TrainConfigError, train_config
+from layersim.models.keras import build_keras_model, import_keras, layer_names, outputs_logits
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,6 @@ def select_strategy(*, mixed_precision: str | None = None, xla: bool = False) ->
             f"mixed_precision must be null, 'float16', 'bfloat16' or 'auto', got {mixed_precision!r}"
         )
     import tensorflow as tf
-
-    from layersim.models.keras import import_keras
 
     keras = import_keras()
     tf.config.optimizer.set_jit(bool(xla))
@@ -157,8 +156,6 @@ def train_keras(
         if not isinstance(cfg[key], int) or cfg[key] < 1:
             raise TrainConfigError(f"train.{key} must be a positive integer, got {cfg[key]!r}")
     import tensorflow as tf
-
-    from layersim.models.keras import build_keras_model, import_keras, layer_names, outputs_logits
 
     keras = import_keras()
     keras.backend.clear_session()

@@ -8,10 +8,14 @@ import os
 import time
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
 from layersim.config import TrainConfigError, train_config
 from layersim.data import Dataset, Split
+from layersim.device import torch_device
 from layersim.io import atomic_write, write_text
+from layersim.models.torch import build_torch_model
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +29,6 @@ def _batches(split: Split, batch_size: int, rng: np.random.Generator | None):
 
 def evaluate(model, split: Split, batch_size: int = 256) -> float:
     """Top-1 accuracy of a torch model on a split (on the model's device)."""
-    import torch
-
     model.eval()
     device = next(model.parameters()).device
     correct = 0
@@ -60,12 +62,6 @@ def train_torch(
     maps epoch numbers to paths where the model after that epoch (0: at initialisation) is saved
     too. ``device`` is a torch device or ``auto`` (on a GPU: docs/cluster.md).
     """
-    import torch
-    from tqdm.auto import tqdm
-
-    from layersim.device import torch_device
-    from layersim.models.torch import build_torch_model
-
     cfg = train_config(train_cfg)
     for key in ("mixed_precision", "xla"):
         if cfg.get(key):
@@ -140,8 +136,6 @@ def train_torch(
 
 def _optimizer(model, cfg: dict):
     """The optimizer and its per-epoch learning-rate schedule (None: constant)."""
-    import torch
-
     if cfg["optimizer"] == "adam":
         return torch.optim.Adam(model.parameters(), lr=cfg["lr"]), None
     opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
@@ -150,10 +144,6 @@ def _optimizer(model, cfg: dict):
 
 def load_torch_checkpoint(path: str | os.PathLike):
     """Rebuild a model from a checkpoint written by :func:`train_torch` (``weights_only=True``)."""
-    import torch
-
-    from layersim.models.torch import build_torch_model
-
     state = torch.load(path, map_location="cpu", weights_only=True)
     model = build_torch_model(state["arch"], num_classes=state["num_classes"], in_channels=state["in_channels"])
     model.load_state_dict(state["state_dict"])
