@@ -2,11 +2,16 @@
 
 Standard workload: two models × 24 layers (8 of 16×32×32, 8 of 32×16×16, 8 of 64×8×8
 features), n = 256, 4 batches, the full 24×24 cross-model matrix. Prints the GEMM rates and the
-limit measured in this run, the engine's time (in-memory accumulator, both thread strategies,
-and compare_stores from Zarr stores) as a multiple of it, its max error against a float64
-reference, the ratio to the seed-style code, and the seed's own ResNet50 vs ResNet101 case.
+limit measured in this run; the Gram kernels' rates at the workload's widths beside this
+machine's one-thread GEMM rate, and the engine on one pair with each kernel and with the one
+picked by measurement ("auto"), alternating with pytorch-cka; the engine's time (in-memory
+accumulator, both thread strategies, and compare_stores from Zarr stores) as a multiple of the
+limit, its max error against a float64 reference, the ratio to the seed-style code, and the
+seed's own ResNet50 vs ResNet101 case.
 
-    .venv/bin/python benchmarks/bench_engine.py [--quick] [--device cuda]
+    .venv/bin/python benchmarks/bench_engine.py [--quick] [--kernels] [--device cuda]
+
+``--kernels``: stop after the Gram kernels' figures.
 
 ``--device cuda``: the same figures on a GPU (torch backend, activations already on the GPU;
 the limit from the GPU's float32 GEMM rate without TF32; the naive code stays on the CPU).
@@ -15,6 +20,7 @@ the limit from the GPU's float32 GEMM rate without TF32; the naive code stays on
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -29,8 +35,8 @@ from layersim.engine import MinibatchCKA, compare_stores, minibatch_rows  # noqa
 from layersim.parallel import default_threads  # noqa: E402
 
 
-def engine_run(batches_a, batches_b, threads):
-    acc = MinibatchCKA(threads=threads)
+def engine_run(batches_a, batches_b, threads, kernel="auto"):
+    acc = MinibatchCKA(threads=threads, gram_kernel=kernel)
     for a, b in zip(batches_a, batches_b):
         acc.update(a, b)
     return acc.compute()
@@ -161,13 +167,63 @@ def main_device(device: str, quick: bool) -> None:
     seed_case_figure(quick, move=lambda x: torch.from_numpy(x).to(device), where=f" on {device}")
 
 
-def main(quick: bool) -> None:
+def kernel_figures(batches_a, batches_b, ref, limit: float, quick: bool) -> None:
+    """The numpy Gram kernels side by side: GFLOP/s (counted n²p) at each of the standard
+    workload's widths on one BLAS thread, against a one-thread GEMM; the kernel that
+    ``gram_kernel_for`` picks; the engine on one pair with every kernel, with "auto" and
+    pytorch-cka (bench_peers' runner), in alternating order, against the limit."""
+    import importlib.util
+
+    from layersim.engine.grams import GRAM_KERNELS, gram_kernel_for, measure_gram_kernels
+    from layersim.parallel import single_blas_thread
+
+    repeat = 3 if quick else 5
+    square = np.random.default_rng(0).random((1024, 1024), dtype=np.float32)
+    with single_blas_thread():
+        square @ square
+        gemm_one = 2 * 1024**3 / best_of(lambda: square @ square, repeat) / 1e9
+    print(f"Gram kernels, n = {N}, float32, 1 BLAS thread, GFLOP/s counted n²p (a GEMM 1024² on 1 BLAS thread: {gemm_one:.1f} GFLOP/s counted 2n³; load average {os.getloadavg()[0]:.2f}):")
+    for p in sorted({int(np.prod(s)) for s in STANDARD_SHAPES}, reverse=True):
+        seconds = measure_gram_kernels(N, np.float32, widths=(p,), repeats=repeat)
+        print(f"  p = {p:5d}: " + ", ".join(f"{name} {N * N * p / t / 1e9:.1f}" for name, t in seconds.items()) + f"  (best {min(seconds, key=seconds.get)})")
+    start = time.perf_counter()
+    picked = gram_kernel_for(N, np.float32)
+    print(f"  gram_kernel_for({N}, float32) → {picked!r}, measured in {time.perf_counter() - start:.2f} s (once per process)")
+
+    auto = "engine, gram_kernel='auto'"
+    runs = {f"engine, gram_kernel={name!r}": (lambda name=name: engine_run(batches_a, batches_b, None, name)) for name in [*GRAM_KERNELS, "auto"]}
+    if importlib.util.find_spec("cka") is not None:
+        from bench_peers import run_pytorch_cka
+
+        runs["pytorch-cka"] = lambda: run_pytorch_cka(batches_a, batches_b)
+    else:
+        print("  pytorch-cka is not installed: its figure is left out (pip install --no-deps pytorch-cka==1.1.3)")
+    times = {label: [] for label in runs}
+    for r in range(2 if quick else 3):  # every run in turn, the order reversed every other round
+        for label in list(runs) if r % 2 == 0 else list(runs)[::-1]:
+            times[label].append(best_of(runs[label], 1))
+    errors = {label: np.abs(np.asarray(runs[label](), dtype=np.float64) - ref).max() for label in (auto, "pytorch-cka") if label in runs}
+    best = {label: min(t) for label, t in times.items()}
+    print(f"one standard pair (24×24 layers, n = {N}, {BATCHES} batches), best of {len(times[auto])} alternating runs; limit {limit:.3f} s:")
+    for label, t in best.items():
+        line = f"  {label:30s} {t:.3f} s = {t / limit:.2f}× limit"
+        if label in errors:
+            line += f"; max |CKA − float64 reference| {errors[label]:.1e}"
+        print(line)
+    if "pytorch-cka" in best:
+        print(f"  engine ('auto' = {picked!r}) vs pytorch-cka: {best['pytorch-cka'] / best[auto]:.2f}× faster; load average {os.getloadavg()[0]:.2f}")
+
+
+def main(quick: bool, kernels_only: bool = False) -> None:
     repeat = 2 if quick else 3
     facts = machine_facts()
     print_facts(facts)
     rates = gemm_rates(repeat=repeat)
     print("GEMM 4096² GFLOP/s (all threads): " + ", ".join(f"{k} {v:.1f}" for k, v in rates.items()))
     limit, batches_a, batches_b, ref = standard_workload(max(rates["numpy float32"], rates["torch float32"]))
+    kernel_figures(batches_a, batches_b, ref, limit, quick)
+    if kernels_only:
+        return
 
     threads = default_threads()
     flops = workload_flops(STANDARD_SHAPES, STANDARD_SHAPES)
@@ -207,8 +263,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and sampled pairs")
     parser.add_argument("--device", default="cpu", help="torch device (e.g. cuda): the engine's torch backend there")
+    parser.add_argument("--kernels", action="store_true", help="stop after the Gram kernels' figures (CPU)")
     args = parser.parse_args()
     if args.device == "cpu":
-        main(args.quick)
+        main(args.quick, args.kernels)
     else:
         main_device(args.device, args.quick)

@@ -12,6 +12,8 @@ from layersim.engine import (
     minibatch_rows,
     u_centred_gram,
 )
+from layersim.engine.grams import GRAM_KERNELS, _gram_numpy, gram_kernel_for, measure_gram_kernels
+from layersim.metrics.kernel import u_centre
 from reference import debiased_linear_cka, minibatch_cka, song_unbiased_hsic
 
 TOL32 = 1e-5  # float32 Grams, float64 sums
@@ -155,3 +157,69 @@ def test_grams_computed_once_per_layer_per_batch():
     grams = BatchGrams.from_layers(layers)
     assert grams.grams.shape == (3, 100)
     np.testing.assert_allclose(grams.self_hsic, [song_unbiased_hsic(flat @ flat.T, flat @ flat.T) for flat in (x.reshape(10, -1) for x in layers)], rtol=1e-5)
+
+
+# --- Gram kernels: each gives x xᵀ up to rounding; "auto" picks one by measurement -------------
+
+
+@pytest.mark.parametrize("kernel", list(GRAM_KERNELS))
+@pytest.mark.parametrize("dtype, tol", [(np.float32, 1e-6), (np.float64, 1e-14)])
+@pytest.mark.parametrize("n, p", [(4, 3), (9, 5), (13, 1500), (38, 7), (37, 3000)])  # odd n, n not a multiple of 2 or 4
+def test_each_gram_kernel_gives_the_float64_gram(kernel, dtype, tol, n, p):
+    x = np.maximum(np.random.default_rng(n + p).normal(size=(n, p)) + 0.3, 0)  # ≥ 0, as after a ReLU
+    x64 = x.astype(dtype).astype(np.float64)
+    reference = x64 @ x64.T  # float64 of the same (rounded) inputs
+    gram = GRAM_KERNELS[kernel](np.ascontiguousarray(x, dtype=dtype))
+    assert gram.shape == (n, n) and gram.dtype == dtype
+    # each entry a sum of p non-negative products: float rounding bounds its error by ~p·eps of it
+    assert np.abs(gram - reference).max() <= tol * np.abs(reference).max()
+    # through the engine: the U-centred Gram against u_centre of the float64 reference
+    out = np.empty((n, n), dtype)
+    _gram_numpy(x, dtype, out, kernel)
+    expected = u_centre(reference.copy())
+    assert np.abs(out - expected).max() <= 10 * tol * np.abs(reference).max()
+
+
+def test_unknown_gram_kernel_is_one_error_naming_the_kernels():
+    x = np.random.default_rng(0).normal(size=(8, 3))
+    for call in (lambda: BatchGrams.from_layers([x], kernel="fastest"), lambda: MinibatchCKA(gram_kernel="fastest"), lambda: _gram_numpy(x, np.float32, np.empty((8, 8), np.float32), "fastest")):
+        with pytest.raises(EstimatorError, match="unknown Gram kernel 'fastest'.*'auto'.*'syrk', 'gemm', 'blocked2', 'blocked4'"):
+            call()
+
+
+def test_gram_kernel_for_measures_once_on_one_blas_thread_and_restores_the_limits(monkeypatch):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads():
+        return [(i["filepath"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"]
+
+    seen = []
+    for name, kernel in list(GRAM_KERNELS.items()):
+        def timed_kernel(x, kernel=kernel):
+            seen.append({t for _, t in blas_threads()})
+            return kernel(x)
+
+        monkeypatch.setitem(GRAM_KERNELS, name, timed_kernel)
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        name = gram_kernel_for(29, np.float64)  # a (n, dtype) no other test measures
+        assert blas_threads() == before
+        calls = len(seen)
+        assert gram_kernel_for(29, "float64") == name and len(seen) == calls  # cached per process
+    assert name in GRAM_KERNELS
+    assert calls > 0 and all(threads == {1} for threads in seen)
+    seconds = measure_gram_kernels(16, np.float32, widths=(64, 256), repeats=1)
+    assert set(seconds) == set(GRAM_KERNELS) and all(0 < s < np.inf for s in seconds.values())
+
+
+@pytest.mark.parametrize("kernel", [*GRAM_KERNELS, "auto"])
+@pytest.mark.parametrize("dtype, tol", [(np.float32, TOL32), (np.float64, 1e-10)])
+def test_minibatch_cka_with_each_gram_kernel_matches_float64_reference(kernel, dtype, tol):
+    rng = np.random.default_rng(7)
+    batches_a = [[np.maximum(x, 0) for x in random_layers(rng, 37, [(3, 8, 8), (40,), (2, 5)])] for _ in range(2)]
+    batches_b = [[a[0].reshape(37, -1)[:, :50] + rng.normal(size=(37, 50)), rng.normal(size=(37, 9))] for a in batches_a]
+    for threads in (1, 2):
+        acc = MinibatchCKA(dtype, threads=threads, gram_kernel=kernel)
+        for a, b in zip(batches_a, batches_b):
+            acc.update(a, b)
+        np.testing.assert_allclose(acc.compute(), minibatch_cka(batches_a, batches_b), atol=tol)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from layersim.engine.grams import MIN_BATCH, BatchGrams, EstimatorError, NonFiniteInputError, UndefinedLayerWarning, _is_torch, _to_float64
+from layersim.engine.grams import MIN_BATCH, BatchGrams, EstimatorError, NonFiniteInputError, UndefinedLayerWarning, _check_kernel, _is_torch, _to_float64
 from layersim.parallel import thread_pool, single_blas_thread, thread_count
 
 
@@ -42,8 +42,8 @@ class MinibatchCKA:
 
     ``dtype`` is the precision of the Grams and their products (float32 default); the HSIC sums
     are always float64. ``layer_names_a``/``layer_names_b`` name layers in warnings and errors;
-    ``threads`` and ``backend`` are those of :meth:`BatchGrams.from_layers` (the all-pairs
-    product is split over the same threads).
+    ``threads``, ``backend`` and ``gram_kernel`` are the ``threads``, ``backend`` and ``kernel``
+    of :meth:`BatchGrams.from_layers` (the all-pairs product is split over the same threads).
 
     Invariances: CKA is invariant to orthogonal transforms and isotropic scaling of either
     layer's features, not to general invertible linear maps.
@@ -58,8 +58,9 @@ class MinibatchCKA:
     [1.0]
     """
 
-    def __init__(self, dtype=np.float32, layer_names_a=None, layer_names_b=None, *, threads: int | None = None, backend: str | None = None):
+    def __init__(self, dtype=np.float32, layer_names_a=None, layer_names_b=None, *, threads: int | None = None, backend: str | None = None, gram_kernel: str = "auto"):
         self.dtype = np.dtype(dtype)
+        self.gram_kernel = _check_kernel(gram_kernel)
         self.layer_names_a = layer_names_a
         self.layer_names_b = layer_names_b
         self.threads = threads
@@ -83,9 +84,9 @@ class MinibatchCKA:
         """
         try:
             if layers_b is None:
-                grams_a = grams_b = BatchGrams.from_layers(layers_a, self.dtype, threads=self.threads, backend=self.backend)
+                grams_a = grams_b = BatchGrams.from_layers(layers_a, self.dtype, threads=self.threads, backend=self.backend, kernel=self.gram_kernel)
             else:
-                grams_a, grams_b = BatchGrams.from_models([layers_a, layers_b], self.dtype, threads=self.threads, backend=self.backend)
+                grams_a, grams_b = BatchGrams.from_models([layers_a, layers_b], self.dtype, threads=self.threads, backend=self.backend, kernel=self.gram_kernel)
         except NonFiniteInputError as err:
             raise err.located(layer_names=(self.layer_names_a, self.layer_names_b)[err.side], batch=f"minibatch {self.n_batches + 1}") from None
         self.update_grams(grams_a, grams_b)

@@ -5,7 +5,10 @@ the estimator and its cost model: docs/design.md. numpy or torch arrays (torch s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,19 +92,123 @@ def _check_batch(n: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Kernels: ?syrk Grams, centring terms in float64 (docs/performance.md, "How the engine is made fast")
+# Kernels: Grams from BLAS, centring terms in float64 (docs/performance.md, "How the engine is made fast")
 # ---------------------------------------------------------------------------------------------
 
 
-def _gram_numpy(x, dtype, out: np.ndarray) -> tuple[float, bool]:
-    """One layer: ``x (n, ...)`` → Ũ(X Xᵀ) in ``out (n, n)``.
+def _gram_syrk(x: np.ndarray) -> np.ndarray:
+    """``x xᵀ`` as numpy writes it: BLAS ?syrk (``n²p`` flops), the upper triangle mirrored."""
+    return x @ x.T
+
+
+def _gram_gemm(x: np.ndarray) -> np.ndarray:
+    """``x xᵀ`` as two GEMMs of row halves against all rows (``2n²p`` flops; the operands are not
+    one matrix and its transpose, so numpy does not send them to ?syrk)."""
+    n = x.shape[0]
+    k = np.empty((n, n), x.dtype)
+    np.matmul(x[: n // 2], x.T, out=k[: n // 2])
+    np.matmul(x[n // 2:], x.T, out=k[n // 2:])
+    return k
+
+
+def _gram_blocked(blocks: int) -> Callable[[np.ndarray], np.ndarray]:
+    """``x xᵀ`` from ``blocks`` row blocks: the ``T(T+1)/2`` block products of the lower triangle
+    (off the diagonal GEMMs, on it ?syrk as numpy sends a block times its transpose), each
+    written in place, then mirrored: ``(T+1)/T · n²p`` flops."""
+
+    def gram(x: np.ndarray) -> np.ndarray:
+        n = x.shape[0]
+        edges = [n * i // blocks for i in range(blocks + 1)]
+        rows = [slice(edges[i], edges[i + 1]) for i in range(blocks)]
+        k = np.empty((n, n), x.dtype)
+        for i, ri in enumerate(rows):
+            for rj in rows[: i + 1]:
+                np.matmul(x[ri], x[rj].T, out=k[ri, rj])
+        for i, ri in enumerate(rows):
+            for rj in rows[:i]:
+                k[rj, ri] = k[ri, rj].T
+        return k
+
+    return gram
+
+
+GRAM_KERNELS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "syrk": _gram_syrk,
+    "gemm": _gram_gemm,
+    "blocked2": _gram_blocked(2),
+    "blocked4": _gram_blocked(4),
+}
+"""The numpy Gram kernels ``x (n, p) → x xᵀ (n, n)`` by name; they differ only in speed (which is
+fastest depends on the CPU and its BLAS: :func:`gram_kernel_for` measures)."""
+
+
+def _check_kernel(kernel: str) -> str:
+    """``kernel`` if it names a Gram kernel or is ``"auto"``, else :class:`EstimatorError`."""
+    if kernel != "auto" and kernel not in GRAM_KERNELS:
+        raise EstimatorError(f"unknown Gram kernel {kernel!r}: use 'auto' (measured on this machine) or one of {', '.join(map(repr, GRAM_KERNELS))}")
+    return kernel
+
+
+MEASURED_FLOPS = 256 * 256 * (1024 + 4096 + 16384)  # one round of the kernel measurement at n = 256
+
+
+def measurement_widths(n: int) -> tuple[int, ...]:
+    """Layer widths at which :func:`gram_kernel_for` times the kernels for ``n`` samples: 1024,
+    4096 and 16384 (a CNN's range; the standard workload's are 4096–16384), above ``n = 256`` scaled by
+    ``(256/n)²`` (at least 64) so that a round costs no more flops than at ``n = 256``."""
+    scale = min(1.0, MEASURED_FLOPS / (n * n * (1024 + 4096 + 16384)))
+    return tuple(max(64, int(p * scale)) for p in (1024, 4096, 16384))
+
+
+def measure_gram_kernels(n: int, dtype=np.float32, widths: Sequence[int] = (1024, 4096, 16384), repeats: int = 3) -> dict[str, float]:
+    """Seconds each Gram kernel takes for one ``n × p`` Gram at each of ``widths`` (summed), the
+    best of ``repeats`` rounds, on one BLAS thread (the engine's pool gives each Gram one), the
+    kernels in alternating order. The BLAS thread limit is restored on return."""
+    rng = np.random.default_rng(0)
+    xs = [rng.random((n, p), dtype=np.float32).astype(dtype, copy=False) for p in widths]  # ≥ 0, as after a ReLU
+    names = list(GRAM_KERNELS)
+    best = dict.fromkeys(names, np.inf)
+    with single_blas_thread():
+        for name in names:  # warm-up: BLAS buffers, pages of the outputs
+            GRAM_KERNELS[name](xs[0])
+        for r in range(repeats):
+            for name in names if r % 2 == 0 else names[::-1]:
+                start = time.perf_counter()
+                for x in xs:
+                    GRAM_KERNELS[name](x)
+                best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
+_MEASURING = threading.Lock()  # one measurement at a time: concurrent ones would time each other
+
+
+@functools.cache
+def _fastest_gram_kernel(n: int, dtype_name: str) -> str:
+    seconds = measure_gram_kernels(n, np.dtype(dtype_name), measurement_widths(n), repeats=2)
+    return min(seconds, key=seconds.get)
+
+
+def gram_kernel_for(n: int, dtype=np.float32) -> str:
+    """The name of the fastest Gram kernel for ``n`` samples in ``dtype`` on this machine, by
+    :func:`measure_gram_kernels` at :func:`measurement_widths` (best of 2 rounds, a fraction of a
+    second), measured once per process for each ``(n, dtype)``. Changes no process-wide setting."""
+    with _MEASURING:
+        return _fastest_gram_kernel(int(n), np.dtype(dtype).name)
+
+
+def _gram_numpy(x, dtype, out: np.ndarray, kernel: str = "syrk") -> tuple[float, bool]:
+    """One layer: ``x (n, ...)`` → Ũ(X Xᵀ) in ``out (n, n)``, ``X Xᵀ`` by the Gram kernel named
+    ``kernel`` (:data:`GRAM_KERNELS`, or ``"auto"``: :func:`gram_kernel_for`).
 
     Returns ``(HSIC(K, K)·n(n−3), nonconstant)``: ‖Ũ(K)‖²_F summed in float64 from the stored
     (rounded) entries.
     """
     x = _flatten(x, dtype)
     _check_batch(x.shape[0])
-    centred = u_centre(x @ x.T)
+    if _check_kernel(kernel) == "auto":
+        kernel = gram_kernel_for(x.shape[0], x.dtype)
+    centred = u_centre(GRAM_KERNELS[kernel](x))
     out[...] = centred
     if out.dtype != np.float64:
         centred[...] = out  # the stored (rounded) entries, in float64
@@ -206,20 +313,23 @@ class BatchGrams:
     nonconstant: np.ndarray
 
     @classmethod
-    def from_layers(cls, layers: Sequence, dtype=np.float32, *, threads: int | None = None, backend: str | None = None) -> "BatchGrams":
+    def from_layers(cls, layers: Sequence, dtype=np.float32, *, threads: int | None = None, backend: str | None = None, kernel: str = "auto") -> "BatchGrams":
         """The Grams of every layer ``(n, ...)`` (numpy or torch, the same ``n`` samples) of one
         minibatch, in float32 (default) or float64; self-HSIC is summed in float64 either way.
 
         ``threads``: Grams computed in parallel, one BLAS thread each (default: every CPU); ``1``
         computes them in turn without touching the BLAS thread count (what a Dask task does).
         ``backend``: ``"numpy"`` or ``"torch"``; default torch for tensors on an accelerator.
+        ``kernel``: the numpy backend's Gram kernel, a name in :data:`GRAM_KERNELS` or ``"auto"``
+        (the fastest here, :func:`gram_kernel_for`); the torch backend has one.
         """
-        return cls.from_models([layers], dtype, threads=threads, backend=backend)[0]
+        return cls.from_models([layers], dtype, threads=threads, backend=backend, kernel=kernel)[0]
 
     @classmethod
-    def from_models(cls, models: Sequence[Sequence], dtype=np.float32, *, threads: int | None = None, backend: str | None = None) -> list["BatchGrams"]:
+    def from_models(cls, models: Sequence[Sequence], dtype=np.float32, *, threads: int | None = None, backend: str | None = None, kernel: str = "auto") -> list["BatchGrams"]:
         """:meth:`from_layers` for several models' layers of one minibatch at once (one
         parallel sweep over all their layers, largest first, instead of one per model)."""
+        _check_kernel(kernel)
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise EstimatorError(f"dtype must be float32 or float64, got {dtype}")
@@ -246,12 +356,14 @@ class BatchGrams:
         if backend != "numpy":
             raise EstimatorError(f"backend must be 'numpy' or 'torch', got {backend!r}")
         flat = [x.detach().cpu().numpy() if _is_torch(x) else x for x in flat]
+        if kernel == "auto":
+            kernel = gram_kernel_for(n, dtype)  # before the pool: measured on a quiet machine
         grams = np.empty((len(flat), n * n), dtype=dtype)
         self_hsic = np.empty(len(flat))
         nonconstant = np.empty(len(flat), bool)
 
         def one(i):
-            self_hsic[i], nonconstant[i] = _gram_numpy(flat[i], dtype, grams[i].reshape(n, n))
+            self_hsic[i], nonconstant[i] = _gram_numpy(flat[i], dtype, grams[i].reshape(n, n), kernel)
 
         threads = thread_count(threads)
         if threads == 1 or len(flat) == 1:
