@@ -146,9 +146,9 @@ def test_gram_stores_compute_each_gram_once_and_pairs_none(stores, tmp_path, mon
     calls = []
     original = engine_stores._gram_numpy
 
-    def counting(x, dtype, out):
+    def counting(x, dtype, out, kernel="syrk"):
         calls.append(x.shape)
-        return original(x, dtype, out)
+        return original(x, dtype, out, kernel)
 
     monkeypatch.setattr(engine_stores, "_gram_numpy", counting)
     grams = {m: str(write_gram_store(p, tmp_path / f"{m}.zarr", batch_size=8, passes=2, threads=1, progress=False)) for m, p in paths.items()}
@@ -177,10 +177,10 @@ def test_one_gram_per_layer_per_batch_per_model(stores, monkeypatch):
     lock = threading.Lock()
     original = engine_stores._gram_numpy
 
-    def counting(x, dtype, out):
+    def counting(x, dtype, out, kernel="syrk"):
         with lock:
             calls.append(x.shape)
-        return original(x, dtype, out)
+        return original(x, dtype, out, kernel)
 
     monkeypatch.setattr(engine_stores, "_gram_numpy", counting)
     names = list(SHAPES)
@@ -337,3 +337,21 @@ def test_a_scheduler_that_does_not_answer_is_one_error_within_the_timeout(stores
     finally:
         sock.close()
     assert time.monotonic() - start < 30
+
+
+@pytest.mark.parametrize("kernel", ["syrk", "gemm", "blocked4"])
+def test_a_gram_store_records_its_kernel_and_matches_the_reference(stores, tmp_path, kernel):
+    paths, data = stores
+    grams = {m: str(write_gram_store(paths[m], tmp_path / f"{m}.zarr", batch_size=8, passes=2, threads=1, gram_kernel=kernel, progress=False)) for m in ("m0", "m2")}
+    assert GramStore(grams["m0"]).attrs["gram_kernel"] == kernel
+    result = compare_gram_stores(grams, [("m0", "m2")], progress=False)[("m0", "m2")]
+    np.testing.assert_allclose(result["cka"].values, in_memory(data, "m0", "m2", 8, 2).compute(), atol=TOL32)
+
+
+def test_an_unknown_gram_kernel_is_one_error_before_any_work(stores, tmp_path):
+    paths, _ = stores
+    with pytest.raises(engine_stores.EstimatorError, match="unknown Gram kernel 'fast': use 'auto' .* or one of 'syrk'"):
+        write_gram_store(paths["m0"], tmp_path / "g.zarr", batch_size=8, passes=1, gram_kernel="fast", progress=False)
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(engine_stores.EstimatorError, match="unknown Gram kernel 'fast'"):
+        compare_stores(paths, [("m0", "m1")], batch_size=8, passes=1, gram_kernel="fast", progress=False)

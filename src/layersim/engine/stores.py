@@ -8,16 +8,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from layersim.engine.accumulator import MinibatchCKA, minibatch_rows
-from layersim.engine.grams import BatchGrams, EstimatorError, NonFiniteInputError, UndefinedLayerWarning, _check_batch, _gram_numpy, _is_torch, _non_finite_detail
+from layersim.engine.grams import BatchGrams, EstimatorError, NonFiniteInputError, UndefinedLayerWarning, _check_batch, _check_kernel, _gram_numpy, _is_torch, _non_finite_detail, gram_kernel_for
 from layersim.parallel import balanced_blocks, single_blas_thread, thread_count, thread_pool
 
 if TYPE_CHECKING:
     import xarray
 
 
-def _store_grams(store, layers: list[str], rows: np.ndarray, dtype: str, device: str | None = None, batch: str | None = None) -> BatchGrams:
+def _store_grams(store, layers: list[str], rows: np.ndarray, dtype: str, device: str | None = None, batch: str | None = None, kernel: str = "syrk") -> BatchGrams:
     """Task: the Grams of a block of layers for one minibatch (``batch``, in words), reading one
-    layer at a time (on a torch ``device``: the block's minibatch is copied there).
+    layer at a time, by the numpy Gram ``kernel`` (on a torch ``device``: the block's minibatch
+    is copied there).
 
     NaN or Inf in a layer is a :class:`NonFiniteInputError` naming the store, layer and batch.
     """
@@ -35,7 +36,7 @@ def _store_grams(store, layers: list[str], rows: np.ndarray, dtype: str, device:
     nonconstant = np.empty(len(layers), bool)
     for i, layer in enumerate(layers):
         x = store.read(layer, rows)
-        self_hsic[i], nonconstant[i] = _gram_numpy(x, dtype, grams[i].reshape(n, n))
+        self_hsic[i], nonconstant[i] = _gram_numpy(x, dtype, grams[i].reshape(n, n), kernel)
         if not np.isfinite(self_hsic[i]):
             raise NonFiniteInputError.of(model, [(i, repr(layer), _non_finite_detail(x, dtype))], batch)
     return BatchGrams(grams, n, self_hsic / (n * (n - 3)), nonconstant)
@@ -93,6 +94,7 @@ def compare_stores(
     scheduler_timeout: float = 30,
     progress: bool = True,
     device: str | None = None,
+    gram_kernel: str = "auto",
 ) -> dict[tuple[str, str], "xarray.Dataset"]:
     """Minibatch CKA between every layer pair of each given pair of activation stores, as the Dask
     graph of docs/performance.md (``split_every`` states a node of its tree reduction).
@@ -119,6 +121,9 @@ def compare_stores(
     device : str, optional
         A torch device (see :func:`layersim.device.torch_device`): Grams and products are
         computed there with the torch backend, and cached stores kept there. Default: numpy.
+    gram_kernel : str
+        The numpy Gram kernel (``layersim.engine.grams.GRAM_KERNELS``), or ``"auto"``: the fastest
+        on this machine (:func:`~layersim.engine.grams.gram_kernel_for`), chosen once for the call.
 
     Returns
     -------
@@ -144,10 +149,11 @@ def compare_stores(
         check_comparable(first, opened[name])
     batches = minibatch_rows(len(first), batch_size, passes)
     blocks = {name: _layer_blocks(opened[name], layer_block, 1 if device is not None else threads) for name in used}
+    kernel = _resolve_kernel(gram_kernel, batch_size, dtype, device)
     states = []
     for k, rows in enumerate(batches):
         batch = _batch_label(k, batches, batch_size, passes)
-        grams = {name: [dask.delayed(_store_grams, pure=True)(opened[name], block, rows, dtype, device, batch) for block in blocks[name][0]] for name in used}
+        grams = {name: [dask.delayed(_store_grams, pure=True)(opened[name], block, rows, dtype, device, batch, kernel) for block in blocks[name][0]] for name in used}
         states.append(dask.delayed(_batch_states, pure=True)(grams, pairs, dtype, {name: blocks[name][1] for name in used}))
     final = _compute(_tree_reduce(states, split_every), threads, scheduler_address, scheduler_timeout, progress, "minibatch CKA")
     return _results(final, pairs, opened, batch_size=batch_size, passes=passes, dtype=dtype, device=device or "cpu (numpy)")
@@ -167,6 +173,7 @@ def write_gram_store(
     scheduler_timeout: float = 30,
     progress: bool = True,
     device: str | None = None,
+    gram_kernel: str = "auto",
 ):
     """The U-centred Grams of every layer of one activation store for every minibatch of
     :func:`minibatch_rows`, written as a Gram store at ``path`` (``layersim.store.GramStore``):
@@ -183,14 +190,15 @@ def write_gram_store(
     opened = _open_store(store, cache_mb)
     batches = minibatch_rows(len(opened), batch_size, passes)
     blocks, order = _layer_blocks(opened, layer_block, 1 if device is not None else threads)
-    attrs = {"model": opened.name, "passes": passes, "dtype": dtype, "device": str(device or "cpu (numpy)")}
+    kernel = _resolve_kernel(gram_kernel, batch_size, dtype, device)
+    attrs = {"model": opened.name, "passes": passes, "dtype": dtype, "device": str(device or "cpu (numpy)"), "gram_kernel": "torch" if device is not None else kernel}
 
     def write(tmp):
         create_gram_store(tmp, layers=opened.layers, n=batch_size, n_batches=len(batches), dtype=dtype, sample_id=opened.sample_id, attrs=attrs)
         written = []
         for k, rows in enumerate(batches):
             batch = _batch_label(k, batches, batch_size, passes)
-            grams = [dask.delayed(_store_grams, pure=True)(opened, block, rows, dtype, device, batch) for block in blocks]
+            grams = [dask.delayed(_store_grams, pure=True)(opened, block, rows, dtype, device, batch, kernel) for block in blocks]
             written.append(dask.delayed(_write_gram_batch, pure=True)(str(tmp), k, grams, order))
         stats = dask.delayed(list, pure=True)(written)  # one node: (self_hsic, nonconstant) of each batch
         stats = _compute(stats, threads, scheduler_address, scheduler_timeout, progress, f"Grams of {opened.name}")
@@ -247,6 +255,14 @@ def _check_same_schedule(a, b) -> None:
                 f"Gram stores {a.path} and {b.path} are not comparable: their {what} differ; "
                 "compute both from stores of the same samples with the same similarity settings"
             )
+
+
+def _resolve_kernel(gram_kernel: str, batch_size: int, dtype: str, device) -> str:
+    """A numpy Gram kernel's name; ``"auto"``: the fastest here for ``batch_size`` samples
+    (measured once per process; not at all for a torch ``device``, which does not use one)."""
+    if _check_kernel(gram_kernel) != "auto":
+        return gram_kernel
+    return "syrk" if device is not None else gram_kernel_for(batch_size, dtype)
 
 
 def _check_dtype(dtype: str) -> None:
