@@ -97,6 +97,15 @@ def test_nested_typo_names_its_path_and_nearest_key():
     assert_short(message)
 
 
+def test_unknown_gram_kernel_names_the_nearest_and_the_known_ones():
+    message = error_of(tiny(similarity={"gram_kernel": "blocked3"}))
+    assert "similarity.gram_kernel: unknown Gram kernel 'blocked3'" in message and "Known: auto, syrk, gemm, blocked2, blocked4" in message
+    assert "Did you mean" in message
+    assert_short(message)
+    for kernel in ("auto", "blocked4"):
+        validate_config(tiny(similarity={"gram_kernel": kernel}))
+
+
 def test_unknown_store_dtype_is_refused_with_the_allowed_ones():
     assert validate_config(tiny())["extract"]["dtype"] == "float32"
     message = error_of(tiny(extract={"dtype": "bfloat16"}))

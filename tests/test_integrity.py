@@ -195,7 +195,7 @@ def grams_job(store, out, tmp_path):
     return SimpleNamespace(
         input=SimpleNamespace(store=str(store)),
         output=SimpleNamespace(grams=str(out)),
-        params=SimpleNamespace(batch_size=16, passes=1, dtype="float32", layer_block=4, cache_mb=64, scheduler_address=None),
+        params=SimpleNamespace(batch_size=16, passes=1, dtype="float32", layer_block=4, cache_mb=64, scheduler_address=None, gram_kernel="syrk"),
         wildcards=SimpleNamespace(instance="a"),
         log=[str(tmp_path / "grams.log")],
         threads=1,

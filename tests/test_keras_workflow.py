@@ -65,7 +65,7 @@ def test_cross_framework_cka(tmp_path, archive):
 
 def test_seed_blog_dag_lists_the_experiment(tmp_path):
     jobs = planned_jobs(tmp_path, REPO / "config" / "experiments" / "seed_blog.yaml")
-    assert jobs == {"train_keras": 3, "extract": 3, "grams": 3, "similarity": 6, "heatmap": 6, "functional": 3, "all": 1}
+    assert jobs == {"train_keras": 3, "extract": 3, "gram_kernel": 1, "grams": 3, "similarity": 6, "heatmap": 6, "functional": 3, "all": 1}
 
 
 def test_seed_blog_reduced_run(tmp_path, archive):

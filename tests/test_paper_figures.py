@@ -26,7 +26,7 @@ def read_csv(path: Path) -> list[dict]:
 def test_full_experiments_list_their_dags(tmp_path):
     nguyen = planned_jobs(tmp_path, EXPERIMENTS / "nguyen2021.yaml")
     # 15 ResNets × 2 seeds; each instance's Grams once; 30 self + 15 cross-seed + 3 deep-vs-wide CKA pairs
-    assert nguyen == {"train": 30, "extract": 30, "pca": 30, "grams": 30, "similarity": 48, "heatmap": 48, "functional": 18, "series_figure": 3, "cross_seed_figure": 1, "block_structure": 1, "self_similarity_grid": 1, "all": 1}
+    assert nguyen == {"train": 30, "extract": 30, "pca": 30, "gram_kernel": 1, "grams": 30, "similarity": 48, "heatmap": 48, "functional": 18, "series_figure": 3, "cross_seed_figure": 1, "block_structure": 1, "self_similarity_grid": 1, "all": 1}
     kornblith = planned_jobs(tmp_path, EXPERIMENTS / "kornblith2019.yaml")
     assert kornblith == {"train": 10, "extract": 10, "identification": 1, "identification_figure": 1, "all": 1}
 

@@ -24,7 +24,7 @@ def grams_smk(tmp_path, store):
     return SimpleNamespace(
         input=SimpleNamespace(store=str(store)),
         output=SimpleNamespace(grams=str(tmp_path / "grams" / store.name)),
-        params=SimpleNamespace(batch_size=8, passes=2, dtype="float32", layer_block=4, cache_mb=64, scheduler_address=None),
+        params=SimpleNamespace(batch_size=8, passes=2, dtype="float32", layer_block=4, cache_mb=64, scheduler_address=None, gram_kernel="syrk"),
         wildcards=SimpleNamespace(instance=store.stem),
         log=[str(tmp_path / "grams.log")],
         threads=1,
@@ -113,3 +113,23 @@ def test_device_auto_runs_the_similarity_on_what_the_job_sees(tmp_path):
     rules.similarity(similarity_smk(tmp_path, tmp_path / "grams" / "a.zarr", tmp_path / "grams" / "a.zarr", tmp_path / "out.zarr"))
     expected = "cuda" if torch.cuda.is_available() else "cpu (numpy)"
     assert read_similarity(tmp_path / "out.zarr").attrs["device"] == expected
+
+
+def test_the_grams_job_uses_the_kernel_the_gram_kernel_job_chose(tmp_path):
+    import json
+
+    from layersim.engine.grams import GRAM_KERNELS
+    from layersim.store import GramStore
+
+    chosen = tmp_path / "gram_kernel.json"
+    rules.gram_kernel(SimpleNamespace(params=SimpleNamespace(batch_size=8, dtype="float32"), output=SimpleNamespace(kernel=str(chosen)), log=[str(tmp_path / "k.log")], threads=1))
+    record = json.loads(chosen.read_text())
+    assert set(record["seconds"]) == set(GRAM_KERNELS) and record["gram_kernel"] == min(record["seconds"], key=record["seconds"].get)
+    a = make_store(tmp_path / "a.zarr", np.arange(20))
+    for kernel in ("blocked2", "gemm"):  # what a recorded choice says, not a new measurement
+        chosen.write_text(json.dumps({**record, "gram_kernel": kernel}))
+        job = grams_smk(tmp_path / kernel, a)
+        job.params.gram_kernel, job.input.kernel = "auto", str(chosen)
+        (tmp_path / kernel).mkdir()
+        rules.grams(job)
+        assert GramStore(job.output.grams).attrs["gram_kernel"] == kernel

@@ -155,7 +155,7 @@ def test_rerun_only_what_is_stale(done):
     assert planned_jobs(done, reordered) == {}  # the order of config keys is not a change
     changed = json.loads(json.dumps(TINY))
     changed["similarity"]["batch_size"] = 32
-    assert planned_jobs(done, changed) == {"grams": 4, "similarity": 7, "heatmap": 7, "self_similarity_grid": 1, "metrics_figure": 1, "all": 1}
+    assert planned_jobs(done, changed) == {"gram_kernel": 1, "grams": 4, "similarity": 7, "heatmap": 7, "self_similarity_grid": 1, "metrics_figure": 1, "all": 1}
     changed = json.loads(json.dumps(TINY))
     changed["models"]["m8x1"]["train"] = {"lr": 0.01}
     dry = run_snakemake(done, changed, "-n").stdout

@@ -292,6 +292,7 @@ def architecture_problem(config: dict, model: str) -> str | None:
 def cross_checks(config: dict) -> list[str]:
     """Every check relating one part of a (schema-valid, defaults filled) config to another or
     to the package's registries; one paragraph per problem."""
+    from layersim.engine.grams import GRAM_KERNELS
     from layersim.metrics import METRICS
 
     problems = []
@@ -308,6 +309,9 @@ def cross_checks(config: dict) -> list[str]:
         for name in pair:
             problems.append(unknown_model(config, name, f"similarity.compare.pairs[{i}]"))
     problems += _unknown_names(config["metrics"]["names"], METRICS, "metrics.names", "layersim.metrics.METRICS")
+    kernel = config["similarity"]["gram_kernel"]
+    if kernel != "auto" and kernel not in GRAM_KERNELS:
+        add(f"similarity.gram_kernel: unknown Gram kernel {_shown(kernel)}.{_nearest(kernel, GRAM_KERNELS)} Known: auto, {', '.join(GRAM_KERNELS)}.")
     problems.append(dataset_problem(config["dataset"], "dataset"))
 
     nguyen = papers["nguyen"]["block_structure"]

@@ -3,9 +3,32 @@
 # similarity, layersim.engine.compare_gram_stores).
 
 
+# The numpy Gram kernel of this machine (similarity.gram_kernel: auto), timed once per results
+# directory so that every grams job, and any rerun of one, uses the same kernel
+# (layersim.engine.grams.measure_gram_kernels).
+
+
+rule gram_kernel:
+    output:
+        kernel=f"{RESULTS}/gram_kernel.json",
+    params:
+        batch_size=config["similarity"]["batch_size"],
+        dtype=config["similarity"]["dtype"],
+    log:
+        f"{RESULTS}/logs/gram_kernel.log",
+    threads: 1
+    resources:
+        **rule_resources("similarity", gpu=False),
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/job.py"
+
+
 rule grams:
     input:
         store=f"{RESULTS}/activations/{{instance}}.zarr",
+        kernel=f"{RESULTS}/gram_kernel.json" if config["similarity"]["gram_kernel"] == "auto" else [],
     output:
         grams=gram_store(f"{RESULTS}/grams/{{instance}}.zarr"),
     params:
@@ -15,6 +38,7 @@ rule grams:
         layer_block=config["similarity"]["layer_block"],
         cache_mb=config["similarity"]["cache_mb"],
         scheduler_address=config["similarity"]["scheduler_address"],
+        gram_kernel=config["similarity"]["gram_kernel"],
     log:
         f"{RESULTS}/logs/grams/{{instance}}.log",
     benchmark:

@@ -25,7 +25,7 @@ def _jobs(module: str, *functions: str) -> dict[str, str]:
 
 # rule name → "<module of layersim.jobs>.<job function>", the rule's own name except for two extract rules
 JOBS: dict[str, str] = {
-    **_jobs("core", "train", "train_keras", "extract", "grams", "similarity", "heatmap", "self_similarity_grid", "metric_similarity", "functional", "metrics_figure"),
+    **_jobs("core", "train", "train_keras", "extract", "gram_kernel", "grams", "similarity", "heatmap", "self_similarity_grid", "metric_similarity", "functional", "metrics_figure"),
     **_jobs("nguyen", "pca", "series_figure", "block_structure", "cross_seed_figure"),
     **_jobs("kornblith", "identification", "identification_figure"),
     **_jobs("johnson", "johnson_table"),

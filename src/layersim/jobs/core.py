@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 
 from layersim.jobs import config_hash, job, job_config, job_device, limit_threads, release_freed_blocks_to_the_os, tell
 from layersim.errors import LayersimError
@@ -65,11 +66,29 @@ def extract(smk) -> None:
     extract_torch(smk.input.checkpoint, dataset.eval, smk.output.store, batch_size=smk.params.batch_size, shard_chunks=smk.params.shard_chunks, attrs=attrs, threads=smk.threads, layers=layers, device=job_device(smk), dtype=smk.params.dtype)
 
 
+@job
+def gram_kernel(smk) -> None:
+    """:func:`layersim.engine.grams.measure_gram_kernels` at the CKA batch size → the fastest
+    kernel's name and every kernel's time, as JSON."""
+    from layersim.engine.grams import measure_gram_kernels, measurement_widths
+    from layersim.io import write_json
+
+    n, dtype = smk.params.batch_size, smk.params.dtype
+    seconds = measure_gram_kernels(n, dtype, measurement_widths(n))
+    fastest = min(seconds, key=seconds.get)
+    write_json({"gram_kernel": fastest, "seconds": seconds, "batch_size": n, "dtype": dtype, "widths": list(measurement_widths(n))}, smk.output.kernel)
+    tell(f"layersim gram_kernel: {fastest} (seconds per round: {', '.join(f'{k} {v:.4f}' for k, v in seconds.items())})")
+
+
 @job(process_setup=[release_freed_blocks_to_the_os])
 def grams(smk) -> None:
-    """:func:`layersim.engine.write_gram_store` for one activation store."""
+    """:func:`layersim.engine.write_gram_store` for one activation store, with the Gram kernel
+    of similarity.gram_kernel (auto: the one the gram_kernel job chose)."""
     from layersim.engine import write_gram_store
 
+    kernel = smk.params.gram_kernel
+    if kernel == "auto":
+        kernel = json.loads(Path(smk.input.kernel).read_text())["gram_kernel"]
     device = job_device(smk)
     write_gram_store(
         smk.input.store,
@@ -83,6 +102,7 @@ def grams(smk) -> None:
         scheduler_address=smk.params.scheduler_address,
         scheduler_timeout=job_config(smk).get("similarity", {}).get("scheduler_timeout", 30),  # not a param: no rerun when changed
         device=None if device == "cpu" else device,  # on the CPU, the numpy engine
+        gram_kernel=kernel,
     )
 
 
