@@ -162,7 +162,11 @@ def test_a_first_checked_read_block_by_block_gives_the_rows_and_checks_every_byt
     for rows in ([0], [4, 5], [11, 12, 29], [1, 2, 3, 6, 7, 10, 13, 20, 24, 25, 28], list(range(n))):
         rows = np.asarray(rows)
         np.testing.assert_array_equal(ActivationStore(path).read("conv", rows), data["conv"][rows].reshape(len(rows), -1))
-    np.testing.assert_array_equal(ActivationStore(path).read("conv"), data["conv"].reshape(n, -1))
+    checked = ActivationStore(path)
+    np.testing.assert_array_equal(checked.read("conv"), data["conv"].reshape(n, -1))
+    for store in (ActivationStore(path), checked):  # row 30 would be the last shard's padding
+        with pytest.raises(IndexError, match="rows 29–30 asked of layer 'conv', which has rows 0–29"):
+            store.read("conv", np.array([29, 30]))
     shard = path / "conv" / "c.0.0.0.0"
     raw = np.fromfile(shard, dtype="<f4")
     raw[8 * 48 + 7] *= -1  # row 8: in the second block, not asked for below
