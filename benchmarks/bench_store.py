@@ -247,12 +247,13 @@ def writing(repeat: int) -> None:
         store_times, raw_times = in_turn(store, raw, repeat)
     gib = total / 2**30
     store_s, raw_s = min(store_times)[0], min(raw_times)[0]
-    store_cpu, raw_cpu = (float(np.median([t[2] + t[3] for t in runs])) for runs in (store_times, raw_times))
+    store_user, store_system, raw_user, raw_system = (float(np.median([t[k] for t in runs])) for runs in (store_times, raw_times) for k in (2, 3))
     print(
         f"writing a {gib:.2f} GiB store (rows in memory), best of {repeat}, {load()}: raw writes of the same bytes into new files "
         f"{gib / raw_s:.2f} GiB/s; write_activations (finite check, CRC32C, index, integrity record, atomic rename included) "
-        f"{gib / store_s:.2f} GiB/s = {100 * raw_s / store_s:.0f} % of raw; median CPU seconds (user + system): raw {raw_cpu:.3f}, "
-        f"store {store_cpu:.3f}"
+        f"{gib / store_s:.2f} GiB/s = {100 * raw_s / store_s:.0f} % of raw; median CPU seconds user/system (the system time — the "
+        f"kernel's page-cache writes — swings most between identical runs on a shared host): raw {raw_user:.2f}/{raw_system:.2f}, "
+        f"store {store_user:.2f}/{store_system:.2f}"
     )
 
 
