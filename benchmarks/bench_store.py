@@ -1,11 +1,14 @@
 """Store reads against the raw file rate, and what checking stores against their integrity
 record costs, measured side by side in one run.
 
-- Reading: every layer of a 0.87 GiB activation store (the standard workload's model) read
-  whole by ``ActivationStore.read`` (the first read of an object checks each file's CRC32C; a
-  second read of the same object does not), against reading the same files' bytes with
-  ``os.preadv`` into new memory (as the store's reads go) and into memory already touched —
-  all from the page cache (the files were just written; RAM permitting).
+- Reading: a 0.87 GiB activation store (the standard workload's model) read as the engine reads
+  it: every layer whole (a cached store) and one pass of minibatches of 256 sorted random rows,
+  every layer each (out of core); each the first time (every shard file's CRC32C checked; the
+  store opened anew) and again (checked already). Against raw ``os.preadv`` of the same bytes
+  into new memory: the files whole, one buffer each, and the minibatches' rows, one call per run
+  of consecutive rows — all from the page cache (the files were just written; RAM permitting).
+- Writing: the same store written by ``write_activations`` from rows in memory, against raw
+  writes of the same bytes into new files (one a layer, appended batch by batch).
 
 - Similarity from stores: ``compare_stores`` on the standard workload (two models × 24 layers,
   1,024 samples in batches of 256; 1.75 GiB of stores), cached and out of core, with the
@@ -45,6 +48,7 @@ from _common import N, STANDARD_SHAPES, machine_facts, make_model_activations, p
 
 import layersim.store  # noqa: E402
 from layersim.engine import compare_stores  # noqa: E402
+from layersim.engine.accumulator import minibatch_rows  # noqa: E402
 from layersim.store import write_activations  # noqa: E402
 
 CRC_SECONDS = [0.0]
@@ -142,40 +146,114 @@ def similarity(repeat: int) -> None:
             )
 
 
+def load() -> str:
+    return f"load average {os.getloadavg()[0]:.2f}"
+
+
 def reading(repeat: int) -> None:
+    """Store reads against raw reads of the same files' bytes, as the engine reads: each layer
+    whole (a cached store) and minibatch by minibatch (out of core), from the page cache."""
     from layersim.store import ActivationStore
 
     with tempfile.TemporaryDirectory() as tmp:
         path = write_model_store(Path(tmp) / "a.zarr", make_model_activations(STANDARD_SHAPES))
+        opened = ActivationStore(path)
+        layers = opened.layers
+        shard_files = {layer: sorted((path / layer).glob("c.*")) for layer in layers}
         files = [f for f in path.rglob("*") if f.is_file()]
         total = sum(f.stat().st_size for f in files)
-        reused = np.empty(total, np.uint8)
+        row_bytes = {layer: 4 * int(np.prod(opened.feature_shape(layer))) for layer in layers}
+        minibatches = minibatch_rows(len(opened), N, passes=1)
+        minibatch_bytes = sum(len(rows) * row_bytes[layer] for rows in minibatches for layer in layers)
 
-        def raw(buffer=None):
-            buffer = np.empty(total, np.uint8) if buffer is None else buffer
+        def raw(buffer=None):  # every file whole: into a new buffer each (as the store reads a layer into a new array), or into ``buffer``
             offset = 0
             for f in files:
                 with open(f, "rb") as handle:
-                    offset += os.preadv(handle.fileno(), [buffer[offset:]], 0)
+                    into = np.empty(os.fstat(handle.fileno()).st_size, np.uint8) if buffer is None else buffer[offset:]
+                    offset += os.preadv(handle.fileno(), [into], 0)
 
-        def store(again=False):
-            opened = ActivationStore(path)
-            for layer in opened.layers:
-                opened.read(layer)
-            if again:
-                return timed(lambda: [opened.read(layer) for layer in opened.layers])[0]
+        def raw_minibatches():  # the same rows' bytes: one preadv per run of consecutive rows
+            for rows in minibatches:
+                for layer in layers:
+                    out = np.empty((len(rows), row_bytes[layer] // 4), np.float32)
+                    with open(shard_files[layer][0], "rb") as handle:  # one shard a layer here
+                        for run in np.split(np.arange(len(rows)), np.flatnonzero(np.diff(rows) != 1) + 1):
+                            os.preadv(handle.fileno(), [out[run[0] : run[-1] + 1]], int(rows[run[0]]) * row_bytes[layer])
 
+        def whole(store):
+            for layer in layers:
+                store.read(layer)
+
+        def by_minibatch(store):
+            for rows in minibatches:
+                for layer in layers:
+                    store.read(layer, rows)
+
+        checked_again = ActivationStore(path)
+        whole(checked_again)
+        assert all(len(files) == 1 for files in shard_files.values())
+        reused = np.empty(total, np.uint8)
         raw(reused)  # the files into the page cache
         reused_s = min(timed(lambda: raw(reused))[0] for _ in range(repeat))
-        raw_s = min(timed(raw)[0] for _ in range(repeat))
-        store_s, crc = min(timed(store) for _ in range(repeat))[:2]
-        again_s = min(store(again=True) for _ in range(repeat))
-    gib = total / 2**30
+        runs = {"raw": raw, "first": lambda: whole(ActivationStore(path)), "again": lambda: whole(checked_again),  # first: opening included
+                "raw_mb": raw_minibatches, "first_mb": lambda: by_minibatch(ActivationStore(path)), "again_mb": lambda: by_minibatch(checked_again)}
+        times: dict[str, list] = {key: [] for key in runs}
+        for _ in range(repeat):  # in turn, so that a change in the shared host's load hits all alike
+            for key, run in runs.items():
+                times[key].append(timed(run))
+    gib, mb_gib = total / 2**30, minibatch_bytes / 2**30
+    raw_s, first_s, again_s, raw_mb_s, first_mb_s, again_mb_s = (min(t[0] for t in times[key]) for key in runs)
+    cpu = {key: float(np.median([t[2] + t[3] for t in times[key]])) for key in runs}  # user + system
     print(
-        f"reading a {gib:.2f} GiB store whole (page cache): raw file reads into new memory {gib / raw_s:.2f} GiB/s "
-        f"(into memory already touched: {gib / reused_s:.2f} GiB/s); ActivationStore.read (new memory, as the engine "
-        f"reads) {gib / store_s:.2f} GiB/s = {100 * raw_s / store_s:.0f} % of raw, checksums included ({crc:.3f} s CRC32C); "
-        f"read again (checked already) {gib / again_s:.2f} GiB/s = {100 * raw_s / again_s:.0f} % of raw"
+        f"reading a {gib:.2f} GiB store (page cache), best of {repeat}, {load()}: raw preadv of its files, each into new memory, "
+        f"{gib / raw_s:.2f} GiB/s (into memory already touched: {gib / reused_s:.2f} GiB/s)\n"
+        f"  every layer whole (a cached store): ActivationStore.read, first read (every byte checked, opening included) "
+        f"{gib / first_s:.2f} GiB/s = {100 * raw_s / first_s:.0f} % of raw; again (checked already) {gib / again_s:.2f} GiB/s "
+        f"= {100 * raw_s / again_s:.0f} % of raw\n"
+        f"  by minibatch (out of core: {len(minibatches)} minibatches of {N} sorted random rows, every layer; {mb_gib:.2f} GiB "
+        f"delivered): raw preadv of the same rows (one call per run of consecutive rows) into new memory {mb_gib / raw_mb_s:.2f} GiB/s; "
+        f"ActivationStore.read, first pass (every shard file read whole and checked once) {mb_gib / first_mb_s:.2f} GiB/s "
+        f"= {100 * raw_mb_s / first_mb_s:.0f} % of raw; later passes {mb_gib / again_mb_s:.2f} GiB/s = {100 * raw_mb_s / again_mb_s:.0f} % of raw\n"
+        f"  median CPU seconds (user + system; wall times on a loaded host include waiting for a core): whole: raw {cpu['raw']:.3f}, "
+        f"first {cpu['first']:.3f}, again {cpu['again']:.3f}; by minibatch: raw {cpu['raw_mb']:.3f}, first {cpu['first_mb']:.3f}, "
+        f"later {cpu['again_mb']:.3f}"
+    )
+
+
+def writing(repeat: int) -> None:
+    """Writing a store (the standard workload's model, rows in memory) against raw writes of
+    the same bytes: one new file a layer, appended batch by batch, as the store's shard files are."""
+    batches = make_model_activations(STANDARD_SHAPES)
+    total = sum(x.nbytes for layers in batches for x in layers)
+    with tempfile.TemporaryDirectory() as tmp:
+        def raw(i):
+            directory = Path(tmp) / f"raw{i}"
+            directory.mkdir()
+            result = timed(lambda: [write_layer(directory / f"l{k}", [layers[k] for layers in batches]) for k in range(len(STANDARD_SHAPES))])
+            shutil.rmtree(directory)
+            return result
+
+        def write_layer(file, parts):
+            with open(file, "wb") as handle:
+                for part in parts:
+                    handle.write(part.data)
+
+        def store(i):
+            result = timed(lambda: write_model_store(Path(tmp) / f"s{i}.zarr", batches))
+            shutil.rmtree(Path(tmp) / f"s{i}.zarr")
+            return result
+
+        store_times, raw_times = in_turn(store, raw, repeat)
+    gib = total / 2**30
+    store_s, raw_s = min(store_times)[0], min(raw_times)[0]
+    store_user, store_system, raw_user, raw_system = (float(np.median([t[k] for t in runs])) for runs in (store_times, raw_times) for k in (2, 3))
+    print(
+        f"writing a {gib:.2f} GiB store (rows in memory), best of {repeat}, {load()}: raw writes of the same bytes into new files "
+        f"{gib / raw_s:.2f} GiB/s; write_activations (finite check, CRC32C, index, integrity record, atomic rename included) "
+        f"{gib / store_s:.2f} GiB/s = {100 * raw_s / store_s:.0f} % of raw; median CPU seconds user/system (the system time — the "
+        f"kernel's page-cache writes — swings most between identical runs on a shared host): raw {raw_user:.2f}/{raw_system:.2f}, "
+        f"store {store_user:.2f}/{store_system:.2f}"
     )
 
 
@@ -231,7 +309,9 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
     args = parser.parse_args()
     print_facts(machine_facts())
+    print("a shared machine: other work runs beside this one; each section prints the load average beside its figures")
     crc_rate()
     reading(3 if args.quick else 5)
+    writing(3 if args.quick else 6)
     similarity(2 if args.quick else 6)
     extraction(2 if args.quick else 6)

@@ -116,19 +116,25 @@ def test_rows_are_read_straight_from_the_shard_files_and_only_those(tmp_path, mo
     n = 61  # shards of 12 rows, the last one partial (1 row)
     data, batches = make_batches(rng, n, [4] * 15 + [1])
     path = write_activations(tmp_path / "m.zarr", batches, sample_id=np.arange(n), labels=np.zeros(n), attrs={}, chunk_rows=4, shard_chunks=3)
-    read_bytes = []
-    original_preadv = store_module.os.preadv
+    read_bytes, pread_bytes = [], []
+    original_preadv, original_pread = store_module.os.preadv, store_module.os.pread
 
     def counting_preadv(fd, buffers, offset):
         read_bytes.append(sum(memoryview(b).nbytes for b in buffers))
         return original_preadv(fd, buffers, offset)
 
+    def counting_pread(fd, length, offset):
+        pread_bytes.append(length)
+        return original_pread(fd, length, offset)
+
     monkeypatch.setattr(store_module.os, "preadv", counting_preadv)
+    monkeypatch.setattr(store_module.os, "pread", counting_pread)
     store = ActivationStore(path)
     monkeypatch.setattr(zarr.Array, "__getitem__", lambda self, key: pytest.fail(f"zarr read {self.path}[{key}]"))
     row_bytes = 3 * 4 * 4 * 4
     np.testing.assert_array_equal(store.read("conv", np.array([0])), data["conv"][:1].reshape(1, -1))
-    assert read_bytes == [(path / "conv" / "c.0.0.0.0").stat().st_size]  # a shard's first read checks its whole file
+    # a shard's first read checks its whole file: its 12 rows, then padding and index
+    assert read_bytes == [12 * row_bytes] and 12 * row_bytes + pread_bytes[-1] == (path / "conv" / "c.0.0.0.0").stat().st_size
     store.read("conv")  # every shard checked: from now on only the rows asked for are read
     for rows in ([0], [60], [11, 12], [3, 4, 5, 9, 30, 31, 59, 60], sorted(rng.choice(n, 25, replace=False))):
         read_bytes.clear()
@@ -142,6 +148,33 @@ def test_rows_are_read_straight_from_the_shard_files_and_only_those(tmp_path, mo
     assert cached.cached
     monkeypatch.setattr(zarr.Array, "__getitem__", lambda self, key: pytest.fail(f"zarr read {self.path}[{key}]"))
     np.testing.assert_array_equal(cached.read("conv", np.array([2, 59])), data["conv"][[2, 59]].reshape(2, -1))
+
+
+def test_a_first_checked_read_block_by_block_gives_the_rows_and_checks_every_byte(tmp_path, monkeypatch):
+    """The first read of a shard streams its file in blocks (here of 5 rows: shards of 12 rows
+    read as 5 + 5 + 2); the rows asked for come out exact, and damage in a row not asked for
+    is still found."""
+    rng = np.random.default_rng(9)
+    n = 30  # shards of 12 rows: 12, 12, 6
+    data, batches = make_batches(rng, n, [6] * 5)
+    path = write_activations(tmp_path / "m.zarr", batches, sample_id=np.arange(n), labels=np.zeros(n), attrs={}, chunk_rows=6, shard_chunks=2)
+    monkeypatch.setattr(store_module._ShardFiles, "CHECK_BLOCK_BYTES", 5 * 3 * 4 * 4 * 4)
+    for rows in ([0], [4, 5], [11, 12, 29], [1, 2, 3, 6, 7, 10, 13, 20, 24, 25, 28], list(range(n))):
+        rows = np.asarray(rows)
+        np.testing.assert_array_equal(ActivationStore(path).read("conv", rows), data["conv"][rows].reshape(len(rows), -1))
+    checked = ActivationStore(path)
+    np.testing.assert_array_equal(checked.read("conv"), data["conv"].reshape(n, -1))
+    for store in (ActivationStore(path), checked):  # row 30 would be the last shard's padding
+        with pytest.raises(IndexError, match="rows 29–30 asked of layer 'conv', which has rows 0–29"):
+            store.read("conv", np.array([29, 30]))
+    shard = path / "conv" / "c.0.0.0.0"
+    raw = np.fromfile(shard, dtype="<f4")
+    raw[8 * 48 + 7] *= -1  # row 8: in the second block, not asked for below
+    raw.tofile(shard)
+    with pytest.raises(StoreError, match=r"conv/c\.0\.0\.0\.0 \(layer 'conv', rows 0–11\) does not hold the bytes written"):
+        ActivationStore(path).read("conv", np.array([0, 11]))
+    with pytest.raises(StoreError, match="does not hold the bytes written"):
+        ActivationStore(path).read("conv")
 
 
 def test_a_missing_or_truncated_shard_file_is_an_error_not_nans(tmp_path):

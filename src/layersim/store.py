@@ -397,11 +397,17 @@ class _ShardFiles:
             self._file.close()
             self._file = None
 
+    # A checked read streams the file through CRC32C in blocks of about this many bytes, each
+    # block's checksum taken while the block is in the CPU's cache (docs/performance.md).
+    CHECK_BLOCK_BYTES = 1 << 20
+
     def read(self, shard: int, rows: np.ndarray, out: np.ndarray, check=None) -> bool:
         """Rows ``rows`` (sorted positions within ``shard``) into ``out`` (C-ordered float32,
         one row each), reading only those rows. ``False`` (nothing read) where the file is
-        missing or its index is not this layout's. With ``check``, ``check(bytes, CRC32C)`` of
-        the whole file is called before its rows are used (the file is then read whole).
+        missing or its index is not this layout's. With ``check``, the whole file is read, block
+        by block (the rows asked for go straight into ``out``; the others through one block-sized
+        buffer), and ``check(bytes, CRC32C)`` of the whole file is called before this returns
+        (an error it raises leaves ``out`` unusable).
         """
         import google_crc32c
 
@@ -416,23 +422,35 @@ class _ShardFiles:
             size = os.fstat(fd).st_size
             if size != data_bytes + len(index) or os.pread(fd, len(index), data_bytes) != index:
                 return False
-            whole_shard = len(rows) == self._rows_in(shard) and np.array_equal(rows, np.arange(len(rows)))
-            if check is not None and not whole_shard:
-                whole = np.empty(size, np.uint8)
-                if os.preadv(fd, [whole], 0) != size:
+
+            def read_into(buffer: np.ndarray, row: int) -> None:
+                if os.preadv(fd, [buffer], row * self.row_bytes) != buffer.nbytes:
                     raise StoreError(f"{path} is shorter than its index says: the activation store is damaged; delete it and rerun the extract step")
-                check(size, google_crc32c.value(whole))
-                np.take(whole[: self._rows_in(shard) * self.row_bytes].view(np.float32).reshape(self._rows_in(shard), -1), rows, axis=0, out=out)
+
+            shard_rows = self._rows_in(shard)
+            if check is None:
+                for run in np.split(np.arange(len(rows)), np.flatnonzero(np.diff(rows) != 1) + 1):  # consecutive rows: one read each
+                    read_into(out[run[0] : run[-1] + 1], int(rows[run[0]]))
                 return True
-            runs = np.split(np.arange(len(rows)), np.flatnonzero(np.diff(rows) != 1) + 1)
-            for run in runs:  # consecutive rows: one read each
-                first, last = int(run[0]), int(run[-1]) + 1
-                want = (last - first) * self.row_bytes
-                if os.preadv(fd, [out[first:last]], int(rows[first]) * self.row_bytes) != want:
-                    raise StoreError(f"{path} is shorter than its index says: the activation store is damaged; delete it and rerun the extract step")
-            if check is not None:  # the file: these rows' bytes, then padding and index
-                rows_bytes = len(rows) * self.row_bytes
-                check(size, google_crc32c.extend(google_crc32c.value(out), os.pread(fd, size - rows_bytes, rows_bytes)))
+            crc = 0
+            block_rows = max(1, self.CHECK_BLOCK_BYTES // self.row_bytes)
+            if len(rows) == shard_rows and np.array_equal(rows, np.arange(shard_rows)):  # the whole shard: into out
+                for first in range(0, shard_rows, block_rows):
+                    block = out[first : first + block_rows]
+                    read_into(block, first)
+                    crc = google_crc32c.extend(crc, block)
+            else:  # through one block-sized buffer, the rows asked for copied from it
+                buffer = np.empty((min(block_rows, shard_rows), out.shape[1]), np.float32)
+                bounds = np.searchsorted(rows, np.arange(0, shard_rows + block_rows, block_rows))
+                for k, first in enumerate(range(0, shard_rows, block_rows)):
+                    block = buffer[: min(block_rows, shard_rows - first)]
+                    read_into(block, first)
+                    crc = google_crc32c.extend(crc, block)
+                    lo, hi = bounds[k], bounds[k + 1]
+                    if hi > lo:  # rows within the block: valid by construction, so no bounds check
+                        np.take(block, rows[lo:hi] - first, axis=0, out=out[lo:hi], mode="clip")
+            rows_bytes = shard_rows * self.row_bytes  # then the padding and the index
+            check(size, google_crc32c.extend(crc, os.pread(fd, size - rows_bytes, rows_bytes)))
         return True
 
 
@@ -485,8 +503,10 @@ class ActivationStore:
         self._integrity.check_sizes()
         self.sample_id = self.group["sample_id"][:]
         self.labels = self.group["labels"][:]
-        self.nbytes = sum(self.group[layer].nbytes for layer in self.layers)
-        self.cached = 4 * sum(self.group[layer].size for layer in self.layers) <= cache_bytes  # held as float32
+        # each layer's zarr array, opened once (opening one takes about a millisecond)
+        self._arrays: dict[str, zarr.Array] = {layer: self.group[layer] for layer in self.layers}
+        self.nbytes = sum(array.nbytes for array in self._arrays.values())
+        self.cached = 4 * sum(array.size for array in self._arrays.values()) <= cache_bytes  # held as float32
         self._cache: dict[str, np.ndarray] = {}
         self._device_cache: dict[tuple[str, str], object] = {}  # (layer, torch device) → tensor
         self._shard_files: dict[str, _ShardFiles | None] = {}  # layer → direct reads (None: by zarr)
@@ -505,7 +525,11 @@ class ActivationStore:
         return len(self.sample_id)
 
     def feature_shape(self, layer: str) -> tuple[int, ...]:
-        return tuple(self.group[layer].shape[1:])
+        return tuple(self._array(layer).shape[1:])
+
+    def _array(self, layer: str) -> zarr.Array:
+        """Layer ``layer``'s zarr array (opened with the store)."""
+        return self._arrays[layer] if layer in self._arrays else self.group[layer]
 
     def read(self, layer: str, rows: np.ndarray | slice | None = None) -> np.ndarray:
         """Rows of one layer (sorted row positions; default all), flattened to ``(len(rows), p)``
@@ -519,16 +543,18 @@ class ActivationStore:
             rows = slice(None)
         if isinstance(rows, slice) and rows.step not in (None, 1):
             self._check_layer(layer)
-            data = self.group[layer][rows]
+            data = self._array(layer)[rows]
             return data.reshape(data.shape[0], -1).astype(np.float32, copy=False)
         return self._read_rows(layer, np.arange(len(self))[rows] if isinstance(rows, slice) else np.asarray(rows))
 
     def _read_rows(self, layer: str, rows: np.ndarray) -> np.ndarray:
-        array = self.group[layer]
+        array = self._array(layer)
         shard_rows = (array.shards or array.chunks)[0]
         out = np.empty((len(rows), int(np.prod(array.shape[1:]))), dtype=np.float32)  # a float16 layer: converted
         if len(rows) == 0:
             return out
+        if rows[0] < 0 or rows[-1] >= len(self):
+            raise IndexError(f"rows {rows[0]}–{rows[-1]} asked of layer {layer!r}, which has rows 0–{len(self) - 1}")
         if layer not in self._shard_files:
             self._shard_files[layer] = _ShardFiles.of(array)
         shard_files = self._shard_files[layer]
