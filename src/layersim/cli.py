@@ -22,7 +22,7 @@ def _format_attr(value) -> str:
 
 def inspect(path: Path, *, verify: bool = False, out=None) -> None:
     """Print an activation store's samples, layers with their shapes and provenance attrs (or a
-    similarity result's layers and attrs). ``verify`` reads every row of every layer and fails
+    Gram store's or a similarity result's sizes and attrs). ``verify`` reads every row of every layer and fails
     on a row that cannot be read or holds NaN/Inf."""
     from layersim.store import StoreError
 
@@ -40,10 +40,23 @@ def _inspect(path: Path, verify: bool, out) -> None:
     import numpy as np
     import zarr
 
-    from layersim.store import ActivationStore, StoreError
+    from layersim.store import ActivationStore, GramStore, StoreError
 
     group = zarr.open_group(str(path), mode="r")
     attrs = dict(group.attrs)
+    if "grams" in group:  # a Gram store
+        grams = GramStore(path)
+        n_batches = len(grams.self_hsic)
+        print(f"{path}: Gram store, {n_batches} minibatches of {grams.n} samples, {len(grams.layers)} layers, {grams.dtype}", file=out)
+        for key in sorted(grams.attrs):
+            if key != "layers":
+                print(f"  {key}: {_format_attr(grams.attrs[key])}", file=out)
+        if verify:
+            for k in range(n_batches):
+                if not np.isfinite(grams.batch(k)).all():
+                    raise StoreError(f"{path}: the Grams of minibatch {k + 1} hold NaN/Inf; the store is damaged: delete it and rerun the grams step")
+            print("verified: every minibatch's Grams read, checksums match, all finite", file=out)
+        return
     if "cka" in group and "layers" not in attrs:  # a similarity result
         from layersim.store import read_similarity
 
@@ -122,9 +135,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="layersim", description="Representation similarity (minibatch CKA) of neural networks: look into activation stores and similarity results, draw heatmaps, list what a config builds. The pipeline itself runs with snakemake (see README.md).")
     parser.add_argument("--version", action="version", version=f"layersim {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = commands.add_parser("inspect", help="show an activation store's layers, shapes, samples and provenance", description="Show an activation store's samples, layers (feature shape, dtype, dimension names) and provenance attributes, or a similarity result's layers and attributes. Exit status 1 with a one-line error for a missing, incomplete or damaged store.")
-    p.add_argument("store", type=Path, metavar="STORE", help="an activation store (results/<experiment>/activations/*.zarr) or similarity result (results/<experiment>/similarity/*/*.zarr)")
-    p.add_argument("--verify", action="store_true", help="also read every row of every layer and check that it is finite (slower: reads the whole store)")
+    p = commands.add_parser("inspect", help="show an activation store's layers, shapes, samples and provenance", description="Show an activation store's samples, layers (feature shape, dtype, dimension names) and provenance attributes, a Gram store's minibatches and attributes, or a similarity result's layers and attributes. Exit status 1 with a one-line error for a missing, incomplete or damaged store.")
+    p.add_argument("store", type=Path, metavar="STORE", help="an activation store (results/<experiment>/activations/*.zarr), Gram store (results/<experiment>/grams/*.zarr) or similarity result (results/<experiment>/similarity/*/*.zarr)")
+    p.add_argument("--verify", action="store_true", help="also read every row of every layer (a Gram store: every minibatch's Grams) and check its checksum and that it is finite (slower: reads the whole store)")
     p.set_defaults(run=lambda args: inspect(args.store, verify=args.verify))
     p = commands.add_parser("heatmap", help="draw a similarity result as the pipeline's heatmap", description="Draw a CKA similarity result as the pipeline's heatmap (magma, 0–1 colour bar, thinned layer labels, title) into an image file (.png, .pdf, .svg).")
     p.add_argument("result", type=Path, metavar="RESULT", help="a CKA result (results/<experiment>/similarity/cka/<a>__<b>.zarr)")
