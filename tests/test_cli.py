@@ -79,10 +79,10 @@ def test_inspect_gram_store_and_verify_its_checksums(results, tmp_path, capsys):
     assert main(["inspect", str(grams), "--verify"]) == 0
     out = capsys.readouterr().out
     assert "Gram store, 8 minibatches of 32 samples, 23 layers, float32" in out and "gram_kernel: syrk" in out and "verified" in out
-    chunk = grams / "grams" / "c.5.0.0.0"
+    chunk = grams / "grams" / "c.5.0.0"
     chunk.write_bytes(chunk.read_bytes()[::-1])
     err = _one_line_error(capsys, main(["inspect", str(grams), "--verify"]), "inspect")
-    assert "grams/c.5.0.0.0 (the Grams of minibatch 6) does not hold the bytes written" in err
+    assert "grams/c.5.0.0 (the Grams of minibatch 6) does not hold the bytes written" in err
 
 
 def test_inspect_missing_store(tmp_path, capsys):

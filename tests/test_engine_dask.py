@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import layersim.engine.grams
+from layersim.engine.grams import gram_matrix
 import layersim.engine.stores as engine_stores
 from layersim.engine import BatchGrams, MinibatchCKA, compare_gram_stores, compare_stores, minibatch_rows, u_centred_gram, write_gram_store
 from layersim.parallel import balanced_blocks
@@ -59,12 +60,20 @@ def test_float32_engine_equals_float64_reference_over_batches(seed, threads):
 
 
 def test_gram_layout_and_u_centred_gram():
+    """A Gram's row holds its entries above the diagonal, row by row; the Gram is symmetric
+    with a zero diagonal and rows summing to 0, and equals an independent float64 U-centring."""
     rng = np.random.default_rng(3)
     x = relu_layers(rng, 12, [(7,)])[0]
     g = BatchGrams.from_layers([x], np.float64)
-    assert g.grams.shape == (1, 144)
+    assert g.grams.shape == (1, 66)
     full = u_centred_gram(x, np.float64)
-    np.testing.assert_array_equal(g.grams[0].reshape(12, 12), full)
+    np.testing.assert_array_equal(g.grams[0], full[np.triu_indices(12, 1)])
+    np.testing.assert_array_equal(gram_matrix(g.grams[0], 12), full)
+    k = x.reshape(12, -1).astype(np.float64) @ x.reshape(12, -1).T.astype(np.float64)
+    np.fill_diagonal(k, 0)
+    reference = k - k.sum(0)[None] / 10 - k.sum(1)[:, None] / 10 + k.sum() / (11 * 10)
+    np.fill_diagonal(reference, 0)
+    np.testing.assert_allclose(full, reference, atol=1e-9)
     np.testing.assert_allclose(full, full.T, atol=1e-12)
     np.testing.assert_allclose(full.sum(0), 0, atol=1e-9)
     np.testing.assert_array_equal(np.diag(full), 0)
@@ -265,7 +274,7 @@ def test_torch_backend_batches_layers_of_one_width_and_matches_the_reference():
     g = BatchGrams.from_layers([torch.from_numpy(x) for x in batches_b[1]], backend="torch")
     assert g.nonconstant.tolist() == [True, False, True]
     for x, row in zip(batches_a[0], BatchGrams.from_layers([torch.from_numpy(x) for x in batches_a[0]], backend="torch").grams):
-        np.testing.assert_allclose(row.reshape(24, 24).numpy(), u_centred_gram(x.astype(np.float64), np.float64), atol=1e-4)
+        np.testing.assert_allclose(gram_matrix(row, 24).numpy(), u_centred_gram(x.astype(np.float64), np.float64), atol=1e-4)
 
 
 def test_compare_stores_on_a_torch_device_matches_the_numpy_engine(stores):
@@ -310,7 +319,7 @@ def test_torch_grams_summed_over_feature_slices_equal_whole_grams(monkeypatch):
     np.testing.assert_allclose(sliced.self_hsic, whole.self_hsic, rtol=1e-5)
     assert sliced.nonconstant.all()
     for x, row in zip(layers, sliced.grams):
-        np.testing.assert_allclose(row.reshape(16, 16).numpy(), u_centred_gram(x.astype(np.float64), np.float64), atol=1e-4)
+        np.testing.assert_allclose(gram_matrix(row, 16).numpy(), u_centred_gram(x.astype(np.float64), np.float64), atol=1e-4)
 
 
 @pytest.mark.parametrize("listening", [True, False])

@@ -787,23 +787,23 @@ class _Integrity:
 
 
 def create_gram_store(tmp: Path, *, layers: list[str], n: int, n_batches: int, dtype: str, sample_id: np.ndarray, attrs: Mapping) -> None:
-    """Start a Gram store at ``tmp``: ``grams (batch, layer, n, n)``, uncompressed, one chunk
-    file a minibatch (``grams/c.<batch>.0.0.0``), filled by :func:`write_gram_batch` from any
+    """Start a Gram store at ``tmp``: ``grams (batch, layer, pair)``, each U-centred Gram's
+    ``n(n−1)/2`` entries above its diagonal (``layersim.engine.BatchGrams``), uncompressed, one
+    chunk file a minibatch (``grams/c.<batch>.0.0``), filled by :func:`write_gram_batch` from any
     thread or process, then closed by :func:`finish_gram_store`."""
     group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+    shape = (n_batches, len(layers), n * (n - 1) // 2)
     group.create_array(
-        "grams", shape=(n_batches, len(layers), n, n), chunks=(1, len(layers), n, n), dtype=dtype,
-        compressors=None, fill_value=0, chunk_key_encoding=_CHUNK_KEY_ENCODING,
-        dimension_names=("batch", "layer", "row", "column"), config={"write_empty_chunks": True},
+        "grams", shape=shape, chunks=(1, *shape[1:]), dtype=dtype, compressors=None, fill_value=0,
+        chunk_key_encoding=_CHUNK_KEY_ENCODING, dimension_names=("batch", "layer", "pair"), config={"write_empty_chunks": True},
     )
     group.create_array("sample_id", data=np.asarray(sample_id, dtype=np.int64), dimension_names=("sample",))
     group.attrs.update({**attrs, "layers": list(layers), "n_batches": n_batches, "batch_size": n, "layersim_version": __version__, "complete": False})
 
 
 def write_gram_batch(tmp: Path, batch: int, grams: np.ndarray) -> None:
-    """Write minibatch ``batch``'s Grams ``(L, n²)`` into the Gram store being written at ``tmp``."""
-    array = zarr.open_array(str(Path(tmp) / "grams"), mode="r+")
-    array[batch] = grams.reshape(array.shape[1:])
+    """Write minibatch ``batch``'s Grams ``(L, n(n−1)/2)`` into the Gram store being written at ``tmp``."""
+    zarr.open_array(str(Path(tmp) / "grams"), mode="r+")[batch] = grams
 
 
 def finish_gram_store(tmp: Path, self_hsic: np.ndarray, nonconstant: np.ndarray) -> None:
@@ -858,8 +858,8 @@ class GramStore:
         return len(self.sample_id)
 
     def batch(self, batch: int) -> np.ndarray:
-        """Minibatch ``batch``'s Grams as ``(L, n²)``, its chunk file checked first."""
-        rel = f"grams/c.{batch}.0.0.0"
+        """Minibatch ``batch``'s Grams as ``(L, n(n−1)/2)``, its chunk file checked first."""
+        rel = f"grams/c.{batch}.0.0"
         try:
             data = (self.path / rel).read_bytes()
         except FileNotFoundError:
@@ -867,7 +867,7 @@ class GramStore:
         import google_crc32c
 
         self._integrity.check(rel, len(data), google_crc32c.value(data))
-        return np.frombuffer(data, dtype=self.dtype.newbyteorder("<")).reshape(len(self.layers), self.n * self.n)
+        return np.frombuffer(data, dtype=self.dtype.newbyteorder("<")).reshape(len(self.layers), -1)
 
 
 def _gram_file(rel: str) -> str:

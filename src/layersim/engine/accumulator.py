@@ -104,7 +104,7 @@ class MinibatchCKA:
             bad = np.flatnonzero(~np.isfinite(grams.self_hsic))
             if len(bad):
                 raise NonFiniteInputError.of(f"model {'ab'[side]}", [(int(i), repr(names[i]) if names else f"#{i}", "NaN or Inf in its Gram") for i in bad], batch, side)
-        hsic_ab = _cross(grams_a, grams_b, thread_count(self.threads)) / (n * (n - 3))
+        hsic_ab = 2 * _cross(grams_a, grams_b, thread_count(self.threads)) / (n * (n - 3))  # both triangles
         if not np.isfinite(hsic_ab).all():  # finite Grams whose product overflows their dtype
             i, j = (int(k[0]) for k in np.nonzero(~np.isfinite(hsic_ab)))
             name_a = repr(self.layer_names_a[i]) if self.layer_names_a else f"#{i}"

@@ -1,5 +1,6 @@
 """Gram kernels of the minibatch CKA: the U-centred Gram ``Ũ(X Xᵀ)`` of each layer of a minibatch
-(:func:`layersim.metrics.kernel.u_centre`), flattened to a row of ``G (L, n²)`` (:class:`BatchGrams`);
+(:func:`layersim.metrics.kernel.u_centre`), its entries above the diagonal a row of
+``G (L, n(n−1)/2)`` (:class:`BatchGrams`);
 the estimator and its cost model: docs/design.md. numpy or torch arrays (torch stays on its device).
 """
 
@@ -197,29 +198,52 @@ def gram_kernel_for(n: int, dtype=np.float32) -> str:
         return _fastest_gram_kernel(int(n), np.dtype(dtype).name)
 
 
-def _gram_numpy(x, dtype, out: np.ndarray, kernel: str = "syrk") -> tuple[float, bool]:
-    """One layer: ``x (n, ...)`` → Ũ(X Xᵀ) in ``out (n, n)``, ``X Xᵀ`` by the Gram kernel named
-    ``kernel`` (:data:`GRAM_KERNELS`, or ``"auto"``: :func:`gram_kernel_for`).
+@functools.cache
+def _upper(n: int) -> np.ndarray:
+    """Flat positions of the entries above the diagonal of an ``n × n`` matrix, row by row."""
+    i, j = np.triu_indices(n, 1)
+    return i * n + j
 
-    Returns ``(HSIC(K, K)·n(n−3), nonconstant)``: ‖Ũ(K)‖²_F summed in float64 from the stored
-    (rounded) entries.
+
+def gram_matrix(row, n: int):
+    """The symmetric ``(n, n)`` U-centred Gram (zero diagonal) from its row of :class:`BatchGrams`
+    (numpy or torch)."""
+    if _is_torch(row):
+        import torch
+
+        full = torch.zeros(n * n, dtype=row.dtype, device=row.device)
+        full[torch.from_numpy(_upper(n)).to(row.device)] = row
+    else:
+        full = np.zeros(n * n, dtype=row.dtype)
+        full[_upper(n)] = row
+    full = full.reshape(n, n)
+    return full + full.T
+
+
+def _gram_numpy(x, dtype, out: np.ndarray, kernel: str = "syrk") -> tuple[float, bool]:
+    """One layer: ``x (n, ...)`` → the entries of Ũ(X Xᵀ) above its diagonal, row by row, in
+    ``out (n(n−1)/2,)``; ``X Xᵀ`` by the Gram kernel named ``kernel`` (:data:`GRAM_KERNELS`, or
+    ``"auto"``: :func:`gram_kernel_for`).
+
+    Returns ``(HSIC(K, K)·n(n−3), nonconstant)``: ‖Ũ(K)‖²_F (twice the upper entries' squares,
+    the diagonal being 0) summed in float64 from the stored (rounded) entries.
     """
     x = _flatten(x, dtype)
-    _check_batch(x.shape[0])
+    n = x.shape[0]
+    _check_batch(n)
     if _check_kernel(kernel) == "auto":
-        kernel = gram_kernel_for(x.shape[0], x.dtype)
-    centred = u_centre(GRAM_KERNELS[kernel](x))
-    out[...] = centred
+        kernel = gram_kernel_for(n, x.dtype)
+    upper = u_centre(GRAM_KERNELS[kernel](x)).reshape(-1)[_upper(n)]
+    out[...] = upper
     if out.dtype != np.float64:
-        centred[...] = out  # the stored (rounded) entries, in float64
-    flat = centred.reshape(-1)
-    return float(np.dot(flat, flat)), _is_nonconstant(x)
+        upper[...] = out  # the stored (rounded) entries, in float64
+    return 2.0 * float(np.dot(upper, upper)), _is_nonconstant(x)
 
 
 def _grams_torch(layers, dtype):
     """The torch backend of :func:`_gram_numpy` for a list of layers (any device): layers of the
     same width in one batched product, centred in float64 on the device. Returns, without waiting
-    for the device, ``(rows (L, n²), self_hsic·n(n−3) (L,), nonconstant (L,))`` tensors there.
+    for the device, ``(rows (L, n(n−1)/2), self_hsic·n(n−3) (L,), nonconstant (L,))`` tensors there.
     """
     import torch
 
@@ -227,6 +251,7 @@ def _grams_torch(layers, dtype):
     n = xs[0].shape[0]
     _check_batch(n)
     device = xs[0].device
+    upper = torch.from_numpy(_upper(n)).to(device, non_blocking=True)
     widths: dict[int, list[int]] = {}
     for i, x in enumerate(xs):
         widths.setdefault(x.shape[1], []).append(i)
@@ -241,16 +266,16 @@ def _grams_torch(layers, dtype):
         u = u_centring_offsets(k.sum(2), n)
         k -= u[:, :, None] + u[:, None, :]
         k.diagonal(dim1=1, dim2=2).zero_()
-        rounded = k.to(xs[0].dtype)
+        rounded = k.view(len(idx), n * n)[:, upper].to(xs[0].dtype)
         rows.append(rounded)
-        self_hsic.append(rounded.double().square().sum((1, 2)))
+        self_hsic.append(2 * rounded.double().square().sum(1))
         nonconstant.append((x != x[:, :, :1]).flatten(1).any(1))
     rows, self_hsic, nonconstant = torch.cat(rows), torch.cat(self_hsic), torch.cat(nonconstant)
     order = [i for idx in widths.values() for i in idx]
     if order != sorted(order):  # back to the layers' order (the index is copied without waiting)
         inverse = torch.from_numpy(np.argsort(order)).to(device, non_blocking=True)
         rows, self_hsic, nonconstant = rows[inverse], self_hsic[inverse], nonconstant[inverse]
-    return rows.reshape(len(xs), n * n), self_hsic, nonconstant
+    return rows, self_hsic, nonconstant
 
 
 def _to_host(*tensors) -> list[np.ndarray]:
@@ -280,10 +305,10 @@ def u_centred_gram(x, dtype=np.float32):
     n = np.shape(x)[0]
     _check_batch(n)
     if _is_torch(x):
-        return _grams_torch([x], dtype)[0].reshape(n, n)
-    out = np.empty((n, n), dtype=np.dtype(dtype))
+        return gram_matrix(_grams_torch([x], dtype)[0][0], n)
+    out = np.empty(n * (n - 1) // 2, dtype=np.dtype(dtype))
     _gram_numpy(x, dtype, out)
-    return out
+    return gram_matrix(out, n)
 
 
 def _is_nonconstant(x) -> bool:
@@ -302,9 +327,11 @@ def _to_float64(x) -> np.ndarray:
 
 @dataclass
 class BatchGrams:
-    """The flattened U-centred Grams ``G (L, n²)`` of one model for one minibatch, so that
-    ``HSIC(K_i, L_j) = G_i · H_j / (n(n−3))``; ``self_hsic`` are the ``(L,)`` HSIC(K, K) values
-    (float64), ``nonconstant`` flags layers whose activations vary within the batch.
+    """The U-centred Grams of one model for one minibatch, each as the row of its entries above
+    the diagonal, ``G (L, n(n−1)/2)`` (the Grams are symmetric with a zero diagonal), so that
+    ``HSIC(K_i, L_j) = 2 G_i · H_j / (n(n−3))`` (:func:`gram_matrix` gives a Gram back);
+    ``self_hsic`` are the ``(L,)`` HSIC(K, K) values (float64), ``nonconstant`` flags layers
+    whose activations vary within the batch.
     """
 
     grams: object
@@ -358,12 +385,12 @@ class BatchGrams:
         flat = [x.detach().cpu().numpy() if _is_torch(x) else x for x in flat]
         if kernel == "auto":
             kernel = gram_kernel_for(n, dtype)  # before the pool: measured on a quiet machine
-        grams = np.empty((len(flat), n * n), dtype=dtype)
+        grams = np.empty((len(flat), n * (n - 1) // 2), dtype=dtype)
         self_hsic = np.empty(len(flat))
         nonconstant = np.empty(len(flat), bool)
 
         def one(i):
-            self_hsic[i], nonconstant[i] = _gram_numpy(flat[i], dtype, grams[i].reshape(n, n), kernel)
+            self_hsic[i], nonconstant[i] = _gram_numpy(flat[i], dtype, grams[i], kernel)
 
         threads = thread_count(threads)
         if threads == 1 or len(flat) == 1:

@@ -31,12 +31,12 @@ def _store_grams(store, layers: list[str], rows: np.ndarray, dtype: str, device:
             return BatchGrams.from_layers([store.read_torch(layer, rows, device) for layer in layers], dtype, backend="torch")
         except NonFiniteInputError as err:
             raise err.located(model, layers, batch) from None
-    grams = np.empty((len(layers), n * n), dtype=dtype)
+    grams = np.empty((len(layers), n * (n - 1) // 2), dtype=dtype)
     self_hsic = np.empty(len(layers))
     nonconstant = np.empty(len(layers), bool)
     for i, layer in enumerate(layers):
         x = store.read(layer, rows)
-        self_hsic[i], nonconstant[i] = _gram_numpy(x, dtype, grams[i].reshape(n, n), kernel)
+        self_hsic[i], nonconstant[i] = _gram_numpy(x, dtype, grams[i], kernel)
         if not np.isfinite(self_hsic[i]):
             raise NonFiniteInputError.of(model, [(i, repr(layer), _non_finite_detail(x, dtype))], batch)
     return BatchGrams(grams, n, self_hsic / (n * (n - 3)), nonconstant)
