@@ -29,6 +29,8 @@ def test_full_experiments_list_their_dags(tmp_path):
     assert nguyen == {"train": 30, "extract": 30, "pca": 30, "gram_kernel": 1, "grams": 30, "similarity": 48, "heatmap": 48, "functional": 18, "series_figure": 3, "cross_seed_figure": 1, "block_structure": 1, "self_similarity_grid": 1, "all": 1}
     kornblith = planned_jobs(tmp_path, EXPERIMENTS / "kornblith2019.yaml")
     assert kornblith == {"train": 10, "extract": 10, "identification": 1, "identification_figure": 1, "all": 1}
+    kornblith_digits = planned_jobs(tmp_path, EXPERIMENTS / "kornblith2019_digits.yaml")
+    assert kornblith_digits == {"train": 5, "extract": 5, "identification": 1, "identification_figure": 1, "all": 1}
 
 
 @pytest.mark.slow
@@ -151,6 +153,12 @@ def test_kornblith_reduced_table(kornblith):
     assert len(rows) == 11
     for r in rows:  # 4 networks: 12 ordered pairs × 9 layers (8 conv ReLUs + pool)
         assert 0.0 <= float(r["accuracy"]) <= 100.0 and int(r["n_trials"]) == 108
+    # What the config's header says the run shows: Table 2's ordering between families, every CKA
+    # index above every other index, and the CKA indexes well above chance (11 %).
+    accuracy = {r["metric"]: float(r["accuracy"]) for r in rows}
+    cka = [v for m, v in accuracy.items() if "cka" in m]
+    others = [v for m, v in accuracy.items() if "cka" not in m]
+    assert min(cka) > max(others) and min(cka) >= 50.0, accuracy
     _image(results / "figures" / "identification" / "tiny10.png")
     import xarray as xr
 
