@@ -13,8 +13,8 @@ from layersim.extract.torch import torch_layer_batches
 from layersim.models.torch import CifarResNet
 from layersim.store import write_activations, write_similarity
 
-MODELS = {"resnet20x1-s0-e6": (20, 1), "resnet8x2-s0-e6": (8, 2)}
-PAIR = ("resnet20x1-s0-e6", "resnet8x2-s0-e6")
+MODELS = {"resnet20x1-s0-e20": (20, 1), "resnet8x2-s0-e20": (8, 2)}
+PAIR = ("resnet20x1-s0-e20", "resnet8x2-s0-e20")
 
 
 def write_small_results(root: Path, experiment: str = "default", n_samples: int = 128) -> Path:
@@ -28,7 +28,7 @@ def write_small_results(root: Path, experiment: str = "default", n_samples: int 
         torch.manual_seed(0)
         model = CifarResNet(depth, width, 10, 1)
         batches = torch_layer_batches(model, split.images, 64, progress=False)
-        attrs = {"model": name.split("-")[0], "framework": "torch", "seed": 0, "epoch": 6, "dataset": "digits", "split": "eval"}
+        attrs = {"model": name.split("-")[0], "framework": "torch", "seed": 0, "epoch": 20, "dataset": "digits", "split": "eval"}
         stores[name] = str(write_activations(results / "activations" / f"{name}.zarr", batches, sample_id=split.sample_id, labels=split.labels, attrs=attrs))
     result = compare_stores(stores, [PAIR], batch_size=min(64, n_samples), passes=2, threads=1, progress=False)[PAIR]
     write_similarity(result, results / "similarity" / "cka" / f"{PAIR[0]}__{PAIR[1]}.zarr")

@@ -20,7 +20,7 @@ def results(tmp_path_factory):
     return write_small_results(tmp_path_factory.mktemp("cli"))
 
 
-def _store(results, name="resnet8x2-s0-e6"):
+def _store(results, name="resnet8x2-s0-e20"):
     return results / "activations" / f"{name}.zarr"
 
 
@@ -57,7 +57,7 @@ def test_no_command_is_a_usage_error(capsys):
 
 
 def test_inspect_store(results, capsys):
-    assert main(["inspect", str(_store(results, "resnet20x1-s0-e6")), "--verify"]) == 0
+    assert main(["inspect", str(_store(results, "resnet20x1-s0-e20")), "--verify"]) == 0
     out = capsys.readouterr().out
     assert "128 samples, 59 layers" in out
     assert "model: resnet20x1" in out and "dataset: digits" in out
@@ -69,7 +69,7 @@ def test_inspect_store(results, capsys):
 def test_inspect_similarity_result(results, capsys):
     assert main(["inspect", str(_result(results))]) == 0
     out = capsys.readouterr().out
-    assert "similarity result, 59 × 23 layers" in out and "model_a: resnet20x1-s0-e6" in out
+    assert "similarity result, 59 × 23 layers" in out and "model_a: resnet20x1-s0-e20" in out
 
 
 def test_inspect_gram_store_and_verify_its_checksums(results, tmp_path, capsys):
@@ -145,13 +145,13 @@ def test_targets_lists_a_configs_outputs(repo, tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[-1].endswith("to (re)build") and lines[-1].split()[0] == str(len(lines) - 1)
     outputs = {line.split()[-1] for line in lines[:-1]}
-    assert "results/default/figures/heatmaps/resnet20x1-s0-e6__resnet8x2-s0-e6.png" in outputs
-    assert "results/default/models/resnet8x1/s0/e6.pt" in outputs
+    assert "results/default/figures/heatmaps/resnet20x1-s0-e20__resnet8x2-s0-e20.png" in outputs
+    assert "results/default/models/resnet8x1/s0/e20.pt" in outputs
 
 
 def test_inspect_into_a_pipe_closed_early_is_not_called_damage(results):
     # `layersim inspect store | head -1`: the reader stops; the store is not "damaged"
-    command = f"{sys.executable} -m layersim.cli inspect {_store(results, 'resnet20x1-s0-e6')} | head -1"
+    command = f"{sys.executable} -m layersim.cli inspect {_store(results, 'resnet20x1-s0-e20')} | head -1"
     done = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
-    assert done.stdout.startswith(str(_store(results, "resnet20x1-s0-e6")))
+    assert done.stdout.startswith(str(_store(results, "resnet20x1-s0-e20")))
     assert "damaged" not in done.stderr and "Traceback" not in done.stderr and done.stderr == ""

@@ -144,6 +144,38 @@ def test_nguyen_reduced_figure_options_rerun_only_figures(nguyen):
     assert planned_jobs(workdir, changed) == {"pca": 8, "series_figure": 2, "block_structure": 1, "all": 1}
 
 
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """The embedded default, config/config.yaml, run end to end in a fresh directory."""
+    workdir = tmp_path_factory.mktemp("default")
+    run_snakemake(workdir, REPO / "config" / "config.yaml")
+    return workdir / "results" / "default", yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+@pytest.mark.slow
+def test_default_run_block_summary_ranks_a_deep_model_with_a_block_first(default_run):
+    """The default's block summary puts a ResNet-74 with a block first, its block checked against
+    the similarity store and PCA table (pairwise CKA > τ, PC1 share > 0.5 on every layer of it);
+    the ResNet-8s (×1 and ×2), whose heatmaps show no block, rank below it with none."""
+    results, config = default_run
+    settings = config["papers"]["nguyen"]["block_structure"]
+    summary = read_csv(results / "block_structure" / "summary.csv")
+    assert len(summary) == len(config["models"]) * len(config["seeds"])
+    ranked = sorted(summary, key=lambda r: float(r["block_fraction"]), reverse=True)
+    first = ranked[0]
+    assert first["model"].startswith("resnet74") and int(first["block_size"]) >= 3
+    layers, cka, share = _block_layers(results, first["instance"], settings["layers"])
+    block = slice(layers.index(first["block_start"]), layers.index(first["block_end"]) + 1)
+    assert block.stop - block.start == int(first["block_size"])
+    assert np.all(cka[block, block] > settings["threshold"]) and np.all(share[block] > 0.5)
+    for r in summary:
+        if r["model"] in ("resnet8x1", "resnet8x2"):
+            layers, cka, share = _block_layers(results, r["instance"], settings["layers"])
+            assert int(r["block_size"]) == 0 and share.max() < 0.5, r["instance"]
+    _image(results / "figures" / "self_similarity_grid.png")
+    _image(results / "figures" / "block_structure.png")
+
+
 @pytest.mark.slow
 def test_kornblith_reduced_table(kornblith):
     workdir, config = kornblith

@@ -132,7 +132,7 @@ def test_readme_block_failure_is_caught(tmp_path):
     from small_results import write_small_results
 
     write_small_results(tmp_path, n_samples=32)
-    old = 'import xarray as xr\ncka = xr.open_zarr("results/default/similarity/cka/resnet20x1-s0-e6__resnet8x2-s0-e6.zarr")["cka"]\ncka.sel(layer_a="stage3.block3.relu2", layer_b="logits").item()\n'
+    old = 'import xarray as xr\ncka = xr.open_zarr("results/default/similarity/cka/resnet20x1-s0-e20__resnet8x2-s0-e20.zarr")["cka"]\ncka.sel(layer_a="stage3.block3.relu2", layer_b="logits").item()\n'
     import os
 
     cwd = os.getcwd()

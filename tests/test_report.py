@@ -52,7 +52,7 @@ def test_no_file_name_comes_from_two_rules_in_any_configs(reported):
 
 def test_heatmaps_are_grouped_by_comparison(reported):
     subcategory = {Path(path).name: sub for rule, path, _, sub in reported["config.yaml"] if rule == "heatmap"}
-    assert subcategory["resnet8x1-s0-e6__resnet8x1-s0-e6.png"] == "Self-similarity"
-    assert subcategory["resnet8x1-s0-e6__resnet8x1-s1-e6.png"] == "Across seeds"
-    assert subcategory["resnet20x1-s0-e6__resnet8x2-s0-e6.png"] == "Between models"
+    assert subcategory["resnet8x1-s0-e20__resnet8x1-s0-e20.png"] == "Self-similarity"
+    assert subcategory["resnet8x1-s0-e20__resnet8x1-s1-e20.png"] == "Across seeds"
+    assert subcategory["resnet20x1-s0-e20__resnet8x2-s0-e20.png"] == "Between models"
     assert reported["config.yaml"], "the default config reports figures"
