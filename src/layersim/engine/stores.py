@@ -44,6 +44,8 @@ def _store_grams(store, layers: list[str], rows: np.ndarray, dtype: str, device:
 
 def _concat_grams(blocks: list[BatchGrams], order: list[int]) -> BatchGrams:
     """One model's Grams from its blocks; ``order[k]`` is the layer of the k-th concatenated row."""
+    if len(blocks) == 1 and order == sorted(order):  # already whole and in order (a Gram store's)
+        return blocks[0]
     if _is_torch(blocks[0].grams):
         import torch
 
@@ -137,10 +139,7 @@ def compare_stores(
 
     _check_dtype(dtype)
     device = _torch_device(device)
-    missing = sorted({m for pair in pairs for m in pair} - set(stores))
-    if missing:
-        raise EstimatorError(f"pairs name models without a store: {missing}")
-    used = sorted({m for pair in pairs for m in pair}, key=list(stores).index)
+    used = _models_in(pairs, stores, "a store")
     threads = thread_count(threads)
     # opened for this call: tasks share each store (and its in-memory cache) until it returns
     opened = {name: _open_store(stores[name], cache_mb) for name in used}
@@ -148,13 +147,15 @@ def compare_stores(
     for name in used[1:]:
         check_comparable(first, opened[name])
     batches = minibatch_rows(len(first), batch_size, passes)
-    blocks = {name: _layer_blocks(opened[name], layer_block, 1 if device is not None else threads) for name in used}
+    blocks, orders = {}, {}
+    for name in used:
+        blocks[name], orders[name] = _layer_blocks(opened[name], layer_block, 1 if device is not None else threads)
     kernel = _resolve_kernel(gram_kernel, batch_size, dtype, device)
     states = []
     for k, rows in enumerate(batches):
         batch = _batch_label(k, batches, batch_size, passes)
-        grams = {name: [dask.delayed(_store_grams, pure=True)(opened[name], block, rows, dtype, device, batch, kernel) for block in blocks[name][0]] for name in used}
-        states.append(dask.delayed(_batch_states, pure=True)(grams, pairs, dtype, {name: blocks[name][1] for name in used}))
+        grams = {name: [dask.delayed(_store_grams, pure=True)(opened[name], block, rows, dtype, device, batch, kernel) for block in blocks[name]] for name in used}
+        states.append(dask.delayed(_batch_states, pure=True)(grams, pairs, dtype, orders))
     final = _compute(_tree_reduce(states, split_every), threads, scheduler_address, scheduler_timeout, progress, "minibatch CKA")
     return _results(final, pairs, opened, batch_size=batch_size, passes=passes, dtype=dtype, device=device or "cpu (numpy)")
 
@@ -222,10 +223,7 @@ def compare_gram_stores(
 
     from layersim.store import GramStore
 
-    missing = sorted({m for pair in pairs for m in pair} - set(grams))
-    if missing:
-        raise EstimatorError(f"pairs name models without a Gram store: {missing}")
-    used = sorted({m for pair in pairs for m in pair}, key=list(grams).index)
+    used = _models_in(pairs, grams, "a Gram store")
     opened = {name: GramStore(grams[name]) for name in used}
     first = opened[used[0]]
     for name in used[1:]:
@@ -238,6 +236,16 @@ def compare_gram_stores(
         states.append(dask.delayed(_batch_states, pure=True)(batch_grams, pairs, dtype, orders))
     final = _compute(_tree_reduce(states, split_every), thread_count(threads), None, 0, progress, "minibatch CKA")
     return _results(final, pairs, opened, batch_size=first.n, passes=first.attrs["passes"], dtype=dtype, device=first.attrs["device"])
+
+
+def _models_in(pairs: list[tuple[str, str]], paths: dict[str, str], what: str) -> list[str]:
+    """The models ``pairs`` names, in the order of ``paths``; one that has no path there is an
+    :class:`EstimatorError`."""
+    named = {m for pair in pairs for m in pair}
+    missing = sorted(named - set(paths))
+    if missing:
+        raise EstimatorError(f"pairs name models without {what}: {missing}")
+    return sorted(named, key=list(paths).index)
 
 
 def _check_same_schedule(a, b) -> None:
