@@ -61,8 +61,8 @@ class Metric:
     """
 
     function: Callable[..., float]
-    kind: str
     label: str
+    kind: str = "similarity"
 
     def __call__(self, X, Y) -> float:
         return float(self.function(X, Y))
@@ -75,27 +75,23 @@ class Metric:
         return value if self.kind == "distance" else 1.0 - value
 
 
-def _similarity(function, label: str) -> Metric:
-    return Metric(function, "similarity", label)
-
-
 METRICS: dict[str, Metric] = {
-    "linear_cka": _similarity(linear_cka, "CKA (Linear)"),
-    "linear_cka_debiased": _similarity(functools.partial(linear_cka, debiased=True), "CKA (Linear, debiased)"),
-    "rbf_cka": _similarity(rbf_cka, "CKA (RBF 1.0)"),
-    "rbf_cka_debiased": _similarity(functools.partial(rbf_cka, debiased=True), "CKA (RBF 1.0, debiased)"),
-    "rbf_cka_0.2": _similarity(functools.partial(rbf_cka, threshold=0.2), "CKA (RBF 0.2)"),
-    "rbf_cka_0.4": _similarity(functools.partial(rbf_cka, threshold=0.4), "CKA (RBF 0.4)"),
-    "rbf_cka_0.8": _similarity(functools.partial(rbf_cka, threshold=0.8), "CKA (RBF 0.8)"),
-    "cca_mean_rho": _similarity(lambda X, Y: cca(X, Y).mean_rho, "CCA (ρ̄)"),
-    "cca_r2": _similarity(lambda X, Y: cca(X, Y).r2, "CCA (R²_CCA)"),
-    "svcca": _similarity(lambda X, Y: svcca(X, Y).value, "SVCCA (ρ̄)"),
-    "svcca_r2": _similarity(lambda X, Y: svcca(X, Y).r2, "SVCCA (R²_CCA)"),
-    "pwcca": _similarity(lambda X, Y: pwcca(X, Y).value, "PWCCA"),
-    "linear_regression": _similarity(linear_regression, "Linear Reg."),
-    "linear_hsic": Metric(linear_hsic, "unnormalised", "Linear HSIC"),
-    "procrustes": Metric(procrustes, "distance", "Procrustes"),
-    "procrustes_sqrt": Metric(functools.partial(procrustes, sqrt=True), "distance", "Procrustes (√)"),
+    "linear_cka": Metric(linear_cka, "CKA (Linear)"),
+    "linear_cka_debiased": Metric(functools.partial(linear_cka, debiased=True), "CKA (Linear, debiased)"),
+    "rbf_cka": Metric(rbf_cka, "CKA (RBF 1.0)"),
+    "rbf_cka_debiased": Metric(functools.partial(rbf_cka, debiased=True), "CKA (RBF 1.0, debiased)"),
+    "rbf_cka_0.2": Metric(functools.partial(rbf_cka, threshold=0.2), "CKA (RBF 0.2)"),
+    "rbf_cka_0.4": Metric(functools.partial(rbf_cka, threshold=0.4), "CKA (RBF 0.4)"),
+    "rbf_cka_0.8": Metric(functools.partial(rbf_cka, threshold=0.8), "CKA (RBF 0.8)"),
+    "cca_mean_rho": Metric(lambda X, Y: cca(X, Y).mean_rho, "CCA (ρ̄)"),
+    "cca_r2": Metric(lambda X, Y: cca(X, Y).r2, "CCA (R²_CCA)"),
+    "svcca": Metric(lambda X, Y: svcca(X, Y).value, "SVCCA (ρ̄)"),
+    "svcca_r2": Metric(lambda X, Y: svcca(X, Y).r2, "SVCCA (R²_CCA)"),
+    "pwcca": Metric(lambda X, Y: pwcca(X, Y).value, "PWCCA"),
+    "linear_regression": Metric(linear_regression, "Linear Reg."),
+    "linear_hsic": Metric(linear_hsic, "Linear HSIC", "unnormalised"),
+    "procrustes": Metric(procrustes, "Procrustes", "distance"),
+    "procrustes_sqrt": Metric(functools.partial(procrustes, sqrt=True), "Procrustes (√)", "distance"),
 }
 """Name → :class:`Metric`, the one registry of metric names (docs/metrics.md, docs/design.md)."""
 
