@@ -25,7 +25,6 @@ def linear_gram(X) -> np.ndarray:
     Parameters
     ----------
     X : array ``(n, ...)``
-        Activations, flattened per sample.
 
     Returns
     -------
@@ -45,7 +44,6 @@ def rbf_gram(X, *, threshold: float = 1.0) -> np.ndarray:
     Parameters
     ----------
     X : array ``(n, ...)``
-        Activations, flattened per sample.
     threshold : float
         Bandwidth as a fraction of the median distance; must be positive.
 
@@ -54,11 +52,11 @@ def rbf_gram(X, *, threshold: float = 1.0) -> np.ndarray:
     ndarray ``(n, n)``
         Invariant to orthogonal maps, isotropic scaling and shifts of ``X``.
     """
-    _check_positive(threshold, "threshold", "the RBF bandwidth as a fraction of the median distance")
     return _rbf_gram(_as_matrix(X, "X"), threshold, "X")
 
 
 def _rbf_gram(X: np.ndarray, threshold: float, name: str) -> np.ndarray:
+    _check_positive(threshold, "threshold", "the RBF bandwidth as a fraction of the median distance")
     X = _centre(X, name)  # distances are shift invariant; centring helps rounding
     sq_norms = np.einsum("ij,ij->i", X, X)
     sq_dist = np.maximum(sq_norms[:, None] + sq_norms[None, :] - 2.0 * (X @ X.T), 0.0)
@@ -222,7 +220,6 @@ def rbf_cka(X, Y, *, threshold: float = 1.0, debiased: bool = False) -> float:
         Similarity, 1 for identical inputs. Invariant to orthogonal maps, isotropic scaling and
         shifts (the bandwidth scales with the data); not to invertible linear maps.
     """
-    _check_positive(threshold, "threshold", "the RBF bandwidth as a fraction of the median distance")
     X, Y = _pair(X, Y, min_samples=4 if debiased else 2, why="debiased CKA" if debiased else "CKA")
     return cka_from_gram(_rbf_gram(X, threshold, "X"), _rbf_gram(Y, threshold, "Y"), debiased=debiased)
 
