@@ -11,7 +11,6 @@ from layersim.metrics._common import (
     _RANK_RTOL,
     DegenerateCCAWarning,
     InvalidParameterError,
-    _centre,
     _pair,
 )
 
@@ -90,13 +89,13 @@ def orthonormal_basis(xc: np.ndarray, *, variance: float = 1.0, max_dims: int | 
 
 def _cca_core(X, Y, *, variance=1.0, max_dims=None):
     """Centre, reduce, and return the orthonormal bases, the SVD of ``UxᵀUy`` and metadata."""
-    X, Y = _pair(X, Y, min_samples=3, why="CCA (centred, with at least one direction per side)")
-    n = X.shape[0]
+    why = "CCA (centred, with at least one direction per side)"
+    Xc, Yc = _pair(X, Y, min_samples=3, why=why, centred=True)
+    n = Xc.shape[0]
     if max_dims is None:
         max_dims = (n - 1) // 2
     elif not (isinstance(max_dims, (int, np.integer)) and 1 <= max_dims < n):
         raise InvalidParameterError(f"max_dims must be an integer in [1, n) = [1, {n}); got {max_dims!r}")
-    Xc, Yc = _centre(X, "X"), _centre(Y, "Y")
     (Ux, rx), (Uy, ry) = (orthonormal_basis(a, variance=variance, max_dims=max_dims) for a in (Xc, Yc))
     kx, ky = Ux.shape[1], Uy.shape[1]
     if kx + ky > n - 1:

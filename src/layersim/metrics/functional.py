@@ -245,8 +245,7 @@ def distribution_rank_correlation(P, Q, *, from_logits: bool = False) -> float:
         raise SampleMismatchError(f"P is {P.shape} and Q is {Q.shape}; both must be (n_samples, n_classes)")
     if P.shape[1] < 2:
         raise MetricInputError(f"a rank correlation over classes needs at least 2 classes; got {P.shape[1]}")
-    rp = rankdata(P, axis=1) - (P.shape[1] + 1) / 2
-    rq = rankdata(Q, axis=1) - (P.shape[1] + 1) / 2
+    rp, rq = (rankdata(A, axis=1) - (P.shape[1] + 1) / 2 for A in (P, Q))  # centred ranks
     norm = np.sqrt((rp**2).sum(1) * (rq**2).sum(1))
     if (norm == 0).any():
         raise MetricInputError(f"{int((norm == 0).sum())} sample(s) have all classes equally likely in P or Q: their rank correlation is undefined")

@@ -47,8 +47,7 @@ def procrustes(X, Y, *, sqrt: bool = False) -> float:
     X, Y = _pair(X, Y, why="the Procrustes distance", centred=True)
     X, Y = _compress(X / np.linalg.norm(X)), _compress(Y / np.linalg.norm(Y))
     width = max(X.shape[1], Y.shape[1])
-    X = np.pad(X, ((0, 0), (0, width - X.shape[1])))
-    Y = np.pad(Y, ((0, 0), (0, width - Y.shape[1])))
+    X, Y = (np.pad(a, ((0, 0), (0, width - a.shape[1]))) for a in (X, Y))  # zero columns to one width
     U, _, Vt = np.linalg.svd(X.T @ Y)
     d2 = float(np.linalg.norm(X @ (U @ Vt) - Y) ** 2)  # minimiser Q = U Vᵀ of ‖XQ − Y‖_F
     return math.sqrt(d2) if sqrt else d2

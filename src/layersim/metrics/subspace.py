@@ -32,12 +32,11 @@ def _far_from_span(Z: np.ndarray, B: np.ndarray, epsilon: float) -> np.ndarray:
     """Columns ``z`` of Z with ``dist(z, span B) > ε‖z‖`` (B's columns need not be independent)."""
     norms = np.linalg.norm(B, axis=0)
     B = B[:, norms > 0] / norms[norms > 0]
+    residual = Z
     if B.shape[1]:
         U, s, _ = np.linalg.svd(B, full_matrices=False)
         basis = U[:, s > s[0] * _RANK_RTOL]
         residual = Z - basis @ (basis.T @ Z)
-    else:
-        residual = Z
     znorm = np.linalg.norm(Z, axis=0)
     return np.linalg.norm(residual, axis=0) > (epsilon + 1e-9) * znorm  # 1e-9: rounding slack
 
