@@ -4,11 +4,7 @@ Every metric is a pure function of two arrays ``X (n, p)`` and ``Y (n, q)`` whos
 same ``n`` samples in the same order (numpy arrays or torch tensors; arrays with more
 dimensions are flattened per sample, a 1-D array is one feature), computed in float64.
 Formulas, sources, invariances, return types and the CCA family's ``p ≥ n`` reduction rule are
-in each docstring and in ``docs/metrics.md``.
-
-Layout: ``_common`` (errors, float64 conversion, validation, centring), ``kernel`` (CKA),
-``canonical`` (CCA, SVCCA, PWCCA), ``shape`` (Procrustes), ``subspace`` (subspace match),
-``functional`` (measures on model outputs); everything public is re-exported here.
+in each docstring (one submodule per family, re-exported here) and in ``docs/metrics.md``.
 """
 
 from __future__ import annotations
