@@ -50,11 +50,10 @@ def jsd(P, Q, *, base: float = 2.0, from_logits: bool = False) -> float:
     Parameters
     ----------
     P, Q : array ``(n, C)``
-        Class probabilities per sample (rows sum to 1), or logits with ``from_logits=True``.
+        Class probabilities per sample (rows sum to 1), or logits, softmaxed per row, if ``from_logits``.
     base : float
         Logarithm base (> 0, ≠ 1); 2 by default.
     from_logits : bool
-        Apply a softmax to each row first.
 
     Returns
     -------
@@ -177,11 +176,10 @@ def confidence_rank_correlation(P, Q, labels, *, from_logits: bool = False) -> f
     Parameters
     ----------
     P, Q : array ``(n, classes)``
-        Probabilities (or logits with ``from_logits=True``).
+        Probabilities, or logits, softmaxed per row, if ``from_logits``.
     labels : array ``(n,)``
         True classes.
     from_logits : bool
-        Apply a softmax to the rows of ``P`` and ``Q`` first.
 
     Returns
     -------
@@ -218,9 +216,8 @@ def distribution_rank_correlation(P, Q, *, from_logits: bool = False) -> float:
     Parameters
     ----------
     P, Q : array ``(n, C)``, ``C ≥ 2``
-        Probabilities (or logits with ``from_logits=True``) of the same samples.
+        Probabilities of the same samples, or logits, softmaxed per row, if ``from_logits``.
     from_logits : bool
-        Apply a softmax to the rows of ``P`` and ``Q`` first.
 
     Returns
     -------

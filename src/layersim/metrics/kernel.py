@@ -126,7 +126,6 @@ def cka_from_gram(K, L, *, debiased: bool = False) -> float:
     K, L : array ``(n, n)``
         Symmetric Gram matrices of the same ``n`` samples (``n ≥ 2``; ``n ≥ 4`` if debiased).
     debiased : bool
-        Use the unbiased HSIC estimator.
 
     Returns
     -------
@@ -204,15 +203,13 @@ def linear_cka(X, Y, *, debiased: bool = False) -> float:
 def rbf_cka(X, Y, *, threshold: float = 1.0, debiased: bool = False) -> float:
     """CKA with Gaussian kernels (Kornblith et al. 2019, Sec. 3 and their reference code).
 
-    ``CKA(rbf_gram(X, threshold), rbf_gram(Y, threshold))`` (:func:`rbf_gram`, :func:`cka_from_gram`).
+    ``cka_from_gram(rbf_gram(X, threshold), rbf_gram(Y, threshold), debiased=debiased)`` (parameters there).
 
     Parameters
     ----------
     X, Y : arrays ``(n, p, ...)`` and ``(n, q, ...)``
     threshold : float
-        Bandwidth as a fraction of the median distance (positive).
     debiased : bool
-        Use the unbiased HSIC estimator.
 
     Returns
     -------
