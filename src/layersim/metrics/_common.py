@@ -8,7 +8,6 @@ import numpy as np
 
 from layersim.errors import LayersimError
 
-_EPS = np.finfo(np.float64).eps
 _RANK_RTOL = 1e-10  # singular values below this fraction of the largest count as zero (rank)
 
 

@@ -7,7 +7,6 @@ import math
 import numpy as np
 
 from layersim.metrics._common import (
-    _EPS,
     ConstantInputError,
     MetricInputError,
     SampleMismatchError,
@@ -146,7 +145,7 @@ def cka_from_gram(K, L, *, debiased: bool = False) -> float:
     kk, ll = float(np.vdot(Kc, Kc)), float(np.vdot(Lc, Lc))
     n = K.shape[0]
     for name, self_hsic, g in (("K", kk, K), ("L", ll, L)):
-        if self_hsic <= (64 * n * _EPS * np.linalg.norm(g)) ** 2:
+        if self_hsic <= (64 * n * np.finfo(np.float64).eps * np.linalg.norm(g)) ** 2:
             raise ConstantInputError(
                 f"{name} has (numerically) zero centred self-similarity, so CKA is undefined; "
                 "the representation is constant across samples"
@@ -157,10 +156,9 @@ def cka_from_gram(K, L, *, debiased: bool = False) -> float:
 def linear_cka(X, Y, *, debiased: bool = False) -> float:
     """Linear CKA (Kornblith et al. 2019), in feature space.
 
-    ``CKA = ‖YᵀX‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F)`` for column-centred X, Y (Kornblith et al. 2019,
-    Eq. 5). With ``debiased=True`` each ``‖AᵀB‖²_F`` is replaced by Song et al.'s (2012)
-    unbiased HSIC₁ of the linear Grams, written in feature space in ``unbiased`` below (docs/metrics.md,
-    Debiased CKA). When ``p`` or ``q`` exceeds ``n`` the same quantities come from the ``(n, n)`` Grams.
+    ``CKA = ‖YᵀX‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F)`` for column-centred X, Y (Kornblith et al. 2019, Eq. 5);
+    with ``debiased=True`` each ``‖AᵀB‖²_F`` becomes Song et al.'s (2012) unbiased HSIC₁ of the
+    linear Grams (docs/metrics.md, Debiased CKA); from the ``(n, n)`` Grams when ``p`` or ``q`` > ``n``.
 
     Parameters
     ----------
