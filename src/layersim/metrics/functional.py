@@ -72,12 +72,11 @@ def jsd(P, Q, *, base: float = 2.0, from_logits: bool = False) -> float:
     P, Q = _distributions(P, "P", from_logits), _distributions(Q, "Q", from_logits)
     if P.shape != Q.shape:
         raise SampleMismatchError(f"P is {P.shape} and Q is {Q.shape}; both must be (n_samples, n_classes)")
-    M = 0.5 * (P + Q)
 
     def entropy(A):
         return -np.sum(np.where(A > 0, A * np.log(np.where(A > 0, A, 1.0)), 0.0), axis=1)
 
-    per_sample = entropy(M) - 0.5 * (entropy(P) + entropy(Q))
+    per_sample = entropy(0.5 * (P + Q)) - 0.5 * (entropy(P) + entropy(Q))
     return float(np.mean(np.maximum(per_sample, 0.0)) / math.log(base))
 
 

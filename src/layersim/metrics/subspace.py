@@ -37,8 +37,7 @@ def _far_from_span(Z: np.ndarray, B: np.ndarray, epsilon: float) -> np.ndarray:
         U, s, _ = np.linalg.svd(B, full_matrices=False)
         basis = U[:, s > s[0] * _RANK_RTOL]
         residual = Z - basis @ (basis.T @ Z)
-    znorm = np.linalg.norm(Z, axis=0)
-    return np.linalg.norm(residual, axis=0) > (epsilon + 1e-9) * znorm  # 1e-9: rounding slack
+    return np.linalg.norm(residual, axis=0) > (epsilon + 1e-9) * np.linalg.norm(Z, axis=0)
 
 
 def subspace_match(X, Y, *, epsilon: float) -> SubspaceMatchResult:
