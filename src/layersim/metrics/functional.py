@@ -131,11 +131,11 @@ def accuracy_difference(P, Q, labels) -> float:
     return float(abs(np.mean(a == y) - np.mean(b == y)))
 
 
-def linear_probe_accuracy(X, labels, *, test_fraction: float = 0.25, seed: int = 0) -> float:
+def linear_probe_accuracy(X, labels, *, test_fraction: float = 0.25, seed: int = 0, C: float = 1.0) -> float:
     """Test accuracy of a logistic-regression probe on frozen activations (Alain & Bengio 2016).
 
     A stratified split (``test_fraction`` held out, fixed by ``seed``), standardised features,
-    multinomial logistic regression with L2 penalty ``C = 1`` (scikit-learn, ``lbfgs``), held-out accuracy.
+    L2-regularised multinomial logistic regression (scikit-learn, ``lbfgs``), held-out accuracy.
 
     Parameters
     ----------
@@ -145,6 +145,8 @@ def linear_probe_accuracy(X, labels, *, test_fraction: float = 0.25, seed: int =
         Share of samples held out, in (0, 1).
     seed : int
         Seed of the split.
+    C : float
+        Inverse regularisation strength (positive).
 
     Returns
     -------
@@ -158,11 +160,12 @@ def linear_probe_accuracy(X, labels, *, test_fraction: float = 0.25, seed: int =
 
     if not (isinstance(test_fraction, (int, float, np.floating)) and 0 < test_fraction < 1):
         raise InvalidParameterError(f"test_fraction must be in (0, 1); got {test_fraction!r}")
+    _check_positive(C, "C", "the inverse regularisation strength")
     X, y = _as_matrix(X, "X"), np.asarray(labels)
     if y.shape != (X.shape[0],):
         raise SampleMismatchError(f"X has {X.shape[0]} samples but labels has shape {y.shape}")
     x_train, x_test, y_train, y_test = train_test_split(X, y, test_size=test_fraction, random_state=seed, stratify=y)
-    probe = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
     return float(probe.fit(x_train, y_train).score(x_test, y_test))
 
 
