@@ -15,9 +15,11 @@ from layersim import __version__
 from layersim.errors import LayersimError
 
 
-def _format_attr(value) -> str:
-    text = str(value)
-    return text if len(text) <= 100 else text[:97] + "..."
+def _print_attrs(attrs, out) -> None:
+    """Each attr but the layer list, one a line, cut to 100 characters."""
+    for key in sorted(attrs.keys() - {"layers"}):
+        text = str(attrs[key])
+        print(f"  {key}: {text if len(text) <= 100 else text[:97] + '...'}", file=out)
 
 
 def inspect(path: Path, *, verify: bool = False, out=None) -> None:
@@ -48,9 +50,7 @@ def _inspect(path: Path, verify: bool, out) -> None:
         grams = GramStore(path)
         n_batches = len(grams.self_hsic)
         print(f"{path}: Gram store, {n_batches} minibatches of {grams.n} samples, {len(grams.layers)} layers, {grams.dtype}", file=out)
-        for key in sorted(grams.attrs):
-            if key != "layers":
-                print(f"  {key}: {_format_attr(grams.attrs[key])}", file=out)
+        _print_attrs(grams.attrs, out)
         if verify:
             for k in range(n_batches):
                 if not np.isfinite(grams.batch(k)).all():
@@ -63,15 +63,12 @@ def _inspect(path: Path, verify: bool, out) -> None:
         result = read_similarity(path)
         print(f"{path}: similarity result, {result.sizes['layer_a']} × {result.sizes['layer_b']} layers", file=out)
         print(f"variables: {', '.join(sorted(result.data_vars))}", file=out)
-        for key in sorted(attrs):
-            print(f"  {key}: {_format_attr(attrs[key])}", file=out)
+        _print_attrs(attrs, out)
         return
     store = ActivationStore(path)
     print(f"{path}: activation store, {len(store)} samples, {len(store.layers)} layers, {store.nbytes / 2**20:.1f} MiB", file=out)
     print("provenance:", file=out)
-    for key in sorted(store.attrs):
-        if key != "layers":
-            print(f"  {key}: {_format_attr(store.attrs[key])}", file=out)
+    _print_attrs(store.attrs, out)
     print("layers (features per sample):", file=out)
     width = max(len(layer) for layer in store.layers)
     for layer in store.layers:
