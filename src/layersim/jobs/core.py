@@ -6,11 +6,11 @@ import json
 import warnings
 from pathlib import Path
 
-from layersim import plots
 from layersim.data import load_dataset
 from layersim.errors import LayersimError
 from layersim.io import write_json
 from layersim.jobs import config_hash, job, job_config, job_device, limit_threads, release_freed_blocks_to_the_os, tell
+from layersim.plots import grid_figure, heatmap_figure
 from layersim.store import read_similarity, write_similarity
 
 
@@ -122,7 +122,7 @@ def similarity(smk) -> None:
 @job
 def heatmap(smk) -> None:
     """:func:`layersim.plots.heatmap_figure` for one similarity result."""
-    plots.heatmap_figure(read_similarity(smk.input.result), smk.output.figure, max_labels=smk.params.max_labels)
+    heatmap_figure(read_similarity(smk.input.result), smk.output.figure, max_labels=smk.params.max_labels)
 
 
 @job
@@ -130,7 +130,7 @@ def self_similarity_grid(smk) -> None:
     """:func:`layersim.plots.grid_figure` over depth × width."""
     by_instance = {r.attrs["model_a"]: r for r in map(read_similarity, smk.input.results)}
     results = {(i, j): by_instance[inst] for i, j, inst in smk.params.cells}
-    plots.grid_figure(results, smk.output.figure, row_labels=list(smk.params.depths), col_labels=[f"×{w}" for w in smk.params.widths], row_title="depth", col_title="width", title="Self-similarity (minibatch linear CKA)")
+    grid_figure(results, smk.output.figure, row_labels=list(smk.params.depths), col_labels=[f"×{w}" for w in smk.params.widths], row_title="depth", col_title="width", title="Self-similarity (minibatch linear CKA)")
 
 
 @job
@@ -156,4 +156,6 @@ def functional(smk) -> None:
 @job
 def metrics_figure(smk) -> None:
     """:func:`layersim.plots.metrics_figure` (metrics side by side)."""
-    plots.metrics_figure([read_similarity(p) for p in smk.input.results], smk.output.figure, max_labels=smk.params.max_labels)
+    from layersim.plots import metrics_figure as draw
+
+    draw([read_similarity(p) for p in smk.input.results], smk.output.figure, max_labels=smk.params.max_labels)
