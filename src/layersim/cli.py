@@ -15,12 +15,14 @@ from layersim import __version__
 from layersim.errors import LayersimError
 
 
-def _format_attr(value) -> str:
-    text = str(value)
-    return text if len(text) <= 100 else text[:97] + "..."
+def _print_attrs(attrs) -> None:
+    """Each attr but the layer list, one a line, cut to 100 characters."""
+    for key in sorted(attrs.keys() - {"layers"}):
+        text = str(attrs[key])
+        print(f"  {key}: {text if len(text) <= 100 else text[:97] + '...'}")
 
 
-def inspect(path: Path, *, verify: bool = False, out=None) -> None:
+def inspect(path: Path, *, verify: bool = False) -> None:
     """Print an activation store's samples, layers with their shapes and provenance attrs (or a
     Gram store's or a similarity result's sizes and attrs). ``verify`` reads every row of every layer and fails
     on a row that cannot be read or holds NaN/Inf."""
@@ -29,14 +31,14 @@ def inspect(path: Path, *, verify: bool = False, out=None) -> None:
     if not path.exists():
         raise StoreError(f"{path} does not exist")
     try:
-        _inspect(path, verify, out or sys.stdout)
+        _inspect(path, verify)
     except (LayersimError, BrokenPipeError):
         raise
     except Exception as err:  # zarr and the readers raise several types for a damaged or foreign folder
         raise StoreError(f"{path} cannot be read ({type(err).__name__}: {err}); it is damaged: delete it and rerun the step that wrote it") from err
 
 
-def _inspect(path: Path, verify: bool, out) -> None:
+def _inspect(path: Path, verify: bool) -> None:
     import numpy as np
     import zarr
 
@@ -47,38 +49,33 @@ def _inspect(path: Path, verify: bool, out) -> None:
     if "grams" in group:  # a Gram store
         grams = GramStore(path)
         n_batches = len(grams.self_hsic)
-        print(f"{path}: Gram store, {n_batches} minibatches of {grams.n} samples, {len(grams.layers)} layers, {grams.dtype}", file=out)
-        for key in sorted(grams.attrs):
-            if key != "layers":
-                print(f"  {key}: {_format_attr(grams.attrs[key])}", file=out)
+        print(f"{path}: Gram store, {n_batches} minibatches of {grams.n} samples, {len(grams.layers)} layers, {grams.dtype}")
+        _print_attrs(grams.attrs)
         if verify:
             for k in range(n_batches):
                 if not np.isfinite(grams.batch(k)).all():
                     raise StoreError(f"{path}: the Grams of minibatch {k + 1} hold NaN/Inf; the store is damaged: delete it and rerun the grams step")
-            print("verified: every minibatch's Grams read, checksums match, all finite", file=out)
+            print("verified: every minibatch's Grams read, checksums match, all finite")
         return
     if "cka" in group and "layers" not in attrs:  # a similarity result
         from layersim.store import read_similarity
 
         result = read_similarity(path)
-        print(f"{path}: similarity result, {result.sizes['layer_a']} × {result.sizes['layer_b']} layers", file=out)
-        print(f"variables: {', '.join(sorted(result.data_vars))}", file=out)
-        for key in sorted(attrs):
-            print(f"  {key}: {_format_attr(attrs[key])}", file=out)
+        print(f"{path}: similarity result, {result.sizes['layer_a']} × {result.sizes['layer_b']} layers")
+        print(f"variables: {', '.join(sorted(result.data_vars))}")
+        _print_attrs(attrs)
         return
     store = ActivationStore(path)
-    print(f"{path}: activation store, {len(store)} samples, {len(store.layers)} layers, {store.nbytes / 2**20:.1f} MiB", file=out)
-    print("provenance:", file=out)
-    for key in sorted(store.attrs):
-        if key != "layers":
-            print(f"  {key}: {_format_attr(store.attrs[key])}", file=out)
-    print("layers (features per sample):", file=out)
+    print(f"{path}: activation store, {len(store)} samples, {len(store.layers)} layers, {store.nbytes / 2**20:.1f} MiB")
+    print("provenance:")
+    _print_attrs(store.attrs)
+    print("layers (features per sample):")
     width = max(len(layer) for layer in store.layers)
     for layer in store.layers:
         array = store.group[layer]
         # a layer's feature dims are named "<layer>.<dim>" in the store (one namespace per layer)
         dims = ", ".join(d.removeprefix(f"{layer}.") for d in (array.metadata.dimension_names or ())[1:])
-        print(f"  {layer:<{width}}  {str(tuple(array.shape[1:])):<16} {array.dtype}  ({dims})", file=out)
+        print(f"  {layer:<{width}}  {str(tuple(array.shape[1:])):<16} {array.dtype}  ({dims})")
     if verify:
         step = max(1, (store.group[store.layers[0]].shards or store.group[store.layers[0]].chunks)[0])
         for layer in store.layers:
@@ -87,7 +84,7 @@ def _inspect(path: Path, verify: bool, out) -> None:
                 if not np.isfinite(rows).all():
                     bad = lo + int(np.flatnonzero(~np.isfinite(rows).all(axis=1))[0])
                     raise StoreError(f"{path}: layer {layer!r} holds NaN/Inf at row {bad}; the store is damaged: delete it and rerun the extract step")
-        print("verified: every row of every layer read, all finite", file=out)
+        print("verified: every row of every layer read, all finite")
 
 
 def heatmap(result: Path, out: Path, *, title: str | None = None, max_labels: int = 12) -> None:
@@ -104,10 +101,9 @@ def heatmap(result: Path, out: Path, *, title: str | None = None, max_labels: in
     heatmap_figure(dataset, out, title=title, max_labels=max_labels)
 
 
-def targets(configfile: Path | None, snakefile: Path, *, out=None) -> None:
+def targets(configfile: Path | None, snakefile: Path) -> None:
     """Print every output the workflow would build (``snakemake --summary``, run in the
     Snakefile's folder: output paths are relative to it) with its plan."""
-    out = out or sys.stdout
     if importlib.util.find_spec("snakemake") is None:
         raise LayersimError("listing targets needs Snakemake, which is not installed: pip install 'layersim[workflow]' (or run bash scripts/setup.sh)")
     if not snakefile.is_file():
@@ -127,8 +123,8 @@ def targets(configfile: Path | None, snakefile: Path, *, out=None) -> None:
     pending = [r for r in rows if r[5] != "no update"]
     width = max((len(r[2]) for r in rows), default=4)
     for r in rows:
-        print(f"{r[2]:<{width}}  {r[5]:<15} {r[0]}", file=out)
-    print(f"{len(rows)} outputs, {len(pending)} to (re)build", file=out)
+        print(f"{r[2]:<{width}}  {r[5]:<15} {r[0]}")
+    print(f"{len(rows)} outputs, {len(pending)} to (re)build")
 
 
 def _parser() -> argparse.ArgumentParser:

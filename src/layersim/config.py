@@ -144,8 +144,8 @@ def _describe(error) -> str:
         pattern = (schema.get("propertyNames") or schema).get("pattern", "")
         rule = f"it must match {pattern} (no trailing newline)" if pattern else "see the schema"
         return f"{where}: {_shown(value)} is not a valid name: {rule}."
-    if kind in ("maxLength", "minLength"):
-        return f"{where}: {_shown(value)} has {len(value)} characters; at {'most' if kind == 'maxLength' else 'least'} {error.validator_value} allowed."
+    if kind == "maxLength":
+        return f"{where}: {_shown(value)} has {len(value)} characters; at most {error.validator_value} allowed."
     bounds = {"minimum": "≥", "maximum": "≤", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
     if kind in bounds:
         return f"{where}: {_shown(value)} is out of range; it must be {bounds[kind]} {error.validator_value}."
@@ -324,11 +324,10 @@ def cross_checks(config: dict) -> list[str]:
     if kornblith["enabled"]:
         from layersim.experiments.kornblith import IDENTIFICATION_METRICS
 
-        problems.append(unknown_model(config, kornblith["model"], "papers.kornblith.model"))
         if len(seeds) < 2:
             add("papers.kornblith: layer identification compares the seeds of one model; seeds: needs at least 2.")
         problems += _unknown_names(kornblith["metrics"], IDENTIFICATION_METRICS, "papers.kornblith.metrics", "layersim.experiments.kornblith.IDENTIFICATION_METRICS")
-    for paper in ("existence", "ding"):
+    for paper in ("kornblith", "existence", "ding"):
         if papers[paper]["enabled"]:
             problems.append(unknown_model(config, papers[paper]["model"], f"papers.{paper}.model"))
     if papers["ding"]["enabled"]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from threadpoolctl import threadpool_limits
+
 from layersim.experiments.architectures import FUNCTIONAL, correlation_rows, markdown_table, pair_rows
 from layersim.io import read_csv, write_csv, write_text
 from layersim.jobs import job, job_device, log
+from layersim.plots import scatter_panels
 
 
 @job
@@ -20,8 +23,6 @@ def architectures_init(smk) -> None:
 @job
 def architectures_pairs(smk) -> None:
     """:func:`layersim.experiments.architectures.pair_rows` of the trained (and untrained) stores → CSV."""
-    from threadpoolctl import threadpool_limits
-
     p = smk.params
     groups = {"trained": list(smk.input.trained)}
     if smk.input.untrained:
@@ -36,8 +37,6 @@ def architectures_pairs(smk) -> None:
 @job
 def architectures_summary(smk) -> None:
     """The pairs → Table 3.1 (CSV + Markdown) and the scatter figure (a row of panels per metric)."""
-    from layersim.plots import scatter_panels
-
     pairs = read_csv(smk.input.pairs)
     metrics = list(smk.params.metrics)
     rows = correlation_rows(pairs, metrics)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import re
 
+from layersim.data import load_dataset
+from layersim.experiments.checkpoints import compare_with_final
+from layersim.experiments.common import spearman
 from layersim.io import read_csv, write_csv
 from layersim.jobs import job, job_device, log
+from layersim.plots import lines_figure, scatter_panels
 
 
 @job
 def train_epochs(smk) -> None:
     """:func:`layersim.train.torch.train_torch` with a checkpoint (an output) at every configured epoch."""
-    from layersim.data import load_dataset
     from layersim.train.torch import train_torch
 
     epoch_paths = {int(re.search(r"e(\d+)\.pt$", str(p)).group(1)): str(p) for p in smk.output.checkpoints}
@@ -22,8 +25,6 @@ def train_epochs(smk) -> None:
 @job
 def checkpoint_compare(smk) -> None:
     """:func:`layersim.experiments.checkpoints.compare_with_final` of one instance's checkpoints → CSV."""
-    from layersim.experiments.checkpoints import compare_with_final
-
     paths = {int(re.search(r"-e(\d+)\.zarr$", str(p)).group(1)): str(p) for p in smk.input.stores}
     rows = compare_with_final(paths, layers=smk.params.layers, max_samples=smk.params.max_samples)
     rows = [{"model": smk.wildcards.model, "seed": int(smk.wildcards.seed), "lr": smk.params.lr, **r} for r in rows]
@@ -35,9 +36,6 @@ def checkpoint_compare(smk) -> None:
 @job
 def checkpoints_summary(smk) -> None:
     """All instances' tables → one CSV, CKA and JSD against epoch, and CKA against JSD."""
-    from layersim.experiments.common import spearman
-    from layersim.plots import lines_figure, scatter_panels
-
     rows = [r for p in smk.input.tables for r in read_csv(p)]
     write_csv(rows, smk.output.table)
     layer = rows[0]["layer"]

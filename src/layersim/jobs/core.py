@@ -6,8 +6,12 @@ import json
 import warnings
 from pathlib import Path
 
-from layersim.jobs import config_hash, job, job_config, job_device, limit_threads, release_freed_blocks_to_the_os, tell
+from layersim.data import load_dataset
 from layersim.errors import LayersimError
+from layersim.io import write_json
+from layersim.jobs import config_hash, job, job_config, job_device, limit_threads, release_freed_blocks_to_the_os, tell
+from layersim.plots import grid_figure, heatmap_figure
+from layersim.store import read_similarity, write_similarity
 
 
 def _check_epoch(smk) -> None:
@@ -20,7 +24,6 @@ def _check_epoch(smk) -> None:
 @job
 def train(smk) -> None:
     """:func:`layersim.train.torch.train_torch`."""
-    from layersim.data import load_dataset
     from layersim.train.torch import train_torch
 
     _check_epoch(smk)
@@ -31,7 +34,6 @@ def train(smk) -> None:
 @job
 def train_keras(smk) -> None:
     """:func:`layersim.train.keras.train_keras`."""
-    from layersim.data import load_dataset
     from layersim.train.keras import train_keras as train
 
     _check_epoch(smk)
@@ -43,8 +45,6 @@ def train_keras(smk) -> None:
 @job
 def extract(smk) -> None:
     """Every layer over the evaluation split: ``extract_torch`` (``.pt``) or ``extract_keras`` (``.keras``)."""
-    from layersim.data import load_dataset
-
     dataset = load_dataset(dict(smk.params.dataset))
     attrs = {
         "model": smk.wildcards.model,
@@ -71,7 +71,6 @@ def gram_kernel(smk) -> None:
     """:func:`layersim.engine.grams.measure_gram_kernels` at the CKA batch size → the fastest
     kernel's name and every kernel's time, as JSON."""
     from layersim.engine.grams import measure_gram_kernels, measurement_widths
-    from layersim.io import write_json
 
     n, dtype = smk.params.batch_size, smk.params.dtype
     seconds = measure_gram_kernels(n, dtype, measurement_widths(n))
@@ -110,7 +109,6 @@ def grams(smk) -> None:
 def similarity(smk) -> None:
     """:func:`layersim.engine.compare_gram_stores` for one pair of Gram stores."""
     from layersim.engine import UndefinedLayerWarning, compare_gram_stores
-    from layersim.store import write_similarity
 
     a, b = smk.wildcards.a, smk.wildcards.b
     with warnings.catch_warnings(record=True) as caught:
@@ -124,20 +122,14 @@ def similarity(smk) -> None:
 @job
 def heatmap(smk) -> None:
     """:func:`layersim.plots.heatmap_figure` for one similarity result."""
-    from layersim.plots import heatmap_figure
-    from layersim.store import read_similarity
-
     heatmap_figure(read_similarity(smk.input.result), smk.output.figure, max_labels=smk.params.max_labels)
 
 
 @job
 def self_similarity_grid(smk) -> None:
     """:func:`layersim.plots.grid_figure` over depth × width."""
-    from layersim.plots import grid_figure
-    from layersim.store import read_similarity
-
-    by_instance = {read_similarity(p).attrs["model_a"]: p for p in smk.input.results}
-    results = {(i, j): read_similarity(by_instance[inst]) for i, j, inst in smk.params.cells}
+    by_instance = {r.attrs["model_a"]: r for r in map(read_similarity, smk.input.results)}
+    results = {(i, j): by_instance[inst] for i, j, inst in smk.params.cells}
     grid_figure(results, smk.output.figure, row_labels=list(smk.params.depths), col_labels=[f"×{w}" for w in smk.params.widths], row_title="depth", col_title="width", title="Self-similarity (minibatch linear CKA)")
 
 
@@ -145,7 +137,6 @@ def self_similarity_grid(smk) -> None:
 def metric_similarity(smk) -> None:
     """:func:`layersim.layerwise.metric_matrix` for one metric and pair."""
     from layersim.layerwise import metric_matrix
-    from layersim.store import write_similarity
 
     result = metric_matrix(smk.input.a, smk.input.b, smk.wildcards.metric, layer_stride=smk.params.layer_stride, max_samples=smk.params.max_samples, threads=smk.threads)
     if result.attrs["n_undefined"]:
@@ -157,17 +148,14 @@ def metric_similarity(smk) -> None:
 @job
 def functional(smk) -> None:
     """:func:`layersim.layerwise.functional_similarity` → JSON."""
-    from layersim.io import write_text
     from layersim.layerwise import functional_similarity
 
-    result = functional_similarity(smk.input.a, smk.input.b)
-    write_text(smk.output.result, json.dumps(result, indent=2))
+    write_json(functional_similarity(smk.input.a, smk.input.b), smk.output.result)
 
 
 @job
 def metrics_figure(smk) -> None:
     """:func:`layersim.plots.metrics_figure` (metrics side by side)."""
     from layersim.plots import metrics_figure as draw
-    from layersim.store import read_similarity
 
     draw([read_similarity(p) for p in smk.input.results], smk.output.figure, max_labels=smk.params.max_labels)

@@ -2,29 +2,28 @@
 
 from __future__ import annotations
 
+import re
+
+from threadpoolctl import threadpool_limits
+
+from layersim.experiments import ding
+from layersim.io import write_csv
 from layersim.jobs import job, log
+from layersim.layers import select_layers
+from layersim.plots import scatter_panels
+from layersim.store import ActivationStore
 
 
 @job
 def ding_benchmark(smk) -> None:
     """:mod:`layersim.experiments.ding` over the seeds of one model → tables, summary, figures."""
-    import re as _re
-
-    from threadpoolctl import threadpool_limits
-
-    from layersim.experiments import ding
-    from layersim.io import write_csv
-    from layersim.layers import select_layers
-    from layersim.plots import scatter_panels
-    from layersim.store import ActivationStore
-
     p = smk.params
     rows_ = slice(0, p.max_samples)
     reps, pc_reps, labels = {}, {}, None
     for path in smk.input.stores:
         store = ActivationStore(path)
         labels = store.labels[rows_] if labels is None else labels
-        seed = _re.search(r"-s(\d+)-", store.name).group(1)
+        seed = re.search(r"-s(\d+)-", store.name).group(1)
         for layer in select_layers(store.layers, p.layers, what="functional_papers.ding.layers pattern", include_logits=True):
             reps[f"s{seed}:{layer}"] = store.read(layer, rows_)
         pc_layer = select_layers(store.layers, p.pc_layer, what="functional_papers.ding.pc_layer pattern", include_logits=True)[0]

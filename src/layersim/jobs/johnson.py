@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+from layersim.experiments.johnson import johnson_rows, verdict
+from layersim.io import write_csv, write_text
 from layersim.jobs import job, log
 
 
 @job
 def johnson_table(smk) -> None:
     """:func:`layersim.experiments.johnson.johnson_rows` → CSV + Markdown."""
-    from layersim.io import write_csv, write_text
-    from layersim.experiments.johnson import johnson_rows, verdict
-
     rows = johnson_rows(tuple(smk.params.epsilons))
     write_csv(rows, smk.output.table, comments=["Johnson (2019) Example 3.1: hidden layers of two ReLU networks, y = W2 ReLU(W1 x)", "see layersim.experiments.johnson and docs/metrics.md"])
     lines = ["| construction | inputs | subspace match (ε=0) | linear CKA | CCA mean ρ | Procrustes | same function? | verdict |", "|---|---|---|---|---|---|---|---|"]

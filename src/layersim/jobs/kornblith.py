@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from layersim.experiments.kornblith import identification_accuracy, similarity_tensor
 from layersim.io import atomic_write, read_csv, write_csv
 from layersim.jobs import job, log
+from layersim.plots import identification_figure as draw_identification_figure
 
 
 @job
 def identification(smk) -> None:
     """``similarity_tensor`` of one model's seeds and its ``identification_accuracy`` → Zarr + CSV."""
-    from layersim.experiments.kornblith import identification_accuracy, similarity_tensor
-
     paths = {path.split("/")[-1].removesuffix(".zarr"): path for path in smk.input.stores}
     sim = similarity_tensor(paths, layers=smk.params.layers, metrics=list(smk.params.metrics), max_samples=smk.params.max_samples, threads=smk.threads)
     rows = identification_accuracy(sim)
@@ -27,6 +27,4 @@ def identification(smk) -> None:
 @job
 def identification_figure(smk) -> None:
     """:func:`layersim.plots.identification_figure` of the table."""
-    from layersim.plots import identification_figure as draw
-
-    draw(read_csv(smk.input.table), smk.output.figure, title=smk.params.title)
+    draw_identification_figure(read_csv(smk.input.table), smk.output.figure, title=smk.params.title)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from layersim.experiments.nguyen import PC1_SHARE_THRESHOLD, largest_block, largest_high_cka_run, pc_shares, read_pc_shares, write_pc_shares
+from layersim.io import write_csv
 from layersim.jobs import job, log
+from layersim.layers import select_layers
 from layersim.plots import block_structure_figure, grid_figure
 from layersim.plots import series_figure as draw_series_figure
+from layersim.store import read_similarity
 
 
 @job
@@ -19,17 +24,14 @@ def pca(smk) -> None:
 
 
 def _by_instance(paths) -> dict:
-    from layersim.store import read_similarity
-
-    results = [read_similarity(path) for path in paths]
-    return {(r.attrs["model_a"], r.attrs["model_b"]): r for r in results}
+    return {(r.attrs["model_a"], r.attrs["model_b"]): r for r in map(read_similarity, paths)}
 
 
 @job
 def series_figure(smk) -> None:
     """:func:`layersim.plots.series_figure` of a depth or width series with its first-PC shares."""
     sims = _by_instance(smk.input.results)
-    shares = {read_pc_shares(p).attrs["store"]: read_pc_shares(p) for p in smk.input.pca}
+    shares = {table.attrs["store"]: table for table in map(read_pc_shares, smk.input.pca)}
     instances = list(smk.params.instances)
     draw_series_figure([sims[(i, i)] for i in instances], [shares[i] for i in instances], list(smk.params.labels), smk.output.figure, title=smk.params.title, max_labels=smk.params.max_labels)
 
@@ -37,15 +39,10 @@ def series_figure(smk) -> None:
 @job
 def block_structure(smk) -> None:
     """:func:`layersim.experiments.nguyen.largest_block` of every ResNet instance → CSV and figure."""
-    import numpy as np
-
-    from layersim.io import write_csv
-    from layersim.layers import select_layers
-
     threshold = smk.params.threshold
-    pc1_threshold = getattr(smk.params, "pc1_threshold", PC1_SHARE_THRESHOLD)
+    pc1_threshold = PC1_SHARE_THRESHOLD
     sims = _by_instance(smk.input.results)
-    shares = {read_pc_shares(p).attrs["store"]: read_pc_shares(p) for p in smk.input.pca}
+    shares = {table.attrs["store"]: table for table in map(read_pc_shares, smk.input.pca)}
     rows = []
     for entry in smk.params.instances:
         inst = entry["instance"]
