@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from layersim.engine.accumulator import MinibatchCKA, minibatch_rows
-from layersim.engine.grams import BatchGrams, EstimatorError, NonFiniteInputError, UndefinedLayerWarning, _check_batch, _check_kernel, _gram_numpy, _is_torch, _non_finite_detail, gram_kernel_for
+from layersim.engine.grams import BatchGrams, EstimatorError, NonFiniteInputError, UndefinedLayerWarning, _check_kernel, _gram_numpy, _is_torch, _non_finite_detail, gram_kernel_for
 from layersim.parallel import balanced_blocks, single_blas_thread, thread_count, thread_pool
 
 if TYPE_CHECKING:
@@ -24,7 +24,6 @@ def _store_grams(store, layers: list[str], rows: np.ndarray, dtype: str, device:
     """
     dtype = np.dtype(dtype)
     n = len(rows)
-    _check_batch(n)
     model = f"activation store {store.path}"
     if device is not None:
         try:
@@ -157,7 +156,8 @@ def compare_stores(
         grams = {name: [dask.delayed(_store_grams, pure=True)(opened[name], block, rows, dtype, device, batch, kernel) for block in blocks[name]] for name in used}
         states.append(dask.delayed(_batch_states, pure=True)(grams, pairs, dtype, orders))
     final = _compute(_tree_reduce(states, split_every), threads, scheduler_address, scheduler_timeout, progress, "minibatch CKA")
-    return _results(final, pairs, opened, batch_size=batch_size, passes=passes, dtype=dtype, device=device or "cpu (numpy)")
+    attrs = {"batch_size": batch_size, "passes": passes, "dtype": dtype, "device": device or "cpu (numpy)"}
+    return {(a, b): _to_dataset(acc, opened[a], opened[b], attrs) for (a, b), acc in zip(pairs, final)}
 
 
 def write_gram_store(
@@ -235,7 +235,8 @@ def compare_gram_stores(
         batch_grams = {name: [dask.delayed(_read_gram_batch, pure=True)(opened[name], k)] for name in used}
         states.append(dask.delayed(_batch_states, pure=True)(batch_grams, pairs, dtype, orders))
     final = _compute(_tree_reduce(states, split_every), thread_count(threads), None, 0, progress, "minibatch CKA")
-    return _results(final, pairs, opened, batch_size=first.n, passes=first.attrs["passes"], dtype=dtype, device=first.attrs["device"])
+    attrs = {"batch_size": first.n, **{key: first.attrs[key] for key in ("passes", "dtype", "device")}}
+    return {(a, b): _to_dataset(acc, opened[a], opened[b], attrs) for (a, b), acc in zip(pairs, final)}
 
 
 def _models_in(pairs: list[tuple[str, str]], paths: dict[str, str], what: str) -> list[str]:
@@ -344,14 +345,6 @@ def _compute(graph, threads: int, scheduler_address: str | None, scheduler_timeo
     return out
 
 
-def _results(final: list[MinibatchCKA], pairs, opened, **attrs) -> dict:
-    results = {}
-    for (a, b), acc in zip(pairs, final):
-        acc.layer_names_a, acc.layer_names_b = opened[a].layers, opened[b].layers
-        results[(a, b)] = _to_dataset(acc, opened[a], opened[b], **attrs)
-    return results
-
-
 def _run_on_scheduler(graph, address: str, timeout: float):
     """Run the graph on a running ``distributed`` scheduler; one clear error if it does not
     answer within ``timeout`` seconds (refused, unreachable or silent: distributed's own
@@ -380,9 +373,10 @@ def _run_on_scheduler(graph, address: str, timeout: float):
         return client.compute(graph).result()
 
 
-def _to_dataset(acc: MinibatchCKA, store_a, store_b, **attrs):
+def _to_dataset(acc: MinibatchCKA, store_a, store_b, attrs: dict):
     import xarray as xr
 
+    acc.layer_names_a, acc.layer_names_b = store_a.layers, store_b.layers
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UndefinedLayerWarning)
         cka = acc.compute()
