@@ -303,7 +303,6 @@ def u_centred_gram(x, dtype=np.float32):
     (numpy or torch, flattened per sample) in ``dtype``: zero diagonal, rows and columns sum to 0.
     """
     n = np.shape(x)[0]
-    _check_batch(n)
     if _is_torch(x):
         return gram_matrix(_grams_torch([x], dtype)[0][0], n)
     out = np.empty(n * (n - 1) // 2, dtype=np.dtype(dtype))
@@ -317,12 +316,6 @@ def _is_nonconstant(x) -> bool:
     if bool((x[1] != x[0]).any()):
         return True
     return bool((x != x[:1]).any())
-
-
-def _to_float64(x) -> np.ndarray:
-    if _is_torch(x):
-        return x.detach().double().cpu().numpy()
-    return np.asarray(x, dtype=np.float64)
 
 
 @dataclass
@@ -360,11 +353,10 @@ class BatchGrams:
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise EstimatorError(f"dtype must be float32 or float64, got {dtype}")
-        n = None
+        if any(len(layers) == 0 for layers in models):
+            raise EstimatorError("no layers given")
+        n = models[0][0].shape[0]
         for m, layers in enumerate(models):
-            if len(layers) == 0:
-                raise EstimatorError("no layers given")
-            n = layers[0].shape[0] if n is None else n
             for i, x in enumerate(layers):
                 if x.shape[0] != n:
                     if m > 0 and i == 0:
@@ -400,9 +392,7 @@ class BatchGrams:
             order = sorted(range(len(flat)), key=lambda i: -int(np.prod(flat[i].shape[1:])))
             with single_blas_thread(), thread_pool(threads) as pool:
                 list(pool.map(one, order))
-        out, start = [], 0
-        for layers in models:
-            s = slice(start, start + len(layers))
-            out.append(cls(grams[s], n, self_hsic[s] / (n * (n - 3)), nonconstant[s]))
-            start += len(layers)
+        self_hsic /= n * (n - 3)
+        edges = np.cumsum([0] + [len(layers) for layers in models])
+        out = [cls(grams[i:j], n, self_hsic[i:j], nonconstant[i:j]) for i, j in zip(edges, edges[1:])]
         return _require_finite(out, models, dtype)
