@@ -341,8 +341,7 @@ def _compute(graph, threads: int, scheduler_address: str | None, scheduler_timeo
     # one BLAS thread per Dask thread (several multi-threaded BLAS calls oversubscribe the cores)
     bar = DaskTqdm(disable=not progress, desc=desc)
     with single_blas_thread(), bar, thread_pool(threads, "dask") as pool:
-        (out,) = dask.compute(graph, scheduler="threads", pool=pool)
-    return out
+        return dask.compute(graph, scheduler="threads", pool=pool)[0]
 
 
 def _run_on_scheduler(graph, address: str, timeout: float):
