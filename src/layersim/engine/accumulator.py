@@ -184,9 +184,6 @@ def minibatch_rows(n_samples: int, batch_size: int = 256, passes: int = 10) -> l
         )
     if passes < 1:
         raise EstimatorError(f"passes must be at least 1, got {passes}")
-    batches = []
-    for r in range(1, passes + 1):
-        perm = np.random.default_rng(r).permutation(n_samples)
-        usable = (n_samples // batch_size) * batch_size
-        batches.extend(np.sort(b) for b in perm[:usable].reshape(-1, batch_size))
-    return batches
+    usable = (n_samples // batch_size) * batch_size
+    perms = [np.random.default_rng(r).permutation(n_samples)[:usable] for r in range(1, passes + 1)]
+    return [np.sort(b) for perm in perms for b in perm.reshape(-1, batch_size)]

@@ -92,9 +92,7 @@ def _check_batch(n: int) -> None:
         )
 
 
-# ---------------------------------------------------------------------------------------------
 # Kernels: Grams from BLAS, centring terms in float64 (docs/performance.md, "How the engine is made fast")
-# ---------------------------------------------------------------------------------------------
 
 
 def _gram_syrk(x: np.ndarray) -> np.ndarray:

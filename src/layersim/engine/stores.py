@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from layersim.device import torch_device
 from layersim.engine.accumulator import MinibatchCKA, minibatch_rows
 from layersim.engine.grams import BatchGrams, EstimatorError, NonFiniteInputError, UndefinedLayerWarning, _check_kernel, _gram_numpy, _is_torch, _non_finite_detail, gram_kernel_for
 from layersim.parallel import balanced_blocks, single_blas_thread, thread_count, thread_pool
@@ -137,7 +138,7 @@ def compare_stores(
     from layersim.store import check_comparable
 
     _check_dtype(dtype)
-    device = _torch_device(device)
+    device = None if device is None else torch_device(device)
     used = _models_in(pairs, stores, "a store")
     threads = thread_count(threads)
     # opened for this call: tasks share each store (and its in-memory cache) until it returns
@@ -186,7 +187,7 @@ def write_gram_store(
     from layersim.store import StoreError, create_gram_store, finish_gram_store
 
     _check_dtype(dtype)
-    device = _torch_device(device)
+    device = None if device is None else torch_device(device)
     threads = thread_count(threads)
     opened = _open_store(store, cache_mb)
     batches = minibatch_rows(len(opened), batch_size, passes)
@@ -277,14 +278,6 @@ def _resolve_kernel(gram_kernel: str, batch_size: int, dtype: str, device) -> st
 def _check_dtype(dtype: str) -> None:
     if dtype not in ("float32", "float64"):
         raise EstimatorError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-
-
-def _torch_device(device):
-    if device is None:
-        return None
-    from layersim.device import torch_device
-
-    return torch_device(device)
 
 
 def _open_store(path: str, cache_mb: float):
