@@ -148,14 +148,11 @@ def _check_kernel(kernel: str) -> str:
     return kernel
 
 
-MEASURED_FLOPS = 256 * 256 * (1024 + 4096 + 16384)  # one round of the kernel measurement at n = 256
-
-
 def measurement_widths(n: int) -> tuple[int, ...]:
     """Layer widths at which :func:`gram_kernel_for` times the kernels for ``n`` samples: 1024,
     4096 and 16384 (a CNN's range; the standard workload's are 4096–16384), above ``n = 256`` scaled by
     ``(256/n)²`` (at least 64) so that a round costs no more flops than at ``n = 256``."""
-    scale = min(1.0, MEASURED_FLOPS / (n * n * (1024 + 4096 + 16384)))
+    scale = min(1.0, 256 * 256 / (n * n))
     return tuple(max(64, int(p * scale)) for p in (1024, 4096, 16384))
 
 
@@ -311,9 +308,7 @@ def u_centred_gram(x, dtype=np.float32):
 def _is_nonconstant(x) -> bool:
     """Whether the rows of ``x (n, p)`` are not all identical (else every centred Gram is 0);
     rows 0 and 1 differ for almost every real layer, sparing the full pass."""
-    if bool((x[1] != x[0]).any()):
-        return True
-    return bool((x != x[:1]).any())
+    return bool((x[1] != x[0]).any() or (x != x[:1]).any())
 
 
 @dataclass

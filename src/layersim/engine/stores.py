@@ -375,7 +375,6 @@ def _to_dataset(acc: MinibatchCKA, store_a, store_b, attrs: dict):
     for w in caught:
         warnings.warn(f"{store_a.name} vs {store_b.name}: {w.message}", UndefinedLayerWarning, stacklevel=3)
     bad_a, bad_b = acc.undefined()
-    coords = {"layer_a": list(store_a.layers), "layer_b": list(store_b.layers)}
     return xr.Dataset(
         {
             "cka": (("layer_a", "layer_b"), cka),
@@ -383,7 +382,7 @@ def _to_dataset(acc: MinibatchCKA, store_a, store_b, attrs: dict):
             "hsic_aa_sum": (("layer_a",), acc.hsic_aa),
             "hsic_bb_sum": (("layer_b",), acc.hsic_bb),
         },
-        coords=coords,
+        coords={"layer_a": list(store_a.layers), "layer_b": list(store_b.layers)},
         attrs={
             "metric": "minibatch_linear_cka",
             "estimator": "unbiased HSIC (Song et al. 2012), sums over minibatches (Nguyen et al. 2021)",
