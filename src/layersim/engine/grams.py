@@ -284,13 +284,11 @@ def _to_host(*tensors) -> list[np.ndarray]:
 
 def _feature_parts(p: int, device) -> int:
     """Slices of the feature axis whose Grams are summed (in float64), on a GPU: one ``n × n``
-    Gram is too few output tiles to keep the chip busy. One on a CPU."""
+    Gram is too few output tiles to keep the chip busy; the largest divisor of ``p`` up to
+    ``min(32, p // 512)``. One on a CPU."""
     if device.type == "cpu":
         return 1
-    parts = min(32, p // 512)
-    while parts > 1 and p % parts:
-        parts -= 1
-    return max(1, parts)
+    return max((d for d in range(1, min(32, p // 512) + 1) if p % d == 0), default=1)
 
 
 def u_centred_gram(x, dtype=np.float32):
