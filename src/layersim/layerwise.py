@@ -13,6 +13,7 @@ import numpy as np
 from layersim.errors import LayersimError
 from layersim.metrics import METRICS, accuracy_difference, confidence_rank_correlation, jsd, prediction_disagreement, value_or_nan
 from layersim.metrics.functional import softmax
+from layersim.parallel import single_blas_thread
 from layersim.store import ActivationStore, check_comparable
 
 
@@ -40,7 +41,6 @@ def metric_matrix(path_a: str, path_b: str, metric: str, *, layer_stride: int = 
     """
     import dask
     import xarray as xr
-    from threadpoolctl import threadpool_limits
 
     from layersim.progress import DaskTqdm
 
@@ -54,7 +54,7 @@ def metric_matrix(path_a: str, path_b: str, metric: str, *, layer_stride: int = 
     data_a = {l: dask.delayed(store_a.read, pure=True)(l, rows) for l in layers_a}
     data_b = {l: dask.delayed(store_b.read, pure=True)(l, rows) for l in layers_b}
     cells = [dask.delayed(value_or_nan, pure=True)(METRICS[metric], data_a[la], data_b[lb]) for la in layers_a for lb in layers_b]
-    with threadpool_limits(limits=1, user_api="blas"), DaskTqdm(desc=metric, disable=not progress):
+    with single_blas_thread(), DaskTqdm(desc=metric, disable=not progress):
         (values,) = dask.compute(cells, scheduler="threads", num_workers=max(1, threads))
     matrix = np.array([v for v, _ in values]).reshape(len(layers_a), len(layers_b))
     undefined = sorted({f"{la} × {lb}: {why}" for (la, lb), (_, why) in zip(((a, b) for a in layers_a for b in layers_b), values) if why})

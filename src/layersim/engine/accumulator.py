@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from layersim.engine.grams import MIN_BATCH, BatchGrams, EstimatorError, NonFiniteInputError, UndefinedLayerWarning, _check_kernel, _is_torch, _to_float64
+from layersim.engine.grams import MIN_BATCH, BatchGrams, EstimatorError, NonFiniteInputError, UndefinedLayerWarning, _check_kernel, _is_torch
 from layersim.parallel import thread_pool, single_blas_thread, thread_count
 
 
@@ -18,7 +18,7 @@ def _cross(grams_a: BatchGrams, grams_b: BatchGrams, threads: int = 1):
     ``threads == 1`` leaves the BLAS thread count alone (a Dask task)."""
     ga, gb = grams_a.grams, grams_b.grams
     if threads == 1 or _is_torch(ga):
-        cross = ga @ ga.T if gb is ga else ga @ gb.T  # numpy sends A·Aᵀ to ?syrk
+        cross = ga @ gb.T  # numpy sends A·Aᵀ (gb is ga) to ?syrk
     elif gb is ga:
         with single_blas_thread():
             cross = ga @ ga.T
@@ -31,7 +31,9 @@ def _cross(grams_a: BatchGrams, grams_b: BatchGrams, threads: int = 1):
         step = -(-len(ga) // threads)
         with single_blas_thread(), thread_pool(threads) as pool:
             list(pool.map(rows, [slice(i, i + step) for i in range(0, len(ga), step)]))
-    return _to_float64(cross)
+    if _is_torch(cross):
+        return cross.detach().double().cpu().numpy()
+    return np.asarray(cross, dtype=np.float64)
 
 
 class MinibatchCKA:
@@ -182,9 +184,6 @@ def minibatch_rows(n_samples: int, batch_size: int = 256, passes: int = 10) -> l
         )
     if passes < 1:
         raise EstimatorError(f"passes must be at least 1, got {passes}")
-    batches = []
-    for r in range(1, passes + 1):
-        perm = np.random.default_rng(r).permutation(n_samples)
-        usable = (n_samples // batch_size) * batch_size
-        batches.extend(np.sort(b) for b in perm[:usable].reshape(-1, batch_size))
-    return batches
+    usable = (n_samples // batch_size) * batch_size
+    perms = [np.random.default_rng(r).permutation(n_samples)[:usable] for r in range(1, passes + 1)]
+    return [np.sort(b) for perm in perms for b in perm.reshape(-1, batch_size)]

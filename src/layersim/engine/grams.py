@@ -92,9 +92,7 @@ def _check_batch(n: int) -> None:
         )
 
 
-# ---------------------------------------------------------------------------------------------
 # Kernels: Grams from BLAS, centring terms in float64 (docs/performance.md, "How the engine is made fast")
-# ---------------------------------------------------------------------------------------------
 
 
 def _gram_syrk(x: np.ndarray) -> np.ndarray:
@@ -150,14 +148,11 @@ def _check_kernel(kernel: str) -> str:
     return kernel
 
 
-MEASURED_FLOPS = 256 * 256 * (1024 + 4096 + 16384)  # one round of the kernel measurement at n = 256
-
-
 def measurement_widths(n: int) -> tuple[int, ...]:
     """Layer widths at which :func:`gram_kernel_for` times the kernels for ``n`` samples: 1024,
     4096 and 16384 (a CNN's range; the standard workload's are 4096–16384), above ``n = 256`` scaled by
     ``(256/n)²`` (at least 64) so that a round costs no more flops than at ``n = 256``."""
-    scale = min(1.0, MEASURED_FLOPS / (n * n * (1024 + 4096 + 16384)))
+    scale = min(1.0, 256 * 256 / (n * n))
     return tuple(max(64, int(p * scale)) for p in (1024, 4096, 16384))
 
 
@@ -289,13 +284,11 @@ def _to_host(*tensors) -> list[np.ndarray]:
 
 def _feature_parts(p: int, device) -> int:
     """Slices of the feature axis whose Grams are summed (in float64), on a GPU: one ``n × n``
-    Gram is too few output tiles to keep the chip busy. One on a CPU."""
+    Gram is too few output tiles to keep the chip busy; the largest divisor of ``p`` up to
+    ``min(32, p // 512)``. One on a CPU."""
     if device.type == "cpu":
         return 1
-    parts = min(32, p // 512)
-    while parts > 1 and p % parts:
-        parts -= 1
-    return max(1, parts)
+    return max((d for d in range(1, min(32, p // 512) + 1) if p % d == 0), default=1)
 
 
 def u_centred_gram(x, dtype=np.float32):
@@ -303,7 +296,6 @@ def u_centred_gram(x, dtype=np.float32):
     (numpy or torch, flattened per sample) in ``dtype``: zero diagonal, rows and columns sum to 0.
     """
     n = np.shape(x)[0]
-    _check_batch(n)
     if _is_torch(x):
         return gram_matrix(_grams_torch([x], dtype)[0][0], n)
     out = np.empty(n * (n - 1) // 2, dtype=np.dtype(dtype))
@@ -314,15 +306,7 @@ def u_centred_gram(x, dtype=np.float32):
 def _is_nonconstant(x) -> bool:
     """Whether the rows of ``x (n, p)`` are not all identical (else every centred Gram is 0);
     rows 0 and 1 differ for almost every real layer, sparing the full pass."""
-    if bool((x[1] != x[0]).any()):
-        return True
-    return bool((x != x[:1]).any())
-
-
-def _to_float64(x) -> np.ndarray:
-    if _is_torch(x):
-        return x.detach().double().cpu().numpy()
-    return np.asarray(x, dtype=np.float64)
+    return bool((x[1] != x[0]).any() or (x != x[:1]).any())
 
 
 @dataclass
@@ -360,11 +344,10 @@ class BatchGrams:
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise EstimatorError(f"dtype must be float32 or float64, got {dtype}")
-        n = None
+        if any(len(layers) == 0 for layers in models):
+            raise EstimatorError("no layers given")
+        n = models[0][0].shape[0]
         for m, layers in enumerate(models):
-            if len(layers) == 0:
-                raise EstimatorError("no layers given")
-            n = layers[0].shape[0] if n is None else n
             for i, x in enumerate(layers):
                 if x.shape[0] != n:
                     if m > 0 and i == 0:
@@ -400,9 +383,7 @@ class BatchGrams:
             order = sorted(range(len(flat)), key=lambda i: -int(np.prod(flat[i].shape[1:])))
             with single_blas_thread(), thread_pool(threads) as pool:
                 list(pool.map(one, order))
-        out, start = [], 0
-        for layers in models:
-            s = slice(start, start + len(layers))
-            out.append(cls(grams[s], n, self_hsic[s] / (n * (n - 3)), nonconstant[s]))
-            start += len(layers)
+        self_hsic /= n * (n - 3)
+        edges = np.cumsum([0] + [len(layers) for layers in models])
+        out = [cls(grams[i:j], n, self_hsic[i:j], nonconstant[i:j]) for i, j in zip(edges, edges[1:])]
         return _require_finite(out, models, dtype)

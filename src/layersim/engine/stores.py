@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from layersim.device import torch_device
 from layersim.engine.accumulator import MinibatchCKA, minibatch_rows
-from layersim.engine.grams import BatchGrams, EstimatorError, NonFiniteInputError, UndefinedLayerWarning, _check_batch, _check_kernel, _gram_numpy, _is_torch, _non_finite_detail, gram_kernel_for
+from layersim.engine.grams import BatchGrams, EstimatorError, NonFiniteInputError, UndefinedLayerWarning, _check_kernel, _gram_numpy, _is_torch, _non_finite_detail, gram_kernel_for
 from layersim.parallel import balanced_blocks, single_blas_thread, thread_count, thread_pool
 
 if TYPE_CHECKING:
@@ -24,7 +25,6 @@ def _store_grams(store, layers: list[str], rows: np.ndarray, dtype: str, device:
     """
     dtype = np.dtype(dtype)
     n = len(rows)
-    _check_batch(n)
     model = f"activation store {store.path}"
     if device is not None:
         try:
@@ -138,7 +138,7 @@ def compare_stores(
     from layersim.store import check_comparable
 
     _check_dtype(dtype)
-    device = _torch_device(device)
+    device = None if device is None else torch_device(device)
     used = _models_in(pairs, stores, "a store")
     threads = thread_count(threads)
     # opened for this call: tasks share each store (and its in-memory cache) until it returns
@@ -157,7 +157,8 @@ def compare_stores(
         grams = {name: [dask.delayed(_store_grams, pure=True)(opened[name], block, rows, dtype, device, batch, kernel) for block in blocks[name]] for name in used}
         states.append(dask.delayed(_batch_states, pure=True)(grams, pairs, dtype, orders))
     final = _compute(_tree_reduce(states, split_every), threads, scheduler_address, scheduler_timeout, progress, "minibatch CKA")
-    return _results(final, pairs, opened, batch_size=batch_size, passes=passes, dtype=dtype, device=device or "cpu (numpy)")
+    attrs = {"batch_size": batch_size, "passes": passes, "dtype": dtype, "device": device or "cpu (numpy)"}
+    return {(a, b): _to_dataset(acc, opened[a], opened[b], attrs) for (a, b), acc in zip(pairs, final)}
 
 
 def write_gram_store(
@@ -186,7 +187,7 @@ def write_gram_store(
     from layersim.store import StoreError, create_gram_store, finish_gram_store
 
     _check_dtype(dtype)
-    device = _torch_device(device)
+    device = None if device is None else torch_device(device)
     threads = thread_count(threads)
     opened = _open_store(store, cache_mb)
     batches = minibatch_rows(len(opened), batch_size, passes)
@@ -235,7 +236,8 @@ def compare_gram_stores(
         batch_grams = {name: [dask.delayed(_read_gram_batch, pure=True)(opened[name], k)] for name in used}
         states.append(dask.delayed(_batch_states, pure=True)(batch_grams, pairs, dtype, orders))
     final = _compute(_tree_reduce(states, split_every), thread_count(threads), None, 0, progress, "minibatch CKA")
-    return _results(final, pairs, opened, batch_size=first.n, passes=first.attrs["passes"], dtype=dtype, device=first.attrs["device"])
+    attrs = {"batch_size": first.n, **{key: first.attrs[key] for key in ("passes", "dtype", "device")}}
+    return {(a, b): _to_dataset(acc, opened[a], opened[b], attrs) for (a, b), acc in zip(pairs, final)}
 
 
 def _models_in(pairs: list[tuple[str, str]], paths: dict[str, str], what: str) -> list[str]:
@@ -276,14 +278,6 @@ def _resolve_kernel(gram_kernel: str, batch_size: int, dtype: str, device) -> st
 def _check_dtype(dtype: str) -> None:
     if dtype not in ("float32", "float64"):
         raise EstimatorError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-
-
-def _torch_device(device):
-    if device is None:
-        return None
-    from layersim.device import torch_device
-
-    return torch_device(device)
 
 
 def _open_store(path: str, cache_mb: float):
@@ -340,16 +334,7 @@ def _compute(graph, threads: int, scheduler_address: str | None, scheduler_timeo
     # one BLAS thread per Dask thread (several multi-threaded BLAS calls oversubscribe the cores)
     bar = DaskTqdm(disable=not progress, desc=desc)
     with single_blas_thread(), bar, thread_pool(threads, "dask") as pool:
-        (out,) = dask.compute(graph, scheduler="threads", pool=pool)
-    return out
-
-
-def _results(final: list[MinibatchCKA], pairs, opened, **attrs) -> dict:
-    results = {}
-    for (a, b), acc in zip(pairs, final):
-        acc.layer_names_a, acc.layer_names_b = opened[a].layers, opened[b].layers
-        results[(a, b)] = _to_dataset(acc, opened[a], opened[b], **attrs)
-    return results
+        return dask.compute(graph, scheduler="threads", pool=pool)[0]
 
 
 def _run_on_scheduler(graph, address: str, timeout: float):
@@ -380,16 +365,16 @@ def _run_on_scheduler(graph, address: str, timeout: float):
         return client.compute(graph).result()
 
 
-def _to_dataset(acc: MinibatchCKA, store_a, store_b, **attrs):
+def _to_dataset(acc: MinibatchCKA, store_a, store_b, attrs: dict):
     import xarray as xr
 
+    acc.layer_names_a, acc.layer_names_b = store_a.layers, store_b.layers
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UndefinedLayerWarning)
         cka = acc.compute()
     for w in caught:
         warnings.warn(f"{store_a.name} vs {store_b.name}: {w.message}", UndefinedLayerWarning, stacklevel=3)
     bad_a, bad_b = acc.undefined()
-    coords = {"layer_a": list(store_a.layers), "layer_b": list(store_b.layers)}
     return xr.Dataset(
         {
             "cka": (("layer_a", "layer_b"), cka),
@@ -397,7 +382,7 @@ def _to_dataset(acc: MinibatchCKA, store_a, store_b, **attrs):
             "hsic_aa_sum": (("layer_a",), acc.hsic_aa),
             "hsic_bb_sum": (("layer_b",), acc.hsic_bb),
         },
-        coords=coords,
+        coords={"layer_a": list(store_a.layers), "layer_b": list(store_b.layers)},
         attrs={
             "metric": "minibatch_linear_cka",
             "estimator": "unbiased HSIC (Song et al. 2012), sums over minibatches (Nguyen et al. 2021)",
