@@ -217,17 +217,16 @@ def existence_figure(rows: list[dict], path, title: str = "") -> None:
     """Representational similarity (CKA/CCA) and function (JSD, rank correlation, accuracy) vs d_ratio."""
     d = [r["d_ratio"] for r in rows]
     fig, axes = _subplots(1, 2, figsize=(11, 4))
-    for key, style in (("cka_features", "-o"), ("cca_features", "--o"), ("cka_masked", "-s"), ("cca_masked", "--s")):
-        axes[0].plot(d, [r[key] for r in rows], style, label=key)
+    lines = ((("cka_features", "-o"), ("cca_features", "--o"), ("cka_masked", "-s"), ("cca_masked", "--s")),
+             (("jsd_bits", "-o"), ("rank_correlation", "-s"), ("accuracy_net1", ":^"), ("accuracy_net2", ":v")))
+    for ax, panel in zip(axes, lines):
+        for key, style in panel:
+            ax.plot(d, [r[key] for r in rows], style, label=key)
+        ax.legend(fontsize=8)
     axes[0].set(xlabel="d_ratio (share of feature dims masked)", ylabel="similarity", ylim=(-0.05, 1.05),
                 title="Representations")
-    axes[0].legend(fontsize=8)
-    outputs = (("jsd_bits", "-o"), ("rank_correlation", "-s"), ("accuracy_net1", ":^"), ("accuracy_net2", ":v"))
-    for key, style in outputs:
-        axes[1].plot(d, [r[key] for r in rows], style, label=key)
     axes[1].axhline(0, color="grey", lw=0.5)
     axes[1].set(xlabel="d_ratio", ylabel="value", ylim=(-1.05, 1.05), title="Outputs (Net1 true labels, Net2 flipped)")
-    axes[1].legend(fontsize=8)
     _save(fig, path, title or "Existence proof (thesis Table 4.1)")
 
 
@@ -253,9 +252,9 @@ def scatter_panels(panels: list[dict], path, *, title: str = "", ncols: int | No
     fig, axes = _subplots(nrows, ncols, figsize=(4.2 * ncols, 3.6 * nrows), squeeze=False)
     for ax, panel in zip(axes.flat, panels):
         x, y = np.asarray(panel["x"], float), np.asarray(panel["y"], float)
-        groups = panel.get("groups") or ["pairs"] * len(x)
+        groups = np.array(panel.get("groups") or ["pairs"] * len(x))
         for g in dict.fromkeys(groups):
-            sel = np.array([gg == g for gg in groups])
+            sel = groups == g
             ax.scatter(x[sel], y[sel], s=14, label=g, alpha=0.8, color=(panel.get("colors") or {}).get(g))
         fit = panel.get("fit_mask")
         fx, fy = (x, y) if fit is None else (x[np.asarray(fit)], y[np.asarray(fit)])
