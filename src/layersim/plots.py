@@ -150,16 +150,13 @@ def series_figure(results: list, shares: list, labels: list[str], path: str | os
         names = list(result["layer_a"].values)
         image = draw_heatmap(axes[0][j], result["cka"].values, names, names, title=f"{label}\n{result.attrs.get('model_a', '')}", tick_labels=False)
         ax = axes[1][j]
-        values = share["pc1_share"].sel(layer=names).values
-        ax.plot(np.arange(len(names)), values, color="C0", lw=1.2)
+        ax.plot(np.arange(len(names)), share["pc1_share"].sel(layer=names).values, color="C0", lw=1.2)
         ax.set_xlim(-0.5, len(names) - 0.5)
         ax.set_ylim(0, 1)
-        pos, ticks = thinned_ticks(names, max(2, max_labels // 3))
-        ax.set_xticks(pos, ticks, fontsize=5, rotation=90)
+        ax.set_xticks(*thinned_ticks(names, max(2, max_labels // 3)), fontsize=5, rotation=90)
         ax.tick_params(axis="y", labelsize=6)
-        if j == 0:
-            ax.set_ylabel("PC1 share", fontsize=8)
-            axes[0][0].set_ylabel("layer", fontsize=8)
+    axes[0][0].set_ylabel("layer", fontsize=8)
+    axes[1][0].set_ylabel("PC1 share", fontsize=8)
     if image is not None:
         fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="minibatch linear CKA")
     _save(fig, path, title, fontsize=10)
