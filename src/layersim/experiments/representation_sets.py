@@ -158,7 +158,6 @@ def confusion_summary(confusion: np.ndarray, parts: list[dict]) -> tuple[dict, l
     if (counts == 0).any():
         raise RepresentationSetError("a representation set has no test samples; raise samples_per_set or test_fraction")
     total = counts.sum()
-    errors = total - np.trace(confusion)
     rows = []
     for i, p in enumerate(parts):
         rows.append({
@@ -178,7 +177,7 @@ def confusion_summary(confusion: np.ndarray, parts: list[dict]) -> tuple[dict, l
         "max_recall": float(max(r["recall"] for r in rows)),
         "same_model": confusion[same_model].sum() / total,
         "same_test_dataset": confusion[same_test].sum() / total,
-        "errors": int(errors),
+        "errors": int(total - np.trace(confusion)),
         # of the mistakes: right model, wrong test dataset / wrong model (any test dataset)
         "errors_test_dataset_only": int(confusion[off & same_model].sum()),
         "errors_model": int(confusion[off & ~same_model].sum()),
