@@ -158,15 +158,13 @@ def confusion_summary(confusion: np.ndarray, parts: list[dict]) -> tuple[dict, l
     if (counts == 0).any():
         raise RepresentationSetError("a representation set has no test samples; raise samples_per_set or test_fraction")
     total = counts.sum()
-    rows = []
-    for i, p in enumerate(parts):
-        rows.append({
-            "set": p["label"], "trained_on": p["trained_on"], "tested_on": p["tested_on"], "seed": p["seed"],
-            "n_test": int(counts[i]),
-            "recall": confusion[i, i] / counts[i],
-            "same_model": confusion[i, same_model[i]].sum() / counts[i],
-            "same_test_dataset": confusion[i, same_test[i]].sum() / counts[i],
-        })
+    rows = [{
+        "set": p["label"], "trained_on": p["trained_on"], "tested_on": p["tested_on"], "seed": p["seed"],
+        "n_test": int(counts[i]),
+        "recall": confusion[i, i] / counts[i],
+        "same_model": confusion[i, same_model[i]].sum() / counts[i],
+        "same_test_dataset": confusion[i, same_test[i]].sum() / counts[i],
+    } for i, p in enumerate(parts)]
     off = ~np.eye(len(parts), dtype=bool)
     summary = {
         "n_sets": len(parts),
