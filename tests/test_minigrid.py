@@ -41,9 +41,9 @@ def views(n, seed=0):
 def test_feature_layer_widths():
     obs = views(10)
     original, bottleneck = rl.AgentNet("original"), rl.AgentNet("bottleneck", bottleneck=8)
-    assert original.cka_features(obs).shape == (10, 64)
-    assert bottleneck.cka_features(obs).shape == (10, 8)
-    assert rl.AgentNet("bottleneck", bottleneck=3).cka_features(obs).shape == (10, 3)
+    assert rl.policy_outputs(original, obs)[0].shape == (10, 64)
+    assert rl.policy_outputs(bottleneck, obs)[0].shape == (10, 8)
+    assert rl.policy_outputs(rl.AgentNet("bottleneck", bottleneck=3), obs)[0].shape == (10, 3)
     # the bottleneck is all the actor sees: its final layer reads k inputs, the original's 64 → 64
     assert bottleneck.actor.in_features == 8 and isinstance(original.actor[0], torch.nn.Linear) and original.actor[0].in_features == 64
     logits, values, feats = bottleneck(obs)
@@ -106,7 +106,7 @@ def test_saved_agent_reloads_identically(tmp_path):
     obs = views(20)
     feats, probs = rl.policy_outputs(again, obs)
     assert again.arch == "bottleneck" and feats.shape == (20, 5)
-    np.testing.assert_array_equal(feats, net.cka_features(obs).detach().numpy())
+    np.testing.assert_array_equal(feats, rl.policy_outputs(net, obs)[0])
     np.testing.assert_allclose(probs.sum(1), 1.0)
 
 

@@ -45,11 +45,8 @@ def draw_heatmap(ax, matrix: np.ndarray, names_a: list[str], names_b: list[str],
                       interpolation="nearest", aspect="auto")
     if tick_labels:
         for axis, names in ((ax.yaxis, names_a), (ax.xaxis, names_b)):
-            pos, labels = thinned_ticks(list(names), max_labels)
-            axis.set_ticks(pos)
-            axis.set_ticklabels(labels, fontsize=6)
-        for label in ax.get_xticklabels():
-            label.set_rotation(90)
+            axis.set_ticks(*thinned_ticks(list(names), max_labels), fontsize=6)
+        ax.tick_params(axis="x", labelrotation=90)
     else:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -59,22 +56,11 @@ def draw_heatmap(ax, matrix: np.ndarray, names_a: list[str], names_b: list[str],
     return image
 
 
-def _save(fig, path) -> None:
+def _save(fig, path, title: str = "", **title_style) -> None:
+    """Write ``fig`` to ``path`` atomically, with ``title`` above its panels if there is one."""
+    if title:
+        fig.suptitle(title, **title_style)
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=150, bbox_inches="tight"))
-
-
-def _cka_matrix(result):
-    """The ``(layer_a, layer_b)`` CKA of a similarity result: the pipeline's ``xarray.Dataset``
-    (variable ``cka``) or :func:`layersim.compare_models`' ``xarray.DataArray``."""
-    import xarray as xr
-
-    if isinstance(result, xr.Dataset):
-        if "cka" not in result:
-            raise LayersimError(f"this similarity result has no 'cka' variable (it holds {sorted(result.data_vars)}); pass a CKA result of the similarity step or of compare_models")
-        result = result["cka"]
-    if not isinstance(result, xr.DataArray) or result.dims != ("layer_a", "layer_b"):
-        raise LayersimError(f"a CKA heatmap needs an xarray result with dims (layer_a, layer_b), got {type(result).__name__} {getattr(result, 'dims', '')}; pass the result of compare_models or of the similarity step")
-    return result
 
 
 def heatmap(result, *, ax=None, title: str | None = None, max_labels: int = 12):
@@ -83,17 +69,24 @@ def heatmap(result, *, ax=None, title: str | None = None, max_labels: int = 12):
     :func:`layersim.store.read_similarity`. With ``ax``, it draws into that axes (and its
     figure gets the colour bar) instead of a new pyplot figure.
     """
-    cka = _cka_matrix(result)
+    import xarray as xr
+
+    cka = result
+    if isinstance(result, xr.Dataset):
+        if "cka" not in result:
+            raise LayersimError(f"this similarity result has no 'cka' variable (it holds {sorted(result.data_vars)}); pass a CKA result of the similarity step or of compare_models")
+        cka = result["cka"]
+    if not isinstance(cka, xr.DataArray) or cka.dims != ("layer_a", "layer_b"):
+        raise LayersimError(f"a CKA heatmap needs an xarray result with dims (layer_a, layer_b), got {type(cka).__name__} {getattr(cka, 'dims', '')}; pass the result of compare_models or of the similarity step")
     attrs = {**cka.attrs, **getattr(result, "attrs", {})}
     a, b = attrs.get("model_a", "model a"), attrs.get("model_b", "model b")
     if ax is None:
         import matplotlib.pyplot as plt  # the user's backend (inline in a notebook)
 
         _, ax = plt.subplots(figsize=(6, 5))
-    fig = ax.figure
     image = draw_heatmap(ax, np.asarray(cka.values, dtype=float), [str(n) for n in cka["layer_a"].values], [str(n) for n in cka["layer_b"].values], title=title or f"CKA: {a} vs {b}", xlabel=f"{b} layer", ylabel=f"{a} layer", max_labels=max_labels)
-    fig.colorbar(image, ax=ax, label="minibatch linear CKA")
-    return fig
+    ax.figure.colorbar(image, ax=ax, label="minibatch linear CKA")
+    return ax.figure
 
 
 def heatmap_figure(result, path: str | os.PathLike, *, title: str | None = None, max_labels: int = 12) -> None:
@@ -109,23 +102,20 @@ def grid_figure(results: dict[tuple[int, int], object], path: str | os.PathLike,
     nrows, ncols = len(row_labels), len(col_labels)
     fig, axes = _subplots(nrows, ncols, figsize=(2.4 * ncols + 1, 2.4 * nrows + 0.5), squeeze=False)
     image = None
-    for i in range(nrows):
-        for j in range(ncols):
-            ax = axes[nrows - 1 - i][j]  # the first row label at the bottom, like a plot axis
-            result = results.get((i, j))
-            if result is None:
-                ax.axis("off")
-                continue
-            image = draw_heatmap(ax, result["cka"].values, list(result["layer_a"].values), list(result["layer_b"].values), title=result.attrs.get("model_a", ""), tick_labels=False)
-            if j == 0:
-                ax.set_ylabel(f"{row_title} {row_labels[i]}", fontsize=9)
-            if i == 0:
-                ax.set_xlabel(f"{col_title} {col_labels[j]}", fontsize=9)
+    for i, j in np.ndindex(nrows, ncols):
+        ax = axes[nrows - 1 - i][j]  # the first row label at the bottom, like a plot axis
+        result = results.get((i, j))
+        if result is None:
+            ax.axis("off")
+            continue
+        image = draw_heatmap(ax, result["cka"].values, list(result["layer_a"].values), list(result["layer_b"].values), title=result.attrs.get("model_a", ""), tick_labels=False)
+        if j == 0:
+            ax.set_ylabel(f"{row_title} {row_labels[i]}", fontsize=9)
+        if i == 0:
+            ax.set_xlabel(f"{col_title} {col_labels[j]}", fontsize=9)
     if image is not None:
         fig.colorbar(image, ax=axes, shrink=0.8, label="minibatch linear CKA")
-    if title:
-        fig.suptitle(title)
-    _save(fig, path)
+    _save(fig, path, title)
 
 
 def metrics_figure(results: list, path: str | os.PathLike, *, max_labels: int = 12) -> None:
@@ -160,21 +150,16 @@ def series_figure(results: list, shares: list, labels: list[str], path: str | os
         names = list(result["layer_a"].values)
         image = draw_heatmap(axes[0][j], result["cka"].values, names, names, title=f"{label}\n{result.attrs.get('model_a', '')}", tick_labels=False)
         ax = axes[1][j]
-        values = share["pc1_share"].sel(layer=names).values
-        ax.plot(np.arange(len(names)), values, color="C0", lw=1.2)
+        ax.plot(np.arange(len(names)), share["pc1_share"].sel(layer=names).values, color="C0", lw=1.2)
         ax.set_xlim(-0.5, len(names) - 0.5)
         ax.set_ylim(0, 1)
-        pos, ticks = thinned_ticks(names, max(2, max_labels // 3))
-        ax.set_xticks(pos, ticks, fontsize=5, rotation=90)
+        ax.set_xticks(*thinned_ticks(names, max(2, max_labels // 3)), fontsize=5, rotation=90)
         ax.tick_params(axis="y", labelsize=6)
-        if j == 0:
-            ax.set_ylabel("PC1 share", fontsize=8)
-            axes[0][0].set_ylabel("layer", fontsize=8)
+    axes[0][0].set_ylabel("layer", fontsize=8)
+    axes[1][0].set_ylabel("PC1 share", fontsize=8)
     if image is not None:
         fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="minibatch linear CKA")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    _save(fig, path)
+    _save(fig, path, title, fontsize=10)
 
 
 def block_structure_figure(rows: list[dict], path: str | os.PathLike, *, threshold: float, pc1_threshold: float, depth_width: int, width_depths: list[int]) -> None:
@@ -201,8 +186,7 @@ def block_structure_figure(rows: list[dict], path: str | os.PathLike, *, thresho
         ax.set_ylabel(f"block: CKA > {threshold:g}, PC1 share > {pc1_threshold:g}\n(fraction of layers)", fontsize=8)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-    fig.suptitle("Block structure vs depth and width", fontsize=10)
-    _save(fig, path)
+    _save(fig, path, "Block structure vs depth and width", fontsize=10)
 
 
 def identification_figure(rows: list[dict], path: str | os.PathLike, *, title: str = "") -> None:
@@ -223,28 +207,24 @@ def identification_figure(rows: list[dict], path: str | os.PathLike, *, title: s
     table.auto_set_font_size(False)
     table.set_fontsize(8)
     table.scale(1, 1.2)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    _save(fig, path)
+    _save(fig, path, title, fontsize=10)
 
 
 def existence_figure(rows: list[dict], path, title: str = "") -> None:
     """Representational similarity (CKA/CCA) and function (JSD, rank correlation, accuracy) vs d_ratio."""
     d = [r["d_ratio"] for r in rows]
     fig, axes = _subplots(1, 2, figsize=(11, 4))
-    for key, style in (("cka_features", "-o"), ("cca_features", "--o"), ("cka_masked", "-s"), ("cca_masked", "--s")):
-        axes[0].plot(d, [r[key] for r in rows], style, label=key)
+    lines = ((("cka_features", "-o"), ("cca_features", "--o"), ("cka_masked", "-s"), ("cca_masked", "--s")),
+             (("jsd_bits", "-o"), ("rank_correlation", "-s"), ("accuracy_net1", ":^"), ("accuracy_net2", ":v")))
+    for ax, panel in zip(axes, lines):
+        for key, style in panel:
+            ax.plot(d, [r[key] for r in rows], style, label=key)
+        ax.legend(fontsize=8)
     axes[0].set(xlabel="d_ratio (share of feature dims masked)", ylabel="similarity", ylim=(-0.05, 1.05),
                 title="Representations")
-    axes[0].legend(fontsize=8)
-    outputs = (("jsd_bits", "-o"), ("rank_correlation", "-s"), ("accuracy_net1", ":^"), ("accuracy_net2", ":v"))
-    for key, style in outputs:
-        axes[1].plot(d, [r[key] for r in rows], style, label=key)
     axes[1].axhline(0, color="grey", lw=0.5)
     axes[1].set(xlabel="d_ratio", ylabel="value", ylim=(-1.05, 1.05), title="Outputs (Net1 true labels, Net2 flipped)")
-    axes[1].legend(fontsize=8)
-    fig.suptitle(title or "Existence proof (thesis Table 4.1)")
-    _save(fig, path)
+    _save(fig, path, title or "Existence proof (thesis Table 4.1)")
 
 
 def lines_figure(series: dict, path, *, xlabel: str, panels: list[tuple[str, str]], title: str = "") -> None:
@@ -255,8 +235,7 @@ def lines_figure(series: dict, path, *, xlabel: str, panels: list[tuple[str, str
             ax.plot([r[xlabel] for r in rows], [r[key] for r in rows], "-o", ms=3, label=name)
         ax.set(xlabel=xlabel, ylabel=label)
         ax.legend(fontsize=8)
-    fig.suptitle(title)
-    _save(fig, path)
+    _save(fig, path, title)
 
 
 def scatter_panels(panels: list[dict], path, *, title: str = "", ncols: int | None = None) -> None:
@@ -270,9 +249,9 @@ def scatter_panels(panels: list[dict], path, *, title: str = "", ncols: int | No
     fig, axes = _subplots(nrows, ncols, figsize=(4.2 * ncols, 3.6 * nrows), squeeze=False)
     for ax, panel in zip(axes.flat, panels):
         x, y = np.asarray(panel["x"], float), np.asarray(panel["y"], float)
-        groups = panel.get("groups") or ["pairs"] * len(x)
+        groups = np.array(panel.get("groups") or ["pairs"] * len(x))
         for g in dict.fromkeys(groups):
-            sel = np.array([gg == g for gg in groups])
+            sel = groups == g
             ax.scatter(x[sel], y[sel], s=14, label=g, alpha=0.8, color=(panel.get("colors") or {}).get(g))
         fit = panel.get("fit_mask")
         fx, fy = (x, y) if fit is None else (x[np.asarray(fit)], y[np.asarray(fit)])
@@ -304,10 +283,9 @@ def confusion_figure(confusion, labels: list[str], path, *, title: str = "") -> 
     image = ax.imshow(share, cmap="viridis", vmin=0, vmax=1)
     ax.set_xticks(range(k), labels, rotation=90, fontsize=7)
     ax.set_yticks(range(k), labels, fontsize=7)
-    for i in range(k):
-        for j in range(k):
-            colour = "black" if share[i, j] > 0.6 else "white"
-            ax.text(j, i, f"{share[i, j]:.2f}", ha="center", va="center", fontsize=5.5, color=colour)
+    for (i, j), value in np.ndenumerate(share):
+        colour = "black" if value > 0.6 else "white"
+        ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=5.5, color=colour)
     ax.set(xlabel="predicted set", ylabel="true set")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     ax.set_title(title or "Confusion matrix of the SVM over representation sets")
@@ -331,5 +309,4 @@ def tsne_figure(rows: list[dict], path, *, title: str = "") -> None:
             ax.scatter(xy[sel, 0], xy[sel, 1], s=7, color=colours(m % colours.N), label=model, zorder=1)
         ax.set(title=f"tested on {test}", xticks=[], yticks=[])
     axes[0][-1].legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.02, 0.5), title="model")
-    fig.suptitle(title or "t-SNE of the representations, coloured by model")
-    _save(fig, path)
+    _save(fig, path, title or "t-SNE of the representations, coloured by model")

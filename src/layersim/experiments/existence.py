@@ -42,10 +42,9 @@ def existence_rows(features, labels, num_classes: int, *, d_ratios, flip_fractio
     mu, sd = X.mean(0), X.std(0)
     Xs = (X - mu) / np.where(sd > 0, sd, 1.0)  # standardised: the heads' input scale
     idx_train, idx_test = train_test_split(np.arange(len(X)), train_size=head_fraction, stratify=labels, random_state=seed)
-    rng = np.random.default_rng(seed)
     y_train = labels[idx_train]
     flipped = y_train.copy()
-    chosen = rng.random(len(flipped)) < flip_fraction
+    chosen = np.random.default_rng(seed).random(len(flipped)) < flip_fraction
     flipped[chosen] = num_classes - 1 - flipped[chosen]
     p = X.shape[1]
     rows = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from itertools import combinations, permutations
 
 import numpy as np
 
@@ -106,8 +107,7 @@ def pair_matrices(fa: list[LayerFeatures], fb: list[LayerFeatures], metrics: lis
     la, lb = len(fa), len(fb)
     ab = {m: np.full((la, lb), np.nan) for m in metrics}
     ba = {m: np.full((lb, la), np.nan) for m in metrics}
-    ok_a = np.array([f.error is None for f in fa])
-    ok_b = np.array([f.error is None for f in fb])
+    mask = np.outer([f.error is None for f in fa], [f.error is None for f in fb])  # both layers defined
     n = fa[0].n
     # Gram-based indexes: one matrix product per kind of Gram over all layer pairs.
     def gram_stack(feats, kind):
@@ -116,7 +116,6 @@ def pair_matrices(fa: list[LayerFeatures], fb: list[LayerFeatures], metrics: lis
     if any(m in metrics for m in ("linear_hsic", "linear_cka", "linear_regression")):
         lin_a, lin_b = gram_stack(fa, "lin"), gram_stack(fb, "lin")
         inner = lin_a @ lin_b.T
-        mask = np.outer(ok_a, ok_b)
         if "linear_hsic" in metrics:
             ab["linear_hsic"] = np.where(mask, inner / (n - 1) ** 2, np.nan)
         if "linear_cka" in metrics:
@@ -131,7 +130,7 @@ def pair_matrices(fa: list[LayerFeatures], fb: list[LayerFeatures], metrics: lis
                 ba["linear_regression"] = np.where(mask.T, (lin_b @ gram_stack(fa, "proj").T) / total_b[:, None], np.nan)
     for m in metrics:
         if m in RBF_THRESHOLDS:
-            ab[m] = np.where(np.outer(ok_a, ok_b), gram_stack(fa, m) @ gram_stack(fb, m).T, np.nan)
+            ab[m] = np.where(mask, gram_stack(fa, m) @ gram_stack(fb, m).T, np.nan)
     # CCA family: one SVD per layer pair (and one more for SVCCA) serves both directions.
     cca_metrics = {"cca_mean_rho", "cca_r2", "pwcca"} & set(metrics)
     sv_metrics = {"svcca", "svcca_r2"} & set(metrics)
@@ -171,7 +170,6 @@ def similarity_tensor(paths: dict[str, str], *, layers: str = r"\.relu$|^pool$",
     Returns an ``xarray.Dataset`` ``similarity (metric, network_a, network_b, layer_a, layer_b)``,
     NaN where ``network_a == network_b`` (not compared).
     """
-
     import xarray as xr
 
     from layersim.parallel import single_blas_thread, thread_pool
@@ -208,7 +206,7 @@ def similarity_tensor(paths: dict[str, str], *, layers: str = r"\.relu$|^pool$",
 
     N, L = len(names), len(chosen)
     out = np.full((len(metrics), N, N, L, L), np.nan)
-    pairs = [(a, b) for a in range(N) for b in range(a + 1, N)]
+    pairs = list(combinations(range(N), 2))
     with single_blas_thread(), thread_pool(max(1, threads), "identification") as pool:
         features = dict(zip(names, pool.map(network, names)))
         for (a, b), (ab, ba) in zip(pairs, pool.map(pair, pairs)):
@@ -231,20 +229,17 @@ def identification_accuracy(similarity) -> list[dict]:
     out = []
     for k, metric in enumerate(similarity["metric"].values):
         credit, trials, tied, undefined = 0.0, 0, 0, 0
-        for a in range(len(names)):
-            for b in range(len(names)):
-                if a == b:
+        for a, b in permutations(range(len(names)), 2):
+            for i, row in enumerate(values[k, a, b]):
+                trials += 1
+                if not np.isfinite(row).any():
+                    undefined += 1
                     continue
-                for i, row in enumerate(values[k, a, b]):
-                    trials += 1
-                    if not np.isfinite(row).any():
-                        undefined += 1
-                        continue
-                    best = np.nanmax(row)
-                    winners = np.nan_to_num(row, nan=-np.inf) >= best - _TIE_RTOL * abs(best)
-                    tied += int(winners.sum() > 1)
-                    if winners[i]:
-                        credit += 1.0 / winners.sum()
+                best = np.nanmax(row)
+                winners = np.nan_to_num(row, nan=-np.inf) >= best - _TIE_RTOL * abs(best)
+                tied += int(winners.sum() > 1)
+                if winners[i]:
+                    credit += 1.0 / winners.sum()
         out.append({
             "metric": str(metric),
             "label": METRICS[str(metric)].label,

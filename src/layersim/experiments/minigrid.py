@@ -6,7 +6,7 @@ agents (method: docs/papers.md).
 from __future__ import annotations
 
 import logging
-from itertools import combinations
+from itertools import combinations, product
 
 import numpy as np
 
@@ -104,13 +104,11 @@ def scatter_figure(pairs: list[dict], path, *, y: str, ylabel: str, title: str) 
     trains = sorted({r["train_grid"] for r in pairs})
     tests = sorted({r["test_grid"] for r in pairs})
     panels = []
-    for arch in archs:
-        for te in tests:
-            for tr in trains:
-                sel = [r for r in pairs if (r["arch"], r["train_grid"], r["test_grid"]) == (arch, tr, te)]
-                panels.append({
-                    "x": [r["cka"] for r in sel], "y": [r[y] for r in sel], "groups": [r["pair_group"] for r in sel],
-                    "colors": COLOURS, "title": f"{arch}: train {tr}×{tr}, test {te}×{te}",
-                    "xlabel": "linear CKA (features)", "ylabel": ylabel,
-                })
+    for arch, te, tr in product(archs, tests, trains):
+        sel = [r for r in pairs if (r["arch"], r["train_grid"], r["test_grid"]) == (arch, tr, te)]
+        panels.append({
+            "x": [r["cka"] for r in sel], "y": [r[y] for r in sel], "groups": [r["pair_group"] for r in sel],
+            "colors": COLOURS, "title": f"{arch}: train {tr}×{tr}, test {te}×{te}",
+            "xlabel": "linear CKA (features)", "ylabel": ylabel,
+        })
     scatter_panels(panels, path, title=title, ncols=len(trains) if len(trains) > 1 else len(tests))

@@ -27,11 +27,6 @@ class PCShare:
     method: str
 
 
-def _row_blocks(n: int, block_rows: int):
-    for lo in range(0, n, block_rows):
-        yield slice(lo, min(n, lo + block_rows))
-
-
 def first_pc_share(read: Callable[[slice], np.ndarray], n: int, p: int, *, block_rows: int = 256, max_gram_features: int = 2048, oversamples: int = 10, n_iter: int = 7, seed: int = 0) -> tuple[float, float, str]:
     """λ₁ and Σλ of the centred rows of an ``(n, p)`` matrix read block by block.
 
@@ -46,11 +41,12 @@ def first_pc_share(read: Callable[[slice], np.ndarray], n: int, p: int, *, block
         raise LayersimError(f"block_rows must be at least 1, got {block_rows}")
     if n < 2:
         raise LayersimError(f"a principal component needs at least 2 samples, got {n}")
-    shift = np.asarray(read(slice(0, min(n, block_rows))), dtype=np.float64).mean(axis=0)
+    blocks = [slice(lo, min(n, lo + block_rows)) for lo in range(0, n, block_rows)]
+    shift = np.asarray(read(blocks[0]), dtype=np.float64).mean(axis=0)
     total_sum = np.zeros(p)
     if p <= max_gram_features:
         scatter = np.zeros((p, p))
-        for rows in _row_blocks(n, block_rows):
+        for rows in blocks:
             x = np.asarray(read(rows), dtype=np.float64) - shift
             scatter += x.T @ x
             total_sum += x.sum(axis=0)
@@ -58,7 +54,7 @@ def first_pc_share(read: Callable[[slice], np.ndarray], n: int, p: int, *, block
         top = float(np.linalg.eigvalsh(scatter)[-1]) if p else 0.0
         return max(top, 0.0), float(max(np.trace(scatter), 0.0)), "exact"
     sq = 0.0
-    for rows in _row_blocks(n, block_rows):
+    for rows in blocks:
         x = np.asarray(read(rows), dtype=np.float64) - shift
         total_sum += x.sum(axis=0)
         sq += float(np.einsum("ij,ij->", x, x))
@@ -66,11 +62,11 @@ def first_pc_share(read: Callable[[slice], np.ndarray], n: int, p: int, *, block
     total = max(sq - float(total_sum @ total_sum) / n, 0.0)
 
     def times(m: np.ndarray) -> np.ndarray:  # X_c @ m, (n, k)
-        return np.concatenate([(np.asarray(read(rows), dtype=np.float64) - mean) @ m for rows in _row_blocks(n, block_rows)])
+        return np.concatenate([(np.asarray(read(rows), dtype=np.float64) - mean) @ m for rows in blocks])
 
     def rtimes(q: np.ndarray) -> np.ndarray:  # X_cᵀ @ q, (p, k)
         out = np.zeros((p, q.shape[1]))
-        for rows in _row_blocks(n, block_rows):
+        for rows in blocks:
             out += (np.asarray(read(rows), dtype=np.float64) - mean).T @ q[rows]
         return out
 
@@ -82,16 +78,16 @@ def first_pc_share(read: Callable[[slice], np.ndarray], n: int, p: int, *, block
     return float(s[0] ** 2), total, "randomized"
 
 
-def pc_shares(path: str | os.PathLike, *, layers: list[str] | None = None, block_rows: int = 256, max_gram_features: int = 2048, oversamples: int = 10, n_iter: int = 7, seed: int = 0) -> list[PCShare]:
-    """First-PC share of variance of every layer (or of ``layers``) of an activation store, by
+def pc_shares(path: str | os.PathLike, *, block_rows: int = 256, max_gram_features: int = 2048, oversamples: int = 10, n_iter: int = 7) -> list[PCShare]:
+    """First-PC share of variance of every layer of an activation store, by
     :func:`first_pc_share`; NaN for a layer whose activations are constant over the samples."""
     from layersim.store import ActivationStore
 
     store = ActivationStore(path)
     out = []
-    for layer in layers or store.layers:
+    for layer in store.layers:
         p = int(np.prod(store.feature_shape(layer)))
-        top, total, method = first_pc_share(lambda rows, layer=layer: store.read(layer, rows), len(store), p, block_rows=block_rows, max_gram_features=max_gram_features, oversamples=oversamples, n_iter=n_iter, seed=seed)
+        top, total, method = first_pc_share(lambda rows, layer=layer: store.read(layer, rows), len(store), p, block_rows=block_rows, max_gram_features=max_gram_features, oversamples=oversamples, n_iter=n_iter)
         share = min(top / total, 1.0) if total > 0 else float("nan")
         out.append(PCShare(layer, p, share, top, total, method))
     return out

@@ -62,10 +62,6 @@ class AgentNet(nn.Module):
         feats = self.pre_actor(trunk)
         return self.actor(feats), self.critic(trunk).squeeze(1), feats
 
-    def cka_features(self, obs) -> torch.Tensor:
-        """The layer compared with CKA: the 64 trunk features (original) or the bottleneck (k)."""
-        return self.forward(obs)[2]
-
 
 def make_env(size: int):
     """MiniGrid-Empty-<size>x<size>-v0 with ``ImgObsWrapper`` (start, goal, rewards and episode
@@ -146,10 +142,9 @@ def train_agent(arch: str, size: int, seed: int, settings: dict | None = None, *
 def _gae(rewards, values, dones, gamma: float, lam: float) -> torch.Tensor:
     """Generalised advantage estimates (Schulman et al. 2016), backwards over the steps; an
     episode's end (``dones[t] = 1``) cuts the bootstrap."""
-    steps = rewards.shape[0]
     advantages = torch.zeros_like(rewards)
     running = torch.zeros(rewards.shape[1])
-    for t in reversed(range(steps)):
+    for t in reversed(range(rewards.shape[0])):
         keep = 1.0 - dones[t]
         delta = rewards[t] + gamma * values[t + 1] * keep - values[t]
         running = delta + gamma * lam * keep * running

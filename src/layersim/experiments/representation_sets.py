@@ -158,16 +158,13 @@ def confusion_summary(confusion: np.ndarray, parts: list[dict]) -> tuple[dict, l
     if (counts == 0).any():
         raise RepresentationSetError("a representation set has no test samples; raise samples_per_set or test_fraction")
     total = counts.sum()
-    errors = total - np.trace(confusion)
-    rows = []
-    for i, p in enumerate(parts):
-        rows.append({
-            "set": p["label"], "trained_on": p["trained_on"], "tested_on": p["tested_on"], "seed": p["seed"],
-            "n_test": int(counts[i]),
-            "recall": confusion[i, i] / counts[i],
-            "same_model": confusion[i, same_model[i]].sum() / counts[i],
-            "same_test_dataset": confusion[i, same_test[i]].sum() / counts[i],
-        })
+    rows = [{
+        "set": p["label"], "trained_on": p["trained_on"], "tested_on": p["tested_on"], "seed": p["seed"],
+        "n_test": int(counts[i]),
+        "recall": confusion[i, i] / counts[i],
+        "same_model": confusion[i, same_model[i]].sum() / counts[i],
+        "same_test_dataset": confusion[i, same_test[i]].sum() / counts[i],
+    } for i, p in enumerate(parts)]
     off = ~np.eye(len(parts), dtype=bool)
     summary = {
         "n_sets": len(parts),
@@ -178,7 +175,7 @@ def confusion_summary(confusion: np.ndarray, parts: list[dict]) -> tuple[dict, l
         "max_recall": float(max(r["recall"] for r in rows)),
         "same_model": confusion[same_model].sum() / total,
         "same_test_dataset": confusion[same_test].sum() / total,
-        "errors": int(errors),
+        "errors": int(total - np.trace(confusion)),
         # of the mistakes: right model, wrong test dataset / wrong model (any test dataset)
         "errors_test_dataset_only": int(confusion[off & same_model].sum()),
         "errors_model": int(confusion[off & ~same_model].sum()),
