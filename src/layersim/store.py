@@ -16,8 +16,11 @@ import weakref
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import google_crc32c
 import numpy as np
 import zarr
+from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec
+from zarr.storage import LocalStore
 
 from layersim.version import __version__
 from layersim.errors import LayersimError
@@ -242,9 +245,6 @@ class _ShardFiles:
     @classmethod
     def of(cls, array: zarr.Array) -> "_ShardFiles | None":
         """The direct reader and writer of ``array``, or ``None`` where its layout is another."""
-        from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec
-        from zarr.storage import LocalStore
-
         feature_shape = array.shape[1:]
         expected = ShardingCodec(
             chunk_shape=array.chunks,
@@ -310,8 +310,6 @@ class _ShardFiles:
 
     def _layout(self, shard: int) -> tuple[int, bytes]:
         """(bytes of chunk data, index with its checksum) of ``shard``'s file."""
-        import google_crc32c
-
         chunks = -(-self._rows_in(shard) // self.chunk_rows)  # the rest lies past the array's end
         chunk_bytes = self.chunk_rows * self.row_bytes
         index = np.full((self.shard_rows // self.chunk_rows, *(1,) * len(self.feature_shape), 2), 2**64 - 1, dtype="<u8")
@@ -347,8 +345,6 @@ class _ShardFiles:
 
     def _write(self, data: np.ndarray) -> None:
         """Append C-contiguous ``data`` to the current shard file, adding it to the file's CRC32C."""
-        import google_crc32c
-
         self._file.write(data.data)
         self._crc = google_crc32c.extend(self._crc, data)
         self._size += data.nbytes
@@ -370,8 +366,6 @@ class _ShardFiles:
         buffer), and ``check(bytes, CRC32C)`` of the whole file is called before this returns
         (an error it raises leaves ``out`` unusable).
         """
-        import google_crc32c
-
         data_bytes, index = self._layout(shard)
         path = self.path(shard)
         try:
@@ -415,7 +409,27 @@ class _ShardFiles:
         return True
 
 
-class ActivationStore:
+class _Store:
+    """What activation and Gram stores share: ``path``, ``sample_id``, and ``_options``, the
+    arguments besides the path it was opened with."""
+
+    _options: tuple = ()
+
+    def __reduce__(self):  # pickled (to a Dask worker) as its path and options: reopened there
+        return type(self), (str(self.path), *self._options)
+
+    def __dask_tokenize__(self):
+        return str(self.path), os.stat(self.path / "zarr.json").st_mtime_ns, *self._options
+
+    @property
+    def name(self) -> str:
+        return self.path.name.removesuffix(".zarr")
+
+    def __len__(self) -> int:
+        return len(self.sample_id)
+
+
+class ActivationStore(_Store):
     """Read access to a complete activation store, checked against its integrity record as
     docs/design.md, "Activation store", describes; any difference is one :class:`StoreError`.
 
@@ -427,13 +441,11 @@ class ActivationStore:
     def __init__(self, path: str | os.PathLike, cache_bytes: int = 0):
         self.path = Path(path)
         self.cache_bytes = cache_bytes
-        if not self.path.exists():
-            raise StoreError(f"activation store {self.path} does not exist; run the extract step first")
         self.layers: list[str] = []
         incomplete = (f"activation store {self.path} is incomplete (extraction did not finish); "
                       "delete it and rerun the extract step")
         store = weakref.ref(self)  # no reference cycle: a dropped store (and its cache) is freed at once
-        self._integrity = _Integrity.of(self.path, "activation store", "the extract step that wrote it", lambda rel: store()._where(rel))
+        self._integrity = _Integrity.of(self.path, "activation store", "extract", lambda rel: store()._where(rel))
         if self._integrity is None and not _says_complete(self.path):
             raise StoreError(incomplete)
         if self._integrity is None:
@@ -472,18 +484,9 @@ class ActivationStore:
         self._device_cache: dict[tuple[str, str], object] = {}  # (layer, torch device) → tensor
         self._shard_files: dict[str, _ShardFiles | None] = {}  # layer → direct reads (None: by zarr)
 
-    def __reduce__(self):  # pickled (to a Dask worker) as its path: reopened there
-        return type(self), (str(self.path), self.cache_bytes)
-
-    def __dask_tokenize__(self):
-        return str(self.path), os.stat(self.path / "zarr.json").st_mtime_ns, self.cache_bytes
-
     @property
-    def name(self) -> str:
-        return self.path.name.removesuffix(".zarr")
-
-    def __len__(self) -> int:
-        return len(self.sample_id)
+    def _options(self) -> tuple:
+        return (self.cache_bytes,)
 
     def feature_shape(self, layer: str) -> tuple[int, ...]:
         return tuple(self._array(layer).shape[1:])
@@ -613,9 +616,7 @@ def read_similarity(path: str | os.PathLike):
     import xarray as xr
 
     path = Path(path)
-    if not path.exists():
-        raise StoreError(f"similarity result {path} does not exist; run the similarity step first")
-    integrity = _Integrity.of(path, "similarity result", "the similarity step that wrote it", _variable_of)
+    integrity = _Integrity.of(path, "similarity result", "similarity", _variable_of)
     if integrity is None:
         raise StoreError(
             f"similarity result {path} has no integrity record ({_INTEGRITY}/zarr.json): it was written by a layersim "
@@ -641,8 +642,6 @@ _INTEGRITY = "integrity"  # the group whose zarr.json records every other file o
 
 def _file_checksum(path: Path) -> tuple[int, int]:
     """``(bytes, CRC32C)`` of a file."""
-    import google_crc32c
-
     size = crc = 0
     with open(path, "rb") as f:
         while block := f.read(1 << 24):
@@ -664,8 +663,7 @@ def _record_integrity(root: Path, known: Mapping[str, tuple[int, int]]) -> None:
             files[rel] = list(entry if entry is not None and entry[0] == file.stat().st_size else _file_checksum(file))
     record = {"zarr_format": 3, "node_type": "group", "attributes": {"layersim_integrity": {"checksum": "crc32c", "files": dict(sorted(files.items()))}}}
     (root / _INTEGRITY).mkdir()
-    with open(root / _INTEGRITY / "zarr.json", "w") as f:
-        f.write(json.dumps(record, separators=(",", ":")))
+    (root / _INTEGRITY / "zarr.json").write_text(json.dumps(record, separators=(",", ":")))
 
 
 def _says_complete(root: Path) -> bool:
@@ -685,13 +683,14 @@ class _Integrity:
         self.root, self.kind, self.remedy, self.where, self.files = root, kind, remedy, where, files
 
     @classmethod
-    def of(cls, root: Path, kind: str, remedy: str, where) -> "_Integrity | None":
-        """The integrity record of the store at ``root`` (a ``kind``, rebuilt by ``remedy``),
-        ``None`` where it has none."""
-        record = root / _INTEGRITY / "zarr.json"
-        integrity = cls(root, kind, remedy, where, {})
+    def of(cls, root: Path, kind: str, step: str, where) -> "_Integrity | None":
+        """The integrity record of the ``kind`` at ``root``, written by the ``step`` step; ``None``
+        where it has none."""
+        if not root.exists():
+            raise StoreError(f"{kind} {root} does not exist; run the {step} step first")
+        integrity = cls(root, kind, f"the {step} step that wrote it", where, {})
         try:
-            raw = record.read_bytes()
+            raw = (root / _INTEGRITY / "zarr.json").read_bytes()
         except FileNotFoundError:
             return None
         try:
@@ -723,8 +722,6 @@ class _Integrity:
 
     def check_file(self, rel: str) -> None:
         """Read file ``rel`` whole and check its size and checksum."""
-        if rel not in self.files:
-            raise self.damaged(rel, "is not in the store's integrity record")
         try:
             size, crc = _file_checksum(self.root / rel)
         except FileNotFoundError:
@@ -777,7 +774,7 @@ def finish_gram_store(tmp: Path, self_hsic: np.ndarray, nonconstant: np.ndarray)
     _record_integrity(Path(tmp), {})
 
 
-class GramStore:
+class GramStore(_Store):
     """Read access to a complete Gram store (:func:`create_gram_store`), checked against its
     integrity record: the small files on open, each minibatch's chunk file when it is read.
     ``layers``, ``sample_id``, ``self_hsic (batch, layer)``, ``nonconstant (batch, layer)`` and
@@ -785,9 +782,7 @@ class GramStore:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        if not self.path.exists():
-            raise StoreError(f"Gram store {self.path} does not exist; run the grams step first")
-        self._integrity = _Integrity.of(self.path, "Gram store", "the grams step that wrote it", _gram_file)
+        self._integrity = _Integrity.of(self.path, "Gram store", "grams", _gram_file)
         if self._integrity is None:
             raise StoreError(f"Gram store {self.path} is incomplete or has no integrity record; delete it and rerun the grams step that wrote it")
         for rel in self._integrity.files:
@@ -805,19 +800,6 @@ class GramStore:
         self.self_hsic = group["self_hsic"][:]
         self.nonconstant = group["nonconstant"][:]
 
-    def __reduce__(self):  # pickled (to a Dask worker) as its path: reopened there
-        return type(self), (str(self.path),)
-
-    def __dask_tokenize__(self):
-        return str(self.path), os.stat(self.path / "zarr.json").st_mtime_ns
-
-    @property
-    def name(self) -> str:
-        return self.path.name.removesuffix(".zarr")
-
-    def __len__(self) -> int:
-        return len(self.sample_id)
-
     def batch(self, batch: int) -> np.ndarray:
         """Minibatch ``batch``'s Grams as ``(L, n(n−1)/2)``, its chunk file checked first."""
         rel = f"grams/c.{batch}.0.0"
@@ -825,8 +807,6 @@ class GramStore:
             data = (self.path / rel).read_bytes()
         except FileNotFoundError:
             raise self._integrity.damaged(rel, "is missing") from None
-        import google_crc32c
-
         self._integrity.check(rel, len(data), google_crc32c.value(data))
         return np.frombuffer(data, dtype=self.dtype.newbyteorder("<")).reshape(len(self.layers), -1)
 
