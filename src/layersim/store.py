@@ -389,21 +389,18 @@ class _ShardFiles:
                 return True
             crc = 0
             block_rows = max(1, self.CHECK_BLOCK_BYTES // self.row_bytes)
-            if len(rows) == shard_rows and np.array_equal(rows, np.arange(shard_rows)):  # the whole shard: into out
-                for first in range(0, shard_rows, block_rows):
-                    block = out[first : first + block_rows]
-                    read_into(block, first)
-                    crc = google_crc32c.extend(crc, block)
-            else:  # through one block-sized buffer, the rows asked for copied from it
-                buffer = np.empty((min(block_rows, shard_rows), out.shape[1]), np.float32)
-                bounds = np.searchsorted(rows, np.arange(0, shard_rows + block_rows, block_rows))
-                for k, first in enumerate(range(0, shard_rows, block_rows)):
-                    block = buffer[: min(block_rows, shard_rows - first)]
-                    read_into(block, first)
-                    crc = google_crc32c.extend(crc, block)
-                    lo, hi = bounds[k], bounds[k + 1]
-                    if hi > lo:  # rows within the block: valid by construction, so no bounds check
-                        np.take(block, rows[lo:hi] - first, axis=0, out=out[lo:hi], mode="clip")
+            whole = len(rows) == shard_rows and np.array_equal(rows, np.arange(shard_rows))
+            buffer = None if whole else np.empty((min(block_rows, shard_rows), out.shape[1]), np.float32)
+            bounds = np.searchsorted(rows, np.arange(0, shard_rows + block_rows, block_rows))
+            for k, first in enumerate(range(0, shard_rows, block_rows)):
+                # the whole shard is read straight into out, other rows through one block-sized buffer
+                end = min(first + block_rows, shard_rows)
+                block = out[first:end] if whole else buffer[: end - first]
+                read_into(block, first)
+                crc = google_crc32c.extend(crc, block)
+                lo, hi = bounds[k], bounds[k + 1]
+                if not whole and hi > lo:  # rows within the block: valid by construction, so no bounds check
+                    np.take(block, rows[lo:hi] - first, axis=0, out=out[lo:hi], mode="clip")
             rows_bytes = shard_rows * self.row_bytes  # then the padding and the index
             check(size, google_crc32c.extend(crc, os.pread(fd, size - rows_bytes, rows_bytes)))
         return True
@@ -440,7 +437,7 @@ class ActivationStore(_Store):
 
     def __init__(self, path: str | os.PathLike, cache_bytes: int = 0):
         self.path = Path(path)
-        self.cache_bytes = cache_bytes
+        self._options = (cache_bytes,)  # what it is reopened with besides its path
         self.layers: list[str] = []
         incomplete = (f"activation store {self.path} is incomplete (extraction did not finish); "
                       "delete it and rerun the extract step")
@@ -484,16 +481,8 @@ class ActivationStore(_Store):
         self._device_cache: dict[tuple[str, str], object] = {}  # (layer, torch device) → tensor
         self._shard_files: dict[str, _ShardFiles | None] = {}  # layer → direct reads (None: by zarr)
 
-    @property
-    def _options(self) -> tuple:
-        return (self.cache_bytes,)
-
     def feature_shape(self, layer: str) -> tuple[int, ...]:
-        return tuple(self._array(layer).shape[1:])
-
-    def _array(self, layer: str) -> zarr.Array:
-        """Layer ``layer``'s zarr array (opened with the store)."""
-        return self._arrays[layer] if layer in self._arrays else self.group[layer]
+        return tuple(self._arrays[layer].shape[1:])
 
     def read(self, layer: str, rows: np.ndarray | slice | None = None) -> np.ndarray:
         """Rows of one layer (sorted row positions; default all), flattened to ``(len(rows), p)``
@@ -507,12 +496,12 @@ class ActivationStore(_Store):
             rows = slice(None)
         if isinstance(rows, slice) and rows.step not in (None, 1):
             self._check_layer(layer)
-            data = self._array(layer)[rows]
+            data = self._arrays[layer][rows]
             return data.reshape(data.shape[0], -1).astype(np.float32, copy=False)
         return self._read_rows(layer, np.arange(len(self))[rows] if isinstance(rows, slice) else np.asarray(rows))
 
     def _read_rows(self, layer: str, rows: np.ndarray) -> np.ndarray:
-        array = self._array(layer)
+        array = self._arrays[layer]
         shard_rows = (array.shards or array.chunks)[0]
         out = np.empty((len(rows), int(np.prod(array.shape[1:]))), dtype=np.float32)  # a float16 layer: converted
         if len(rows) == 0:
