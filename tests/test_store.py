@@ -42,43 +42,39 @@ def test_roundtrip_layout(tmp_path):
     assert not list(tmp_path.glob("*partial*"))
 
 
-def by_zarr_only(monkeypatch):
-    """Every array's layout treated as one the direct shard files do not know."""
-    monkeypatch.setattr(store_module._ShardFiles, "of", classmethod(lambda cls, array: None))
+def written_by_zarr(store, tmp_path):
+    """A copy of ``store`` whose layers zarr wrote: each array created by zarr anew, with the
+    store's shape, chunks, shards, dtype and dimension names, and filled with its values."""
+    import shutil
+
+    copy = shutil.copytree(store, tmp_path / "zarr.zarr")
+    source, group = zarr.open_group(str(store), mode="r"), zarr.open_group(str(copy), mode="r+")
+    for name in source.attrs["layers"]:
+        array = source[name]
+        shutil.rmtree(copy / name)
+        group.create_array(
+            name, shape=array.shape, chunks=array.chunks, shards=array.shards, dtype=array.dtype, compressors=None,
+            dimension_names=array.metadata.dimension_names, fill_value=np.nan,
+            chunk_key_encoding={"name": "default", "separator": "."}, config={"write_empty_chunks": True},
+        )[:] = array[:]
+    return copy
 
 
-def test_zarr_writes_are_whole_shards(tmp_path, monkeypatch):
-    """Where zarr writes, every write covers whole shards (or the final rows), never part of a shard."""
-    by_zarr_only(monkeypatch)
-    rng = np.random.default_rng(1)
-    data, batches = make_batches(rng, 50, [7] * 7 + [1])
-    regions = []
-    original = store_module._write_rows
-
-    def spy(array, start, rows):
-        regions.append((start, start + len(rows)))
-        return original(array, start, rows)
-
-    monkeypatch.setattr(store_module, "_write_rows", spy)
-    write_activations(tmp_path / "m.zarr", batches, sample_id=np.arange(50), labels=np.zeros(50), attrs={}, chunk_rows=5, shard_chunks=2)
-    starts = sorted({r for r in regions})
-    assert starts == [(0, 10), (10, 20), (20, 30), (30, 40), (40, 50)]
-    np.testing.assert_array_equal(ActivationStore(tmp_path / "m.zarr").read("conv"), data["conv"].reshape(50, -1))
-
-
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
 @pytest.mark.parametrize(
     "feature_shape,chunk_rows,shard_chunks,full_shards,last_rows",
     [((3, 4, 4), 5, 2, 2, 9), ((7,), 4, 3, 2, 5), ((7,), 4, 3, 0, 3), ((2, 3), 6, 1, 3, 0), ((2, 3), 6, 1, 1, 4)],
 )
-def test_shards_written_directly_are_byte_identical_to_zarrs(tmp_path, monkeypatch, assert_same_files, feature_shape, chunk_rows, shard_chunks, full_shards, last_rows):
-    """Shards bypass zarr's shard assembly; the store is byte for byte the one zarr writes on
-    its own, the last, partial shard (a padded chunk and chunks past the end) included."""
+def test_shards_written_directly_are_byte_identical_to_zarrs(tmp_path, monkeypatch, assert_same_files, feature_shape, chunk_rows, shard_chunks, full_shards, last_rows, dtype):
+    """Shards bypass zarr; the store is byte for byte the one zarr writes on its own, the last,
+    partial shard (a padded chunk and chunks past the end) included, float16 layers (with
+    float32 logits) too."""
     rng = np.random.default_rng(6)
     n = full_shards * chunk_rows * shard_chunks + last_rows  # the last shard: a padded chunk, chunks past the end
     data, batches = make_batches(rng, n, [3] * (n // 3) + [n % 3] * (n % 3 > 0), feature_shape)
-    data["conv"][0, 0] = np.float32(1e-45)  # bytes, not values: a subnormal and -0.0 too (NaN is refused)
-    data["conv"][1, 0] = -0.0
-    args = dict(sample_id=np.arange(n), labels=np.arange(n) % 5, attrs={"model": "m"}, chunk_rows=chunk_rows, shard_chunks=shard_chunks)
+    data["conv"][0, 0] = np.float32(1e-45) if dtype == "float32" else np.float32(6e-8)  # bytes, not values: a subnormal
+    data["conv"][1, 0] = -0.0  # and -0.0 too (NaN is refused)
+    args = dict(sample_id=np.arange(n), labels=np.arange(n) % 5, attrs={"model": "m"}, chunk_rows=chunk_rows, shard_chunks=shard_chunks, dtype=dtype)
 
     by_zarr = []
     original = zarr.Array.__setitem__
@@ -90,13 +86,14 @@ def test_shards_written_directly_are_byte_identical_to_zarrs(tmp_path, monkeypat
     monkeypatch.setattr(zarr.Array, "__setitem__", spy)
     direct = write_activations(tmp_path / "direct.zarr", batches, **args)
     assert by_zarr == []
+    monkeypatch.undo()
 
-    by_zarr_only(monkeypatch)
-    zarr_written = write_activations(tmp_path / "zarr.zarr", batches, **args)
-
-    files = assert_same_files(direct, zarr_written)
+    files = assert_same_files(direct, written_by_zarr(direct, tmp_path))
     assert any(f.parts[0] == "conv" and f.name.startswith("c.") for f in files)  # shard files c.0.0.0.0
-    np.testing.assert_array_equal(ActivationStore(direct).read("conv"), data["conv"].reshape(n, -1))
+    group = zarr.open_group(str(direct), mode="r")
+    assert group["conv"].dtype == dtype and group["logits"].dtype == np.float32
+    stored = data["conv"].astype(dtype).astype(np.float32)
+    np.testing.assert_array_equal(ActivationStore(direct).read("conv"), stored.reshape(n, -1))
 
 
 def test_layouts_the_direct_shard_writer_does_not_know_go_through_zarr(tmp_path):
@@ -216,24 +213,6 @@ def test_failed_write_leaves_no_store(tmp_path):
 
     with pytest.raises(RuntimeError):
         write_activations(tmp_path / "m.zarr", broken(), sample_id=np.arange(20), labels=np.zeros(20), attrs={})
-    assert not (tmp_path / "m.zarr").exists()
-
-
-def test_failed_zarr_shard_write_is_raised_and_leaves_no_store(tmp_path, monkeypatch):
-    """A write that fails in the background writer stops the extraction with its error."""
-    by_zarr_only(monkeypatch)
-    rng = np.random.default_rng(4)
-    _, batches = make_batches(rng, 40, [5] * 8)
-    original = store_module._write_rows
-
-    def full_disk(array, start, rows):
-        if start >= 20:  # the second shard
-            raise OSError("No space left on device")
-        return original(array, start, rows)
-
-    monkeypatch.setattr(store_module, "_write_rows", full_disk)
-    with pytest.raises(OSError, match="No space left"):
-        write_activations(tmp_path / "m.zarr", batches, sample_id=np.arange(40), labels=np.zeros(40), attrs={}, chunk_rows=5, shard_chunks=4)
     assert not (tmp_path / "m.zarr").exists()
 
 

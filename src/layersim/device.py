@@ -22,9 +22,7 @@ def torch_device(name: str = "auto") -> str:
     name = str(name).strip().lower()
     if not re.match(DEVICE_PATTERN, name):
         raise LayersimError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}")
-    if name == "cpu":
-        return "cpu"
-    if name == "auto" and not os.path.exists("/proc/driver/nvidia"):
+    if name == "cpu" or (name == "auto" and not os.path.exists("/proc/driver/nvidia")):
         return "cpu"
     import torch
 

@@ -16,8 +16,11 @@ import weakref
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import google_crc32c
 import numpy as np
 import zarr
+from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec
+from zarr.storage import LocalStore
 
 from layersim.version import __version__
 from layersim.errors import LayersimError
@@ -107,56 +110,47 @@ def write_activations(
 
 
 def _write_store(tmp: Path, path: Path, batches, sample_id, labels, attrs, dimension_names, chunk_rows, shard_chunks, write_threads, overlap, dtype) -> None:
-    """The body of :func:`write_activations`: the store, written at ``tmp``. Where the layout
-    is not :class:`_ShardFiles`' (float16), zarr writes every array, one buffered shard at a time."""
+    """The body of :func:`write_activations`: the store, written at ``tmp``."""
     n_total = len(sample_id)
     root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
     root.attrs.update({**dict(attrs), "layersim_version": __version__, "complete": False})
 
-    arrays: dict[str, zarr.Array] = {}
-    shard_files: dict[str, _ShardFiles | None] = {}  # layer → direct shard writes (None: by zarr)
-    shapes: dict[str, tuple] = {}  # layer → feature shape
-    filling: dict[str, np.ndarray] = {}  # the shard being filled, per layer
-    spare: dict[str, np.ndarray] = {}  # the other set of buffers (written by a writer thread)
-    filled = written = shard_rows = 0
-    direct = False  # shard files appended to directly (else buffered and written by zarr)
+    shard_files: dict[str, _ShardFiles] = {}  # layer → its shard files, appended to directly
+    written = 0
     writer = thread_pool(write_threads, "store")
     pending = []  # the writers' current jobs
-    layer_parts: list[list[str]] = []  # the layers each writer appends (direct path)
+    layer_parts: list[list[str]] = []  # the layers each writer appends
 
-    def create_arrays() -> None:
-        nonlocal direct
-        template = None  # the first array's shard files, whose metadata the others copy
-        for i, (name, feat) in enumerate(shapes.items()):
+    def create_arrays(shapes: dict[str, tuple]) -> None:
+        """The first layer's array created by zarr; the others copy its metadata."""
+        template = None
+        for name, feat in shapes.items():
             dims = ("sample",) + tuple(f"{name}.{dim}" for dim in _feature_dims(name, len(feat), dimension_names))
+            layer_dtype = "float32" if name == "logits" else dtype
             if template is not None:
-                shard_files[name] = template.sibling(name, (n_total, *feat), dims)
+                shard_files[name] = template.sibling(name, (n_total, *feat), dims, layer_dtype)
                 continue
-            arrays[name] = root.create_array(
+            array = root.create_array(
                 name,
                 shape=(n_total, *feat),
                 chunks=(chunk_rows, *feat),
-                shards=(shard_rows, *feat),
-                dtype="float32" if name == "logits" else dtype,
+                shards=(chunk_rows * shard_chunks, *feat),
+                dtype=layer_dtype,
                 dimension_names=dims,
                 compressors=None,
                 fill_value=np.nan,
                 chunk_key_encoding=_CHUNK_KEY_ENCODING,
                 config={"write_empty_chunks": True},  # no per-chunk comparison with the fill value
             )
-            shard_files[name] = _ShardFiles.of(arrays[name])
-            if i == 0 and dtype == "float32":  # float16 layers: zarr writes every array
-                template = shard_files[name]
-        direct = template is not None
-
-    def write_shard(buffers: dict[str, np.ndarray], start: int, rows: int) -> None:
-        for name, array in arrays.items():
-            _write_rows(array, start, buffers[name][:rows])
+            template = shard_files[name] = _ShardFiles.of(array)
+            if template is None:
+                raise StoreError(f"internal: zarr {zarr.__version__} did not lay out {name!r} as expected")
 
     def append_layers(batch: dict[str, np.ndarray], names: list[str], first_row: int) -> None:
         for name in names:
-            rows = np.ascontiguousarray(batch[name], dtype=np.float32)
-            _check_finite(rows, name, first_row, path)
+            with np.errstate(over="ignore"):  # beyond float16's range: inf, refused next
+                rows = np.ascontiguousarray(batch[name], dtype=shard_files[name].dtype)
+            _check_finite(rows, name, first_row, path, batch[name])
             shard_files[name].append(rows)
 
     def to_writers(*jobs) -> None:
@@ -166,71 +160,43 @@ def _write_store(tmp: Path, path: Path, batches, sample_id, labels, attrs, dimen
             job.result()  # re-raises a failed write
         pending = [writer.submit(*job) for job in jobs]
 
-    def hand_over(rows: int) -> None:
-        """Give the filled buffers to the writer (after it finished the previous shard)."""
-        nonlocal filling, spare, filled, written
-        to_writers((write_shard, filling, written, rows))
-        filling, spare = (spare or {k: np.empty_like(v) for k, v in filling.items()}), filling
-        written += rows
-        filled = 0
-
     try:
         for batch in batches:
             batch = {k: np.asarray(v.detach().cpu() if hasattr(v, "detach") else v) for k, v in batch.items()}
-            if not shapes:
+            if not shard_files:
                 if "logits" not in batch:
                     raise StoreError("every batch must include 'logits'")
                 _check_layer_names(list(batch))
                 chunk_rows = chunk_rows or len(next(iter(batch.values())))
-                shard_rows = chunk_rows * shard_chunks
-                shapes.update({name: value.shape[1:] for name, value in batch.items()})
-                create_arrays()
-                if direct:
-                    layers = list(shapes)
-                    row_features = [int(np.prod(feat, dtype=np.int64)) for feat in shapes.values()]  # ∝ bytes
-                    layer_parts = [[layers[i] for i in part] for part in balanced_blocks(row_features, len(layers), min_blocks=write_threads)]
-                else:
-                    filling = {name: np.empty((shard_rows, *feat), dtype=arrays[name].dtype) for name, feat in shapes.items()}
+                create_arrays({name: value.shape[1:] for name, value in batch.items()})
+                layers, row_bytes = list(shard_files), [files.row_bytes for files in shard_files.values()]
+                parts = balanced_blocks(row_bytes, len(layers), min_blocks=write_threads)
+                layer_parts = [[layers[i] for i in part] for part in parts]
                 root.attrs["layers"] = list(batch)
-            elif list(batch) != list(shapes):
+            elif list(batch) != list(shard_files):
                 raise StoreError("every batch must hold the same layers in the same order as the first")
             rows = len(next(iter(batch.values())))
             if any(len(value) != rows for value in batch.values()):
                 counts = ", ".join(f"{name}: {len(value)}" for name, value in batch.items())
                 raise StoreError(f"every layer of a batch must hold the same samples; this batch has {counts} rows")
-            if written + filled + rows > n_total:
+            if written + rows > n_total:
                 raise StoreError(f"the batches hold more rows than the {n_total} sample ids given")
-            if direct:  # the writers append this batch, each its share of the layers
-                to_writers(*((append_layers, batch, names, written) for names in layer_parts))
-                if not overlap:
-                    to_writers()  # the next batch is computed once this one is written
-                written += rows
-                continue
-            done = 0
-            while done < rows:
-                take = min(rows - done, shard_rows - filled)
-                for name, value in batch.items():
-                    with np.errstate(over="ignore"):  # beyond float16's range: inf, refused next
-                        filling[name][filled : filled + take] = value[done : done + take]
-                    _check_finite(filling[name][filled : filled + take], name, written + filled, path, value[done : done + take])
-                filled += take
-                done += take
-                if filled == shard_rows:
-                    hand_over(shard_rows)
-        if filled:
-            hand_over(filled)
+            # the writers append this batch, each its share of the layers
+            to_writers(*((append_layers, batch, names, written) for names in layer_parts))
+            if not overlap:
+                to_writers()  # the next batch is computed once this one is written
+            written += rows
         to_writers()  # wait for the last jobs (re-raises a failed write)
     finally:
         writer.shutdown(wait=True, cancel_futures=True)
         for files in shard_files.values():
-            if files is not None:
-                files.close()
+            files.close()
     if written != n_total:
         raise StoreError(f"wrote {written} rows but {n_total} sample ids were given")
     root.create_array("sample_id", data=sample_id, dimension_names=("sample",), compressors=None)
     root.create_array("labels", data=labels, dimension_names=("sample",), compressors=None)
     root.attrs["complete"] = True
-    _record_integrity(tmp, {rel: entry for files in shard_files.values() if files is not None for rel, entry in files.written.items()})
+    _record_integrity(tmp, {rel: entry for files in shard_files.values() for rel, entry in files.written.items()})
 
 
 def _check_layer_names(names: list[str]) -> None:
@@ -244,15 +210,15 @@ def _check_layer_names(names: list[str]) -> None:
             )
 
 
-def _check_finite(rows: np.ndarray, layer: str, first_row: int, path: Path, source: np.ndarray | None = None) -> None:
+def _check_finite(rows: np.ndarray, layer: str, first_row: int, path: Path, source: np.ndarray) -> None:
     """Raise :class:`StoreError` if ``rows`` as stored (from row ``first_row``) hold NaN or Inf;
-    ``source``: the rows they were cast from (a finite value there that is not finite in
-    ``rows`` was beyond the stored dtype's range). A non-finite sum is looked at element by element."""
+    ``source``: the rows they were cast from (a finite value there that is not finite in float16
+    ``rows`` was beyond float16's range). A non-finite sum is looked at element by element."""
     with np.errstate(over="ignore", invalid="ignore"):
         if np.isfinite(rows.sum(dtype=np.promote_types(rows.dtype, np.float32))):  # float16: summed as float32
             return
     bad = np.flatnonzero(~np.isfinite(rows.reshape(len(rows), -1)).all(1))
-    if len(bad) and source is not None and rows.dtype != np.asarray(source).dtype and np.isfinite(source[bad[0]]).all():
+    if len(bad) and rows.dtype == "<f2" and np.isfinite(source[bad[0]]).all():
         raise StoreError(
             f"layer {layer!r} has activations beyond {rows.dtype}'s range (±{float(np.finfo(rows.dtype).max):g}) in row "
             f"{first_row + int(bad[0])} while writing {path}: they cannot be stored as {rows.dtype}; store this model's "
@@ -266,30 +232,19 @@ def _check_finite(rows: np.ndarray, layer: str, first_row: int, path: Path, sour
         )
 
 
-def _write_rows(array: zarr.Array, start: int, rows: np.ndarray) -> None:
-    """Write ``rows`` from row ``start`` of ``array`` by zarr: one whole shard, or the array's
-    last rows (``start`` on a shard boundary)."""
-    array[start : start + len(rows)] = rows
-
-
 class _ShardFiles:
     """Direct reads and writes of one array's shard files, in the layout this module creates
-    (why: docs/performance.md). In this layout (uncompressed little-endian float32, chunks split along
-    ``sample`` only) a shard file is its rows' bytes as they lie in memory, the last chunk padded
+    (why: docs/performance.md). In this layout (uncompressed little-endian float32 or float16, chunks
+    split along ``sample`` only) a shard file is its rows' bytes as they lie in memory, the last chunk padded
     with the fill value, then the sharding spec's index (``(offset, length)`` of every chunk as
     little-endian uint64, ``2⁶⁴−1`` twice for a chunk past the array's end) and its CRC32C.
-    :meth:`append` writes exactly that; :meth:`read` reads only the rows asked for, straight into
-    the result, from a file whose index is that one (else zarr reads it).
+    :meth:`append` writes exactly that; :meth:`read` reads only the rows asked for of a float32
+    array, straight into the result, from a file whose index is that one (else zarr reads it).
     """
 
     @classmethod
     def of(cls, array: zarr.Array) -> "_ShardFiles | None":
         """The direct reader and writer of ``array``, or ``None`` where its layout is another."""
-        import sys
-
-        from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec
-        from zarr.storage import LocalStore
-
         feature_shape = array.shape[1:]
         expected = ShardingCodec(
             chunk_shape=array.chunks,
@@ -298,39 +253,45 @@ class _ShardFiles:
             index_location="end",
         )
         if (
-            sys.byteorder != "little"
-            or not isinstance(array.store_path.store, LocalStore)
-            or array.dtype != np.float32
+            not isinstance(array.store_path.store, LocalStore)
+            or array.dtype.str not in ("<f4", "<f2")
             or tuple(array.metadata.codecs) != (expected,)
             or array.chunks[1:] != feature_shape
             or array.shards is None
             or array.shards[1:] != feature_shape
         ):
             return None
-        return cls(Path(array.store_path.store.root) / array.path, array.shape, array.chunks[0], array.shards[0], array.fill_value, array.metadata.chunk_key_encoding)
+        directory = Path(array.store_path.store.root) / array.path
+        fill_value = float(array.fill_value)
+        return cls(directory, array.shape, array.dtype, array.chunks[0], array.shards[0], fill_value,
+                   array.metadata.chunk_key_encoding)
 
-    def __init__(self, directory: Path, shape: tuple, chunk_rows: int, shard_rows: int, fill_value, chunk_key_encoding):
+    def __init__(self, directory: Path, shape: tuple, dtype, chunk_rows: int, shard_rows: int, fill_value,
+                 chunk_key_encoding):
         self.dir, self.name = directory, directory.name
         self.shape, self.feature_shape = tuple(shape), tuple(shape[1:])
+        self.dtype = np.dtype(dtype).newbyteorder("<")  # as stored
         self.chunk_rows, self.shard_rows = chunk_rows, shard_rows
         self.fill_value, self.chunk_key_encoding = fill_value, chunk_key_encoding
-        self.row_bytes = int(np.prod(self.feature_shape, dtype=np.int64)) * 4
+        self.row_bytes = int(np.prod(self.feature_shape, dtype=np.int64)) * self.dtype.itemsize
         self._shard, self._file, self._rows_written = 0, None, 0  # where append() is
         self._size = self._crc = 0  # of the shard file append() is writing
         self.written: dict[str, tuple[int, int]] = {}  # relpath() → (bytes, CRC32C) of every file append() finished
 
-    def sibling(self, name: str, shape: tuple, dimension_names: tuple) -> "_ShardFiles":
+    def sibling(self, name: str, shape: tuple, dimension_names: tuple, dtype: str) -> "_ShardFiles":
         """A new array ``name`` beside this one, in its layout and chunk and shard sizes: writes
-        its metadata, this array's document with the new shape and dimension names."""
+        its metadata, this array's document with the new shape, dimension names and dtype."""
         meta = json.loads(self._metadata_document)
         meta["shape"] = list(shape)
+        meta["data_type"] = dtype
         meta["chunk_grid"]["configuration"]["chunk_shape"] = [self.shard_rows, *shape[1:]]
         meta["codecs"][0]["configuration"]["chunk_shape"] = [self.chunk_rows, *shape[1:]]
         meta["dimension_names"] = list(dimension_names)
         directory = self.dir.parent / name
         directory.mkdir()
         (directory / "zarr.json").write_text(json.dumps(meta, allow_nan=True, indent=zarr.config.get("json_indent")))
-        return type(self)(directory, shape, self.chunk_rows, self.shard_rows, self.fill_value, self.chunk_key_encoding)
+        return type(self)(directory, shape, dtype, self.chunk_rows, self.shard_rows, self.fill_value,
+                          self.chunk_key_encoding)
 
     @functools.cached_property
     def _metadata_document(self) -> bytes:
@@ -349,8 +310,6 @@ class _ShardFiles:
 
     def _layout(self, shard: int) -> tuple[int, bytes]:
         """(bytes of chunk data, index with its checksum) of ``shard``'s file."""
-        import google_crc32c
-
         chunks = -(-self._rows_in(shard) // self.chunk_rows)  # the rest lies past the array's end
         chunk_bytes = self.chunk_rows * self.row_bytes
         index = np.full((self.shard_rows // self.chunk_rows, *(1,) * len(self.feature_shape), 2), 2**64 - 1, dtype="<u8")
@@ -360,9 +319,9 @@ class _ShardFiles:
         return chunks * chunk_bytes, index_bytes + np.array(google_crc32c.value(index_bytes), dtype="<u4").tobytes()
 
     def append(self, rows: np.ndarray) -> None:
-        """The array's next rows (C-contiguous float32, from row 0 on, in order): written to the
-        current shard's file as they come; a shard's file is finished (padding, index) with its
-        last row."""
+        """The array's next rows (C-contiguous, of :attr:`dtype`, from row 0 on, in order): written
+        to the current shard's file as they come; a shard's file is finished (padding, index) with
+        its last row."""
         if rows.shape[1:] != self.feature_shape:
             raise StoreError(f"internal: rows of shape {rows.shape[1:]} for {self.name}, whose rows are {self.feature_shape}")
         while len(rows):
@@ -378,7 +337,7 @@ class _ShardFiles:
                 data_bytes, index = self._layout(self._shard)
                 padding = data_bytes // self.row_bytes - self._rows_written
                 if padding:
-                    self._write(np.full((padding, *self.feature_shape), self.fill_value, dtype="<f4"))
+                    self._write(np.full((padding, *self.feature_shape), self.fill_value, dtype=self.dtype))
                 self._write(np.frombuffer(index, np.uint8))
                 self.close()
                 self.written[self.relpath(self._shard)] = (self._size, self._crc)
@@ -386,8 +345,6 @@ class _ShardFiles:
 
     def _write(self, data: np.ndarray) -> None:
         """Append C-contiguous ``data`` to the current shard file, adding it to the file's CRC32C."""
-        import google_crc32c
-
         self._file.write(data.data)
         self._crc = google_crc32c.extend(self._crc, data)
         self._size += data.nbytes
@@ -409,8 +366,6 @@ class _ShardFiles:
         buffer), and ``check(bytes, CRC32C)`` of the whole file is called before this returns
         (an error it raises leaves ``out`` unusable).
         """
-        import google_crc32c
-
         data_bytes, index = self._layout(shard)
         path = self.path(shard)
         try:
@@ -434,27 +389,44 @@ class _ShardFiles:
                 return True
             crc = 0
             block_rows = max(1, self.CHECK_BLOCK_BYTES // self.row_bytes)
-            if len(rows) == shard_rows and np.array_equal(rows, np.arange(shard_rows)):  # the whole shard: into out
-                for first in range(0, shard_rows, block_rows):
-                    block = out[first : first + block_rows]
-                    read_into(block, first)
-                    crc = google_crc32c.extend(crc, block)
-            else:  # through one block-sized buffer, the rows asked for copied from it
-                buffer = np.empty((min(block_rows, shard_rows), out.shape[1]), np.float32)
-                bounds = np.searchsorted(rows, np.arange(0, shard_rows + block_rows, block_rows))
-                for k, first in enumerate(range(0, shard_rows, block_rows)):
-                    block = buffer[: min(block_rows, shard_rows - first)]
-                    read_into(block, first)
-                    crc = google_crc32c.extend(crc, block)
-                    lo, hi = bounds[k], bounds[k + 1]
-                    if hi > lo:  # rows within the block: valid by construction, so no bounds check
-                        np.take(block, rows[lo:hi] - first, axis=0, out=out[lo:hi], mode="clip")
+            whole = len(rows) == shard_rows and np.array_equal(rows, np.arange(shard_rows))
+            buffer = None if whole else np.empty((min(block_rows, shard_rows), out.shape[1]), np.float32)
+            bounds = np.searchsorted(rows, np.arange(0, shard_rows + block_rows, block_rows))
+            for k, first in enumerate(range(0, shard_rows, block_rows)):
+                # the whole shard is read straight into out, other rows through one block-sized buffer
+                end = min(first + block_rows, shard_rows)
+                block = out[first:end] if whole else buffer[: end - first]
+                read_into(block, first)
+                crc = google_crc32c.extend(crc, block)
+                lo, hi = bounds[k], bounds[k + 1]
+                if not whole and hi > lo:  # rows within the block: valid by construction, so no bounds check
+                    np.take(block, rows[lo:hi] - first, axis=0, out=out[lo:hi], mode="clip")
             rows_bytes = shard_rows * self.row_bytes  # then the padding and the index
             check(size, google_crc32c.extend(crc, os.pread(fd, size - rows_bytes, rows_bytes)))
         return True
 
 
-class ActivationStore:
+class _Store:
+    """What activation and Gram stores share: ``path``, ``sample_id``, and ``_options``, the
+    arguments besides the path it was opened with."""
+
+    _options: tuple = ()
+
+    def __reduce__(self):  # pickled (to a Dask worker) as its path and options: reopened there
+        return type(self), (str(self.path), *self._options)
+
+    def __dask_tokenize__(self):
+        return str(self.path), os.stat(self.path / "zarr.json").st_mtime_ns, *self._options
+
+    @property
+    def name(self) -> str:
+        return self.path.name.removesuffix(".zarr")
+
+    def __len__(self) -> int:
+        return len(self.sample_id)
+
+
+class ActivationStore(_Store):
     """Read access to a complete activation store, checked against its integrity record as
     docs/design.md, "Activation store", describes; any difference is one :class:`StoreError`.
 
@@ -465,14 +437,12 @@ class ActivationStore:
 
     def __init__(self, path: str | os.PathLike, cache_bytes: int = 0):
         self.path = Path(path)
-        self.cache_bytes = cache_bytes
-        if not self.path.exists():
-            raise StoreError(f"activation store {self.path} does not exist; run the extract step first")
+        self._options = (cache_bytes,)  # what it is reopened with besides its path
         self.layers: list[str] = []
         incomplete = (f"activation store {self.path} is incomplete (extraction did not finish); "
                       "delete it and rerun the extract step")
         store = weakref.ref(self)  # no reference cycle: a dropped store (and its cache) is freed at once
-        self._integrity = _Integrity.of(self.path, "activation store", "the extract step that wrote it", lambda rel: store()._where(rel))
+        self._integrity = _Integrity.of(self.path, "activation store", "extract", lambda rel: store()._where(rel))
         if self._integrity is None and not _says_complete(self.path):
             raise StoreError(incomplete)
         if self._integrity is None:
@@ -511,25 +481,8 @@ class ActivationStore:
         self._device_cache: dict[tuple[str, str], object] = {}  # (layer, torch device) → tensor
         self._shard_files: dict[str, _ShardFiles | None] = {}  # layer → direct reads (None: by zarr)
 
-    def __reduce__(self):  # pickled (to a Dask worker) as its path: reopened there
-        return type(self), (str(self.path), self.cache_bytes)
-
-    def __dask_tokenize__(self):
-        return str(self.path), os.stat(self.path / "zarr.json").st_mtime_ns, self.cache_bytes
-
-    @property
-    def name(self) -> str:
-        return self.path.name.removesuffix(".zarr")
-
-    def __len__(self) -> int:
-        return len(self.sample_id)
-
     def feature_shape(self, layer: str) -> tuple[int, ...]:
-        return tuple(self._array(layer).shape[1:])
-
-    def _array(self, layer: str) -> zarr.Array:
-        """Layer ``layer``'s zarr array (opened with the store)."""
-        return self._arrays[layer] if layer in self._arrays else self.group[layer]
+        return tuple(self._arrays[layer].shape[1:])
 
     def read(self, layer: str, rows: np.ndarray | slice | None = None) -> np.ndarray:
         """Rows of one layer (sorted row positions; default all), flattened to ``(len(rows), p)``
@@ -543,20 +496,20 @@ class ActivationStore:
             rows = slice(None)
         if isinstance(rows, slice) and rows.step not in (None, 1):
             self._check_layer(layer)
-            data = self._array(layer)[rows]
+            data = self._arrays[layer][rows]
             return data.reshape(data.shape[0], -1).astype(np.float32, copy=False)
         return self._read_rows(layer, np.arange(len(self))[rows] if isinstance(rows, slice) else np.asarray(rows))
 
     def _read_rows(self, layer: str, rows: np.ndarray) -> np.ndarray:
-        array = self._array(layer)
+        array = self._arrays[layer]
         shard_rows = (array.shards or array.chunks)[0]
         out = np.empty((len(rows), int(np.prod(array.shape[1:]))), dtype=np.float32)  # a float16 layer: converted
         if len(rows) == 0:
             return out
         if rows[0] < 0 or rows[-1] >= len(self):
             raise IndexError(f"rows {rows[0]}–{rows[-1]} asked of layer {layer!r}, which has rows 0–{len(self) - 1}")
-        if layer not in self._shard_files:
-            self._shard_files[layer] = _ShardFiles.of(array)
+        if layer not in self._shard_files:  # float32 ("<f4") on a little-endian host; others by zarr
+            self._shard_files[layer] = _ShardFiles.of(array) if array.dtype == np.float32 else None
         shard_files = self._shard_files[layer]
         shard_of = rows // shard_rows
         bounds = np.flatnonzero(np.diff(shard_of)) + 1
@@ -652,9 +605,7 @@ def read_similarity(path: str | os.PathLike):
     import xarray as xr
 
     path = Path(path)
-    if not path.exists():
-        raise StoreError(f"similarity result {path} does not exist; run the similarity step first")
-    integrity = _Integrity.of(path, "similarity result", "the similarity step that wrote it", _variable_of)
+    integrity = _Integrity.of(path, "similarity result", "similarity", _variable_of)
     if integrity is None:
         raise StoreError(
             f"similarity result {path} has no integrity record ({_INTEGRITY}/zarr.json): it was written by a layersim "
@@ -680,8 +631,6 @@ _INTEGRITY = "integrity"  # the group whose zarr.json records every other file o
 
 def _file_checksum(path: Path) -> tuple[int, int]:
     """``(bytes, CRC32C)`` of a file."""
-    import google_crc32c
-
     size = crc = 0
     with open(path, "rb") as f:
         while block := f.read(1 << 24):
@@ -703,8 +652,7 @@ def _record_integrity(root: Path, known: Mapping[str, tuple[int, int]]) -> None:
             files[rel] = list(entry if entry is not None and entry[0] == file.stat().st_size else _file_checksum(file))
     record = {"zarr_format": 3, "node_type": "group", "attributes": {"layersim_integrity": {"checksum": "crc32c", "files": dict(sorted(files.items()))}}}
     (root / _INTEGRITY).mkdir()
-    with open(root / _INTEGRITY / "zarr.json", "w") as f:
-        f.write(json.dumps(record, separators=(",", ":")))
+    (root / _INTEGRITY / "zarr.json").write_text(json.dumps(record, separators=(",", ":")))
 
 
 def _says_complete(root: Path) -> bool:
@@ -724,13 +672,14 @@ class _Integrity:
         self.root, self.kind, self.remedy, self.where, self.files = root, kind, remedy, where, files
 
     @classmethod
-    def of(cls, root: Path, kind: str, remedy: str, where) -> "_Integrity | None":
-        """The integrity record of the store at ``root`` (a ``kind``, rebuilt by ``remedy``),
-        ``None`` where it has none."""
-        record = root / _INTEGRITY / "zarr.json"
-        integrity = cls(root, kind, remedy, where, {})
+    def of(cls, root: Path, kind: str, step: str, where) -> "_Integrity | None":
+        """The integrity record of the ``kind`` at ``root``, written by the ``step`` step; ``None``
+        where it has none."""
+        if not root.exists():
+            raise StoreError(f"{kind} {root} does not exist; run the {step} step first")
+        integrity = cls(root, kind, f"the {step} step that wrote it", where, {})
         try:
-            raw = record.read_bytes()
+            raw = (root / _INTEGRITY / "zarr.json").read_bytes()
         except FileNotFoundError:
             return None
         try:
@@ -762,8 +711,6 @@ class _Integrity:
 
     def check_file(self, rel: str) -> None:
         """Read file ``rel`` whole and check its size and checksum."""
-        if rel not in self.files:
-            raise self.damaged(rel, "is not in the store's integrity record")
         try:
             size, crc = _file_checksum(self.root / rel)
         except FileNotFoundError:
@@ -816,7 +763,7 @@ def finish_gram_store(tmp: Path, self_hsic: np.ndarray, nonconstant: np.ndarray)
     _record_integrity(Path(tmp), {})
 
 
-class GramStore:
+class GramStore(_Store):
     """Read access to a complete Gram store (:func:`create_gram_store`), checked against its
     integrity record: the small files on open, each minibatch's chunk file when it is read.
     ``layers``, ``sample_id``, ``self_hsic (batch, layer)``, ``nonconstant (batch, layer)`` and
@@ -824,9 +771,7 @@ class GramStore:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        if not self.path.exists():
-            raise StoreError(f"Gram store {self.path} does not exist; run the grams step first")
-        self._integrity = _Integrity.of(self.path, "Gram store", "the grams step that wrote it", _gram_file)
+        self._integrity = _Integrity.of(self.path, "Gram store", "grams", _gram_file)
         if self._integrity is None:
             raise StoreError(f"Gram store {self.path} is incomplete or has no integrity record; delete it and rerun the grams step that wrote it")
         for rel in self._integrity.files:
@@ -844,19 +789,6 @@ class GramStore:
         self.self_hsic = group["self_hsic"][:]
         self.nonconstant = group["nonconstant"][:]
 
-    def __reduce__(self):  # pickled (to a Dask worker) as its path: reopened there
-        return type(self), (str(self.path),)
-
-    def __dask_tokenize__(self):
-        return str(self.path), os.stat(self.path / "zarr.json").st_mtime_ns
-
-    @property
-    def name(self) -> str:
-        return self.path.name.removesuffix(".zarr")
-
-    def __len__(self) -> int:
-        return len(self.sample_id)
-
     def batch(self, batch: int) -> np.ndarray:
         """Minibatch ``batch``'s Grams as ``(L, n(n−1)/2)``, its chunk file checked first."""
         rel = f"grams/c.{batch}.0.0"
@@ -864,8 +796,6 @@ class GramStore:
             data = (self.path / rel).read_bytes()
         except FileNotFoundError:
             raise self._integrity.damaged(rel, "is missing") from None
-        import google_crc32c
-
         self._integrity.check(rel, len(data), google_crc32c.value(data))
         return np.frombuffer(data, dtype=self.dtype.newbyteorder("<")).reshape(len(self.layers), -1)
 
