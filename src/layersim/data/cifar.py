@@ -17,7 +17,7 @@ import tarfile
 import tempfile
 import zlib
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PureWindowsPath
 
 import numpy as np
 
@@ -140,21 +140,19 @@ def _check_members(members: list[tarfile.TarInfo], archive: Path, max_member_mb:
     members that are not regular files or directories, and members that (each, or all together)
     would extract to more MiB than the limits, as their headers say."""
     for member in members:
-        name = member.name
-        parts = PurePosixPath(name.replace("\\", "/")).parts
-        if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts:
+        path = PureWindowsPath(member.name)  # splits at '/' and '\\'; its anchor is a root or a drive
+        if path.anchor or ".." in path.parts:
             raise DatasetError(
-                f"unsafe archive {archive}: member {name!r} has an absolute path or a '..' "
+                f"unsafe archive {archive}: member {member.name!r} has an absolute path or a '..' "
                 "component and would be written outside the extraction directory; refusing to "
                 "extract — use the official archive"
             )
         if not (member.isfile() or member.isdir()):
             kind = "link" if (member.issym() or member.islnk()) else "device, FIFO or special file"
             raise DatasetError(
-                f"unsafe archive {archive}: member {name!r} is a {kind}; CIFAR archives hold only "
+                f"unsafe archive {archive}: member {member.name!r} is a {kind}; CIFAR archives hold only "
                 "regular files and directories — refusing to extract, use the official archive"
             )
-    for member in members:
         if member.size > max_member_mb * 2**20:
             raise DatasetError(
                 f"archive {archive}: member {member.name!r} would extract to {member.size / 2**20:,.0f} MiB, "
@@ -187,24 +185,18 @@ def safe_extract(archive: Path, target_parent: Path, directory: str, digest: str
             with tarfile.open(archive, "r:gz") as tar:
                 members = tar.getmembers()  # reads the whole archive: truncation shows here
                 _check_members(members, archive, max_member_mb, max_extracted_mb)
-                for member in members:
-                    src = tar.extractfile(member)  # None for a directory
-                    try:
-                        if src is None:
-                            (tmp / member.name).mkdir(parents=True, exist_ok=True)
-                        else:
-                            with src:
-                                _copy_to(src, tmp / member.name)
-                    except OSError as err:  # the disk's fault, not the archive's
-                        if err.errno in (errno.ENOSPC, errno.EDQUOT):
-                            raise DatasetError(
-                                f"disk full while extracting {archive} into {target_parent} ({err.strerror}); "
-                                "the archive is fine: free some space (about 200 MB) and rerun"
-                            ) from err
+                try:
+                    tar.extractall(tmp, members=members, filter="data")
+                except OSError as err:  # the disk's fault, not the archive's
+                    if err.errno in (errno.ENOSPC, errno.EDQUOT):
                         raise DatasetError(
-                            f"cannot write the extracted files of {archive} into {target_parent} ({err}); "
-                            "make that directory writable and rerun"
+                            f"disk full while extracting {archive} into {target_parent} ({err.strerror}); "
+                            "the archive is fine: free some space (about 200 MB) and rerun"
                         ) from err
+                    raise DatasetError(
+                        f"cannot write the extracted files of {archive} into {target_parent} ({err}); "
+                        "make that directory writable and rerun"
+                    ) from err
         except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
             raise DatasetError(
                 f"cannot read archive {archive}: it is truncated or corrupt ({type(err).__name__}: "
@@ -227,12 +219,6 @@ def safe_extract(archive: Path, target_parent: Path, directory: str, digest: str
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
-
-
-def _copy_to(src, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest, "wb") as out:
-        shutil.copyfileobj(src, out)
 
 
 def _marker_digest(directory: Path) -> str | None:
