@@ -60,21 +60,10 @@ def keras_layer_batches(model, images: np.ndarray, batch_size: int) -> Iterator[
 
 
 def dimension_names(model) -> dict[str, tuple[str, ...]]:
-    """Feature-dimension names of every recorded layer (channels-last)."""
-    _, names = feature_model(model)
-    by_name = {layer.name: layer for layer in model.layers}
-    dims = {}
-    for name in names:
-        shape = tuple(by_name[name].output.shape[1:]) if name in by_name else tuple(model.outputs[0].shape[1:])
-        if name == "logits":
-            dims[name] = ("class",)
-        elif len(shape) == 3:
-            dims[name] = ("height", "width", "channel")
-        elif len(shape) == 1:
-            dims[name] = ("feature",)
-        else:
-            dims[name] = tuple(f"dim_{i}" for i in range(len(shape)))
-    return dims
+    """Feature-dimension names of the recorded layers with image-shaped (channels-last) outputs; the
+    store's defaults name the others (``feature``, and ``class`` for ``logits``)."""
+    return {name: ("height", "width", "channel") for name in layer_names(model)
+            if len(model.get_layer(name).output.shape) == 4}
 
 
 def extract_keras(
