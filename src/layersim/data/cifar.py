@@ -21,7 +21,7 @@ from pathlib import Path, PureWindowsPath
 
 import numpy as np
 
-from layersim.data.dataset import Dataset, DatasetError, Split
+from layersim.data.dataset import Dataset, DatasetError, Split, resize_images
 
 log = logging.getLogger(__name__)
 
@@ -341,8 +341,9 @@ def _read_bytes(file: Path) -> bytes:
 
 
 def _read_split(directory: Path, files: tuple[str, ...], source: CifarSource, label_mode: str,
-                limit: int | None, num_classes: int) -> Split:
+                limit: int | None, image_size: int | None) -> Split:
     reader = _read_python_file if source.fmt == "python" else _read_binary_file
+    num_classes = NUM_CLASSES[(source.variant, label_mode)]
     parts = []  # (data, labels) of each file read
     for name in files:
         if limit is not None and sum(len(labels) for _, labels in parts) >= limit:
@@ -355,6 +356,8 @@ def _read_split(directory: Path, files: tuple[str, ...], source: CifarSource, la
             "is the variant or label_mode right?"
         )
     images = data.reshape(-1, 3, 32, 32).astype(np.float32) / np.float32(255)
+    if image_size:
+        images = resize_images(images, image_size)
     return Split(images=images, labels=labels, sample_id=np.arange(len(labels), dtype=np.int64))
 
 
@@ -369,6 +372,7 @@ def load_cifar(
     sha256: str | None = None,
     max_member_mb: float = MAX_MEMBER_MB,
     max_extracted_mb: float = MAX_EXTRACTED_MB,
+    image_size: int | None = None,
 ) -> Dataset:
     """Load CIFAR-10 or CIFAR-100 as a :class:`Dataset` named after the variant (``"cifar100-coarse"``
     for coarse labels): the official train set and, as ``eval``, the official test set.
@@ -376,7 +380,8 @@ def load_cifar(
     ``path`` is the directory holding the archive or its extracted directory, or either itself;
     ``fmt=None`` takes whichever is present, python first. ``max_train``/``max_eval`` keep the first
     rows. An archive whose members (each, or all together) would extract to more than
-    ``max_member_mb``/``max_extracted_mb`` MiB is refused. Every problem is a :class:`DatasetError`.
+    ``max_member_mb``/``max_extracted_mb`` MiB is refused. ``image_size`` (if given) is the side the
+    images are bilinearly resized to. Every problem is a :class:`DatasetError`.
     """
     if label_mode not in ("fine", "coarse") or (variant == "cifar10" and label_mode != "fine"):
         raise DatasetError(
@@ -389,11 +394,10 @@ def load_cifar(
     path = Path(path).expanduser()
     source = resolve_source(path, variant, fmt)
     directory = prepare_directory(path, source, sha256, max_member_mb=max_member_mb, max_extracted_mb=max_extracted_mb)
-    num_classes = NUM_CLASSES[(variant, label_mode)]
-    train = _read_split(directory, source.train_files, source, label_mode, max_train, num_classes)
-    test = _read_split(directory, source.test_files, source, label_mode, max_eval, num_classes)
+    train = _read_split(directory, source.train_files, source, label_mode, max_train, image_size)
+    test = _read_split(directory, source.test_files, source, label_mode, max_eval, image_size)
     name = variant if label_mode == "fine" else f"{variant}-coarse"
-    return Dataset(name=name, train=train, eval=test, num_classes=num_classes)
+    return Dataset(name=name, train=train, eval=test, num_classes=NUM_CLASSES[(variant, label_mode)])
 
 
 __all__ = ["SOURCES", "CifarSource", "RestrictedUnpickler", "load_cifar", "prepare_directory", "restricted_load",
