@@ -50,12 +50,13 @@ def _add_classifier(model: nn.Module, features: int, num_classes: int) -> None:
 
 
 def _conv_bn_relu(in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, groups: int = 1, prefix: str = "",
-                  suffix: str = "") -> OrderedDict:
-    """``{prefix}conv{suffix}``, ``{prefix}bn{suffix}``, ``{prefix}relu{suffix}`` (padding keeps
-    the side at stride 1)."""
+                  suffix: str = "", padding: int | None = None) -> OrderedDict:
+    """``{prefix}conv{suffix}``, ``{prefix}bn{suffix}``, ``{prefix}relu{suffix}`` (the default
+    ``padding`` keeps the side at stride 1)."""
+    padding = kernel // 2 if padding is None else padding
     return OrderedDict(
         [
-            (f"{prefix}conv{suffix}", nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False)),
+            (f"{prefix}conv{suffix}", nn.Conv2d(in_ch, out_ch, kernel, stride, padding, groups=groups, bias=False)),
             (f"{prefix}bn{suffix}", nn.BatchNorm2d(out_ch)),
             (f"{prefix}relu{suffix}", nn.ReLU()),
         ]
@@ -135,8 +136,7 @@ class Tiny10(_Chain):
         in_ch = in_channels
         for i, (mult, kernel, stride, padding) in enumerate(self.SPEC, start=1):
             out_ch = 16 * width * mult
-            block = OrderedDict(conv=nn.Conv2d(in_ch, out_ch, kernel, stride, padding, bias=False), bn=nn.BatchNorm2d(out_ch), relu=nn.ReLU())
-            setattr(self, f"layer{i}", nn.Sequential(block))
+            setattr(self, f"layer{i}", nn.Sequential(_conv_bn_relu(in_ch, out_ch, kernel, stride, padding=padding)))
             in_ch = out_ch
         _add_classifier(self, in_ch, num_classes)
 
