@@ -35,28 +35,22 @@ def load_keras_checkpoint(path: str | os.PathLike):
     return model, read_checkpoint_metadata(path)
 
 
-def feature_model(model):
-    """``(multi-output model, layer names)`` over every layer except InputLayers; a model without a
-    layer called ``logits`` gets its output recorded under that name as well."""
-    keras = import_keras()
+def keras_layer_batches(model, images: np.ndarray, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+    """Yield ``{layer: (b, ...) float32}`` for consecutive batches of ``(N, C, H, W)`` images, every
+    layer but InputLayers, and the model's output as ``logits`` if no layer has that name (one
+    ``tf.function`` in inference mode; float32 outputs are NumPy views of TensorFlow's buffers)."""
+    import tensorflow as tf
+
     names = layer_names(model)
     outputs = [model.get_layer(name).output for name in names]
     if "logits" not in names:
         names.append("logits")
         outputs.append(model.outputs[0])
-    return keras.Model(model.inputs, outputs, name=f"{model.name}_features"), names
-
-
-def keras_layer_batches(model, images: np.ndarray, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
-    """Yield ``{layer: (b, ...) float32}`` for consecutive batches of ``(N, C, H, W)`` images (one
-    ``tf.function`` in inference mode; float32 outputs are NumPy views of TensorFlow's buffers)."""
-    import tensorflow as tf
-
-    features, names = feature_model(model)
+    features = import_keras().Model(model.inputs, outputs, name=f"{model.name}_features")
     forward = tf.function(lambda x: features(x, training=False), reduce_retracing=True)
     for start in range(0, len(images), batch_size):
-        outputs = forward(nhwc(images[start : start + batch_size]))
-        yield {name: np.asarray(out).astype(np.float32, copy=False) for name, out in zip(names, outputs)}
+        values = forward(nhwc(images[start : start + batch_size]))
+        yield {name: np.asarray(out).astype(np.float32, copy=False) for name, out in zip(names, values)}
 
 
 def dimension_names(model) -> dict[str, tuple[str, ...]]:
