@@ -24,7 +24,8 @@ def load_dataset(cfg: dict) -> Dataset:
                 f"dataset '{name}' needs 'dataset.path': the directory holding the "
                 f"standard {name} archive (see README, 'CIFAR data')"
             )
-        keys = ("fmt", "label_mode", "sha256", "max_train", "max_eval", "max_member_mb", "max_extracted_mb", "image_size")
+        keys = ("fmt", "label_mode", "sha256", "max_train", "max_eval", "max_member_mb", "max_extracted_mb",
+                "image_size")
         return load_cifar(cfg["path"], variant=name, **{k: cfg[k] for k in keys if cfg.get(k) is not None})
     raise DatasetError(f"unknown dataset name {name!r}: expected one of 'digits', 'cifar10', 'cifar100'")
 

@@ -136,7 +136,8 @@ class Tiny10(_Chain):
         in_ch = in_channels
         for i, (mult, kernel, stride, padding) in enumerate(self.SPEC, start=1):
             out_ch = 16 * width * mult
-            setattr(self, f"layer{i}", nn.Sequential(_conv_bn_relu(in_ch, out_ch, kernel, stride, padding=padding)))
+            block = _conv_bn_relu(in_ch, out_ch, kernel, stride, padding=padding)
+            setattr(self, f"layer{i}", nn.Sequential(block))
             in_ch = out_ch
         _add_classifier(self, in_ch, num_classes)
 
