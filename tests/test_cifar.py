@@ -225,6 +225,20 @@ def test_load_dataset_dispatches_to_cifar(tmp_path):
     assert ds.name == "cifar10" and len(ds.train) == 6 and len(ds.eval) == 4
 
 
+def test_image_size_resizes_bilinearly(tmp_path):
+    from layersim.data import load_dataset
+
+    _, sha = make_cifar_archive(tmp_path, "cifar10", "binary", n_train=5, n_test=3, seed=1)
+    ds = load_dataset({"name": "cifar10", "path": str(tmp_path), "sha256": sha, "image_size": 16})
+    # halving with align_corners=False samples between pixel pairs: the mean of each 2×2 block
+    for split, (data, labels, _) in ((ds.train, cifar_arrays("cifar10", 5, 3, seed=1)["train"]),
+                                     (ds.eval, cifar_arrays("cifar10", 5, 3, seed=1)["test"])):
+        blocks = data.reshape(-1, 3, 16, 2, 16, 2).astype(np.float64) / 255
+        assert split.images.shape == (len(labels), 3, 16, 16) and split.images.dtype == np.float32
+        np.testing.assert_allclose(split.images, blocks.mean(axis=(3, 5)), rtol=0, atol=1e-6)
+        np.testing.assert_array_equal(split.labels, labels)
+
+
 def test_archive_path_given_directly(tmp_path):
     path, sha = make_cifar_archive(tmp_path, "cifar100", "python", n_train=6, n_test=3)
     ds = load_cifar(path, variant="cifar100", sha256=sha)
@@ -264,14 +278,12 @@ def test_the_total_size_limit_is_checked_too(tmp_path):
 def test_disk_full_while_extracting_blames_the_disk_not_the_archive(tmp_path, monkeypatch):
     import errno
 
-    from layersim.data import cifar
-
     path, sha = make_cifar_archive(tmp_path, "cifar10", "python", n_train=5, n_test=3)
 
-    def full(src, dest):
+    def full(*args):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(cifar, "_copy_to", full)
+    monkeypatch.setattr(tarfile.TarFile, "makefile", full)  # writing any regular file fails
     with pytest.raises(DatasetError) as info:
         load_cifar(tmp_path, variant="cifar10", sha256=sha)
     message = str(info.value)

@@ -4,15 +4,13 @@ digits) and CIFAR."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from layersim.data.dataset import Dataset, DatasetError, Split, resize_images, resize_split
+from layersim.data.dataset import Dataset, DatasetError, Split, resize_images
 
 
 def load_dataset(cfg: dict) -> Dataset:
     """Load the dataset a ``dataset:`` config section describes: ``{"name": "digits" | "cifar10" |
     "cifar100", ...}``, the other keys those of :func:`layersim.data.digits.load_digits` or
-    :func:`layersim.data.cifar.load_cifar` (CIFAR images are resized to ``image_size`` if given)."""
+    :func:`layersim.data.cifar.load_cifar`."""
     name = cfg.get("name", "digits")
     if name == "digits":
         from layersim.data.digits import load_digits
@@ -26,13 +24,10 @@ def load_dataset(cfg: dict) -> Dataset:
                 f"dataset '{name}' needs 'dataset.path': the directory holding the "
                 f"standard {name} archive (see README, 'CIFAR data')"
             )
-        kwargs = {k: cfg[k] for k in ("fmt", "label_mode", "sha256", "max_train", "max_eval", "max_member_mb", "max_extracted_mb") if cfg.get(k) is not None}
-        dataset = load_cifar(cfg["path"], variant=name, **kwargs)
-        size = cfg.get("image_size")
-        if size and size != dataset.image_shape[-1]:
-            dataset = replace(dataset, train=resize_split(dataset.train, size), eval=resize_split(dataset.eval, size))
-        return dataset
+        keys = ("fmt", "label_mode", "sha256", "max_train", "max_eval", "max_member_mb", "max_extracted_mb",
+                "image_size")
+        return load_cifar(cfg["path"], variant=name, **{k: cfg[k] for k in keys if cfg.get(k) is not None})
     raise DatasetError(f"unknown dataset name {name!r}: expected one of 'digits', 'cifar10', 'cifar100'")
 
 
-__all__ = ["Dataset", "DatasetError", "Split", "load_dataset", "resize_images", "resize_split"]
+__all__ = ["Dataset", "DatasetError", "Split", "load_dataset", "resize_images"]

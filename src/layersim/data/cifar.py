@@ -17,11 +17,11 @@ import tarfile
 import tempfile
 import zlib
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PureWindowsPath
 
 import numpy as np
 
-from layersim.data.dataset import Dataset, DatasetError, Split
+from layersim.data.dataset import Dataset, DatasetError, Split, resize_images
 
 log = logging.getLogger(__name__)
 
@@ -140,21 +140,19 @@ def _check_members(members: list[tarfile.TarInfo], archive: Path, max_member_mb:
     members that are not regular files or directories, and members that (each, or all together)
     would extract to more MiB than the limits, as their headers say."""
     for member in members:
-        name = member.name
-        parts = PurePosixPath(name.replace("\\", "/")).parts
-        if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts:
+        path = PureWindowsPath(member.name)  # splits at '/' and '\\'; its anchor is a root or a drive
+        if path.anchor or ".." in path.parts:
             raise DatasetError(
-                f"unsafe archive {archive}: member {name!r} has an absolute path or a '..' "
+                f"unsafe archive {archive}: member {member.name!r} has an absolute path or a '..' "
                 "component and would be written outside the extraction directory; refusing to "
                 "extract — use the official archive"
             )
         if not (member.isfile() or member.isdir()):
             kind = "link" if (member.issym() or member.islnk()) else "device, FIFO or special file"
             raise DatasetError(
-                f"unsafe archive {archive}: member {name!r} is a {kind}; CIFAR archives hold only "
+                f"unsafe archive {archive}: member {member.name!r} is a {kind}; CIFAR archives hold only "
                 "regular files and directories — refusing to extract, use the official archive"
             )
-    for member in members:
         if member.size > max_member_mb * 2**20:
             raise DatasetError(
                 f"archive {archive}: member {member.name!r} would extract to {member.size / 2**20:,.0f} MiB, "
@@ -187,24 +185,18 @@ def safe_extract(archive: Path, target_parent: Path, directory: str, digest: str
             with tarfile.open(archive, "r:gz") as tar:
                 members = tar.getmembers()  # reads the whole archive: truncation shows here
                 _check_members(members, archive, max_member_mb, max_extracted_mb)
-                for member in members:
-                    src = tar.extractfile(member)  # None for a directory
-                    try:
-                        if src is None:
-                            (tmp / member.name).mkdir(parents=True, exist_ok=True)
-                        else:
-                            with src:
-                                _copy_to(src, tmp / member.name)
-                    except OSError as err:  # the disk's fault, not the archive's
-                        if err.errno in (errno.ENOSPC, errno.EDQUOT):
-                            raise DatasetError(
-                                f"disk full while extracting {archive} into {target_parent} ({err.strerror}); "
-                                "the archive is fine: free some space (about 200 MB) and rerun"
-                            ) from err
+                try:
+                    tar.extractall(tmp, members=members, filter="data")
+                except OSError as err:  # the disk's fault, not the archive's
+                    if err.errno in (errno.ENOSPC, errno.EDQUOT):
                         raise DatasetError(
-                            f"cannot write the extracted files of {archive} into {target_parent} ({err}); "
-                            "make that directory writable and rerun"
+                            f"disk full while extracting {archive} into {target_parent} ({err.strerror}); "
+                            "the archive is fine: free some space (about 200 MB) and rerun"
                         ) from err
+                    raise DatasetError(
+                        f"cannot write the extracted files of {archive} into {target_parent} ({err}); "
+                        "make that directory writable and rerun"
+                    ) from err
         except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
             raise DatasetError(
                 f"cannot read archive {archive}: it is truncated or corrupt ({type(err).__name__}: "
@@ -227,12 +219,6 @@ def safe_extract(archive: Path, target_parent: Path, directory: str, digest: str
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
-
-
-def _copy_to(src, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest, "wb") as out:
-        shutil.copyfileobj(src, out)
 
 
 def _marker_digest(directory: Path) -> str | None:
@@ -355,8 +341,9 @@ def _read_bytes(file: Path) -> bytes:
 
 
 def _read_split(directory: Path, files: tuple[str, ...], source: CifarSource, label_mode: str,
-                limit: int | None, num_classes: int) -> Split:
+                limit: int | None, image_size: int | None) -> Split:
     reader = _read_python_file if source.fmt == "python" else _read_binary_file
+    num_classes = NUM_CLASSES[(source.variant, label_mode)]
     parts = []  # (data, labels) of each file read
     for name in files:
         if limit is not None and sum(len(labels) for _, labels in parts) >= limit:
@@ -369,6 +356,8 @@ def _read_split(directory: Path, files: tuple[str, ...], source: CifarSource, la
             "is the variant or label_mode right?"
         )
     images = data.reshape(-1, 3, 32, 32).astype(np.float32) / np.float32(255)
+    if image_size:
+        images = resize_images(images, image_size)
     return Split(images=images, labels=labels, sample_id=np.arange(len(labels), dtype=np.int64))
 
 
@@ -383,6 +372,7 @@ def load_cifar(
     sha256: str | None = None,
     max_member_mb: float = MAX_MEMBER_MB,
     max_extracted_mb: float = MAX_EXTRACTED_MB,
+    image_size: int | None = None,
 ) -> Dataset:
     """Load CIFAR-10 or CIFAR-100 as a :class:`Dataset` named after the variant (``"cifar100-coarse"``
     for coarse labels): the official train set and, as ``eval``, the official test set.
@@ -390,7 +380,8 @@ def load_cifar(
     ``path`` is the directory holding the archive or its extracted directory, or either itself;
     ``fmt=None`` takes whichever is present, python first. ``max_train``/``max_eval`` keep the first
     rows. An archive whose members (each, or all together) would extract to more than
-    ``max_member_mb``/``max_extracted_mb`` MiB is refused. Every problem is a :class:`DatasetError`.
+    ``max_member_mb``/``max_extracted_mb`` MiB is refused. ``image_size`` (if given) is the side the
+    images are bilinearly resized to. Every problem is a :class:`DatasetError`.
     """
     if label_mode not in ("fine", "coarse") or (variant == "cifar10" and label_mode != "fine"):
         raise DatasetError(
@@ -403,11 +394,10 @@ def load_cifar(
     path = Path(path).expanduser()
     source = resolve_source(path, variant, fmt)
     directory = prepare_directory(path, source, sha256, max_member_mb=max_member_mb, max_extracted_mb=max_extracted_mb)
-    num_classes = NUM_CLASSES[(variant, label_mode)]
-    train = _read_split(directory, source.train_files, source, label_mode, max_train, num_classes)
-    test = _read_split(directory, source.test_files, source, label_mode, max_eval, num_classes)
+    train = _read_split(directory, source.train_files, source, label_mode, max_train, image_size)
+    test = _read_split(directory, source.test_files, source, label_mode, max_eval, image_size)
     name = variant if label_mode == "fine" else f"{variant}-coarse"
-    return Dataset(name=name, train=train, eval=test, num_classes=num_classes)
+    return Dataset(name=name, train=train, eval=test, num_classes=NUM_CLASSES[(variant, label_mode)])
 
 
 __all__ = ["SOURCES", "CifarSource", "RestrictedUnpickler", "load_cifar", "prepare_directory", "restricted_load",

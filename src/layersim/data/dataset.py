@@ -55,8 +55,3 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
             align_corners=False,
         )
     return out.numpy()
-
-
-def resize_split(split: Split, size: int) -> Split:
-    """The same split with images resized to ``size × size``."""
-    return Split(resize_images(split.images, size), split.labels, split.sample_id)

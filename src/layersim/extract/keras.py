@@ -35,46 +35,29 @@ def load_keras_checkpoint(path: str | os.PathLike):
     return model, read_checkpoint_metadata(path)
 
 
-def feature_model(model):
-    """``(multi-output model, layer names)`` over every layer except InputLayers; a model without a
-    layer called ``logits`` gets its output recorded under that name as well."""
-    keras = import_keras()
+def keras_layer_batches(model, images: np.ndarray, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+    """Yield ``{layer: (b, ...) float32}`` for consecutive batches of ``(N, C, H, W)`` images, every
+    layer but InputLayers, and the model's output as ``logits`` if no layer has that name (one
+    ``tf.function`` in inference mode; float32 outputs are NumPy views of TensorFlow's buffers)."""
+    import tensorflow as tf
+
     names = layer_names(model)
     outputs = [model.get_layer(name).output for name in names]
     if "logits" not in names:
         names.append("logits")
         outputs.append(model.outputs[0])
-    return keras.Model(model.inputs, outputs, name=f"{model.name}_features"), names
-
-
-def keras_layer_batches(model, images: np.ndarray, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
-    """Yield ``{layer: (b, ...) float32}`` for consecutive batches of ``(N, C, H, W)`` images (one
-    ``tf.function`` in inference mode; float32 outputs are NumPy views of TensorFlow's buffers)."""
-    import tensorflow as tf
-
-    features, names = feature_model(model)
+    features = import_keras().Model(model.inputs, outputs, name=f"{model.name}_features")
     forward = tf.function(lambda x: features(x, training=False), reduce_retracing=True)
     for start in range(0, len(images), batch_size):
-        outputs = forward(nhwc(images[start : start + batch_size]))
-        yield {name: np.asarray(out).astype(np.float32, copy=False) for name, out in zip(names, outputs)}
+        values = forward(nhwc(images[start : start + batch_size]))
+        yield {name: np.asarray(out).astype(np.float32, copy=False) for name, out in zip(names, values)}
 
 
 def dimension_names(model) -> dict[str, tuple[str, ...]]:
-    """Feature-dimension names of every recorded layer (channels-last)."""
-    _, names = feature_model(model)
-    by_name = {layer.name: layer for layer in model.layers}
-    dims = {}
-    for name in names:
-        shape = tuple(by_name[name].output.shape[1:]) if name in by_name else tuple(model.outputs[0].shape[1:])
-        if name == "logits":
-            dims[name] = ("class",)
-        elif len(shape) == 3:
-            dims[name] = ("height", "width", "channel")
-        elif len(shape) == 1:
-            dims[name] = ("feature",)
-        else:
-            dims[name] = tuple(f"dim_{i}" for i in range(len(shape)))
-    return dims
+    """Feature-dimension names of the recorded layers with image-shaped (channels-last) outputs; the
+    store's defaults name the others (``feature``, and ``class`` for ``logits``)."""
+    return {name: ("height", "width", "channel") for name in layer_names(model)
+            if len(model.get_layer(name).output.shape) == 4}
 
 
 def extract_keras(

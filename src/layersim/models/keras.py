@@ -67,7 +67,6 @@ def cifar_resnet(
     channels = [16 * width, 32 * width, 64 * width]
     x = conv_bn(inputs, channels[0], 3, 1, "stem.")
     x = L.ReLU(name="stem.relu")(x)
-    in_ch = channels[0]
     for s, out_ch in enumerate(channels, start=1):
         for b in range(1, n + 1):
             p = f"stage{s}.block{b}."
@@ -76,11 +75,10 @@ def cifar_resnet(
             y = L.ReLU(name=f"{p}relu1")(y)
             y = conv_bn(y, out_ch, 3, 1, p, "2")
             shortcut = x
-            if stride != 1 or in_ch != out_ch:
+            if stride != 1:  # the block that halves the side also doubles the channels
                 shortcut = conv_bn(x, out_ch, 1, stride, f"{p}shortcut.")
             x = L.Add(name=f"{p}add")([y, shortcut])
             x = L.ReLU(name=f"{p}relu2")(x)
-            in_ch = out_ch
     x = L.GlobalAveragePooling2D(name="pool")(x)
     logits = L.Dense(num_classes, name="logits", dtype="float32")(x)
     return keras.Model(inputs, logits, name=f"resnet{depth}x{width}")

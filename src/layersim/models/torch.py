@@ -14,10 +14,18 @@ from layersim.models import ModelConfigError
 
 
 class _Chain(nn.Module):
-    """A model whose forward applies its top-level modules in the order they were added, after
-    refusing inputs of side below ``min_image_size``."""
+    """A model named ``arch_name`` whose forward applies its top-level modules in the order they were
+    added, after refusing inputs of side below ``min_image_size``. Its width multiplier must be a
+    positive ``width_type`` (``family`` names the model in the refusal)."""
 
     min_image_size = 0
+
+    def __init__(self, arch_name: str, family: str, width, width_type: type | tuple = (int, float)):
+        super().__init__()
+        if isinstance(width, bool) or not isinstance(width, width_type) or not width > 0:
+            number = "integer" if width_type is int else "number"
+            raise ModelConfigError(f"{family} width multiplier must be a positive {number}, got {width!r}")
+        self.arch_name = arch_name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if min(x.shape[-2:]) < self.min_image_size:
@@ -41,19 +49,14 @@ def _add_classifier(model: nn.Module, features: int, num_classes: int) -> None:
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
 
-def _check_width(width, name: str, kind: type | tuple = (int, float)) -> None:
-    if isinstance(width, bool) or not isinstance(width, kind) or not width > 0:
-        number = "integer" if kind is int else "number"
-        raise ModelConfigError(f"{name} width multiplier must be a positive {number}, got {width!r}")
-
-
 def _conv_bn_relu(in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, groups: int = 1, prefix: str = "",
-                  suffix: str = "") -> OrderedDict:
-    """``{prefix}conv{suffix}``, ``{prefix}bn{suffix}``, ``{prefix}relu{suffix}`` (padding keeps
-    the side at stride 1)."""
+                  suffix: str = "", padding: int | None = None) -> OrderedDict:
+    """``{prefix}conv{suffix}``, ``{prefix}bn{suffix}``, ``{prefix}relu{suffix}`` (the default
+    ``padding`` keeps the side at stride 1)."""
+    padding = kernel // 2 if padding is None else padding
     return OrderedDict(
         [
-            (f"{prefix}conv{suffix}", nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False)),
+            (f"{prefix}conv{suffix}", nn.Conv2d(in_ch, out_ch, kernel, stride, padding, groups=groups, bias=False)),
             (f"{prefix}bn{suffix}", nn.BatchNorm2d(out_ch)),
             (f"{prefix}relu{suffix}", nn.ReLU()),
         ]
@@ -109,10 +112,9 @@ class CifarResNet(_Chain):
     """
 
     def __init__(self, depth: int = 20, width: int = 1, num_classes: int = 10, in_channels: int = 3):
-        super().__init__()
         if depth < 8 or (depth - 2) % 6 != 0:
             raise ModelConfigError(f"ResNet depth must be 6n+2 with n >= 1 (8, 14, 20, 26, 32, ...), got {depth}")
-        _check_width(width, "ResNet", int)
+        super().__init__(f"ResNet-{depth}", "ResNet", width, int)
         n = (depth - 2) // 6
         _resnet(self, in_channels, [16 * width, 32 * width, 64 * width], (n, n, n), num_classes)
 
@@ -130,12 +132,11 @@ class Tiny10(_Chain):
     """(channel multiple of 16·width, kernel, stride, padding) of each convolution."""
 
     def __init__(self, width: int = 1, num_classes: int = 10, in_channels: int = 3):
-        super().__init__()
-        _check_width(width, "Tiny-10", int)
+        super().__init__("Tiny-10", "Tiny-10", width, int)
         in_ch = in_channels
         for i, (mult, kernel, stride, padding) in enumerate(self.SPEC, start=1):
             out_ch = 16 * width * mult
-            block = OrderedDict(conv=nn.Conv2d(in_ch, out_ch, kernel, stride, padding, bias=False), bn=nn.BatchNorm2d(out_ch), relu=nn.ReLU())
+            block = _conv_bn_relu(in_ch, out_ch, kernel, stride, padding=padding)
             setattr(self, f"layer{i}", nn.Sequential(block))
             in_ch = out_ch
         _add_classifier(self, in_ch, num_classes)
@@ -174,11 +175,9 @@ class CifarVGG(_Chain):
     min_image_size = 32
 
     def __init__(self, depth: int = 16, width: float = 1, num_classes: int = 10, in_channels: int = 3):
-        super().__init__()
         if depth not in self.CONFIGS:
             raise ModelConfigError(f"vgg depth must be 11, 13 or 16, got {depth}")
-        _check_width(width, "vgg")
-        self.arch_name = f"VGG-{depth}"
+        super().__init__(f"VGG-{depth}", "vgg", width)
         in_ch = in_channels
         for s, stage in enumerate(self.CONFIGS[depth], start=1):
             layers = OrderedDict()
@@ -203,11 +202,9 @@ class CifarResNet4(_Chain):
     min_image_size = 8
 
     def __init__(self, depth: int = 18, width: float = 1, num_classes: int = 10, in_channels: int = 3):
-        super().__init__()
         if depth not in self.BLOCKS:
             raise ModelConfigError(f"resnet4stage depth must be 18 or 34, got {depth}")
-        _check_width(width, "resnet4stage")
-        self.arch_name = f"ResNet-{depth}"
+        super().__init__(f"ResNet-{depth}", "resnet4stage", width)
         channels = [_channels(c, width) for c in (64, 128, 256, 512)]
         _resnet(self, in_channels, channels, self.BLOCKS[depth], num_classes)
 
@@ -227,9 +224,7 @@ class CifarMobileNet(_Chain):
     min_image_size = 16
 
     def __init__(self, width: float = 1, num_classes: int = 10, in_channels: int = 3):
-        super().__init__()
-        _check_width(width, "mobilenet")
-        self.arch_name = "MobileNet"
+        super().__init__("MobileNet", "mobilenet", width)
         in_ch = _channels(32, width)
         self.stem = nn.Sequential(_conv_bn_relu(in_channels, in_ch))
         for i, (c, stride) in enumerate(self.BLOCKS, start=1):
@@ -284,9 +279,7 @@ class CifarMobileNetV2(_Chain):
     min_image_size = 8
 
     def __init__(self, width: float = 1, num_classes: int = 10, in_channels: int = 3):
-        super().__init__()
-        _check_width(width, "mobilenetv2")
-        self.arch_name = "MobileNetV2"
+        super().__init__("MobileNetV2", "mobilenetv2", width)
         in_ch = _channels(32, width)
         self.stem = nn.Sequential(_conv_bn_relu(in_channels, in_ch))
         i = 0

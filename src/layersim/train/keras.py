@@ -86,9 +86,8 @@ def select_strategy(*, mixed_precision: str | None = None, xla: bool = False) ->
     else:
         policy = "mixed_float16"
     keras.mixed_precision.set_global_policy(policy)
-    choice = StrategyChoice(strategy, name, reason, policy, int(strategy.num_replicas_in_sync), bool(xla))
     log.info("%s (dtype policy %s, XLA %s)", reason, policy, "on" if xla else "off")
-    return choice
+    return StrategyChoice(strategy, name, reason, policy, int(strategy.num_replicas_in_sync), bool(xla))
 
 
 def nhwc(images: np.ndarray) -> np.ndarray:
@@ -176,14 +175,12 @@ def train_keras(
     x, y = nhwc(dataset.train.images), dataset.train.labels.astype(np.int64)
     start = time.perf_counter()
     fit = model.fit(x, y, batch_size=cfg["batch_size"], epochs=cfg["epochs"], shuffle=True, verbose=0)
-    epochs = [
-        {"epoch": i + 1, "loss": float(fit.history["loss"][i]), "accuracy": float(fit.history["accuracy"][i])}
-        for i in range(len(fit.history["loss"]))
-    ]
-    for e in epochs:
-        log.info("epoch %d: loss %.4f, accuracy %.4f", e["epoch"], e["loss"], e["accuracy"])
-        if not np.isfinite(e["loss"]):
-            raise FloatingPointError(f"training loss became {e['loss']} at epoch {e['epoch']}; lower train.lr (now {cfg['lr']})")
+    epochs = []
+    for epoch, (loss, accuracy) in enumerate(zip(fit.history["loss"], fit.history["accuracy"]), start=1):
+        log.info("epoch %d: loss %.4f, accuracy %.4f", epoch, loss, accuracy)
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss} at epoch {epoch}; lower train.lr (now {cfg['lr']})")
+        epochs.append({"epoch": epoch, "loss": float(loss), "accuracy": float(accuracy)})
     provenance = {"framework": "keras", "arch": dict(model_cfg), "train": cfg, "seed": seed}
     result = {
         **provenance,
