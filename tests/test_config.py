@@ -257,6 +257,29 @@ def test_training_defaults_come_from_the_schema_only():
         train_config({"optimizer": "rmsprop"})
 
 
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+def test_library_training_checks_its_settings_against_the_schema(framework, tmp_path):
+    """train_torch and train_keras called without the workflow refuse what the schema refuses,
+    naming every bad setting, before any training starts."""
+    from layersim.data import load_dataset
+
+    arch, bad, data = {"family": "resnet", "depth": 8, "width": 1}, {"epochs": "3", "batch_size": 0, "bogus": 1}, load_dataset({"name": "digits"})
+    with pytest.raises(TrainConfigError) as err:
+        if framework == "torch":
+            from layersim.train.torch import train_torch
+
+            train_torch(arch, bad, data, seed=0, checkpoint=tmp_path / "m.pt", history=tmp_path / "h.json")
+        else:
+            from layersim.train.keras import train_keras
+
+            train_keras(arch, bad, data, tmp_path / "m.keras", tmp_path / "h.json", seed=0)
+    message = str(err.value)
+    assert "train.epochs: '3' is a str; expected integer." in message
+    assert "train.batch_size: 0 is out of range; it must be ≥ 1." in message
+    assert "train.bogus: unknown key 'bogus' in train." in message
+    assert not list(tmp_path.iterdir())
+
+
 def test_torch_adam_is_constant_lr_adam_and_sgd_decays():
     import torch
 

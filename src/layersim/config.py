@@ -399,13 +399,11 @@ def train_defaults() -> dict:
 
 
 def train_config(train_cfg: dict | None) -> dict:
-    """``train_cfg`` with every missing key taken from :func:`train_defaults`; an unknown key or
-    optimizer is a :class:`TrainConfigError`."""
-    defaults = train_defaults()
-    cfg = {**defaults, **(train_cfg or {})}
-    unknown = [k for k in cfg if k not in defaults]
-    if unknown:
-        raise TrainConfigError(f"unknown training setting(s) {', '.join(map(repr, unknown))}; known: {', '.join(defaults)}")
-    if cfg["optimizer"] not in ("sgd", "adam"):
-        raise TrainConfigError(f"train.optimizer must be 'sgd' or 'adam', got {cfg['optimizer']!r}")
+    """``train_cfg`` with every missing key taken from :func:`train_defaults`, checked against the
+    schema's ``$defs.train``; each problem is a paragraph of one :class:`TrainConfigError`."""
+    cfg = {**train_defaults(), **(train_cfg or {})}
+    schema = {"properties": {"train": load_schema()["$defs"]["train"]}}
+    problems = [_describe(e) for e in _error_leaves(_validator_class()(schema).iter_errors({"train": cfg}))]
+    if problems:
+        raise TrainConfigError("invalid training settings:\n" + "\n".join(f"- {p}" for p in problems))
     return cfg

@@ -151,9 +151,6 @@ def train_keras(
     docs/keras.md, "Training") and returns the history.
     """
     cfg = train_config(train_cfg)
-    for key in ("epochs", "batch_size"):
-        if not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise TrainConfigError(f"train.{key} must be a positive integer, got {cfg[key]!r}")
     import tensorflow as tf
 
     keras = import_keras()
