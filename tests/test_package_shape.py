@@ -160,3 +160,32 @@ def test_every_rule_that_runs_a_job_has_one_registered():
     assert sorted(set(JOBS) - set(rules)) == [], "registered jobs without a rule"
     for rule in rules:
         assert callable(job_function(rule))
+
+
+def test_torch_training_extraction_and_heads_leave_torch_settings_as_they_were(tmp_path):
+    """train_torch, extract_torch and the existence proof's heads run with their own thread
+    count (and training with deterministic algorithms), then restore the caller's settings."""
+    import numpy as np
+    import torch
+
+    from layersim.data import load_dataset
+    from layersim.experiments.existence import existence_rows
+    from layersim.extract.torch import extract_torch
+    from layersim.train.torch import train_torch
+
+    data = load_dataset({"name": "digits"})
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    caller_threads = 3 if threads != 3 else 2
+    torch.set_num_threads(caller_threads)
+    try:
+        arch = {"family": "resnet", "depth": 8, "width": 1}
+        train_torch(arch, {"epochs": 1}, data, seed=0, checkpoint=tmp_path / "m.pt", history=tmp_path / "h.json", threads=1, progress=False)
+        assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == (caller_threads, deterministic)
+        extract_torch(tmp_path / "m.pt", data.eval, tmp_path / "m.zarr", threads=1, progress=False)
+        assert torch.get_num_threads() == caller_threads
+        features = np.random.default_rng(0).normal(size=(120, 6))
+        existence_rows(features, np.arange(120) % 3, 3, d_ratios=[0.5], steps=5)
+        assert torch.get_num_threads() == caller_threads
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)

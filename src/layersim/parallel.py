@@ -6,6 +6,7 @@ A pool lives for one call (:func:`thread_pool`), a BLAS limit for one block
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Sequence
@@ -42,6 +43,19 @@ def _blas_libraries():
 def single_blas_thread():
     """Context: one BLAS thread in every loaded BLAS library, restored on exit."""
     return _blas_libraries().limit(limits=1, user_api="blas")
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int):
+    """Context: torch's intra-op threads set to ``threads`` (at least 1), restored on exit."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def balanced_blocks(sizes: Sequence[int], block: int, min_blocks: int = 1) -> list[list[int]]:

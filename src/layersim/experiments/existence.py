@@ -11,8 +11,10 @@ from sklearn.model_selection import train_test_split
 
 from layersim.metrics import METRICS, confidence_rank_correlation, jsd, value_or_nan
 from layersim.metrics.functional import softmax
+from layersim.parallel import torch_threads
 
 
+@torch_threads(1)
 def _train_head(x, y, num_classes, steps, seed, lr=0.05, weight_decay=1e-4):
     torch.manual_seed(seed)
     xt, yt = torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.int64))
@@ -26,6 +28,7 @@ def _train_head(x, y, num_classes, steps, seed, lr=0.05, weight_decay=1e-4):
     return head
 
 
+@torch_threads(1)
 def _logits(head, x):
     with torch.no_grad():
         return head(torch.from_numpy(x.astype(np.float32))).double().numpy()
@@ -36,7 +39,6 @@ def existence_rows(features, labels, num_classes: int, *, d_ratios, flip_fractio
     correlation and accuracies of the two heads."""
     cka, cca = METRICS["linear_cka"], METRICS["cca_mean_rho"]
 
-    torch.set_num_threads(1)
     X = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
     labels = np.asarray(labels)
     mu, sd = X.mean(0), X.std(0)

@@ -14,6 +14,7 @@ from layersim.data import Split
 from layersim.device import torch_device
 from layersim.layers import select_layers
 from layersim.models.torch import LayerRecorder, layer_names
+from layersim.parallel import torch_threads
 from layersim.store import write_activations
 from layersim.train.torch import load_torch_checkpoint
 
@@ -72,20 +73,20 @@ def extract_torch(
     (:func:`layersim.store.write_activations`).
     """
     device = torch_device(device)
-    torch.set_num_threads(max(1, threads))
     model, state = load_torch_checkpoint(checkpoint)
     names = None
     if layers is not None:
         names = select_layers(layer_names(model), layers, what="extract.layers pattern") + ["logits"]
     provenance = {"framework": "torch", "arch": state["arch"], "seed": state["seed"], "epoch": state["epoch"], "device": device}
-    write_activations(
-        out_path,
-        torch_layer_batches(model, split.images, batch_size, layers=names, progress=progress, device=device),
-        sample_id=split.sample_id,
-        labels=split.labels,
-        attrs={**provenance, **(attrs or {})},
-        shard_chunks=shard_chunks,
-        write_threads=max(1, threads),
-        overlap=overlap_writes(device, threads),
-        dtype=dtype,
-    )
+    with torch_threads(threads):  # the forward passes
+        write_activations(
+            out_path,
+            torch_layer_batches(model, split.images, batch_size, layers=names, progress=progress, device=device),
+            sample_id=split.sample_id,
+            labels=split.labels,
+            attrs={**provenance, **(attrs or {})},
+            shard_chunks=shard_chunks,
+            write_threads=max(1, threads),
+            overlap=overlap_writes(device, threads),
+            dtype=dtype,
+        )

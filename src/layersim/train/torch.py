@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ from layersim.data import Dataset, Split
 from layersim.device import torch_device
 from layersim.io import atomic_write, write_text
 from layersim.models.torch import build_torch_model
+from layersim.parallel import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -69,69 +71,79 @@ def train_torch(
     device = torch_device(device)
     if device != "cpu":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
-    torch.set_num_threads(max(1, threads))
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
-    c, _, _ = dataset.image_shape
-    model = build_torch_model(arch, num_classes=dataset.num_classes, in_channels=c).to(device)
-    opt, sched = _optimizer(model, cfg)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    rng = np.random.default_rng(seed)
-    epochs = []
-    start = time.perf_counter()
-    epoch_checkpoints = {int(k): v for k, v in (epoch_checkpoints or {}).items()}
+    with torch_threads(threads), _deterministic_algorithms():
+        torch.manual_seed(seed)
+        c, _, _ = dataset.image_shape
+        model = build_torch_model(arch, num_classes=dataset.num_classes, in_channels=c).to(device)
+        opt, sched = _optimizer(model, cfg)
+        loss_fn = torch.nn.CrossEntropyLoss()
+        rng = np.random.default_rng(seed)
+        epochs = []
+        start = time.perf_counter()
+        epoch_checkpoints = {int(k): v for k, v in (epoch_checkpoints or {}).items()}
 
-    def save(epoch, path):
-        if path is None:
-            return
-        state = {
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},  # loads anywhere
-            "arch": dict(arch),
-            "num_classes": dataset.num_classes,
-            "in_channels": c,
+        def save(epoch, path):
+            if path is None:
+                return
+            state = {
+                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},  # loads anywhere
+                "arch": dict(arch),
+                "num_classes": dataset.num_classes,
+                "in_channels": c,
+                "seed": seed,
+                "epoch": epoch,
+            }
+            atomic_write(path, lambda p: torch.save(state, p))
+
+        save(0, epoch_checkpoints.get(0))
+        for epoch in range(1, cfg["epochs"] + 1):
+            model.train()
+            total_loss = correct = seen = 0
+            bar = tqdm(list(_batches(dataset.train, cfg["batch_size"], rng)), desc=f"epoch {epoch}", disable=not progress, mininterval=2.0)
+            for images, labels in bar:
+                x, y = torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device)
+                opt.zero_grad()
+                out = model(x)
+                loss = loss_fn(out, y)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"training loss became {loss.item()} at epoch {epoch}; lower train.lr (now {cfg['lr']})"
+                    )
+                loss.backward()
+                opt.step()
+                total_loss += loss.item() * len(y)
+                correct += int((out.argmax(1) == y).sum())
+                seen += len(y)
+            if sched is not None:
+                sched.step()
+            save(epoch, epoch_checkpoints.get(epoch))
+            epochs.append({"epoch": epoch, "loss": total_loss / seen, "accuracy": correct / seen})
+            log.info("epoch %d: loss %.4f, accuracy %.4f", epoch, epochs[-1]["loss"], epochs[-1]["accuracy"])
+        result = {
+            "framework": "torch",
+            "arch": arch,
+            "train": cfg,
             "seed": seed,
-            "epoch": epoch,
+            "epochs": epochs,
+            "eval_accuracy": evaluate(model, dataset.eval),
+            "train_seconds": time.perf_counter() - start,
+            "device": device,
         }
-        atomic_write(path, lambda p: torch.save(state, p))
+        log.info("eval accuracy %.4f", result["eval_accuracy"])
+        save(cfg["epochs"], checkpoint)
+        write_text(history, json.dumps(result, indent=2))
+        return result
 
-    save(0, epoch_checkpoints.get(0))
-    for epoch in range(1, cfg["epochs"] + 1):
-        model.train()
-        total_loss = correct = seen = 0
-        bar = tqdm(list(_batches(dataset.train, cfg["batch_size"], rng)), desc=f"epoch {epoch}", disable=not progress, mininterval=2.0)
-        for images, labels in bar:
-            x, y = torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device)
-            opt.zero_grad()
-            out = model(x)
-            loss = loss_fn(out, y)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"training loss became {loss.item()} at epoch {epoch}; lower train.lr (now {cfg['lr']})"
-                )
-            loss.backward()
-            opt.step()
-            total_loss += loss.item() * len(y)
-            correct += int((out.argmax(1) == y).sum())
-            seen += len(y)
-        if sched is not None:
-            sched.step()
-        save(epoch, epoch_checkpoints.get(epoch))
-        epochs.append({"epoch": epoch, "loss": total_loss / seen, "accuracy": correct / seen})
-        log.info("epoch %d: loss %.4f, accuracy %.4f", epoch, epochs[-1]["loss"], epochs[-1]["accuracy"])
-    result = {
-        "framework": "torch",
-        "arch": arch,
-        "train": cfg,
-        "seed": seed,
-        "epochs": epochs,
-        "eval_accuracy": evaluate(model, dataset.eval),
-        "train_seconds": time.perf_counter() - start,
-        "device": device,
-    }
-    log.info("eval accuracy %.4f", result["eval_accuracy"])
-    save(cfg["epochs"], checkpoint)
-    write_text(history, json.dumps(result, indent=2))
-    return result
+
+@contextlib.contextmanager
+def _deterministic_algorithms():
+    """Context: torch's deterministic algorithms on, the previous setting restored on exit."""
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
 
 def _optimizer(model, cfg: dict):
