@@ -263,7 +263,7 @@ def test_library_training_checks_its_settings_against_the_schema(framework, tmp_
     naming every bad setting, before any training starts."""
     from layersim.data import load_dataset
 
-    arch, bad, data = {"family": "resnet", "depth": 8, "width": 1}, {"epochs": "3", "batch_size": 0, "bogus": 1}, load_dataset({"name": "digits"})
+    arch, bad, data = {"family": "resnet", "depth": 8, "width": 1}, {"epochs": -1, "batch_size": 0, "lr": "0.1", "bogus": 1}, load_dataset({"name": "digits"})
     with pytest.raises(TrainConfigError) as err:
         if framework == "torch":
             from layersim.train.torch import train_torch
@@ -274,8 +274,9 @@ def test_library_training_checks_its_settings_against_the_schema(framework, tmp_
 
             train_keras(arch, bad, data, tmp_path / "m.keras", tmp_path / "h.json", seed=0)
     message = str(err.value)
-    assert "train.epochs: '3' is a str; expected integer." in message
+    assert "train.epochs: -1 is out of range; it must be ≥ 0." in message
     assert "train.batch_size: 0 is out of range; it must be ≥ 1." in message
+    assert "train.lr: '0.1' is a str; expected number." in message
     assert "train.bogus: unknown key 'bogus' in train." in message
     assert not list(tmp_path.iterdir())
 

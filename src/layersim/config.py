@@ -400,9 +400,11 @@ def train_defaults() -> dict:
 
 def train_config(train_cfg: dict | None) -> dict:
     """``train_cfg`` with every missing key taken from :func:`train_defaults`, checked against the
-    schema's ``$defs.train``; each problem is a paragraph of one :class:`TrainConfigError`."""
+    schema's ``$defs.train`` (where ``epochs`` may also be 0); each problem is a paragraph of one
+    :class:`TrainConfigError`."""
     cfg = {**train_defaults(), **(train_cfg or {})}
     schema = {"properties": {"train": load_schema()["$defs"]["train"]}}
+    schema["properties"]["train"]["properties"]["epochs"]["minimum"] = 0  # 0: the model at initialisation
     problems = [_describe(e) for e in _error_leaves(_validator_class()(schema).iter_errors({"train": cfg}))]
     if problems:
         raise TrainConfigError("invalid training settings:\n" + "\n".join(f"- {p}" for p in problems))
