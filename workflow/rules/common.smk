@@ -3,7 +3,7 @@
 import sys
 from pathlib import Path
 
-from layersim.config import ConfigError, check_model_name, load_workflow_config
+from layersim.config import ConfigError, check_model_name, load_workflow_config, train_settings
 from layersim.metrics import METRICS
 
 METRIC_NAMES = sorted(METRICS)
@@ -71,8 +71,8 @@ DATASET = sorted_params(config["dataset"])
 
 
 def train_params(model):
-    """The global training settings merged with the model's own overrides."""
-    return sorted_params({**config["train"], **config["models"][check_model_name(config, model)].get("train", {})})
+    """The model's training settings (:func:`layersim.config.train_settings`), keys sorted."""
+    return sorted_params(train_settings(config, check_model_name(config, model)))
 
 
 def arch_params(model):
