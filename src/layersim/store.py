@@ -238,14 +238,11 @@ class _ShardFiles:
     split along ``sample`` only) a shard file is its rows' bytes as they lie in memory, the last chunk padded
     with the fill value, then the sharding spec's index (``(offset, length)`` of every chunk as
     little-endian uint64, ``2⁶⁴−1`` twice for a chunk past the array's end) and its CRC32C.
-    :meth:`append` writes exactly that; :meth:`read` reads only the rows asked for of a float32
-    array, straight into the result, from a file whose index is that one (else zarr reads it).
     """
 
     @classmethod
     def of(cls, array: zarr.Array) -> "_ShardFiles | None":
         """The direct reader and writer of ``array``, or ``None`` where its layout is another."""
-        feature_shape = array.shape[1:]
         expected = ShardingCodec(
             chunk_shape=array.chunks,
             codecs=[BytesCodec(endian="little")],
@@ -256,15 +253,12 @@ class _ShardFiles:
             not isinstance(array.store_path.store, LocalStore)
             or array.dtype.str not in ("<f4", "<f2")
             or tuple(array.metadata.codecs) != (expected,)
-            or array.chunks[1:] != feature_shape
-            or array.shards is None
-            or array.shards[1:] != feature_shape
+            or array.chunks[1:] != array.shape[1:]
+            or array.shards[1:] != array.shape[1:]  # not None: the codecs are a sharding codec
         ):
             return None
-        directory = Path(array.store_path.store.root) / array.path
-        fill_value = float(array.fill_value)
-        return cls(directory, array.shape, array.dtype, array.chunks[0], array.shards[0], fill_value,
-                   array.metadata.chunk_key_encoding)
+        return cls(Path(array.store_path.store.root) / array.path, array.shape, array.dtype, array.chunks[0],
+                   array.shards[0], float(array.fill_value), array.metadata.chunk_key_encoding)
 
     def __init__(self, directory: Path, shape: tuple, dtype, chunk_rows: int, shard_rows: int, fill_value,
                  chunk_key_encoding):
@@ -281,7 +275,7 @@ class _ShardFiles:
     def sibling(self, name: str, shape: tuple, dimension_names: tuple, dtype: str) -> "_ShardFiles":
         """A new array ``name`` beside this one, in its layout and chunk and shard sizes: writes
         its metadata, this array's document with the new shape, dimension names and dtype."""
-        meta = json.loads(self._metadata_document)
+        meta = json.loads((self.dir / "zarr.json").read_bytes())
         meta["shape"] = list(shape)
         meta["data_type"] = dtype
         meta["chunk_grid"]["configuration"]["chunk_shape"] = [self.shard_rows, *shape[1:]]
@@ -292,11 +286,6 @@ class _ShardFiles:
         (directory / "zarr.json").write_text(json.dumps(meta, allow_nan=True, indent=zarr.config.get("json_indent")))
         return type(self)(directory, shape, dtype, self.chunk_rows, self.shard_rows, self.fill_value,
                           self.chunk_key_encoding)
-
-    @functools.cached_property
-    def _metadata_document(self) -> bytes:
-        """This array's ``zarr.json`` (read once, however many siblings it gets)."""
-        return (self.dir / "zarr.json").read_bytes()
 
     def path(self, shard: int) -> Path:
         return self.dir / self.chunk_key_encoding.encode_chunk_key((shard, *(0,) * len(self.feature_shape)))
@@ -312,11 +301,11 @@ class _ShardFiles:
         """(bytes of chunk data, index with its checksum) of ``shard``'s file."""
         chunks = -(-self._rows_in(shard) // self.chunk_rows)  # the rest lies past the array's end
         chunk_bytes = self.chunk_rows * self.row_bytes
-        index = np.full((self.shard_rows // self.chunk_rows, *(1,) * len(self.feature_shape), 2), 2**64 - 1, dtype="<u8")
-        index[:chunks, ..., 0] = (np.arange(chunks, dtype=np.uint64) * chunk_bytes).reshape(-1, *(1,) * len(self.feature_shape))
-        index[:chunks, ..., 1] = chunk_bytes
+        index = np.full((self.shard_rows // self.chunk_rows, 2), 2**64 - 1, dtype="<u8")
+        index[:chunks, 0] = np.arange(chunks, dtype=np.uint64) * chunk_bytes
+        index[:chunks, 1] = chunk_bytes
         index_bytes = index.tobytes()
-        return chunks * chunk_bytes, index_bytes + np.array(google_crc32c.value(index_bytes), dtype="<u4").tobytes()
+        return chunks * chunk_bytes, index_bytes + google_crc32c.value(index_bytes).to_bytes(4, "little")
 
     def append(self, rows: np.ndarray) -> None:
         """The array's next rows (C-contiguous, of :attr:`dtype`, from row 0 on, in order): written
@@ -327,7 +316,6 @@ class _ShardFiles:
         while len(rows):
             if self._file is None:
                 path = self.path(self._shard)
-                path.parent.mkdir(parents=True, exist_ok=True)
                 self._file, self._rows_written, self._size, self._crc = open(path, "wb"), 0, 0, 0
             take = min(len(rows), self._rows_in(self._shard) - self._rows_written)
             self._write(rows[:take])
@@ -336,8 +324,7 @@ class _ShardFiles:
             if self._rows_written == self._rows_in(self._shard):
                 data_bytes, index = self._layout(self._shard)
                 padding = data_bytes // self.row_bytes - self._rows_written
-                if padding:
-                    self._write(np.full((padding, *self.feature_shape), self.fill_value, dtype=self.dtype))
+                self._write(np.full((padding, *self.feature_shape), self.fill_value, dtype=self.dtype))
                 self._write(np.frombuffer(index, np.uint8))
                 self.close()
                 self.written[self.relpath(self._shard)] = (self._size, self._crc)
@@ -393,7 +380,6 @@ class _ShardFiles:
             buffer = None if whole else np.empty((min(block_rows, shard_rows), out.shape[1]), np.float32)
             bounds = np.searchsorted(rows, np.arange(0, shard_rows + block_rows, block_rows))
             for k, first in enumerate(range(0, shard_rows, block_rows)):
-                # the whole shard is read straight into out, other rows through one block-sized buffer
                 end = min(first + block_rows, shard_rows)
                 block = out[first:end] if whole else buffer[: end - first]
                 read_into(block, first)
