@@ -452,10 +452,7 @@ class ActivationStore(_Store):
         for name in ("sample_id", "labels", *self.layers):
             if f"{name}/zarr.json" not in self._integrity.files:
                 raise self._integrity.damaged(f"{name}/zarr.json", "is not in the store's integrity record")
-        for rel in self._integrity.files:
-            if rel.endswith("zarr.json") or rel.partition("/")[0] not in top:
-                self._integrity.check_file(rel)
-                self._verified.add(rel)
+        self._check_files(lambda rel: rel.endswith("zarr.json") or rel.partition("/")[0] not in top)
         self._integrity.check_sizes()
         self.sample_id = self.group["sample_id"][:]
         self.labels = self.group["labels"][:]
@@ -465,25 +462,23 @@ class ActivationStore(_Store):
         self.cached = 4 * sum(array.size for array in self._arrays.values()) <= cache_bytes  # held as float32
         self._cache: dict[str, np.ndarray] = {}
         self._device_cache: dict[tuple[str, str], object] = {}  # (layer, torch device) → tensor
-        self._shard_files: dict[str, _ShardFiles | None] = {}  # layer → direct reads (None: by zarr)
+        # direct reads of float32 ("<f4") layers on a little-endian host; None: zarr reads the layer
+        self._shard_files = {layer: _ShardFiles.of(array) if array.dtype == np.float32 else None
+                             for layer, array in self._arrays.items()}
 
     def feature_shape(self, layer: str) -> tuple[int, ...]:
         return tuple(self._arrays[layer].shape[1:])
 
     def read(self, layer: str, rows: np.ndarray | slice | None = None) -> np.ndarray:
-        """Rows of one layer (sorted row positions; default all), flattened to ``(len(rows), p)``
-        float32 (a float16 layer is converted). Read shard by shard: memory holds at most one shard of this layer besides the
-        result."""
+        """Rows of one layer (sorted row positions, or a slice with a positive step; default all),
+        flattened to ``(len(rows), p)`` float32 (a float16 layer is converted). Read shard by shard:
+        memory holds at most one shard of this layer besides the result."""
         if self.cached:
             if layer not in self._cache:
                 self._cache[layer] = self._read_rows(layer, np.arange(len(self)))
             return self._cache[layer] if rows is None else self._cache[layer][rows]
         if rows is None:
             rows = slice(None)
-        if isinstance(rows, slice) and rows.step not in (None, 1):
-            self._check_layer(layer)
-            data = self._arrays[layer][rows]
-            return data.reshape(data.shape[0], -1).astype(np.float32, copy=False)
         return self._read_rows(layer, np.arange(len(self))[rows] if isinstance(rows, slice) else np.asarray(rows))
 
     def _read_rows(self, layer: str, rows: np.ndarray) -> np.ndarray:
@@ -494,12 +489,9 @@ class ActivationStore(_Store):
             return out
         if rows[0] < 0 or rows[-1] >= len(self):
             raise IndexError(f"rows {rows[0]}–{rows[-1]} asked of layer {layer!r}, which has rows 0–{len(self) - 1}")
-        if layer not in self._shard_files:  # float32 ("<f4") on a little-endian host; others by zarr
-            self._shard_files[layer] = _ShardFiles.of(array) if array.dtype == np.float32 else None
         shard_files = self._shard_files[layer]
         shard_of = rows // shard_rows
-        bounds = np.flatnonzero(np.diff(shard_of)) + 1
-        for part in np.split(np.arange(len(rows)), bounds):
+        for part in np.split(np.arange(len(rows)), np.flatnonzero(np.diff(shard_of)) + 1):
             shard, lo, hi = int(shard_of[part[0]]), rows[part[0]], rows[part[-1]] + 1
             if shard_files is not None:
                 rel = shard_files.relpath(shard)
@@ -508,8 +500,8 @@ class ActivationStore(_Store):
                     self._verified.add(rel)
                     continue
                 self._integrity.check_file(rel)  # missing or changed since it was checked?
-            else:
-                self._check_layer(layer)
+            else:  # every file of the layer checked before zarr reads it
+                self._check_files(lambda rel: rel.startswith(f"{layer}/"))
             try:
                 block = array[lo:hi]
             except Exception as err:  # zarr raises several types for a damaged shard
@@ -517,10 +509,10 @@ class ActivationStore(_Store):
             out[part] = block.reshape(len(block), -1)[rows[part] - lo]
         return out
 
-    def _check_layer(self, layer: str) -> None:
-        """Check every file of ``layer`` not yet checked (before zarr reads it)."""
+    def _check_files(self, wanted) -> None:
+        """Check, whole, every recorded file ``rel`` for which ``wanted(rel)``, unless checked already."""
         for rel in self._integrity.files:
-            if rel.startswith(f"{layer}/") and rel not in self._verified:
+            if wanted(rel) and rel not in self._verified:
                 self._integrity.check_file(rel)
                 self._verified.add(rel)
 
