@@ -427,17 +427,15 @@ class ActivationStore(_Store):
         self.layers: list[str] = []
         incomplete = (f"activation store {self.path} is incomplete (extraction did not finish); "
                       "delete it and rerun the extract step")
+        no_record = (
+            f"activation store {self.path} has no integrity record ({_INTEGRITY}/zarr.json): it was written by a "
+            f"layersim older than {__version__}, or the record was deleted; its data cannot be trusted. Delete it "
+            f"and rerun the extract step that wrote it (`snakemake --force {self.path}` with your usual options "
+            "rebuilds it)"
+        )
         store = weakref.ref(self)  # no reference cycle: a dropped store (and its cache) is freed at once
-        self._integrity = _Integrity.of(self.path, "activation store", "extract", lambda rel: store()._where(rel))
-        if self._integrity is None and not _says_complete(self.path):
-            raise StoreError(incomplete)
-        if self._integrity is None:
-            raise StoreError(
-                f"activation store {self.path} has no integrity record ({_INTEGRITY}/zarr.json): it was written by a "
-                f"layersim older than {__version__}, or the record was deleted; its data cannot be trusted. Delete it "
-                f"and rerun the extract step that wrote it (`snakemake --force {self.path}` with your usual options "
-                "rebuilds it)"
-            )
+        self._integrity = _Integrity.of(self.path, "activation store", "extract", lambda rel: store()._where(rel),
+                                        no_record if _says_complete(self.path) else incomplete)
         self._integrity.check_file("zarr.json")
         try:
             self.group = zarr.open_group(str(self.path), mode="r")
@@ -583,13 +581,12 @@ def read_similarity(path: str | os.PathLike):
     import xarray as xr
 
     path = Path(path)
-    integrity = _Integrity.of(path, "similarity result", "similarity", _variable_of)
-    if integrity is None:
-        raise StoreError(
-            f"similarity result {path} has no integrity record ({_INTEGRITY}/zarr.json): it was written by a layersim "
-            f"older than {__version__}, or is damaged; delete it and rerun the similarity step that wrote it "
-            f"(`snakemake --force {path}` with your usual options rebuilds it)"
-        )
+    no_record = (
+        f"similarity result {path} has no integrity record ({_INTEGRITY}/zarr.json): it was written by a layersim "
+        f"older than {__version__}, or is damaged; delete it and rerun the similarity step that wrote it "
+        f"(`snakemake --force {path}` with your usual options rebuilds it)"
+    )
+    integrity = _Integrity.of(path, "similarity result", "similarity", _variable_of, no_record)
     for rel in integrity.files:
         integrity.check_file(rel)
     return xr.open_zarr(str(path), zarr_format=3).load()
@@ -650,16 +647,16 @@ class _Integrity:
         self.root, self.kind, self.remedy, self.where, self.files = root, kind, remedy, where, files
 
     @classmethod
-    def of(cls, root: Path, kind: str, step: str, where) -> "_Integrity | None":
-        """The integrity record of the ``kind`` at ``root``, written by the ``step`` step; ``None``
-        where it has none."""
+    def of(cls, root: Path, kind: str, step: str, where, missing: str) -> "_Integrity":
+        """The integrity record of the ``kind`` at ``root``, written by the ``step`` step;
+        ``missing``: the error where it has none."""
         if not root.exists():
             raise StoreError(f"{kind} {root} does not exist; run the {step} step first")
         integrity = cls(root, kind, f"the {step} step that wrote it", where, {})
         try:
             raw = (root / _INTEGRITY / "zarr.json").read_bytes()
         except FileNotFoundError:
-            return None
+            raise StoreError(missing) from None
         try:
             files = json.loads(raw)["attributes"]["layersim_integrity"]["files"]
             integrity.files = {str(rel): (int(size), int(crc)) for rel, (size, crc) in files.items()}
@@ -749,9 +746,9 @@ class GramStore(_Store):
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self._integrity = _Integrity.of(self.path, "Gram store", "grams", _gram_file)
-        if self._integrity is None:
-            raise StoreError(f"Gram store {self.path} is incomplete or has no integrity record; delete it and rerun the grams step that wrote it")
+        missing = (f"Gram store {self.path} is incomplete or has no integrity record; delete it and rerun "
+                   "the grams step that wrote it")
+        self._integrity = _Integrity.of(self.path, "Gram store", "grams", _gram_file, missing)
         for rel in self._integrity.files:
             if not rel.startswith("grams/c."):
                 self._integrity.check_file(rel)
