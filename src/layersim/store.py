@@ -434,7 +434,7 @@ class ActivationStore(_Store):
             "rebuilds it)"
         )
         store = weakref.ref(self)  # no reference cycle: a dropped store (and its cache) is freed at once
-        self._integrity = _Integrity.of(self.path, "activation store", "extract", lambda rel: store()._where(rel),
+        self._integrity = _Integrity(self.path, "activation store", "extract", lambda rel: store()._where(rel),
                                         no_record if _says_complete(self.path) else incomplete)
         self._integrity.check_file("zarr.json")
         try:
@@ -586,7 +586,7 @@ def read_similarity(path: str | os.PathLike):
         f"older than {__version__}, or is damaged; delete it and rerun the similarity step that wrote it "
         f"(`snakemake --force {path}` with your usual options rebuilds it)"
     )
-    integrity = _Integrity.of(path, "similarity result", "similarity", _variable_of, no_record)
+    integrity = _Integrity(path, "similarity result", "similarity", _variable_of, no_record)
     for rel in integrity.files:
         integrity.check_file(rel)
     return xr.open_zarr(str(path), zarr_format=3).load()
@@ -597,9 +597,7 @@ def _variable_of(rel: str) -> str:
     return f"variable {top!r}" if rest and top != _INTEGRITY else ("the integrity record" if top == _INTEGRITY else "")
 
 
-# ---------------------------------------------------------------------------------------------
 # Integrity records: every file's size and CRC32C
-# ---------------------------------------------------------------------------------------------
 
 _INTEGRITY = "integrity"  # the group whose zarr.json records every other file of a store
 
@@ -619,12 +617,10 @@ def _record_integrity(root: Path, known: Mapping[str, tuple[int, int]]) -> None:
     (a Zarr group whose attribute ``layersim_integrity`` holds them). ``known``: files whose
     ``(bytes, CRC32C)`` were taken while they were written; the others are read back."""
     files = {}
-    for directory, _, names in os.walk(root):
-        for name in names:
-            file = Path(directory) / name
-            rel = file.relative_to(root).as_posix()
-            entry = known.get(rel)
-            files[rel] = list(entry if entry is not None and entry[0] == file.stat().st_size else _file_checksum(file))
+    for file in filter(Path.is_file, root.rglob("*")):
+        rel = file.relative_to(root).as_posix()
+        entry = known.get(rel)
+        files[rel] = list(entry if entry is not None and entry[0] == file.stat().st_size else _file_checksum(file))
     record = {"zarr_format": 3, "node_type": "group", "attributes": {"layersim_integrity": {"checksum": "crc32c", "files": dict(sorted(files.items()))}}}
     (root / _INTEGRITY).mkdir()
     (root / _INTEGRITY / "zarr.json").write_text(json.dumps(record, separators=(",", ":")))
@@ -643,26 +639,21 @@ class _Integrity:
     files against them; every difference is one :class:`StoreError` naming the store, what
     the file holds (``where(relative path)``) and what to do."""
 
-    def __init__(self, root: Path, kind: str, remedy: str, where, files: dict[str, tuple[int, int]]):
-        self.root, self.kind, self.remedy, self.where, self.files = root, kind, remedy, where, files
-
-    @classmethod
-    def of(cls, root: Path, kind: str, step: str, where, missing: str) -> "_Integrity":
+    def __init__(self, root: Path, kind: str, step: str, where, missing: str):
         """The integrity record of the ``kind`` at ``root``, written by the ``step`` step;
         ``missing``: the error where it has none."""
         if not root.exists():
             raise StoreError(f"{kind} {root} does not exist; run the {step} step first")
-        integrity = cls(root, kind, f"the {step} step that wrote it", where, {})
+        self.root, self.kind, self.remedy, self.where = root, kind, f"the {step} step that wrote it", where
         try:
             raw = (root / _INTEGRITY / "zarr.json").read_bytes()
         except FileNotFoundError:
             raise StoreError(missing) from None
         try:
             files = json.loads(raw)["attributes"]["layersim_integrity"]["files"]
-            integrity.files = {str(rel): (int(size), int(crc)) for rel, (size, crc) in files.items()}
+            self.files = {str(rel): (int(size), int(crc)) for rel, (size, crc) in files.items()}
         except Exception:
-            raise integrity.damaged(f"{_INTEGRITY}/zarr.json", "cannot be read as an integrity record") from None
-        return integrity
+            raise self.damaged(f"{_INTEGRITY}/zarr.json", "cannot be read as an integrity record") from None
 
     def damaged(self, rel: str, problem: str) -> StoreError:
         try:
@@ -703,16 +694,12 @@ class _Integrity:
             raise self.damaged(rel, f"does not hold the bytes written (CRC32C {crc:08x}, written {want_crc:08x})")
 
 
-# ---------------------------------------------------------------------------------------------
 # Gram stores: one instance's U-centred Grams for every minibatch of the CKA schedule
-# ---------------------------------------------------------------------------------------------
 
 
 def create_gram_store(tmp: Path, *, layers: list[str], n: int, n_batches: int, dtype: str, sample_id: np.ndarray, attrs: Mapping) -> None:
-    """Start a Gram store at ``tmp``: ``grams (batch, layer, pair)``, each U-centred Gram's
-    ``n(n−1)/2`` entries above its diagonal (``layersim.engine.BatchGrams``), uncompressed, one
-    chunk file a minibatch (``grams/c.<batch>.0.0``), filled by :func:`write_gram_batch` from any
-    thread or process, then closed by :func:`finish_gram_store`."""
+    """Start a Gram store at ``tmp`` (its layout: docs/design.md, "Gram store"), filled by
+    :func:`write_gram_batch` from any thread or process, then closed by :func:`finish_gram_store`."""
     group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
     shape = (n_batches, len(layers), n * (n - 1) // 2)
     group.create_array(
@@ -748,7 +735,7 @@ class GramStore(_Store):
         self.path = Path(path)
         missing = (f"Gram store {self.path} is incomplete or has no integrity record; delete it and rerun "
                    "the grams step that wrote it")
-        self._integrity = _Integrity.of(self.path, "Gram store", "grams", _gram_file, missing)
+        self._integrity = _Integrity(self.path, "Gram store", "grams", _gram_file, missing)
         for rel in self._integrity.files:
             if not rel.startswith("grams/c."):
                 self._integrity.check_file(rel)
