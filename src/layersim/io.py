@@ -52,13 +52,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], *, wh
             _remove(old)
         else:
             os.replace(tmp, path)
-    except OSError as err:
+    except BaseException as err:
         _remove(tmp)
-        if err.errno in _DISK_FULL:
+        if isinstance(err, OSError) and err.errno in _DISK_FULL:
             raise error(f"disk full while writing {what + ' ' if what else ''}{path}: free space and rerun (nothing of it was kept; {err.strerror})") from err
-        raise
-    except BaseException:
-        _remove(tmp)
         raise
     return path
 

@@ -379,12 +379,11 @@ class _ShardFiles:
             whole = len(rows) == shard_rows and np.array_equal(rows, np.arange(shard_rows))
             buffer = None if whole else np.empty((min(block_rows, shard_rows), out.shape[1]), np.float32)
             bounds = np.searchsorted(rows, np.arange(0, shard_rows + block_rows, block_rows))
-            for k, first in enumerate(range(0, shard_rows, block_rows)):
+            for first, lo, hi in zip(range(0, shard_rows, block_rows), bounds, bounds[1:]):
                 end = min(first + block_rows, shard_rows)
                 block = out[first:end] if whole else buffer[: end - first]
                 read_into(block, first)
                 crc = google_crc32c.extend(crc, block)
-                lo, hi = bounds[k], bounds[k + 1]
                 if not whole and hi > lo:  # rows within the block: valid by construction, so no bounds check
                     np.take(block, rows[lo:hi] - first, axis=0, out=out[lo:hi], mode="clip")
             rows_bytes = shard_rows * self.row_bytes  # then the padding and the index
@@ -445,16 +444,14 @@ class ActivationStore(_Store):
         if not self.attrs.get("complete"):
             raise StoreError(incomplete)
         self.layers = list(self.attrs["layers"])
-        self._verified: set[str] = set()  # files whose checksum was checked
         top = set(self.layers)
         for name in ("sample_id", "labels", *self.layers):
             if f"{name}/zarr.json" not in self._integrity.files:
                 raise self._integrity.damaged(f"{name}/zarr.json", "is not in the store's integrity record")
-        self._check_files(lambda rel: rel.endswith("zarr.json") or rel.partition("/")[0] not in top)
+        self._integrity.check_files(lambda rel: rel.endswith("zarr.json") or rel.partition("/")[0] not in top)
         self._integrity.check_sizes()
         self.sample_id = self.group["sample_id"][:]
         self.labels = self.group["labels"][:]
-        # each layer's zarr array, opened once (opening one takes about a millisecond)
         self._arrays: dict[str, zarr.Array] = {layer: self.group[layer] for layer in self.layers}
         self.nbytes = sum(array.nbytes for array in self._arrays.values())
         self.cached = 4 * sum(array.size for array in self._arrays.values()) <= cache_bytes  # held as float32
@@ -493,26 +490,19 @@ class ActivationStore(_Store):
             shard, lo, hi = int(shard_of[part[0]]), rows[part[0]], rows[part[-1]] + 1
             if shard_files is not None:
                 rel = shard_files.relpath(shard)
-                check = None if rel in self._verified else functools.partial(self._integrity.check, rel)
+                checked = rel in self._integrity.verified
+                check = None if checked else functools.partial(self._integrity.check, rel)
                 if shard_files.read(shard, rows[part] - shard * shard_rows, out[part[0] : part[-1] + 1], check):
-                    self._verified.add(rel)
                     continue
                 self._integrity.check_file(rel)  # missing or changed since it was checked?
             else:  # every file of the layer checked before zarr reads it
-                self._check_files(lambda rel: rel.startswith(f"{layer}/"))
+                self._integrity.check_files(lambda rel: rel.startswith(f"{layer}/"))
             try:
                 block = array[lo:hi]
             except Exception as err:  # zarr raises several types for a damaged shard
                 raise StoreError(f"{self.path}: rows {lo}–{hi - 1} of layer {layer!r} cannot be read ({err}); the store is damaged: delete it and rerun the extract step") from err
             out[part] = block.reshape(len(block), -1)[rows[part] - lo]
         return out
-
-    def _check_files(self, wanted) -> None:
-        """Check, whole, every recorded file ``rel`` for which ``wanted(rel)``, unless checked already."""
-        for rel in self._integrity.files:
-            if wanted(rel) and rel not in self._verified:
-                self._integrity.check_file(rel)
-                self._verified.add(rel)
 
     def _where(self, rel: str) -> str:
         """What file ``rel`` of this store holds, in words (for error messages)."""
@@ -587,8 +577,7 @@ def read_similarity(path: str | os.PathLike):
         f"(`snakemake --force {path}` with your usual options rebuilds it)"
     )
     integrity = _Integrity(path, "similarity result", "similarity", _variable_of, no_record)
-    for rel in integrity.files:
-        integrity.check_file(rel)
+    integrity.check_files(lambda rel: True)
     return xr.open_zarr(str(path), zarr_format=3).load()
 
 
@@ -645,6 +634,7 @@ class _Integrity:
         if not root.exists():
             raise StoreError(f"{kind} {root} does not exist; run the {step} step first")
         self.root, self.kind, self.remedy, self.where = root, kind, f"the {step} step that wrote it", where
+        self.verified: set[str] = set()  # files whose checksum was checked
         try:
             raw = (root / _INTEGRITY / "zarr.json").read_bytes()
         except FileNotFoundError:
@@ -675,6 +665,12 @@ class _Integrity:
             if actual != size:
                 raise self.damaged(rel, f"has {actual:,} bytes where {size:,} were written")
 
+    def check_files(self, wanted) -> None:
+        """Check, whole, every recorded file ``rel`` for which ``wanted(rel)``, unless checked already."""
+        for rel in self.files:
+            if wanted(rel) and rel not in self.verified:
+                self.check_file(rel)
+
     def check_file(self, rel: str) -> None:
         """Read file ``rel`` whole and check its size and checksum."""
         try:
@@ -684,7 +680,7 @@ class _Integrity:
         self.check(rel, size, crc)
 
     def check(self, rel: str, size: int, crc: int) -> None:
-        """File ``rel`` read as ``size`` bytes whose checksum is ``crc``."""
+        """File ``rel`` read as ``size`` bytes whose checksum is ``crc`` (then in :attr:`verified`)."""
         if rel not in self.files:
             raise self.damaged(rel, "is not in the store's integrity record")
         want_size, want_crc = self.files[rel]
@@ -692,6 +688,7 @@ class _Integrity:
             raise self.damaged(rel, f"has {size:,} bytes where {want_size:,} were written")
         if crc != want_crc:
             raise self.damaged(rel, f"does not hold the bytes written (CRC32C {crc:08x}, written {want_crc:08x})")
+        self.verified.add(rel)
 
 
 # Gram stores: one instance's U-centred Grams for every minibatch of the CKA schedule
@@ -736,9 +733,7 @@ class GramStore(_Store):
         missing = (f"Gram store {self.path} is incomplete or has no integrity record; delete it and rerun "
                    "the grams step that wrote it")
         self._integrity = _Integrity(self.path, "Gram store", "grams", _gram_file, missing)
-        for rel in self._integrity.files:
-            if not rel.startswith("grams/c."):
-                self._integrity.check_file(rel)
+        self._integrity.check_files(lambda rel: not rel.startswith("grams/c."))
         self._integrity.check_sizes()
         group = zarr.open_group(str(self.path), mode="r")
         self.attrs = dict(group.attrs)
