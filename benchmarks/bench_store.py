@@ -78,7 +78,7 @@ def shard_checks_skipped():
 
     def init_checked(self, *args, **kwargs):
         init(self, *args, **kwargs)
-        self._verified.update(self._integrity.files)
+        self._integrity.verified.update(self._integrity.files)
 
     layersim.store.ActivationStore.__init__ = init_checked
     try:

@@ -4,6 +4,7 @@ CSV, JSON and text tables are built on it."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import io
@@ -51,13 +52,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], *, wh
             _remove(old)
         else:
             os.replace(tmp, path)
-    except OSError as err:
+    except BaseException as err:
         _remove(tmp)
-        if err.errno in _DISK_FULL:
+        if isinstance(err, OSError) and err.errno in _DISK_FULL:
             raise error(f"disk full while writing {what + ' ' if what else ''}{path}: free space and rerun (nothing of it was kept; {err.strerror})") from err
-        raise
-    except BaseException:
-        _remove(tmp)
         raise
     return path
 
@@ -90,26 +88,18 @@ def write_csv(rows: list[dict], path: str | os.PathLike, comments: list[str] | N
 def read_csv(path: str | os.PathLike) -> list[dict]:
     """A CSV written by :func:`write_csv` (comment lines skipped; ints and floats parsed)."""
     lines = [l for l in Path(path).read_text().splitlines() if not l.startswith("#")]
-    rows = []
-    for row in csv.DictReader(lines):
-        out = {}
-        for k, v in row.items():
-            try:
-                out[k] = int(v)
-            except ValueError:
-                try:
-                    out[k] = float(v)
-                except ValueError:
-                    out[k] = v
-        rows.append(out)
-    return rows
+    return [{key: _number(value) for key, value in row.items()} for row in csv.DictReader(lines)]
+
+
+def _number(text: str) -> int | float | str:
+    """``text`` as an int, else as a float, else as it is."""
+    for parse in (int, float):
+        with contextlib.suppress(ValueError):
+            return parse(text)
+    return text
 
 
 def read_comments(path: str | os.PathLike) -> dict[str, str]:
     """The ``# key: value`` comment lines of a CSV written by :func:`write_csv`."""
-    out = {}
-    for line in Path(path).read_text().splitlines():
-        if line.startswith("# "):
-            key, _, value = line[2:].partition(": ")
-            out[key] = value
-    return out
+    pairs = (l[2:].partition(": ") for l in Path(path).read_text().splitlines() if l.startswith("# "))
+    return {key: value for key, _, value in pairs}

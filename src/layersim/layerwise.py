@@ -76,9 +76,8 @@ def functional_similarity(path_a: str, path_b: str) -> dict:
     """
     store_a, store_b = ActivationStore(path_a), ActivationStore(path_b)
     check_comparable(store_a, store_b)
-    logits_a, logits_b = store_a.read("logits"), store_b.read("logits")
+    p, q = softmax(store_a.read("logits")), softmax(store_b.read("logits"))
     labels = store_a.labels
-    p, q = softmax(logits_a), softmax(logits_b)
     return {
         "model_a": store_a.name,
         "model_b": store_b.name,

@@ -238,14 +238,11 @@ class _ShardFiles:
     split along ``sample`` only) a shard file is its rows' bytes as they lie in memory, the last chunk padded
     with the fill value, then the sharding spec's index (``(offset, length)`` of every chunk as
     little-endian uint64, ``2⁶⁴−1`` twice for a chunk past the array's end) and its CRC32C.
-    :meth:`append` writes exactly that; :meth:`read` reads only the rows asked for of a float32
-    array, straight into the result, from a file whose index is that one (else zarr reads it).
     """
 
     @classmethod
     def of(cls, array: zarr.Array) -> "_ShardFiles | None":
         """The direct reader and writer of ``array``, or ``None`` where its layout is another."""
-        feature_shape = array.shape[1:]
         expected = ShardingCodec(
             chunk_shape=array.chunks,
             codecs=[BytesCodec(endian="little")],
@@ -256,15 +253,12 @@ class _ShardFiles:
             not isinstance(array.store_path.store, LocalStore)
             or array.dtype.str not in ("<f4", "<f2")
             or tuple(array.metadata.codecs) != (expected,)
-            or array.chunks[1:] != feature_shape
-            or array.shards is None
-            or array.shards[1:] != feature_shape
+            or array.chunks[1:] != array.shape[1:]
+            or array.shards[1:] != array.shape[1:]  # not None: the codecs are a sharding codec
         ):
             return None
-        directory = Path(array.store_path.store.root) / array.path
-        fill_value = float(array.fill_value)
-        return cls(directory, array.shape, array.dtype, array.chunks[0], array.shards[0], fill_value,
-                   array.metadata.chunk_key_encoding)
+        return cls(Path(array.store_path.store.root) / array.path, array.shape, array.dtype, array.chunks[0],
+                   array.shards[0], float(array.fill_value), array.metadata.chunk_key_encoding)
 
     def __init__(self, directory: Path, shape: tuple, dtype, chunk_rows: int, shard_rows: int, fill_value,
                  chunk_key_encoding):
@@ -281,7 +275,7 @@ class _ShardFiles:
     def sibling(self, name: str, shape: tuple, dimension_names: tuple, dtype: str) -> "_ShardFiles":
         """A new array ``name`` beside this one, in its layout and chunk and shard sizes: writes
         its metadata, this array's document with the new shape, dimension names and dtype."""
-        meta = json.loads(self._metadata_document)
+        meta = json.loads((self.dir / "zarr.json").read_bytes())
         meta["shape"] = list(shape)
         meta["data_type"] = dtype
         meta["chunk_grid"]["configuration"]["chunk_shape"] = [self.shard_rows, *shape[1:]]
@@ -292,11 +286,6 @@ class _ShardFiles:
         (directory / "zarr.json").write_text(json.dumps(meta, allow_nan=True, indent=zarr.config.get("json_indent")))
         return type(self)(directory, shape, dtype, self.chunk_rows, self.shard_rows, self.fill_value,
                           self.chunk_key_encoding)
-
-    @functools.cached_property
-    def _metadata_document(self) -> bytes:
-        """This array's ``zarr.json`` (read once, however many siblings it gets)."""
-        return (self.dir / "zarr.json").read_bytes()
 
     def path(self, shard: int) -> Path:
         return self.dir / self.chunk_key_encoding.encode_chunk_key((shard, *(0,) * len(self.feature_shape)))
@@ -312,11 +301,11 @@ class _ShardFiles:
         """(bytes of chunk data, index with its checksum) of ``shard``'s file."""
         chunks = -(-self._rows_in(shard) // self.chunk_rows)  # the rest lies past the array's end
         chunk_bytes = self.chunk_rows * self.row_bytes
-        index = np.full((self.shard_rows // self.chunk_rows, *(1,) * len(self.feature_shape), 2), 2**64 - 1, dtype="<u8")
-        index[:chunks, ..., 0] = (np.arange(chunks, dtype=np.uint64) * chunk_bytes).reshape(-1, *(1,) * len(self.feature_shape))
-        index[:chunks, ..., 1] = chunk_bytes
+        index = np.full((self.shard_rows // self.chunk_rows, 2), 2**64 - 1, dtype="<u8")
+        index[:chunks, 0] = np.arange(chunks, dtype=np.uint64) * chunk_bytes
+        index[:chunks, 1] = chunk_bytes
         index_bytes = index.tobytes()
-        return chunks * chunk_bytes, index_bytes + np.array(google_crc32c.value(index_bytes), dtype="<u4").tobytes()
+        return chunks * chunk_bytes, index_bytes + google_crc32c.value(index_bytes).to_bytes(4, "little")
 
     def append(self, rows: np.ndarray) -> None:
         """The array's next rows (C-contiguous, of :attr:`dtype`, from row 0 on, in order): written
@@ -327,7 +316,6 @@ class _ShardFiles:
         while len(rows):
             if self._file is None:
                 path = self.path(self._shard)
-                path.parent.mkdir(parents=True, exist_ok=True)
                 self._file, self._rows_written, self._size, self._crc = open(path, "wb"), 0, 0, 0
             take = min(len(rows), self._rows_in(self._shard) - self._rows_written)
             self._write(rows[:take])
@@ -336,8 +324,7 @@ class _ShardFiles:
             if self._rows_written == self._rows_in(self._shard):
                 data_bytes, index = self._layout(self._shard)
                 padding = data_bytes // self.row_bytes - self._rows_written
-                if padding:
-                    self._write(np.full((padding, *self.feature_shape), self.fill_value, dtype=self.dtype))
+                self._write(np.full((padding, *self.feature_shape), self.fill_value, dtype=self.dtype))
                 self._write(np.frombuffer(index, np.uint8))
                 self.close()
                 self.written[self.relpath(self._shard)] = (self._size, self._crc)
@@ -392,13 +379,11 @@ class _ShardFiles:
             whole = len(rows) == shard_rows and np.array_equal(rows, np.arange(shard_rows))
             buffer = None if whole else np.empty((min(block_rows, shard_rows), out.shape[1]), np.float32)
             bounds = np.searchsorted(rows, np.arange(0, shard_rows + block_rows, block_rows))
-            for k, first in enumerate(range(0, shard_rows, block_rows)):
-                # the whole shard is read straight into out, other rows through one block-sized buffer
+            for first, lo, hi in zip(range(0, shard_rows, block_rows), bounds, bounds[1:]):
                 end = min(first + block_rows, shard_rows)
                 block = out[first:end] if whole else buffer[: end - first]
                 read_into(block, first)
                 crc = google_crc32c.extend(crc, block)
-                lo, hi = bounds[k], bounds[k + 1]
                 if not whole and hi > lo:  # rows within the block: valid by construction, so no bounds check
                     np.take(block, rows[lo:hi] - first, axis=0, out=out[lo:hi], mode="clip")
             rows_bytes = shard_rows * self.row_bytes  # then the padding and the index
@@ -441,17 +426,15 @@ class ActivationStore(_Store):
         self.layers: list[str] = []
         incomplete = (f"activation store {self.path} is incomplete (extraction did not finish); "
                       "delete it and rerun the extract step")
+        no_record = (
+            f"activation store {self.path} has no integrity record ({_INTEGRITY}/zarr.json): it was written by a "
+            f"layersim older than {__version__}, or the record was deleted; its data cannot be trusted. Delete it "
+            f"and rerun the extract step that wrote it (`snakemake --force {self.path}` with your usual options "
+            "rebuilds it)"
+        )
         store = weakref.ref(self)  # no reference cycle: a dropped store (and its cache) is freed at once
-        self._integrity = _Integrity.of(self.path, "activation store", "extract", lambda rel: store()._where(rel))
-        if self._integrity is None and not _says_complete(self.path):
-            raise StoreError(incomplete)
-        if self._integrity is None:
-            raise StoreError(
-                f"activation store {self.path} has no integrity record ({_INTEGRITY}/zarr.json): it was written by a "
-                f"layersim older than {__version__}, or the record was deleted; its data cannot be trusted. Delete it "
-                f"and rerun the extract step that wrote it (`snakemake --force {self.path}` with your usual options "
-                "rebuilds it)"
-            )
+        self._integrity = _Integrity(self.path, "activation store", "extract", lambda rel: store()._where(rel),
+                                        no_record if _says_complete(self.path) else incomplete)
         self._integrity.check_file("zarr.json")
         try:
             self.group = zarr.open_group(str(self.path), mode="r")
@@ -461,43 +444,36 @@ class ActivationStore(_Store):
         if not self.attrs.get("complete"):
             raise StoreError(incomplete)
         self.layers = list(self.attrs["layers"])
-        self._verified: set[str] = set()  # files whose checksum was checked
         top = set(self.layers)
         for name in ("sample_id", "labels", *self.layers):
             if f"{name}/zarr.json" not in self._integrity.files:
                 raise self._integrity.damaged(f"{name}/zarr.json", "is not in the store's integrity record")
-        for rel in self._integrity.files:
-            if rel.endswith("zarr.json") or rel.partition("/")[0] not in top:
-                self._integrity.check_file(rel)
-                self._verified.add(rel)
+        self._integrity.check_files(lambda rel: rel.endswith("zarr.json") or rel.partition("/")[0] not in top)
         self._integrity.check_sizes()
         self.sample_id = self.group["sample_id"][:]
         self.labels = self.group["labels"][:]
-        # each layer's zarr array, opened once (opening one takes about a millisecond)
         self._arrays: dict[str, zarr.Array] = {layer: self.group[layer] for layer in self.layers}
         self.nbytes = sum(array.nbytes for array in self._arrays.values())
         self.cached = 4 * sum(array.size for array in self._arrays.values()) <= cache_bytes  # held as float32
         self._cache: dict[str, np.ndarray] = {}
         self._device_cache: dict[tuple[str, str], object] = {}  # (layer, torch device) → tensor
-        self._shard_files: dict[str, _ShardFiles | None] = {}  # layer → direct reads (None: by zarr)
+        # direct reads of float32 ("<f4") layers on a little-endian host; None: zarr reads the layer
+        self._shard_files = {layer: _ShardFiles.of(array) if array.dtype == np.float32 else None
+                             for layer, array in self._arrays.items()}
 
     def feature_shape(self, layer: str) -> tuple[int, ...]:
         return tuple(self._arrays[layer].shape[1:])
 
     def read(self, layer: str, rows: np.ndarray | slice | None = None) -> np.ndarray:
-        """Rows of one layer (sorted row positions; default all), flattened to ``(len(rows), p)``
-        float32 (a float16 layer is converted). Read shard by shard: memory holds at most one shard of this layer besides the
-        result."""
+        """Rows of one layer (sorted row positions, or a slice with a positive step; default all),
+        flattened to ``(len(rows), p)`` float32 (a float16 layer is converted). Read shard by shard:
+        memory holds at most one shard of this layer besides the result."""
         if self.cached:
             if layer not in self._cache:
                 self._cache[layer] = self._read_rows(layer, np.arange(len(self)))
             return self._cache[layer] if rows is None else self._cache[layer][rows]
         if rows is None:
             rows = slice(None)
-        if isinstance(rows, slice) and rows.step not in (None, 1):
-            self._check_layer(layer)
-            data = self._arrays[layer][rows]
-            return data.reshape(data.shape[0], -1).astype(np.float32, copy=False)
         return self._read_rows(layer, np.arange(len(self))[rows] if isinstance(rows, slice) else np.asarray(rows))
 
     def _read_rows(self, layer: str, rows: np.ndarray) -> np.ndarray:
@@ -508,35 +484,25 @@ class ActivationStore(_Store):
             return out
         if rows[0] < 0 or rows[-1] >= len(self):
             raise IndexError(f"rows {rows[0]}–{rows[-1]} asked of layer {layer!r}, which has rows 0–{len(self) - 1}")
-        if layer not in self._shard_files:  # float32 ("<f4") on a little-endian host; others by zarr
-            self._shard_files[layer] = _ShardFiles.of(array) if array.dtype == np.float32 else None
         shard_files = self._shard_files[layer]
         shard_of = rows // shard_rows
-        bounds = np.flatnonzero(np.diff(shard_of)) + 1
-        for part in np.split(np.arange(len(rows)), bounds):
+        for part in np.split(np.arange(len(rows)), np.flatnonzero(np.diff(shard_of)) + 1):
             shard, lo, hi = int(shard_of[part[0]]), rows[part[0]], rows[part[-1]] + 1
             if shard_files is not None:
                 rel = shard_files.relpath(shard)
-                check = None if rel in self._verified else functools.partial(self._integrity.check, rel)
+                checked = rel in self._integrity.verified
+                check = None if checked else functools.partial(self._integrity.check, rel)
                 if shard_files.read(shard, rows[part] - shard * shard_rows, out[part[0] : part[-1] + 1], check):
-                    self._verified.add(rel)
                     continue
                 self._integrity.check_file(rel)  # missing or changed since it was checked?
-            else:
-                self._check_layer(layer)
+            else:  # every file of the layer checked before zarr reads it
+                self._integrity.check_files(lambda rel: rel.startswith(f"{layer}/"))
             try:
                 block = array[lo:hi]
             except Exception as err:  # zarr raises several types for a damaged shard
                 raise StoreError(f"{self.path}: rows {lo}–{hi - 1} of layer {layer!r} cannot be read ({err}); the store is damaged: delete it and rerun the extract step") from err
             out[part] = block.reshape(len(block), -1)[rows[part] - lo]
         return out
-
-    def _check_layer(self, layer: str) -> None:
-        """Check every file of ``layer`` not yet checked (before zarr reads it)."""
-        for rel in self._integrity.files:
-            if rel.startswith(f"{layer}/") and rel not in self._verified:
-                self._integrity.check_file(rel)
-                self._verified.add(rel)
 
     def _where(self, rel: str) -> str:
         """What file ``rel`` of this store holds, in words (for error messages)."""
@@ -605,15 +571,13 @@ def read_similarity(path: str | os.PathLike):
     import xarray as xr
 
     path = Path(path)
-    integrity = _Integrity.of(path, "similarity result", "similarity", _variable_of)
-    if integrity is None:
-        raise StoreError(
-            f"similarity result {path} has no integrity record ({_INTEGRITY}/zarr.json): it was written by a layersim "
-            f"older than {__version__}, or is damaged; delete it and rerun the similarity step that wrote it "
-            f"(`snakemake --force {path}` with your usual options rebuilds it)"
-        )
-    for rel in integrity.files:
-        integrity.check_file(rel)
+    no_record = (
+        f"similarity result {path} has no integrity record ({_INTEGRITY}/zarr.json): it was written by a layersim "
+        f"older than {__version__}, or is damaged; delete it and rerun the similarity step that wrote it "
+        f"(`snakemake --force {path}` with your usual options rebuilds it)"
+    )
+    integrity = _Integrity(path, "similarity result", "similarity", _variable_of, no_record)
+    integrity.check_files(lambda rel: True)
     return xr.open_zarr(str(path), zarr_format=3).load()
 
 
@@ -622,9 +586,7 @@ def _variable_of(rel: str) -> str:
     return f"variable {top!r}" if rest and top != _INTEGRITY else ("the integrity record" if top == _INTEGRITY else "")
 
 
-# ---------------------------------------------------------------------------------------------
 # Integrity records: every file's size and CRC32C
-# ---------------------------------------------------------------------------------------------
 
 _INTEGRITY = "integrity"  # the group whose zarr.json records every other file of a store
 
@@ -644,12 +606,10 @@ def _record_integrity(root: Path, known: Mapping[str, tuple[int, int]]) -> None:
     (a Zarr group whose attribute ``layersim_integrity`` holds them). ``known``: files whose
     ``(bytes, CRC32C)`` were taken while they were written; the others are read back."""
     files = {}
-    for directory, _, names in os.walk(root):
-        for name in names:
-            file = Path(directory) / name
-            rel = file.relative_to(root).as_posix()
-            entry = known.get(rel)
-            files[rel] = list(entry if entry is not None and entry[0] == file.stat().st_size else _file_checksum(file))
+    for file in filter(Path.is_file, root.rglob("*")):
+        rel = file.relative_to(root).as_posix()
+        entry = known.get(rel)
+        files[rel] = list(entry if entry is not None and entry[0] == file.stat().st_size else _file_checksum(file))
     record = {"zarr_format": 3, "node_type": "group", "attributes": {"layersim_integrity": {"checksum": "crc32c", "files": dict(sorted(files.items()))}}}
     (root / _INTEGRITY).mkdir()
     (root / _INTEGRITY / "zarr.json").write_text(json.dumps(record, separators=(",", ":")))
@@ -668,26 +628,22 @@ class _Integrity:
     files against them; every difference is one :class:`StoreError` naming the store, what
     the file holds (``where(relative path)``) and what to do."""
 
-    def __init__(self, root: Path, kind: str, remedy: str, where, files: dict[str, tuple[int, int]]):
-        self.root, self.kind, self.remedy, self.where, self.files = root, kind, remedy, where, files
-
-    @classmethod
-    def of(cls, root: Path, kind: str, step: str, where) -> "_Integrity | None":
-        """The integrity record of the ``kind`` at ``root``, written by the ``step`` step; ``None``
-        where it has none."""
+    def __init__(self, root: Path, kind: str, step: str, where, missing: str):
+        """The integrity record of the ``kind`` at ``root``, written by the ``step`` step;
+        ``missing``: the error where it has none."""
         if not root.exists():
             raise StoreError(f"{kind} {root} does not exist; run the {step} step first")
-        integrity = cls(root, kind, f"the {step} step that wrote it", where, {})
+        self.root, self.kind, self.remedy, self.where = root, kind, f"the {step} step that wrote it", where
+        self.verified: set[str] = set()  # files whose checksum was checked
         try:
             raw = (root / _INTEGRITY / "zarr.json").read_bytes()
         except FileNotFoundError:
-            return None
+            raise StoreError(missing) from None
         try:
             files = json.loads(raw)["attributes"]["layersim_integrity"]["files"]
-            integrity.files = {str(rel): (int(size), int(crc)) for rel, (size, crc) in files.items()}
+            self.files = {str(rel): (int(size), int(crc)) for rel, (size, crc) in files.items()}
         except Exception:
-            raise integrity.damaged(f"{_INTEGRITY}/zarr.json", "cannot be read as an integrity record") from None
-        return integrity
+            raise self.damaged(f"{_INTEGRITY}/zarr.json", "cannot be read as an integrity record") from None
 
     def damaged(self, rel: str, problem: str) -> StoreError:
         try:
@@ -709,6 +665,12 @@ class _Integrity:
             if actual != size:
                 raise self.damaged(rel, f"has {actual:,} bytes where {size:,} were written")
 
+    def check_files(self, wanted) -> None:
+        """Check, whole, every recorded file ``rel`` for which ``wanted(rel)``, unless checked already."""
+        for rel in self.files:
+            if wanted(rel) and rel not in self.verified:
+                self.check_file(rel)
+
     def check_file(self, rel: str) -> None:
         """Read file ``rel`` whole and check its size and checksum."""
         try:
@@ -718,7 +680,7 @@ class _Integrity:
         self.check(rel, size, crc)
 
     def check(self, rel: str, size: int, crc: int) -> None:
-        """File ``rel`` read as ``size`` bytes whose checksum is ``crc``."""
+        """File ``rel`` read as ``size`` bytes whose checksum is ``crc`` (then in :attr:`verified`)."""
         if rel not in self.files:
             raise self.damaged(rel, "is not in the store's integrity record")
         want_size, want_crc = self.files[rel]
@@ -726,18 +688,15 @@ class _Integrity:
             raise self.damaged(rel, f"has {size:,} bytes where {want_size:,} were written")
         if crc != want_crc:
             raise self.damaged(rel, f"does not hold the bytes written (CRC32C {crc:08x}, written {want_crc:08x})")
+        self.verified.add(rel)
 
 
-# ---------------------------------------------------------------------------------------------
 # Gram stores: one instance's U-centred Grams for every minibatch of the CKA schedule
-# ---------------------------------------------------------------------------------------------
 
 
 def create_gram_store(tmp: Path, *, layers: list[str], n: int, n_batches: int, dtype: str, sample_id: np.ndarray, attrs: Mapping) -> None:
-    """Start a Gram store at ``tmp``: ``grams (batch, layer, pair)``, each U-centred Gram's
-    ``n(n−1)/2`` entries above its diagonal (``layersim.engine.BatchGrams``), uncompressed, one
-    chunk file a minibatch (``grams/c.<batch>.0.0``), filled by :func:`write_gram_batch` from any
-    thread or process, then closed by :func:`finish_gram_store`."""
+    """Start a Gram store at ``tmp`` (its layout: docs/design.md, "Gram store"), filled by
+    :func:`write_gram_batch` from any thread or process, then closed by :func:`finish_gram_store`."""
     group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
     shape = (n_batches, len(layers), n * (n - 1) // 2)
     group.create_array(
@@ -771,12 +730,10 @@ class GramStore(_Store):
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self._integrity = _Integrity.of(self.path, "Gram store", "grams", _gram_file)
-        if self._integrity is None:
-            raise StoreError(f"Gram store {self.path} is incomplete or has no integrity record; delete it and rerun the grams step that wrote it")
-        for rel in self._integrity.files:
-            if not rel.startswith("grams/c."):
-                self._integrity.check_file(rel)
+        missing = (f"Gram store {self.path} is incomplete or has no integrity record; delete it and rerun "
+                   "the grams step that wrote it")
+        self._integrity = _Integrity(self.path, "Gram store", "grams", _gram_file, missing)
+        self._integrity.check_files(lambda rel: not rel.startswith("grams/c."))
         self._integrity.check_sizes()
         group = zarr.open_group(str(self.path), mode="r")
         self.attrs = dict(group.attrs)
