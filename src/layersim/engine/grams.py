@@ -195,14 +195,8 @@ def _upper(n: int) -> np.ndarray:
 def gram_matrix(row, n: int):
     """The symmetric ``(n, n)`` U-centred Gram (zero diagonal) from its row of :class:`BatchGrams`
     (numpy or torch)."""
-    if _is_torch(row):
-        import torch
-
-        full = torch.zeros(n * n, dtype=row.dtype, device=row.device)
-        full[torch.from_numpy(_upper(n)).to(row.device)] = row
-    else:
-        full = np.zeros(n * n, dtype=row.dtype)
-        full[_upper(n)] = row
+    full = row.new_zeros(n * n) if _is_torch(row) else np.zeros(n * n, dtype=row.dtype)
+    full[_upper(n)] = row  # a torch row takes the numpy positions as an index too
     full = full.reshape(n, n)
     return full + full.T
 

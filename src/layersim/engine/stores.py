@@ -55,9 +55,8 @@ def _concat_grams(blocks: list[BatchGrams], order: list[int]) -> BatchGrams:
         grams = np.concatenate([b.grams for b in blocks])
     self_hsic = np.concatenate([b.self_hsic for b in blocks])
     nonconstant = np.concatenate([b.nonconstant for b in blocks])
-    inverse = np.argsort(order)
-    grams = grams[torch.from_numpy(inverse).to(grams.device)] if _is_torch(grams) else grams[inverse]
-    return BatchGrams(grams, blocks[0].n, self_hsic[inverse], nonconstant[inverse])
+    inverse = np.argsort(order)  # a numpy index for torch Grams too
+    return BatchGrams(grams[inverse], blocks[0].n, self_hsic[inverse], nonconstant[inverse])
 
 
 def _batch_states(
