@@ -24,7 +24,6 @@ def _store_grams(store, layers: list[str], rows: np.ndarray, dtype: str, device:
 
     NaN or Inf in a layer is a :class:`NonFiniteInputError` naming the store, layer and batch.
     """
-    dtype = np.dtype(dtype)
     n = len(rows)
     model = f"activation store {store.path}"
     if device is not None:
