@@ -220,9 +220,8 @@ def _gram_numpy(x, dtype, out: np.ndarray, kernel: str = "syrk") -> tuple[float,
 def _grams_torch(layers, dtype):
     """The torch backend of :func:`_gram_numpy` for a list of layers (any device): layers of the
     same width in one batched product, centred in float64 on the device. Returns, without waiting
-    for the device, ``(rows (L, n(n−1)/2), stats (2, L))`` tensors there, ``stats`` float64: each
-    layer's ``self_hsic·n(n−3)`` and whether it is nonconstant (1 or 0).
-    """
+    for the device, ``rows (L, n(n−1)/2)`` and float64 ``stats (2, L)`` there: each layer's
+    ``self_hsic·n(n−3)``, and 1 if it is nonconstant, else 0."""
     import torch
 
     xs = [_flatten(x if _is_torch(x) else torch.from_numpy(np.asarray(x)), dtype) for x in layers]
