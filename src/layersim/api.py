@@ -31,35 +31,28 @@ def _check_schedule(batch_size, passes) -> None:
         raise EstimatorError(f"compare_models: passes must be an integer ≥ 1, got {passes!r}; the default is 10")
 
 
-def _is_array(data) -> bool:
-    return isinstance(data, (np.ndarray, torch.Tensor))
-
-
 def _batches(data, batch_size: int, passes: int):
-    """Minibatches of inputs from an array/tensor (seeded permutations) or a DataLoader."""
-    if _is_array(data):
+    """The minibatches of inputs from an array/tensor (seeded permutations) or a DataLoader (or any
+    re-iterable of batches), and their number (``None`` if unknown)."""
+    if isinstance(data, (np.ndarray, torch.Tensor)):
         tensor = torch.as_tensor(data)
-        for rows in minibatch_rows(len(tensor), batch_size, passes):
-            yield tensor[torch.from_numpy(rows)]
-        return
-    for _ in range(passes):  # a DataLoader (or any re-iterable of batches)
-        for batch in data:
-            yield batch[0] if isinstance(batch, (tuple, list)) else batch
+        batches = minibatch_rows(len(tensor), batch_size, passes)
+        return (tensor[torch.from_numpy(rows)] for rows in batches), len(batches)
+    inputs = (batch[0] if isinstance(batch, (tuple, list)) else batch
+              for _ in range(passes) for batch in data)
+    return inputs, len(data) * passes if hasattr(data, "__len__") else None
 
 
-def _model_input(inputs, dtype, device):
+def _model_input(inputs, model, device):
     """A batch of images as the model's floating dtype on ``device``: uint8 images are scaled
     to [0, 1] (as torchvision's ``ToTensor``), other floats are cast; anything else is refused."""
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     inputs = torch.as_tensor(inputs)
     if inputs.dtype == torch.uint8:
         return inputs.to(device=device, dtype=dtype) / 255
     if not inputs.is_floating_point():
         raise EstimatorError(f"compare_models: images of dtype {inputs.dtype} cannot be model inputs; pass floating-point images (e.g. scaled to [0, 1]) or uint8 images (scaled by 1/255 here)")
     return inputs.to(device=device, dtype=dtype)
-
-
-def _float_dtype(model):
-    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
 
 
 def _device_of(model):
@@ -142,21 +135,17 @@ def compare_models(
     layers_b = layers_b or layer_names(model_b)
     names = names or (type(model_a).__name__, type(model_b).__name__)
     device = torch.device(device) if device is not None else _device_of(model_a)
-    dtype_a, dtype_b = _float_dtype(model_a), _float_dtype(model_b)
     acc = MinibatchCKA(dtype, layer_names_a=layers_a, layer_names_b=layers_b)
-    if _is_array(data):
-        total = (len(data) // batch_size) * passes
-    else:
-        total = len(data) * passes if hasattr(data, "__len__") else None
+    batches, total = _batches(data, batch_size, passes)
     skipped = n_samples = 0
-    bar = tqdm(_batches(data, batch_size, passes), total=total, desc="CKA", unit="batch", disable=not progress)
+    bar = tqdm(batches, total=total, desc="CKA", unit="batch", disable=not progress)
     with _borrowed([model_a, model_b], device), LayerRecorder(model_a, layers_a) as rec_a, LayerRecorder(model_b, layers_b) as rec_b, torch.no_grad():
         for inputs in bar:
             if len(inputs) < MIN_BATCH:
                 skipped += len(inputs)
                 continue
-            model_a(_model_input(inputs, dtype_a, device))
-            model_b(_model_input(inputs, dtype_b, device))
+            model_a(_model_input(inputs, model_a, device))
+            model_b(_model_input(inputs, model_b, device))
             acc.update(list(rec_a.take().values()), list(rec_b.take().values()))
             n_samples += len(inputs)
     bar.close()

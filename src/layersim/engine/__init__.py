@@ -1,9 +1,5 @@
-"""Minibatch CKA (Nguyen, Raghu & Kornblith 2021): the estimator of ``docs/design.md``.
-
-* :mod:`.grams` — the U-centred Gram of every layer of a minibatch (:class:`BatchGrams`);
-* :mod:`.accumulator` — HSIC sums over minibatches and CKA at the end (:class:`MinibatchCKA`);
-* :mod:`.stores` — the same over activation stores, as a Dask graph (:func:`compare_stores`).
-"""
+"""Minibatch CKA (Nguyen, Raghu & Kornblith 2021), the estimator of ``docs/design.md``: Grams
+(:mod:`.grams`), HSIC sums (:mod:`.accumulator`), over activation stores as a Dask graph (:mod:`.stores`)."""
 
 from layersim.engine.accumulator import MinibatchCKA, minibatch_rows
 from layersim.engine.grams import MIN_BATCH, BatchGrams, EstimatorError, NonFiniteInputError, UndefinedLayerWarning, u_centred_gram

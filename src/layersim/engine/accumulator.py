@@ -84,14 +84,12 @@ class MinibatchCKA:
         ``layers_b=None`` compares model a with itself. NaN or Inf in a layer (or a Gram past the
         range of ``dtype``) is a :class:`NonFiniteInputError` naming the model, layers and minibatch.
         """
+        models = [layers_a] if layers_b is None else [layers_a, layers_b]
         try:
-            if layers_b is None:
-                grams_a = grams_b = BatchGrams.from_layers(layers_a, self.dtype, threads=self.threads, backend=self.backend, kernel=self.gram_kernel)
-            else:
-                grams_a, grams_b = BatchGrams.from_models([layers_a, layers_b], self.dtype, threads=self.threads, backend=self.backend, kernel=self.gram_kernel)
+            grams = BatchGrams.from_models(models, self.dtype, threads=self.threads, backend=self.backend, kernel=self.gram_kernel)
         except NonFiniteInputError as err:
             raise err.located(layer_names=(self.layer_names_a, self.layer_names_b)[err.side], batch=f"minibatch {self.n_batches + 1}") from None
-        self.update_grams(grams_a, grams_b)
+        self.update_grams(grams[0], grams[-1])  # one model's Grams are both sides of a self-comparison
 
     def update_grams(self, grams_a: BatchGrams, grams_b: BatchGrams) -> None:
         """Add one minibatch from precomputed Grams (shared by every pair a model is in)."""

@@ -84,14 +84,6 @@ def _flatten(x, dtype):
     return np.ascontiguousarray(x.reshape(x.shape[0], -1), dtype=dtype)
 
 
-def _check_batch(n: int) -> None:
-    if n < MIN_BATCH:
-        raise EstimatorError(
-            f"a minibatch of {n} samples is too small: the unbiased HSIC estimator needs at "
-            f"least {MIN_BATCH} (use a larger batch size)"
-        )
-
-
 # Kernels: Grams from BLAS, centring terms in float64 (docs/performance.md, "How the engine is made fast")
 
 
@@ -203,31 +195,21 @@ def _upper(n: int) -> np.ndarray:
 def gram_matrix(row, n: int):
     """The symmetric ``(n, n)`` U-centred Gram (zero diagonal) from its row of :class:`BatchGrams`
     (numpy or torch)."""
-    if _is_torch(row):
-        import torch
-
-        full = torch.zeros(n * n, dtype=row.dtype, device=row.device)
-        full[torch.from_numpy(_upper(n)).to(row.device)] = row
-    else:
-        full = np.zeros(n * n, dtype=row.dtype)
-        full[_upper(n)] = row
+    full = row.new_zeros(n * n) if _is_torch(row) else np.zeros(n * n, dtype=row.dtype)
+    full[_upper(n)] = row  # a torch row takes the numpy positions as an index too
     full = full.reshape(n, n)
     return full + full.T
 
 
 def _gram_numpy(x, dtype, out: np.ndarray, kernel: str = "syrk") -> tuple[float, bool]:
     """One layer: ``x (n, ...)`` → the entries of Ũ(X Xᵀ) above its diagonal, row by row, in
-    ``out (n(n−1)/2,)``; ``X Xᵀ`` by the Gram kernel named ``kernel`` (:data:`GRAM_KERNELS`, or
-    ``"auto"``: :func:`gram_kernel_for`).
+    ``out (n(n−1)/2,)``; ``X Xᵀ`` by the Gram kernel named ``kernel`` (:data:`GRAM_KERNELS`).
 
     Returns ``(HSIC(K, K)·n(n−3), nonconstant)``: ‖Ũ(K)‖²_F (twice the upper entries' squares,
     the diagonal being 0) summed in float64 from the stored (rounded) entries.
     """
     x = _flatten(x, dtype)
     n = x.shape[0]
-    _check_batch(n)
-    if _check_kernel(kernel) == "auto":
-        kernel = gram_kernel_for(n, x.dtype)
     upper = u_centre(GRAM_KERNELS[kernel](x)).reshape(-1)[_upper(n)]
     out[...] = upper
     if out.dtype != np.float64:
@@ -238,13 +220,12 @@ def _gram_numpy(x, dtype, out: np.ndarray, kernel: str = "syrk") -> tuple[float,
 def _grams_torch(layers, dtype):
     """The torch backend of :func:`_gram_numpy` for a list of layers (any device): layers of the
     same width in one batched product, centred in float64 on the device. Returns, without waiting
-    for the device, ``(rows (L, n(n−1)/2), self_hsic·n(n−3) (L,), nonconstant (L,))`` tensors there.
-    """
+    for the device, ``rows (L, n(n−1)/2)`` and float64 ``stats (2, L)`` there: each layer's
+    ``self_hsic·n(n−3)``, and 1 if it is nonconstant, else 0."""
     import torch
 
     xs = [_flatten(x if _is_torch(x) else torch.from_numpy(np.asarray(x)), dtype) for x in layers]
     n = xs[0].shape[0]
-    _check_batch(n)
     device = xs[0].device
     upper = torch.from_numpy(_upper(n)).to(device, non_blocking=True)
     widths: dict[int, list[int]] = {}
@@ -265,21 +246,13 @@ def _grams_torch(layers, dtype):
         rows.append(rounded)
         self_hsic.append(2 * rounded.double().square().sum(1))
         nonconstant.append((x != x[:, :, :1]).flatten(1).any(1))
-    rows, self_hsic, nonconstant = torch.cat(rows), torch.cat(self_hsic), torch.cat(nonconstant)
+    rows = torch.cat(rows)
+    stats = torch.stack([torch.cat(self_hsic), torch.cat(nonconstant).double()])
     order = [i for idx in widths.values() for i in idx]
     if order != sorted(order):  # back to the layers' order (the index is copied without waiting)
         inverse = torch.from_numpy(np.argsort(order)).to(device, non_blocking=True)
-        rows, self_hsic, nonconstant = rows[inverse], self_hsic[inverse], nonconstant[inverse]
-    return rows, self_hsic, nonconstant
-
-
-def _to_host(*tensors) -> list[np.ndarray]:
-    """1-D device tensors as float64 numpy arrays, in one copy (one wait for the device)."""
-    import torch
-
-    sizes = [len(t) for t in tensors]
-    joined = torch.cat([t.double() for t in tensors]).cpu().numpy()
-    return np.split(joined, np.cumsum(sizes)[:-1])
+        rows, stats = rows[inverse], stats[:, inverse]
+    return rows, stats
 
 
 def _feature_parts(p: int, device) -> int:
@@ -293,14 +266,12 @@ def _feature_parts(p: int, device) -> int:
 
 def u_centred_gram(x, dtype=np.float32):
     """The U-centred linear Gram matrix ``Ũ(X Xᵀ) (n, n)`` of one layer's minibatch ``x (n, ...)``
-    (numpy or torch, flattened per sample) in ``dtype``: zero diagonal, rows and columns sum to 0.
+    (numpy or torch, flattened per sample) in ``dtype`` (float32 or float64): zero diagonal, rows
+    and columns sum to 0. Checked as :meth:`BatchGrams.from_layers` checks its layers.
     """
-    n = np.shape(x)[0]
-    if _is_torch(x):
-        return gram_matrix(_grams_torch([x], dtype)[0][0], n)
-    out = np.empty(n * (n - 1) // 2, dtype=np.dtype(dtype))
-    _gram_numpy(x, dtype, out)
-    return gram_matrix(out, n)
+    backend = "torch" if _is_torch(x) else "numpy"
+    grams = BatchGrams.from_layers([x], dtype, threads=1, backend=backend, kernel="syrk")
+    return gram_matrix(grams.grams[0], grams.n)
 
 
 def _is_nonconstant(x) -> bool:
@@ -353,37 +324,44 @@ class BatchGrams:
                     if m > 0 and i == 0:
                         raise EstimatorError(f"model a's minibatch has {n} samples and model b's {x.shape[0]}; both must hold the same samples")
                     raise EstimatorError(f"layer {i} has {x.shape[0]} samples but layer 0 has {n}; every layer of a batch needs the same samples")
-        _check_batch(n)
+        if n < MIN_BATCH:
+            raise EstimatorError(
+                f"a minibatch of {n} samples is too small: the unbiased HSIC estimator needs at "
+                f"least {MIN_BATCH} (use a larger batch size)"
+            )
         flat = [x for layers in models for x in layers]
+        edges = np.cumsum([0] + [len(layers) for layers in models])
         if backend is None:
             backend = "torch" if any(_is_torch(x) and x.device.type != "cpu" for x in flat) else "numpy"
         if backend == "torch":
+            import torch
+
             torch_grams = [_grams_torch(layers, dtype) for layers in models]
-            stats = _to_host(*(t for _, self_hsic, nonconstant in torch_grams for t in (self_hsic, nonconstant)))
-            out = [cls(rows, n, stats[2 * m] / (n * (n - 3)), stats[2 * m + 1] > 0)
-                   for m, (rows, _, _) in enumerate(torch_grams)]
-            return _require_finite(out, models, dtype)
-        if backend != "numpy":
-            raise EstimatorError(f"backend must be 'numpy' or 'torch', got {backend!r}")
-        flat = [x.detach().cpu().numpy() if _is_torch(x) else x for x in flat]
-        if kernel == "auto":
-            kernel = gram_kernel_for(n, dtype)  # before the pool: measured on a quiet machine
-        grams = np.empty((len(flat), n * (n - 1) // 2), dtype=dtype)
-        self_hsic = np.empty(len(flat))
-        nonconstant = np.empty(len(flat), bool)
+            grams = [rows for rows, _ in torch_grams]
+            # one copy to the host (one wait for the device)
+            self_hsic, nonconstant = torch.cat([stats for _, stats in torch_grams], 1).cpu().numpy()
+        elif backend == "numpy":
+            flat = [x.detach().cpu().numpy() if _is_torch(x) else x for x in flat]
+            if kernel == "auto":
+                kernel = gram_kernel_for(n, dtype)  # before the pool: measured on a quiet machine
+            rows = np.empty((len(flat), n * (n - 1) // 2), dtype=dtype)
+            self_hsic = np.empty(len(flat))
+            nonconstant = np.empty(len(flat), bool)
 
-        def one(i):
-            self_hsic[i], nonconstant[i] = _gram_numpy(flat[i], dtype, grams[i], kernel)
+            def one(i):
+                self_hsic[i], nonconstant[i] = _gram_numpy(flat[i], dtype, rows[i], kernel)
 
-        threads = thread_count(threads)
-        if threads == 1 or len(flat) == 1:
-            for i in range(len(flat)):
-                one(i)
+            threads = thread_count(threads)
+            if threads == 1 or len(flat) == 1:
+                for i in range(len(flat)):
+                    one(i)
+            else:
+                order = sorted(range(len(flat)), key=lambda i: -int(np.prod(flat[i].shape[1:])))
+                with single_blas_thread(), thread_pool(threads) as pool:
+                    list(pool.map(one, order))
+            grams = [rows[i:j] for i, j in zip(edges, edges[1:])]
         else:
-            order = sorted(range(len(flat)), key=lambda i: -int(np.prod(flat[i].shape[1:])))
-            with single_blas_thread(), thread_pool(threads) as pool:
-                list(pool.map(one, order))
+            raise EstimatorError(f"backend must be 'numpy' or 'torch', got {backend!r}")
         self_hsic /= n * (n - 3)
-        edges = np.cumsum([0] + [len(layers) for layers in models])
-        out = [cls(grams[i:j], n, self_hsic[i:j], nonconstant[i:j]) for i, j in zip(edges, edges[1:])]
+        out = [cls(g, n, self_hsic[i:j], nonconstant[i:j] > 0) for g, i, j in zip(grams, edges, edges[1:])]
         return _require_finite(out, models, dtype)

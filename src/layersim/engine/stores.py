@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import TYPE_CHECKING
 
@@ -23,7 +24,6 @@ def _store_grams(store, layers: list[str], rows: np.ndarray, dtype: str, device:
 
     NaN or Inf in a layer is a :class:`NonFiniteInputError` naming the store, layer and batch.
     """
-    dtype = np.dtype(dtype)
     n = len(rows)
     model = f"activation store {store.path}"
     if device is not None:
@@ -54,9 +54,8 @@ def _concat_grams(blocks: list[BatchGrams], order: list[int]) -> BatchGrams:
         grams = np.concatenate([b.grams for b in blocks])
     self_hsic = np.concatenate([b.self_hsic for b in blocks])
     nonconstant = np.concatenate([b.nonconstant for b in blocks])
-    inverse = np.argsort(order)
-    grams = grams[torch.from_numpy(inverse).to(grams.device)] if _is_torch(grams) else grams[inverse]
-    return BatchGrams(grams, blocks[0].n, self_hsic[inverse], nonconstant[inverse])
+    inverse = np.argsort(order)  # a numpy index for torch Grams too
+    return BatchGrams(grams[inverse], blocks[0].n, self_hsic[inverse], nonconstant[inverse])
 
 
 def _batch_states(
@@ -74,11 +73,8 @@ def _batch_states(
 
 def _merge_states(*groups: list[MinibatchCKA]) -> list[MinibatchCKA]:
     """Task: element-wise merge of lists of per-pair states (a node of the tree reduction)."""
-    merged = [MinibatchCKA(s.dtype).merge(s) for s in groups[0]]
-    for group in groups[1:]:
-        for acc, other in zip(merged, group):
-            acc.merge(other)
-    return merged
+    return [functools.reduce(MinibatchCKA.merge, states, MinibatchCKA(states[0].dtype))
+            for states in zip(*groups)]
 
 
 def compare_stores(
@@ -133,32 +129,19 @@ def compare_stores(
         ``(a, b)`` → ``xarray.Dataset`` with ``cka`` and ``hsic_sum`` ``(layer_a, layer_b)`` and
         the self-HSIC sums ``hsic_aa_sum (layer_a)``, ``hsic_bb_sum (layer_b)``.
     """
-    import dask
-
-    from layersim.store import check_comparable
+    from layersim.store import ActivationStore, check_comparable
 
     _check_dtype(dtype)
-    device = None if device is None else torch_device(device)
-    used = _models_in(pairs, stores, "a store")
     threads = thread_count(threads)
     # opened for this call: tasks share each store (and its in-memory cache) until it returns
-    opened = {name: _open_store(stores[name], cache_mb) for name in used}
-    first = opened[used[0]]
-    for name in used[1:]:
-        check_comparable(first, opened[name])
-    batches = minibatch_rows(len(first), batch_size, passes)
-    blocks, orders = {}, {}
-    for name in used:
-        blocks[name], orders[name] = _layer_blocks(opened[name], layer_block, 1 if device is not None else threads)
-    kernel = _resolve_kernel(gram_kernel, batch_size, dtype, device)
-    states = []
-    for k, rows in enumerate(batches):
-        batch = _batch_label(k, batches, batch_size, passes)
-        grams = {name: [dask.delayed(_store_grams, pure=True)(opened[name], block, rows, dtype, device, batch, kernel) for block in blocks[name]] for name in used}
-        states.append(dask.delayed(_batch_states, pure=True)(grams, pairs, dtype, orders))
-    final = _compute(_tree_reduce(states, split_every), threads, scheduler_address, scheduler_timeout, progress, "minibatch CKA")
+    cache_bytes = int(cache_mb * 2**20)
+    opened = _open_models(pairs, stores, "a store",
+                          lambda path: ActivationStore(path, cache_bytes=cache_bytes), check_comparable)
+    tasks, orders, device, _ = _gram_tasks(opened, batch_size, passes, dtype, threads, layer_block, device,
+                                           gram_kernel)
     attrs = {"batch_size": batch_size, "passes": passes, "dtype": dtype, "device": device or "cpu (numpy)"}
-    return {(a, b): _to_dataset(acc, opened[a], opened[b], attrs) for (a, b), acc in zip(pairs, final)}
+    run = (threads, scheduler_address, scheduler_timeout, progress)
+    return _pair_results(opened, pairs, tasks, orders, dtype, attrs, split_every, run)
 
 
 def write_gram_store(
@@ -184,26 +167,22 @@ def write_gram_store(
     import dask
 
     from layersim.io import atomic_write
-    from layersim.store import StoreError, create_gram_store, finish_gram_store
+    from layersim.store import ActivationStore, StoreError, create_gram_store, finish_gram_store
 
     _check_dtype(dtype)
-    device = None if device is None else torch_device(device)
     threads = thread_count(threads)
-    opened = _open_store(store, cache_mb)
-    batches = minibatch_rows(len(opened), batch_size, passes)
-    blocks, order = _layer_blocks(opened, layer_block, 1 if device is not None else threads)
-    kernel = _resolve_kernel(gram_kernel, batch_size, dtype, device)
-    attrs = {"model": opened.name, "passes": passes, "dtype": dtype, "device": str(device or "cpu (numpy)"), "gram_kernel": "torch" if device is not None else kernel}
+    opened = ActivationStore(store, cache_bytes=int(cache_mb * 2**20))
+    name = opened.name
+    tasks, orders, device, kernel = _gram_tasks({name: opened}, batch_size, passes, dtype, threads,
+                                                layer_block, device, gram_kernel)
+    attrs = {"model": name, "passes": passes, "dtype": dtype, "device": str(device or "cpu (numpy)"), "gram_kernel": "torch" if device is not None else kernel}
 
     def write(tmp):
-        create_gram_store(tmp, layers=opened.layers, n=batch_size, n_batches=len(batches), dtype=dtype, sample_id=opened.sample_id, attrs=attrs)
-        written = []
-        for k, rows in enumerate(batches):
-            batch = _batch_label(k, batches, batch_size, passes)
-            grams = [dask.delayed(_store_grams, pure=True)(opened, block, rows, dtype, device, batch, kernel) for block in blocks]
-            written.append(dask.delayed(_write_gram_batch, pure=True)(str(tmp), k, grams, order))
+        create_gram_store(tmp, layers=opened.layers, n=batch_size, n_batches=len(tasks), dtype=dtype, sample_id=opened.sample_id, attrs=attrs)
+        write_batch = dask.delayed(_write_gram_batch, pure=True)
+        written = [write_batch(str(tmp), k, grams[name], orders[name]) for k, grams in enumerate(tasks)]
         stats = dask.delayed(list, pure=True)(written)  # one node: (self_hsic, nonconstant) of each batch
-        stats = _compute(stats, threads, scheduler_address, scheduler_timeout, progress, f"Grams of {opened.name}")
+        stats = _compute(stats, threads, scheduler_address, scheduler_timeout, progress, f"Grams of {name}")
         finish_gram_store(tmp, np.stack([s for s, _ in stats]), np.stack([c for _, c in stats]))
 
     return atomic_write(path, write, what="the Gram store", error=StoreError)
@@ -224,30 +203,66 @@ def compare_gram_stores(
 
     from layersim.store import GramStore
 
-    used = _models_in(pairs, grams, "a Gram store")
-    opened = {name: GramStore(grams[name]) for name in used}
-    first = opened[used[0]]
-    for name in used[1:]:
-        _check_same_schedule(first, opened[name])
-    dtype = first.attrs["dtype"]
-    orders = {name: list(range(len(opened[name].layers))) for name in used}
-    states = []
-    for k in range(len(first.self_hsic)):
-        batch_grams = {name: [dask.delayed(_read_gram_batch, pure=True)(opened[name], k)] for name in used}
-        states.append(dask.delayed(_batch_states, pure=True)(batch_grams, pairs, dtype, orders))
-    final = _compute(_tree_reduce(states, split_every), thread_count(threads), None, 0, progress, "minibatch CKA")
+    opened = _open_models(pairs, grams, "a Gram store", GramStore, _check_same_schedule)
+    first = next(iter(opened.values()))
+    read = dask.delayed(_read_gram_batch, pure=True)
+    tasks = [{name: [read(store, k)] for name, store in opened.items()} for k in range(len(first.self_hsic))]
+    orders = {name: list(range(len(store.layers))) for name, store in opened.items()}
     attrs = {"batch_size": first.n, **{key: first.attrs[key] for key in ("passes", "dtype", "device")}}
-    return {(a, b): _to_dataset(acc, opened[a], opened[b], attrs) for (a, b), acc in zip(pairs, final)}
+    run = (thread_count(threads), None, 0, progress)
+    return _pair_results(opened, pairs, tasks, orders, first.attrs["dtype"], attrs, split_every, run)
 
 
-def _models_in(pairs: list[tuple[str, str]], paths: dict[str, str], what: str) -> list[str]:
-    """The models ``pairs`` names, in the order of ``paths``; one that has no path there is an
-    :class:`EstimatorError`."""
+def _open_models(pairs: list[tuple[str, str]], paths: dict[str, str], what: str, open_store, check) -> dict:
+    """Model name → ``open_store(path)`` for the models ``pairs`` names, in the order of ``paths``,
+    each ``check``-ed against the first; a model without a path is an :class:`EstimatorError`."""
     named = {m for pair in pairs for m in pair}
     missing = sorted(named - set(paths))
     if missing:
         raise EstimatorError(f"pairs name models without {what}: {missing}")
-    return sorted(named, key=list(paths).index)
+    opened = {name: open_store(paths[name]) for name in sorted(named, key=list(paths).index)}
+    first, *others = opened.values()
+    for store in others:
+        check(first, store)
+    return opened
+
+
+def _gram_tasks(opened: dict, batch_size: int, passes: int, dtype: str, threads: int, layer_block: int,
+                device, kernel: str) -> tuple[list[dict], dict[str, list[int]], str | None, str]:
+    """The Grams of every minibatch of :func:`minibatch_rows` as Dask tasks (per minibatch, model
+    name → its layer blocks' tasks), each model's layer of each row, the torch device (``None``:
+    numpy) and the numpy Gram kernel (``"auto"``: the fastest here, measured once per process;
+    not at all for a torch device, which does not use one)."""
+    import dask
+
+    device = None if device is None else torch_device(device)
+    batches = minibatch_rows(len(next(iter(opened.values()))), batch_size, passes)
+    blocks, orders = {}, {}
+    for name, store in opened.items():
+        blocks[name], orders[name] = _layer_blocks(store, layer_block, 1 if device is not None else threads)
+    if _check_kernel(kernel) == "auto":
+        kernel = "syrk" if device is not None else gram_kernel_for(batch_size, dtype)
+    grams = dask.delayed(_store_grams, pure=True)
+    tasks = []
+    for k, rows in enumerate(batches):
+        pass_ = k // (len(batches) // passes) + 1
+        batch = f"minibatch {k + 1} of {len(batches)} (batch_size {batch_size}, pass {pass_})"
+        tasks.append({name: [grams(opened[name], block, rows, dtype, device, batch, kernel) for block in blocks[name]] for name in opened})
+    return tasks, orders, device, kernel
+
+
+def _pair_results(opened: dict, pairs, tasks: list[dict], orders: dict, dtype: str, attrs: dict,
+                  split_every: int, run: tuple) -> dict:
+    """``(a, b)`` → the CKA dataset of each pair from the Grams' ``tasks`` (per minibatch, model
+    name → its blocks, rows in ``orders``): a state per minibatch, merged ``split_every`` at a
+    time up a tree, computed by :func:`_compute` (``run``: its threads, scheduler and progress)."""
+    import dask
+
+    states = [dask.delayed(_batch_states, pure=True)(grams, pairs, dtype, orders) for grams in tasks]
+    while len(states) > 1:
+        states = [dask.delayed(_merge_states, pure=True)(*states[i : i + split_every]) for i in range(0, len(states), split_every)]
+    final = _compute(states[0], *run, "minibatch CKA")
+    return {(a, b): _to_dataset(acc, opened[a], opened[b], attrs) for (a, b), acc in zip(pairs, final)}
 
 
 def _check_same_schedule(a, b) -> None:
@@ -267,23 +282,9 @@ def _check_same_schedule(a, b) -> None:
             )
 
 
-def _resolve_kernel(gram_kernel: str, batch_size: int, dtype: str, device) -> str:
-    """A numpy Gram kernel's name; ``"auto"``: the fastest here for ``batch_size`` samples
-    (measured once per process; not at all for a torch ``device``, which does not use one)."""
-    if _check_kernel(gram_kernel) != "auto":
-        return gram_kernel
-    return "syrk" if device is not None else gram_kernel_for(batch_size, dtype)
-
-
 def _check_dtype(dtype: str) -> None:
     if dtype not in ("float32", "float64"):
         raise EstimatorError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-
-
-def _open_store(path: str, cache_mb: float):
-    from layersim.store import ActivationStore
-
-    return ActivationStore(path, cache_bytes=int(cache_mb * 2**20))
 
 
 def _layer_blocks(store, layer_block: int, min_blocks: int) -> tuple[list[list[str]], list[int]]:
@@ -293,10 +294,6 @@ def _layer_blocks(store, layer_block: int, min_blocks: int) -> tuple[list[list[s
     sizes = [int(np.prod(store.feature_shape(layer))) for layer in layers]
     blocks = [[layers[i] for i in block] for block in balanced_blocks(sizes, max(1, layer_block), min_blocks=min_blocks)]
     return blocks, [layers.index(layer) for block in blocks for layer in block]
-
-
-def _batch_label(k: int, batches: list, batch_size: int, passes: int) -> str:
-    return f"minibatch {k + 1} of {len(batches)} (batch_size {batch_size}, pass {k // (len(batches) // passes) + 1})"
 
 
 def _write_gram_batch(tmp: str, k: int, blocks: list[BatchGrams], order: list[int]):
@@ -313,14 +310,6 @@ def _write_gram_batch(tmp: str, k: int, blocks: list[BatchGrams], order: list[in
 def _read_gram_batch(store, k: int) -> BatchGrams:
     """Task: minibatch ``k``'s Grams from a Gram store."""
     return BatchGrams(store.batch(k), store.n, store.self_hsic[k], store.nonconstant[k])
-
-
-def _tree_reduce(states: list, split_every: int):
-    import dask
-
-    while len(states) > 1:
-        states = [dask.delayed(_merge_states, pure=True)(*states[i : i + split_every]) for i in range(0, len(states), split_every)]
-    return states[0]
 
 
 def _compute(graph, threads: int, scheduler_address: str | None, scheduler_timeout: float, progress: bool, desc: str):
