@@ -13,10 +13,9 @@ from torch import nn
 from layersim.models import ModelConfigError
 
 
-class _Chain(nn.Module):
-    """A model named ``arch_name`` whose forward applies its top-level modules in the order they were
-    added, after refusing inputs of side below ``min_image_size``. Its width multiplier must be a
-    positive ``width_type`` (``family`` names the model in the refusal)."""
+class _Chain(nn.Sequential):
+    """A sequence of modules named ``arch_name`` that refuses inputs of side below ``min_image_size``.
+    Its width multiplier must be a positive ``width_type`` (``family`` names the model in the refusal)."""
 
     min_image_size = 0
 
@@ -34,9 +33,7 @@ class _Chain(nn.Module):
                 f"{self.min_image_size}); got {tuple(x.shape[-2:])}: set dataset.image_size to "
                 f"{self.min_image_size} or more"
             )
-        for module in self.children():
-            x = module(x)
-        return x
+        return super().forward(x)
 
 
 def _add_classifier(model: nn.Module, features: int, num_classes: int) -> None:
@@ -282,13 +279,10 @@ class CifarMobileNetV2(_Chain):
         super().__init__("MobileNetV2", "mobilenetv2", width)
         in_ch = _channels(32, width)
         self.stem = nn.Sequential(_conv_bn_relu(in_channels, in_ch))
-        i = 0
-        for t, c, n, s in self.SETTINGS:
-            out_ch = _channels(c, width)
-            for r in range(n):
-                i += 1
-                setattr(self, f"block{i}", InvertedResidual(in_ch, out_ch, s if r == 0 else 1, t))
-                in_ch = out_ch
+        blocks = [(t, _channels(c, width), s if r == 0 else 1) for t, c, n, s in self.SETTINGS for r in range(n)]
+        for i, (t, out_ch, stride) in enumerate(blocks, start=1):
+            setattr(self, f"block{i}", InvertedResidual(in_ch, out_ch, stride, t))
+            in_ch = out_ch
         head_ch = _channels(1280, width)
         self.head = nn.Sequential(_conv_bn_relu(in_ch, head_ch, 1))
         _add_classifier(self, head_ch, num_classes)
