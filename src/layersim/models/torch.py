@@ -282,10 +282,8 @@ class CifarMobileNetV2(_Chain):
 
 
 def layer_names(model: nn.Module) -> list[str]:
-    """The names of the modules whose outputs count as layers, in forward order: every Conv2d,
-    BatchNorm2d, ReLU, Linear and :class:`BlockOutput` outside shortcut branches, and ``pool``, in
-    registration order (max pools are not layers).
-    """
+    """The names of the modules whose outputs count as layers, in registration (= forward) order: the
+    Conv2d, BatchNorm2d, ReLU, Linear and :class:`BlockOutput` modules outside shortcuts, and ``pool``."""
     layer_types = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Linear, BlockOutput)
     return [name for name, module in model.named_modules()
             if ".shortcut" not in f".{name}" and (isinstance(module, layer_types) or name == "pool")]
