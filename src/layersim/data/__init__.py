@@ -1,10 +1,11 @@
 """Datasets as plain arrays (:class:`Dataset`, :class:`Split`): the embedded default (scikit-learn's
 digits) and CIFAR."""
 
-
 from __future__ import annotations
 
+from layersim.data.cifar import load_cifar
 from layersim.data.dataset import Dataset, DatasetError, Split, resize_images
+from layersim.data.digits import load_digits
 
 
 def load_dataset(cfg: dict) -> Dataset:
@@ -13,12 +14,8 @@ def load_dataset(cfg: dict) -> Dataset:
     :func:`layersim.data.cifar.load_cifar`."""
     name = cfg.get("name", "digits")
     if name == "digits":
-        from layersim.data.digits import load_digits
-
         return load_digits(**{k: cfg[k] for k in ("eval_fraction", "split_seed", "image_size") if k in cfg})
     if name in ("cifar10", "cifar100"):
-        from layersim.data.cifar import load_cifar
-
         if not cfg.get("path"):
             raise DatasetError(
                 f"dataset '{name}' needs 'dataset.path': the directory holding the "

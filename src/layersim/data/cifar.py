@@ -66,9 +66,6 @@ SOURCES: dict[tuple[str, str], CifarSource] = {
 NUM_CLASSES = {("cifar10", "fine"): 10, ("cifar100", "fine"): 100, ("cifar100", "coarse"): 20}
 
 
-# --------------------------------------------------------------------------- restricted unpickling
-
-
 # The function numpy pickles arrays with, found without naming numpy's private module
 # (numpy.core.multiarray in numpy 1.x, numpy._core.multiarray in 2.x).
 _reconstruct = np.zeros(1).__reduce__()[0]
@@ -106,9 +103,6 @@ def restricted_load(data: bytes, *, source: str = "<bytes>") -> object:
             f"{source} is not a readable CIFAR batch pickle ({type(err).__name__}: {err}); "
             "delete the extracted directory and extract the archive again"
         ) from err
-
-
-# --------------------------------------------------------------------------- checksums and extraction
 
 
 def verify_archive(archive: Path, source: CifarSource, sha256: str | None) -> str:
@@ -228,9 +222,6 @@ def _marker_digest(directory: Path) -> str | None:
         return None
 
 
-# --------------------------------------------------------------------------- locating the data
-
-
 def _candidates(path: Path, source: CifarSource) -> tuple[Path | None, Path | None]:
     """The archive and the extracted directory ``path`` may point to (either may not exist)."""
     if path.is_file() or path.name.endswith(".tar.gz"):
@@ -294,9 +285,6 @@ def prepare_directory(path: Path, source: CifarSource, sha256: str | None = None
         + f"; expected the file {source.archive} — download it from "
         "https://www.cs.toronto.edu/~kriz/cifar.html and put it in that directory"
     )
-
-
-# --------------------------------------------------------------------------- reading batches
 
 
 def _read_python_file(file: Path, variant: str, label_mode: str) -> tuple[np.ndarray, np.ndarray]:

@@ -45,13 +45,8 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
     ``interpolate``, ``align_corners=False``); values stay within the input's range."""
     import torch
 
-    if images.shape[-1] == size and images.shape[-2] == size:
+    if images.shape[-2:] == (size, size):
         return images.astype(np.float32, copy=False)
-    with torch.no_grad():
-        out = torch.nn.functional.interpolate(
-            torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)),
-            size=(size, size),
-            mode="bilinear",
-            align_corners=False,
-        )
+    batch = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+    out = torch.nn.functional.interpolate(batch, size=(size, size), mode="bilinear", align_corners=False)
     return out.numpy()

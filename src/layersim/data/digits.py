@@ -31,13 +31,7 @@ def load_digits(*, eval_fraction: float = 0.3, split_seed: int = 0, image_size: 
     images = (bunch.images.astype(np.float32) / 16.0)[:, None, :, :]
     labels = bunch.target.astype(np.int64)
     index = np.arange(len(labels), dtype=np.int64)
-    train_idx, eval_idx = train_test_split(
-        index, test_size=eval_fraction, random_state=split_seed, stratify=labels
-    )
-    train_idx, eval_idx = np.sort(train_idx), np.sort(eval_idx)
+    parts = train_test_split(index, test_size=eval_fraction, random_state=split_seed, stratify=labels)
     images = resize_images(images, image_size)
-
-    def split(idx: np.ndarray) -> Split:
-        return Split(np.ascontiguousarray(images[idx]), labels[idx], idx)
-
-    return Dataset("digits", split(train_idx), split(eval_idx), num_classes=10)
+    train, held_out = (Split(np.ascontiguousarray(images[i]), labels[i], i) for i in map(np.sort, parts))
+    return Dataset("digits", train, held_out, num_classes=10)

@@ -175,11 +175,6 @@ def build_keras_model(arch: dict, *, num_classes: int, input_shape: tuple[int, i
     return seed_resnet(arch.get("depth", 50), num_classes, input_shape, arch.get("weights"))
 
 
-def outputs_logits(model) -> bool:
-    """Whether the model's output is pre-softmax logits (:func:`cifar_resnet`), not probabilities."""
-    return model.layers[-1].name == "logits"
-
-
 def layer_names(model, *, torch_equivalent: bool = False) -> list[str]:
     """Names of the layers whose outputs are recorded: every layer but the InputLayer.
 
@@ -194,4 +189,4 @@ def layer_names(model, *, torch_equivalent: bool = False) -> list[str]:
 
 
 __all__ = ["SEED_DEPTHS", "ModelConfigError", "build_keras_model", "check_keras_arch", "cifar_resnet", "import_keras",
-           "layer_names", "outputs_logits", "seed_resnet"]
+           "layer_names", "seed_resnet"]

@@ -5,18 +5,15 @@ its layers (what :func:`layer_names` lists and extraction records).
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import torch
 from torch import nn
 
 from layersim.models import ModelConfigError
 
 
-class _Chain(nn.Module):
-    """A model named ``arch_name`` whose forward applies its top-level modules in the order they were
-    added, after refusing inputs of side below ``min_image_size``. Its width multiplier must be a
-    positive ``width_type`` (``family`` names the model in the refusal)."""
+class _Chain(nn.Sequential):
+    """A sequence of modules named ``arch_name`` that refuses inputs of side below ``min_image_size``.
+    Its width multiplier must be a positive ``width_type`` (``family`` names the model in the refusal)."""
 
     min_image_size = 0
 
@@ -34,9 +31,7 @@ class _Chain(nn.Module):
                 f"{self.min_image_size}); got {tuple(x.shape[-2:])}: set dataset.image_size to "
                 f"{self.min_image_size} or more"
             )
-        for module in self.children():
-            x = module(x)
-        return x
+        return super().forward(x)
 
 
 def _add_classifier(model: nn.Module, features: int, num_classes: int) -> None:
@@ -49,18 +44,16 @@ def _add_classifier(model: nn.Module, features: int, num_classes: int) -> None:
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
 
-def _conv_bn_relu(in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, groups: int = 1, prefix: str = "",
-                  suffix: str = "", padding: int | None = None) -> OrderedDict:
-    """``{prefix}conv{suffix}``, ``{prefix}bn{suffix}``, ``{prefix}relu{suffix}`` (the default
-    ``padding`` keeps the side at stride 1)."""
+def _conv_bn_relu(module: nn.Module, in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1,
+                  groups: int = 1, prefix: str = "", suffix: str = "", padding: int | None = None):
+    """``module`` with ``{prefix}conv{suffix}``, ``{prefix}bn{suffix}``, ``{prefix}relu{suffix}`` added
+    (the default ``padding`` keeps the side at stride 1)."""
     padding = kernel // 2 if padding is None else padding
-    return OrderedDict(
-        [
-            (f"{prefix}conv{suffix}", nn.Conv2d(in_ch, out_ch, kernel, stride, padding, groups=groups, bias=False)),
-            (f"{prefix}bn{suffix}", nn.BatchNorm2d(out_ch)),
-            (f"{prefix}relu{suffix}", nn.ReLU()),
-        ]
-    )
+    conv = nn.Conv2d(in_ch, out_ch, kernel, stride, padding, groups=groups, bias=False)
+    module.add_module(f"{prefix}conv{suffix}", conv)
+    module.add_module(f"{prefix}bn{suffix}", nn.BatchNorm2d(out_ch))
+    module.add_module(f"{prefix}relu{suffix}", nn.ReLU())
+    return module
 
 
 class BasicBlock(nn.Module):
@@ -68,10 +61,8 @@ class BasicBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int):
         super().__init__()
-        layers = _conv_bn_relu(in_channels, out_channels, 3, stride, suffix="1")
-        layers.update(_conv_bn_relu(out_channels, out_channels, suffix="2"))
-        for name, module in layers.items():
-            self.add_module(name, module)
+        _conv_bn_relu(self, in_channels, out_channels, 3, stride, suffix="1")
+        _conv_bn_relu(self, out_channels, out_channels, suffix="2")
         self.shortcut = nn.Identity()
         if stride != 1 or in_channels != out_channels:
             self.shortcut = nn.Sequential(
@@ -88,14 +79,14 @@ class BasicBlock(nn.Module):
 def _resnet(model: nn.Module, in_channels: int, channels: list[int], blocks: tuple[int, ...], num_classes: int):
     """Add a ResNet's ``stem`` (3×3 convolution, stride 1), ``stage{s}`` of ``blocks[s - 1]`` basic
     blocks (stride 2 at the start of every stage but the first) and the classifier to ``model``."""
-    model.stem = nn.Sequential(_conv_bn_relu(in_channels, channels[0]))
+    model.stem = _conv_bn_relu(nn.Sequential(), in_channels, channels[0])
     in_ch = channels[0]
     for s, (out_ch, n) in enumerate(zip(channels, blocks), start=1):
-        stage = OrderedDict()
+        stage = nn.Sequential()
         for b in range(1, n + 1):
-            stage[f"block{b}"] = BasicBlock(in_ch, out_ch, 2 if (s > 1 and b == 1) else 1)
+            stage.add_module(f"block{b}", BasicBlock(in_ch, out_ch, 2 if (s > 1 and b == 1) else 1))
             in_ch = out_ch
-        setattr(model, f"stage{s}", nn.Sequential(stage))
+        setattr(model, f"stage{s}", stage)
     _add_classifier(model, in_ch, num_classes)
 
 
@@ -136,8 +127,8 @@ class Tiny10(_Chain):
         in_ch = in_channels
         for i, (mult, kernel, stride, padding) in enumerate(self.SPEC, start=1):
             out_ch = 16 * width * mult
-            block = _conv_bn_relu(in_ch, out_ch, kernel, stride, padding=padding)
-            setattr(self, f"layer{i}", nn.Sequential(block))
+            layer = _conv_bn_relu(nn.Sequential(), in_ch, out_ch, kernel, stride, padding=padding)
+            setattr(self, f"layer{i}", layer)
             in_ch = out_ch
         _add_classifier(self, in_ch, num_classes)
 
@@ -180,13 +171,13 @@ class CifarVGG(_Chain):
         super().__init__(f"VGG-{depth}", "vgg", width)
         in_ch = in_channels
         for s, stage in enumerate(self.CONFIGS[depth], start=1):
-            layers = OrderedDict()
+            layers = nn.Sequential()
             for i, c in enumerate(stage, start=1):
                 out_ch = _channels(c, width)
-                layers.update(_conv_bn_relu(in_ch, out_ch, suffix=str(i)))
+                _conv_bn_relu(layers, in_ch, out_ch, suffix=str(i))
                 in_ch = out_ch
-            layers["maxpool"] = nn.MaxPool2d(2)
-            setattr(self, f"stage{s}", nn.Sequential(layers))
+            layers.maxpool = nn.MaxPool2d(2)
+            setattr(self, f"stage{s}", layers)
         _add_classifier(self, in_ch, num_classes)
 
 
@@ -226,12 +217,12 @@ class CifarMobileNet(_Chain):
     def __init__(self, width: float = 1, num_classes: int = 10, in_channels: int = 3):
         super().__init__("MobileNet", "mobilenet", width)
         in_ch = _channels(32, width)
-        self.stem = nn.Sequential(_conv_bn_relu(in_channels, in_ch))
+        self.stem = _conv_bn_relu(nn.Sequential(), in_channels, in_ch)
         for i, (c, stride) in enumerate(self.BLOCKS, start=1):
             out_ch = _channels(c, width)
-            layers = _conv_bn_relu(in_ch, in_ch, 3, stride, groups=in_ch, prefix="dw_")
-            layers.update(_conv_bn_relu(in_ch, out_ch, 1, prefix="pw_"))
-            setattr(self, f"block{i}", nn.Sequential(layers))
+            block = _conv_bn_relu(nn.Sequential(), in_ch, in_ch, 3, stride, groups=in_ch, prefix="dw_")
+            _conv_bn_relu(block, in_ch, out_ch, 1, prefix="pw_")
+            setattr(self, f"block{i}", block)
             in_ch = out_ch
         _add_classifier(self, in_ch, num_classes)
 
@@ -244,10 +235,9 @@ class InvertedResidual(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, stride: int, expansion: int):
         super().__init__()
         hidden = in_ch * expansion
-        layers = _conv_bn_relu(in_ch, hidden, 1, prefix="expand_") if expansion != 1 else OrderedDict()
-        layers.update(_conv_bn_relu(hidden, hidden, 3, stride, groups=hidden, prefix="dw_"))
-        for name, module in layers.items():
-            self.add_module(name, module)
+        if expansion != 1:
+            _conv_bn_relu(self, in_ch, hidden, 1, prefix="expand_")
+        _conv_bn_relu(self, hidden, hidden, 3, stride, groups=hidden, prefix="dw_")
         self.project_conv = nn.Conv2d(hidden, out_ch, 1, bias=False)
         self.project_bn = nn.BatchNorm2d(out_ch)
         self.residual = stride == 1 and in_ch == out_ch
@@ -281,24 +271,19 @@ class CifarMobileNetV2(_Chain):
     def __init__(self, width: float = 1, num_classes: int = 10, in_channels: int = 3):
         super().__init__("MobileNetV2", "mobilenetv2", width)
         in_ch = _channels(32, width)
-        self.stem = nn.Sequential(_conv_bn_relu(in_channels, in_ch))
-        i = 0
-        for t, c, n, s in self.SETTINGS:
-            out_ch = _channels(c, width)
-            for r in range(n):
-                i += 1
-                setattr(self, f"block{i}", InvertedResidual(in_ch, out_ch, s if r == 0 else 1, t))
-                in_ch = out_ch
+        self.stem = _conv_bn_relu(nn.Sequential(), in_channels, in_ch)
+        blocks = [(t, _channels(c, width), s if r == 0 else 1) for t, c, n, s in self.SETTINGS for r in range(n)]
+        for i, (t, out_ch, stride) in enumerate(blocks, start=1):
+            setattr(self, f"block{i}", InvertedResidual(in_ch, out_ch, stride, t))
+            in_ch = out_ch
         head_ch = _channels(1280, width)
-        self.head = nn.Sequential(_conv_bn_relu(in_ch, head_ch, 1))
+        self.head = _conv_bn_relu(nn.Sequential(), in_ch, head_ch, 1)
         _add_classifier(self, head_ch, num_classes)
 
 
 def layer_names(model: nn.Module) -> list[str]:
-    """The names of the modules whose outputs count as layers, in forward order: every Conv2d,
-    BatchNorm2d, ReLU, Linear and :class:`BlockOutput` outside shortcut branches, and ``pool``, in
-    registration order (max pools are not layers).
-    """
+    """The names of the modules whose outputs count as layers, in registration (= forward) order: the
+    Conv2d, BatchNorm2d, ReLU, Linear and :class:`BlockOutput` modules outside shortcuts, and ``pool``."""
     layer_types = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Linear, BlockOutput)
     return [name for name, module in model.named_modules()
             if ".shortcut" not in f".{name}" and (isinstance(module, layer_types) or name == "pool")]

@@ -18,7 +18,7 @@ import numpy as np
 from layersim.data import Dataset, Split
 from layersim.io import atomic_write, write_text
 from layersim.config import TrainConfigError, train_config
-from layersim.models.keras import build_keras_model, import_keras, layer_names, outputs_logits
+from layersim.models.keras import build_keras_model, import_keras, layer_names
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def train_keras(
     steps = cfg["epochs"] * -(-len(dataset.train) // cfg["batch_size"])
     with choice.strategy.scope():
         model = build_keras_model(model_cfg, num_classes=dataset.num_classes, input_shape=(h, w, c))
-        from_logits = outputs_logits(model)
+        from_logits = model.layers[-1].name == "logits"  # cifar_resnet's output; seed_resnet's is a softmax
         model.compile(
             optimizer=_optimizer(keras, cfg, steps),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
