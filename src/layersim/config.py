@@ -140,9 +140,8 @@ def _describe(error) -> str:
     if kind == "type":
         types = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
         return f"{where}: {_shown(value)} is a {type(value).__name__}; expected {' or '.join(types)}."
-    if kind in ("pattern", "propertyNames"):
-        pattern = (schema.get("propertyNames") or schema).get("pattern", "")
-        rule = f"it must match {pattern} (no trailing newline)" if pattern else "see the schema"
+    if kind == "pattern":  # of a value, or of a key (propertyNames)
+        rule = f"it must match {error.validator_value} (no trailing newline)"
         return f"{where}: {_shown(value)} is not a valid name: {rule}."
     if kind == "maxLength":
         return f"{where}: {_shown(value)} has {len(value)} characters; at most {error.validator_value} allowed."
@@ -156,15 +155,6 @@ def _describe(error) -> str:
     if kind == "not":
         return f"{where}: {_shown(value)} is not allowed here."
     return f"{where}: {error.message[:200]}"
-
-
-def _error_leaves(errors):
-    """The innermost errors (``propertyNames`` and ``$ref`` wrap the one that says what is wrong)."""
-    for error in errors:
-        if error.context:
-            yield from _error_leaves(error.context)
-        else:
-            yield error
 
 
 def _nodes(value, parts=()):
@@ -211,7 +201,7 @@ def validate_config(config: dict, *, schema_path: str | os.PathLike | None = Non
         )
     if not problems:
         validator = _validator_class()(schema)
-        errors = sorted(_error_leaves(validator.iter_errors(config)), key=lambda e: [str(p) for p in e.absolute_path])
+        errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
         problems += [_describe(e) for e in errors]
     if not problems:
         problems += cross_checks(config)
@@ -399,7 +389,7 @@ def train_config(train_cfg: dict | None) -> dict:
     schema's ``$defs.train``; each problem is a paragraph of one :class:`TrainConfigError`."""
     cfg = {**train_defaults(), **(train_cfg or {})}
     schema = {"properties": {"train": load_schema()["$defs"]["train"]}}
-    problems = [_describe(e) for e in _error_leaves(_validator_class()(schema).iter_errors({"train": cfg}))]
+    problems = [_describe(e) for e in _validator_class()(schema).iter_errors({"train": cfg})]
     if problems:
         raise TrainConfigError("invalid training settings:\n" + "\n".join(f"- {p}" for p in problems))
     return cfg
