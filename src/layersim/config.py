@@ -125,14 +125,13 @@ def _describe(error) -> str:
     kind, value, schema = error.validator, error.instance, error.schema
     if kind == "additionalProperties":
         allowed = list(schema.get("properties", {}))
-        unknown = [k for k in value if k not in allowed] if isinstance(value, dict) else []
         return " ".join(
             f"{_path([*error.absolute_path, k])}: unknown key {str(k)[:_SHOWN]!r} in {where}.{_nearest(k, allowed)} "
             f"Allowed keys: {', '.join(allowed)}."
-            for k in unknown
+            for k in value if k not in allowed
         )
     if kind == "required":
-        missing = [k for k in error.validator_value if not isinstance(value, dict) or k not in value]
+        missing = [k for k in error.validator_value if k not in value]
         return f"{where}: the required key {', '.join(missing)} is missing."
     if kind == "enum":
         allowed = error.validator_value
