@@ -48,8 +48,7 @@ def draw_heatmap(ax, matrix: np.ndarray, names_a: list[str], names_b: list[str],
             axis.set_ticks(*thinned_ticks(list(names), max_labels), fontsize=6)
         ax.tick_params(axis="x", labelrotation=90)
     else:
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set(xticks=[], yticks=[])
     ax.set_title(title, fontsize=9)
     ax.set_xlabel(xlabel, fontsize=8)
     ax.set_ylabel(ylabel, fontsize=8)
@@ -195,8 +194,7 @@ def identification_figure(rows: list[dict], path: str | os.PathLike, *, title: s
     fig, (ax, tab) = _subplots(1, 2, figsize=(10, 0.35 * len(rows) + 1.6), gridspec_kw={"width_ratios": [1.4, 1]},
                                layout="constrained")
     y = np.arange(len(rows))[::-1]
-    acc = [r["accuracy"] for r in rows]
-    ax.barh(y, acc, color="C0", label="this run")
+    ax.barh(y, [r["accuracy"] for r in rows], color="C0", label="this run")
     ax.scatter([r["paper_accuracy"] for r in rows], y, facecolors="none", edgecolors="k", zorder=3, label="Kornblith et al. 2019")
     ax.set_yticks(y, [r["label"] for r in rows], fontsize=8)
     ax.set_xlim(0, 100)
