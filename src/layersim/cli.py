@@ -42,7 +42,7 @@ def _inspect(path: Path, verify: bool) -> None:
     import numpy as np
     import zarr
 
-    from layersim.store import ActivationStore, GramStore, StoreError
+    from layersim.store import ActivationStore, GramStore, StoreError, read_similarity
 
     group = zarr.open_group(str(path), mode="r")
     attrs = dict(group.attrs)
@@ -58,8 +58,6 @@ def _inspect(path: Path, verify: bool) -> None:
             print("verified: every minibatch's Grams read, checksums match, all finite")
         return
     if "cka" in group and "layers" not in attrs:  # a similarity result
-        from layersim.store import read_similarity
-
         result = read_similarity(path)
         print(f"{path}: similarity result, {result.sizes['layer_a']} × {result.sizes['layer_b']} layers")
         print(f"variables: {', '.join(sorted(result.data_vars))}")
