@@ -311,9 +311,8 @@ def cross_checks(config: dict) -> list[str]:
     nguyen = papers["nguyen"]["block_structure"]
     if nguyen["enabled"]:
         depths = {c["depth"] for c in models.values() if c["family"] == "resnet"}
-        for depth in nguyen["width_series_depths"]:
-            if depth not in depths:
-                add(f"papers.nguyen.block_structure.width_series_depths: lists depth {depth}, but no resnet model has it (resnet depths: {', '.join(map(str, sorted(depths))) or 'none'}).")
+        problems += [f"papers.nguyen.block_structure.width_series_depths: lists depth {depth}, but no resnet model has it (resnet depths: {', '.join(map(str, sorted(depths))) or 'none'})."
+                     for depth in nguyen["width_series_depths"] if depth not in depths]
     # every enabled paper's model: and metrics:
     torch_only = {"architectures": "the experiment compares torch models",
                   "representation_sets": "it must name a torch model"}  # why a keras model cannot be used
@@ -345,10 +344,8 @@ def cross_checks(config: dict) -> list[str]:
             add("papers.representation_sets: needs at least one dataset in train_on and one in test_on.")
         for name, entry in rs["datasets"].items():
             add(dataset_problem(entry["source"], f"papers.representation_sets.datasets.{name}.source"))
-        for key in ("train_on", "test_on"):
-            for name in rs[key]:
-                if name not in rs["datasets"]:
-                    add(f"papers.representation_sets.{key}: {name!r} is not under its datasets:.{_nearest(name, rs['datasets'])} Known: {', '.join(rs['datasets']) or 'none'}.")
+        problems += [f"papers.representation_sets.{key}: {name!r} is not under its datasets:.{_nearest(name, rs['datasets'])} Known: {', '.join(rs['datasets']) or 'none'}."
+                     for key in ("train_on", "test_on") for name in rs[key] if name not in rs["datasets"]]
         n_trained = len(rs["train_on"]) + (1 if rs["untrained"] else 0)
         if rs["train_on"] and rs["test_on"] and n_trained * len(seeds) * len(rs["test_on"]) < 2:
             add("papers.representation_sets: gives fewer than 2 representation sets; add seeds, datasets or untrained: true.")
