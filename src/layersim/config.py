@@ -50,9 +50,6 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _StrictLoader.construct_mapping)
-
-
 def read_config_file(path: str | os.PathLike) -> dict:
     """A YAML config file as a dict; aliases, duplicate keys and YAML syntax errors are a
     :class:`ConfigError`."""
