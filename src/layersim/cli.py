@@ -111,18 +111,16 @@ def targets(configfile: Path | None, snakefile: Path) -> None:
         if not configfile.is_file():
             raise LayersimError(f"config file {configfile} does not exist")
         command += ["--configfile", str(configfile.resolve())]
-    # in the workflow's folder, where its default config and its results/ are
     done = subprocess.run(command, capture_output=True, text=True, cwd=snakefile.resolve().parent)
     if done.returncode != 0:
         sys.stderr.write(done.stderr)
         raise LayersimError(f"snakemake could not plan this config (exit {done.returncode}); its message is above")
     rows = [line.split("\t") for line in done.stdout.splitlines() if line.count("\t") >= 5]
     rows = [r for r in rows if r[0] != "output_file"]
-    pending = [r for r in rows if r[5] != "no update"]
     width = max((len(r[2]) for r in rows), default=4)
     for r in rows:
         print(f"{r[2]:<{width}}  {r[5]:<15} {r[0]}")
-    print(f"{len(rows)} outputs, {len(pending)} to (re)build")
+    print(f"{len(rows)} outputs, {sum(r[5] != 'no update' for r in rows)} to (re)build")
 
 
 def _parser() -> argparse.ArgumentParser:
