@@ -68,11 +68,9 @@ def read_config_file(path: str | os.PathLike) -> dict:
         raise ConfigError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
     finally:
         loader.dispose()
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
+    if not isinstance(data, dict | None):  # None: an empty file
         raise ConfigError(f"{path}: a config is a mapping of sections (experiment:, models:, ...), not a {type(data).__name__}")
-    return data
+    return data or {}
 
 
 # --- the schema ----------------------------------------------------------------------------
