@@ -255,9 +255,8 @@ def architecture_problem(config: dict, model: str) -> str | None:
     """Why ``model``'s architecture cannot be built for the configured dataset (None if it can):
     the model builders' own checks, run without training (torch on the meta device)."""
     arch = {k: v for k, v in config["models"][model].items() if k != "train"}
-    dataset = config["dataset"]
-    channels = 1 if dataset["name"] == "digits" else 3
-    side = dataset["image_size"]
+    channels = 1 if config["dataset"]["name"] == "digits" else 3
+    side = config["dataset"]["image_size"]
     try:
         if config["models"][model]["framework"] == "torch":
             import torch
