@@ -42,7 +42,7 @@ def _inspect(path: Path, verify: bool) -> None:
     import numpy as np
     import zarr
 
-    from layersim.store import ActivationStore, GramStore, StoreError
+    from layersim.store import ActivationStore, GramStore, StoreError, read_similarity
 
     group = zarr.open_group(str(path), mode="r")
     attrs = dict(group.attrs)
@@ -58,8 +58,6 @@ def _inspect(path: Path, verify: bool) -> None:
             print("verified: every minibatch's Grams read, checksums match, all finite")
         return
     if "cka" in group and "layers" not in attrs:  # a similarity result
-        from layersim.store import read_similarity
-
         result = read_similarity(path)
         print(f"{path}: similarity result, {result.sizes['layer_a']} × {result.sizes['layer_b']} layers")
         print(f"variables: {', '.join(sorted(result.data_vars))}")
@@ -113,18 +111,16 @@ def targets(configfile: Path | None, snakefile: Path) -> None:
         if not configfile.is_file():
             raise LayersimError(f"config file {configfile} does not exist")
         command += ["--configfile", str(configfile.resolve())]
-    # in the workflow's folder, where its default config and its results/ are
     done = subprocess.run(command, capture_output=True, text=True, cwd=snakefile.resolve().parent)
     if done.returncode != 0:
         sys.stderr.write(done.stderr)
         raise LayersimError(f"snakemake could not plan this config (exit {done.returncode}); its message is above")
     rows = [line.split("\t") for line in done.stdout.splitlines() if line.count("\t") >= 5]
     rows = [r for r in rows if r[0] != "output_file"]
-    pending = [r for r in rows if r[5] != "no update"]
     width = max((len(r[2]) for r in rows), default=4)
     for r in rows:
         print(f"{r[2]:<{width}}  {r[5]:<15} {r[0]}")
-    print(f"{len(rows)} outputs, {len(pending)} to (re)build")
+    print(f"{len(rows)} outputs, {sum(r[5] != 'no update' for r in rows)} to (re)build")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -50,9 +50,6 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _StrictLoader.construct_mapping)
-
-
 def read_config_file(path: str | os.PathLike) -> dict:
     """A YAML config file as a dict; aliases, duplicate keys and YAML syntax errors are a
     :class:`ConfigError`."""
@@ -71,11 +68,9 @@ def read_config_file(path: str | os.PathLike) -> dict:
         raise ConfigError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
     finally:
         loader.dispose()
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
+    if not isinstance(data, dict | None):  # None: an empty file
         raise ConfigError(f"{path}: a config is a mapping of sections (experiment:, models:, ...), not a {type(data).__name__}")
-    return data
+    return data or {}
 
 
 # --- the schema ----------------------------------------------------------------------------
@@ -125,14 +120,13 @@ def _describe(error) -> str:
     kind, value, schema = error.validator, error.instance, error.schema
     if kind == "additionalProperties":
         allowed = list(schema.get("properties", {}))
-        unknown = [k for k in value if k not in allowed] if isinstance(value, dict) else []
         return " ".join(
             f"{_path([*error.absolute_path, k])}: unknown key {str(k)[:_SHOWN]!r} in {where}.{_nearest(k, allowed)} "
             f"Allowed keys: {', '.join(allowed)}."
-            for k in unknown
+            for k in value if k not in allowed
         )
     if kind == "required":
-        missing = [k for k in error.validator_value if not isinstance(value, dict) or k not in value]
+        missing = [k for k in error.validator_value if k not in value]
         return f"{where}: the required key {', '.join(missing)} is missing."
     if kind == "enum":
         allowed = error.validator_value
@@ -140,9 +134,8 @@ def _describe(error) -> str:
     if kind == "type":
         types = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
         return f"{where}: {_shown(value)} is a {type(value).__name__}; expected {' or '.join(types)}."
-    if kind in ("pattern", "propertyNames"):
-        pattern = (schema.get("propertyNames") or schema).get("pattern", "")
-        rule = f"it must match {pattern} (no trailing newline)" if pattern else "see the schema"
+    if kind == "pattern":  # of a value, or of a key (propertyNames)
+        rule = f"it must match {error.validator_value} (no trailing newline)"
         return f"{where}: {_shown(value)} is not a valid name: {rule}."
     if kind == "maxLength":
         return f"{where}: {_shown(value)} has {len(value)} characters; at most {error.validator_value} allowed."
@@ -156,15 +149,6 @@ def _describe(error) -> str:
     if kind == "not":
         return f"{where}: {_shown(value)} is not allowed here."
     return f"{where}: {error.message[:200]}"
-
-
-def _error_leaves(errors):
-    """The innermost errors (``propertyNames`` and ``$ref`` wrap the one that says what is wrong)."""
-    for error in errors:
-        if error.context:
-            yield from _error_leaves(error.context)
-        else:
-            yield error
 
 
 def _nodes(value, parts=()):
@@ -211,7 +195,7 @@ def validate_config(config: dict, *, schema_path: str | os.PathLike | None = Non
         )
     if not problems:
         validator = _validator_class()(schema)
-        errors = sorted(_error_leaves(validator.iter_errors(config)), key=lambda e: [str(p) for p in e.absolute_path])
+        errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
         problems += [_describe(e) for e in errors]
     if not problems:
         problems += cross_checks(config)
@@ -228,15 +212,19 @@ def train_settings(config: dict, model: str) -> dict:
     return {**config["train"], **config["models"][model].get("train", {})}
 
 
-def unknown_model(config: dict, name, where: str) -> str | None:
-    """A paragraph if ``name`` is not under models:, else None."""
-    if name in config["models"]:
-        return None
-    known = ", ".join(config["models"])
-    return f"{where}: {_shown(name)} is not a model under models:.{_nearest(name, config['models'])} Known models: {known}."
+def model_problem(config: dict, name, where: str, torch_only: str = "") -> str | None:
+    """Why ``name`` cannot be used at ``where`` (None if it can): it is not under models:, or it
+    is a keras model where ``torch_only`` (the reason) is given."""
+    models = config["models"]
+    if name not in models:
+        known = ", ".join(models)
+        return f"{where}: {_shown(name)} is not a model under models:.{_nearest(name, models)} Known models: {known}."
+    if torch_only and models[name]["framework"] != "torch":
+        return f"{where}: {name!r} is a keras model; {torch_only}."
+    return None
 
 
-def _unknown_names(names, registry, where: str, registry_name: str) -> list[str]:
+def _unknown_names(names, where: str, registry, registry_name: str) -> list[str]:
     return [
         f"{where}: unknown metric {_shown(n)}.{_nearest(n, registry)} Known ({registry_name}): {', '.join(registry)}."
         for n in names if n not in registry
@@ -267,9 +255,8 @@ def architecture_problem(config: dict, model: str) -> str | None:
     """Why ``model``'s architecture cannot be built for the configured dataset (None if it can):
     the model builders' own checks, run without training (torch on the meta device)."""
     arch = {k: v for k, v in config["models"][model].items() if k != "train"}
-    dataset = config["dataset"]
-    channels = 1 if dataset["name"] == "digits" else 3
-    side = dataset["image_size"]
+    channels = 1 if config["dataset"]["name"] == "digits" else 3
+    side = config["dataset"]["image_size"]
     try:
         if config["models"][model]["framework"] == "torch":
             import torch
@@ -293,77 +280,66 @@ def cross_checks(config: dict) -> list[str]:
     """Every check relating one part of a (schema-valid, defaults filled) config to another or
     to the package's registries; one paragraph per problem."""
     from layersim.engine.grams import GRAM_KERNELS
+    from layersim.experiments.kornblith import IDENTIFICATION_METRICS
     from layersim.metrics import METRICS
 
     problems = []
     add = problems.append
     models, seeds, papers = config["models"], config["seeds"], config["papers"]
     for model in models:
-        problems.append(architecture_problem(config, model))
+        add(architecture_problem(config, model))
         if models[model]["framework"] == "torch":
             for key in ("mixed_precision", "xla"):
                 if train_settings(config, model)[key]:
                     add(f"models.{model}.train.{key} (or train.{key}): applies to keras models only; {model} is a "
                         "torch model, remove it.")
     for i, pair in enumerate(config["similarity"]["compare"]["pairs"]):
-        for name in pair:
-            problems.append(unknown_model(config, name, f"similarity.compare.pairs[{i}]"))
-    problems += _unknown_names(config["metrics"]["names"], METRICS, "metrics.names", "layersim.metrics.METRICS")
+        problems += [model_problem(config, name, f"similarity.compare.pairs[{i}]") for name in pair]
+    metric_names = (METRICS, "layersim.metrics.METRICS")  # a registry and its name in messages
+    problems += _unknown_names(config["metrics"]["names"], "metrics.names", *metric_names)
     kernel = config["similarity"]["gram_kernel"]
     if kernel != "auto" and kernel not in GRAM_KERNELS:
         add(f"similarity.gram_kernel: unknown Gram kernel {_shown(kernel)}.{_nearest(kernel, GRAM_KERNELS)} Known: auto, {', '.join(GRAM_KERNELS)}.")
-    problems.append(dataset_problem(config["dataset"], "dataset"))
+    add(dataset_problem(config["dataset"], "dataset"))
 
     nguyen = papers["nguyen"]["block_structure"]
     if nguyen["enabled"]:
         depths = {c["depth"] for c in models.values() if c["family"] == "resnet"}
-        for depth in nguyen["width_series_depths"]:
-            if depth not in depths:
-                add(f"papers.nguyen.block_structure.width_series_depths: lists depth {depth}, but no resnet model has it (resnet depths: {', '.join(map(str, sorted(depths))) or 'none'}).")
-    kornblith = papers["kornblith"]
-    if kornblith["enabled"]:
-        from layersim.experiments.kornblith import IDENTIFICATION_METRICS
-
-        if len(seeds) < 2:
-            add("papers.kornblith: layer identification compares the seeds of one model; seeds: needs at least 2.")
-        problems += _unknown_names(kornblith["metrics"], IDENTIFICATION_METRICS, "papers.kornblith.metrics", "layersim.experiments.kornblith.IDENTIFICATION_METRICS")
-    for paper in ("kornblith", "existence", "ding"):
-        if papers[paper]["enabled"]:
-            problems.append(unknown_model(config, papers[paper]["model"], f"papers.{paper}.model"))
-    if papers["ding"]["enabled"]:
-        problems += _unknown_names(papers["ding"]["metrics"], METRICS, "papers.ding.metrics", "layersim.metrics.METRICS")
-    checkpoints = papers["checkpoints"]
-    if checkpoints["enabled"]:
-        bad = [unknown_model(config, m, "papers.checkpoints.models") for m in checkpoints["models"]]
+        problems += [f"papers.nguyen.block_structure.width_series_depths: lists depth {depth}, but no resnet model has it (resnet depths: {', '.join(map(str, sorted(depths))) or 'none'})."
+                     for depth in nguyen["width_series_depths"] if depth not in depths]
+    # every enabled paper's model: and metrics:
+    torch_only = {"architectures": "the experiment compares torch models",
+                  "representation_sets": "it must name a torch model"}  # why a keras model cannot be used
+    identification = (IDENTIFICATION_METRICS, "layersim.experiments.kornblith.IDENTIFICATION_METRICS")
+    enabled = {name: paper for name, paper in papers.items() if paper.get("enabled")}
+    for name, paper in enabled.items():
+        if "model" in paper:
+            add(model_problem(config, paper["model"], f"papers.{name}.model", torch_only.get(name, "")))
+        if "metrics" in paper:
+            registry = identification if name == "kornblith" else metric_names
+            problems += _unknown_names(paper["metrics"], f"papers.{name}.metrics", *registry)
+    if "kornblith" in enabled and len(seeds) < 2:
+        add("papers.kornblith: layer identification compares the seeds of one model; seeds: needs at least 2.")
+    if "checkpoints" in enabled:
+        chosen = papers["checkpoints"]["models"]
+        bad = [model_problem(config, m, "papers.checkpoints.models") for m in chosen]
         problems += bad
-        if not any(bad) and len({train_settings(config, m)["epochs"] for m in checkpoints["models"]}) > 1:
+        if not any(bad) and len({train_settings(config, m)["epochs"] for m in chosen}) > 1:
             add("papers.checkpoints.models: must all train for the same number of epochs.")
-    architectures = papers["architectures"]
-    if architectures["enabled"]:
-        chosen = architectures["models"] or list(models)
-        for m in chosen:
-            if m in models and models[m]["framework"] != "torch":
-                add(f"papers.architectures.models: {m!r} is a keras model; the experiment compares torch models.")
-            else:
-                problems.append(unknown_model(config, m, "papers.architectures.models"))
+    if "architectures" in enabled:
+        chosen = papers["architectures"]["models"] or list(models)
+        where = "papers.architectures.models"
+        problems += [model_problem(config, m, where, torch_only["architectures"]) for m in chosen]
         if len(chosen) * len(seeds) < 2:
             add("papers.architectures: compares pairs of instances; it needs at least 2 (models × seeds).")
-        problems += _unknown_names(architectures["metrics"], METRICS, "papers.architectures.metrics", "layersim.metrics.METRICS")
     rs = papers["representation_sets"]
     if rs["enabled"]:
-        problem = unknown_model(config, rs["model"], "papers.representation_sets.model")
-        if problem:
-            add(problem)
-        elif models[rs["model"]]["framework"] != "torch":
-            add(f"papers.representation_sets.model: {rs['model']!r} is a keras model; it must name a torch model.")
         if not rs["train_on"] or not rs["test_on"]:
             add("papers.representation_sets: needs at least one dataset in train_on and one in test_on.")
         for name, entry in rs["datasets"].items():
-            problems.append(dataset_problem(entry["source"], f"papers.representation_sets.datasets.{name}.source"))
-        for key in ("train_on", "test_on"):
-            for name in rs[key]:
-                if name not in rs["datasets"]:
-                    add(f"papers.representation_sets.{key}: {name!r} is not under its datasets:.{_nearest(name, rs['datasets'])} Known: {', '.join(rs['datasets']) or 'none'}.")
+            add(dataset_problem(entry["source"], f"papers.representation_sets.datasets.{name}.source"))
+        problems += [f"papers.representation_sets.{key}: {name!r} is not under its datasets:.{_nearest(name, rs['datasets'])} Known: {', '.join(rs['datasets']) or 'none'}."
+                     for key in ("train_on", "test_on") for name in rs[key] if name not in rs["datasets"]]
         n_trained = len(rs["train_on"]) + (1 if rs["untrained"] else 0)
         if rs["train_on"] and rs["test_on"] and n_trained * len(seeds) * len(rs["test_on"]) < 2:
             add("papers.representation_sets: gives fewer than 2 representation sets; add seeds, datasets or untrained: true.")
@@ -405,7 +381,7 @@ def train_config(train_cfg: dict | None) -> dict:
     cfg = {**train_defaults(), **(train_cfg or {})}
     schema = {"properties": {"train": load_schema()["$defs"]["train"]}}
     schema["properties"]["train"]["properties"]["epochs"]["minimum"] = 0  # 0: the model at initialisation
-    problems = [_describe(e) for e in _error_leaves(_validator_class()(schema).iter_errors({"train": cfg}))]
+    problems = [_describe(e) for e in _validator_class()(schema).iter_errors({"train": cfg})]
     if problems:
         raise TrainConfigError("invalid training settings:\n" + "\n".join(f"- {p}" for p in problems))
     return cfg

@@ -48,8 +48,7 @@ def draw_heatmap(ax, matrix: np.ndarray, names_a: list[str], names_b: list[str],
             axis.set_ticks(*thinned_ticks(list(names), max_labels), fontsize=6)
         ax.tick_params(axis="x", labelrotation=90)
     else:
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set(xticks=[], yticks=[])
     ax.set_title(title, fontsize=9)
     ax.set_xlabel(xlabel, fontsize=8)
     ax.set_ylabel(ylabel, fontsize=8)
@@ -145,20 +144,17 @@ def series_figure(results: list, shares: list, labels: list[str], path: str | os
     k = len(results)
     fig, axes = _subplots(2, k, figsize=(2.9 * k + 1.2, 4.6), squeeze=False, gridspec_kw={"height_ratios": [3, 1.1]},
                           layout="constrained")
-    image = None
     for j, (result, share, label) in enumerate(zip(results, shares, labels)):
         names = list(result["layer_a"].values)
         image = draw_heatmap(axes[0][j], result["cka"].values, names, names, title=f"{label}\n{result.attrs.get('model_a', '')}", tick_labels=False)
         ax = axes[1][j]
         ax.plot(np.arange(len(names)), share["pc1_share"].sel(layer=names).values, color="C0", lw=1.2)
-        ax.set_xlim(-0.5, len(names) - 0.5)
-        ax.set_ylim(0, 1)
+        ax.set(xlim=(-0.5, len(names) - 0.5), ylim=(0, 1))
         ax.set_xticks(*thinned_ticks(names, max(2, max_labels // 3)), fontsize=5, rotation=90)
         ax.tick_params(axis="y", labelsize=6)
     axes[0][0].set_ylabel("layer", fontsize=8)
     axes[1][0].set_ylabel("PC1 share", fontsize=8)
-    if image is not None:
-        fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="minibatch linear CKA")
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="minibatch linear CKA")
     _save(fig, path, title, fontsize=10)
 
 
@@ -181,8 +177,7 @@ def block_structure_figure(rows: list[dict], path: str | os.PathLike, *, thresho
     for c, d in enumerate(width_depths):
         series(axes[1], "width", [r for r in rows if r["depth"] == d], f"depth {d}", f"C{c + 1}")
     for ax, xlabel in zip(axes, ("depth", "width multiplier")):
-        ax.set_xlabel(xlabel)
-        ax.set_ylim(0, 1.05)
+        ax.set(xlabel=xlabel, ylim=(0, 1.05))
         ax.set_ylabel(f"block: CKA > {threshold:g}, PC1 share > {pc1_threshold:g}\n(fraction of layers)", fontsize=8)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
@@ -195,8 +190,7 @@ def identification_figure(rows: list[dict], path: str | os.PathLike, *, title: s
     fig, (ax, tab) = _subplots(1, 2, figsize=(10, 0.35 * len(rows) + 1.6), gridspec_kw={"width_ratios": [1.4, 1]},
                                layout="constrained")
     y = np.arange(len(rows))[::-1]
-    acc = [r["accuracy"] for r in rows]
-    ax.barh(y, acc, color="C0", label="this run")
+    ax.barh(y, [r["accuracy"] for r in rows], color="C0", label="this run")
     ax.scatter([r["paper_accuracy"] for r in rows], y, facecolors="none", edgecolors="k", zorder=3, label="Kornblith et al. 2019")
     ax.set_yticks(y, [r["label"] for r in rows], fontsize=8)
     ax.set_xlim(0, 100)

@@ -3,8 +3,7 @@
 Every metric is a pure function of two arrays ``X (n, p)`` and ``Y (n, q)`` whose rows are the
 same ``n`` samples in the same order (numpy arrays or torch tensors; arrays with more
 dimensions are flattened per sample, a 1-D array is one feature), computed in float64.
-Formulas, sources, invariances, return types and the CCA family's ``p ≥ n`` reduction rule are
-in each docstring (one submodule per family, re-exported here) and in ``docs/metrics.md``.
+Formulas, sources and invariances: each function's docstring and ``docs/metrics.md``.
 """
 
 from __future__ import annotations

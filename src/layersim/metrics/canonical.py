@@ -200,11 +200,10 @@ def pwcca(X, Y, *, max_dims: int | None = None) -> PWCCAResult:
 
 
 def linear_regression(X, Y) -> float:
-    """R²_LR = ‖Q_Yᵀ X_c‖²_F / ‖X_c‖²_F (Kornblith et al. 2019, Table 1): the share of the
-    (centred) variance of X explained by its least-squares prediction from Y (with intercept).
-
-    ``Q_Y`` is an orthonormal basis of the centred Y's column space (numerical rank, no
-    truncation), so the value is 1 whenever Y spans the n − 1 dimensions of centred sample space.
+    """R²_LR = ‖Q_Yᵀ X_c‖²_F / ‖X_c‖²_F (Kornblith et al. 2019, Table 1), ``Q_Y`` an orthonormal
+    basis of the centred Y's column space (numerical rank, no truncation): the share of the
+    centred variance of X explained by its least-squares prediction from Y (with intercept),
+    1 whenever Y spans the n − 1 dimensions of centred sample space.
 
     Parameters
     ----------

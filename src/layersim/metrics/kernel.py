@@ -143,9 +143,8 @@ def cka_from_gram(K, L, *, debiased: bool = False) -> float:
     K, L = _gram_pair(K, L, 4 if debiased else 2, "debiased CKA" if debiased else "CKA")
     Kc, Lc = (u_centre(K.copy()), u_centre(L.copy())) if debiased else (_h_centre(K), _h_centre(L))
     kk, ll = float(np.vdot(Kc, Kc)), float(np.vdot(Lc, Lc))
-    n = K.shape[0]
     for name, self_hsic, g in (("K", kk, K), ("L", ll, L)):
-        if self_hsic <= (64 * n * np.finfo(np.float64).eps * np.linalg.norm(g)) ** 2:
+        if self_hsic <= (64 * K.shape[0] * np.finfo(np.float64).eps * np.linalg.norm(g)) ** 2:
             raise ConstantInputError(
                 f"{name} has (numerically) zero centred self-similarity, so CKA is undefined; "
                 "the representation is constant across samples"

@@ -20,9 +20,8 @@ def _compress(x: np.ndarray) -> np.ndarray:
 def procrustes(X, Y, *, sqrt: bool = False) -> float:
     """Orthogonal Procrustes distance (Ding et al. 2021, Sec. 2).
 
-    Centre X and Y, scale each to unit Frobenius norm, then
-    ``d²(X, Y) = min_Q ‖X − YQ‖²_F = 2 − 2‖XᵀY‖_*`` over orthogonal ``Q`` (the narrower
-    input zero-padded), computed as the residual of the optimal ``Q`` (exact near 0; docs/metrics.md).
+    Centre X and Y, scale each to unit Frobenius norm, then ``d²(X, Y) = min_Q ‖X − YQ‖²_F =
+    2 − 2‖XᵀY‖_*`` over orthogonal ``Q`` (the narrower input zero-padded; docs/metrics.md).
 
     Parameters
     ----------

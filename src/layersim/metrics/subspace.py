@@ -45,10 +45,9 @@ def subspace_match(X, Y, *, epsilon: float) -> SubspaceMatchResult:
 
     Neuron ``j`` of X has activation vector ``z_j = X[:, j]`` (raw, not centred, as in the
     paper). ``(A, B)`` is an ε-match if every ``z_a`` (a ∈ A) lies within ``ε‖z_a‖`` of
-    ``span{z_b : b ∈ B}`` and vice versa; ``ε = 0`` is the exact match
-    ``span(z_A) = span(z_B)``. Unions of ε-matches are ε-matches, so a maximum match exists;
-    it is found by repeatedly removing, from all neurons, those too far from the other side's
-    span until nothing changes. Johnson (2019)'s criticism: ``docs/metrics.md``.
+    ``span{z_b : b ∈ B}`` and vice versa; ``ε = 0`` is the exact match ``span(z_A) = span(z_B)``.
+    Unions of ε-matches are ε-matches, so a maximum match exists (Johnson 2019's criticism of
+    the measure: ``docs/metrics.md``).
 
     Parameters
     ----------
