@@ -21,9 +21,7 @@ def architectures_init(smk) -> None:
 def architectures_pairs(smk) -> None:
     """:func:`layersim.experiments.architectures.pair_rows` of the trained (and untrained) stores → CSV."""
     p = smk.params
-    groups = {"trained": list(smk.input.trained)}
-    if smk.input.untrained:
-        groups["untrained"] = list(smk.input.untrained)
+    groups = {"trained": list(smk.input.trained), "untrained": list(smk.input.untrained)}  # pairs within each
     with threadpool_limits(limits=max(1, smk.threads), user_api="blas"):
         rows = pair_rows(groups, layer=p.layer, metrics=list(p.metrics), max_samples=p.max_samples)
     for r in rows:
