@@ -33,12 +33,10 @@ def compare_agents(agents: dict, returns: dict, test_grids: list[int], *, episod
         raise LayersimError(f"comparing agents needs at least 2 (seeds); got {len(names)}: {names}")
     rows, arrays = [], {"agents": np.array(names)}
     for grid in test_grids:
-        states, source = [], []
-        for k, name in enumerate(names):
-            s, _ = run_episodes(agents[name], grid, episodes, seed=seed + 7919 * k)
-            states.append(s)
-            source += [k] * len(s)
-        states, source = np.concatenate(states), np.asarray(source)
+        visited = [run_episodes(agents[name], grid, episodes, seed=seed + 7919 * k)[0]
+                   for k, name in enumerate(names)]
+        states = np.concatenate(visited)
+        source = np.repeat(np.arange(len(names)), [len(s) for s in visited])
         outputs = {name: policy_outputs(agents[name], states) for name in names}
         arrays[f"g{grid}/states"], arrays[f"g{grid}/source"] = states, source
         for name in names:

@@ -155,8 +155,7 @@ def _gae(rewards, values, dones, gamma: float, lam: float) -> torch.Tensor:
 def _ppo_update(net, optimiser, cfg, obs, actions, old_logprobs, advantages, returns) -> dict:
     """``epochs`` passes of shuffled minibatches over the clipped PPO objective."""
     n = len(actions)
-    totals = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0}
-    count = 0
+    losses = []  # per minibatch: policy loss, value loss, entropy
     for _ in range(cfg["epochs"]):
         for idx in torch.randperm(n).split(cfg["minibatch"]):
             logits, value, _ = net(obs[idx.numpy()])
@@ -171,10 +170,8 @@ def _ppo_update(net, optimiser, cfg, obs, actions, old_logprobs, advantages, ret
             loss.backward()
             nn.utils.clip_grad_norm_(net.parameters(), cfg["max_grad_norm"])
             optimiser.step()
-            for k, v in (("policy_loss", policy_loss), ("value_loss", value_loss), ("entropy", entropy)):
-                totals[k] += float(v.detach())
-            count += 1
-    return {k: v / count for k, v in totals.items()}
+            losses.append([float(policy_loss.detach()), float(value_loss.detach()), float(entropy.detach())])
+    return dict(zip(("policy_loss", "value_loss", "entropy"), np.mean(losses, axis=0).tolist()))
 
 
 def run_episodes(policy, size: int, episodes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
