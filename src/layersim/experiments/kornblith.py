@@ -16,7 +16,10 @@ import numpy as np
 
 from layersim.errors import LayersimError
 from layersim.layers import select_layers
-from layersim.metrics import METRICS
+from layersim.metrics import METRICS, MetricInputError
+from layersim.metrics._common import _as_matrix, _centre
+from layersim.metrics.canonical import orthonormal_basis
+from layersim.metrics.kernel import _h_centre, _rbf_gram
 
 log = logging.getLogger("layersim.experiments.kornblith")
 
@@ -70,11 +73,6 @@ class LayerFeatures:
 
 def layer_features(X, *, rbf: dict[str, float] | None = None, variance: float = 0.99) -> LayerFeatures:
     """Per-layer quantities of :class:`LayerFeatures` for ``X (n, p, ...)`` (float64)."""
-    from layersim.metrics import MetricInputError
-    from layersim.metrics._common import _as_matrix, _centre
-    from layersim.metrics.canonical import orthonormal_basis
-    from layersim.metrics.kernel import _h_centre, _rbf_gram
-
     X = _as_matrix(X, "X")
     n = X.shape[0]
     try:

@@ -11,6 +11,7 @@ from itertools import combinations, product
 import numpy as np
 
 from layersim.errors import LayersimError
+from layersim.experiments.common import fit_line, spearman
 
 log = logging.getLogger("layersim")
 
@@ -63,8 +64,6 @@ def summary_rows(pairs: list[dict]) -> list[dict]:
     """Spearman ρ and least-squares slope of CKA vs JSD and CKA vs rank correlation per panel
     (architecture, training grid, test grid), then per architecture ``average`` (mean over
     panels, as Table 3.1) and ``pooled`` (all its pairs at once)."""
-    from layersim.experiments.common import fit_line, spearman
-
     def stats(rows):
         x = [r["cka"] for r in rows]
         out = {"n_pairs": len(rows), "n_cka_undefined": int(sum(not np.isfinite(v) for v in x))}
