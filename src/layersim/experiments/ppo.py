@@ -1,7 +1,6 @@
 """PPO agents on MiniGrid-Empty (thesis §3.5, Figures 3.6–3.8): networks, training, rollouts.
 Environment, networks and PPO (Schulman et al. 2017): docs/papers.md, MiniGrid. With the same seed
-and thread count a run is bitwise reproducible on one machine. ``minigrid`` and ``gymnasium`` are
-imported only inside the functions that make environments.
+and thread count a run is bitwise reproducible on one machine.
 """
 
 from __future__ import annotations
