@@ -20,6 +20,8 @@ from layersim.metrics import METRICS, MetricInputError
 from layersim.metrics._common import _as_matrix, _centre
 from layersim.metrics.canonical import orthonormal_basis
 from layersim.metrics.kernel import _h_centre, _rbf_gram
+from layersim.parallel import single_blas_thread, thread_pool
+from layersim.store import ActivationStore, check_comparable
 
 log = logging.getLogger("layersim.experiments.kornblith")
 
@@ -166,9 +168,6 @@ def similarity_tensor(paths: dict[str, str], *, layers: str = r"\.relu$|^pool$",
     NaN where ``network_a == network_b`` (not compared).
     """
     import xarray as xr
-
-    from layersim.parallel import single_blas_thread, thread_pool
-    from layersim.store import ActivationStore, check_comparable
 
     metrics = list(metrics or IDENTIFICATION_METRICS)
     for m in metrics:
