@@ -43,9 +43,8 @@ def existence_rows(features, labels, num_classes: int, *, d_ratios, flip_fractio
     Xs_train, Xs_test = Xs[idx_train], Xs[idx_test]
     y_train = labels[idx_train]
     y_test = labels[idx_test]
-    flipped = y_train.copy()
-    chosen = np.random.default_rng(seed).random(len(flipped)) < flip_fraction
-    flipped[chosen] = num_classes - 1 - flipped[chosen]
+    flip = np.random.default_rng(seed).random(len(y_train)) < flip_fraction
+    flipped = np.where(flip, num_classes - 1 - y_train, y_train)
     p = X.shape[1]
     rows = []
     X_test = X[idx_test]
