@@ -114,7 +114,7 @@ def job_device(smk) -> str:
 
 
 def train_torch_job(smk, dataset, *, epochs: int | None = None, checkpoint=None, **options) -> None:
-    """``train_torch`` of the rule's arch, train and seed params (``epochs`` overriding) into its outputs."""
+    """``train_torch`` of the rule's arch, train settings (``epochs`` overriding) and seed → its outputs."""
     from layersim.train.torch import train_torch
 
     train = dict(smk.params.train) if epochs is None else {**dict(smk.params.train), "epochs": epochs}
