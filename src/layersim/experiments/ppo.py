@@ -13,6 +13,8 @@ import torch
 from torch import nn
 
 from layersim.errors import LayersimError
+from layersim.io import atomic_write
+from layersim.metrics.functional import softmax
 
 log = logging.getLogger("layersim")
 
@@ -219,8 +221,6 @@ def pair_colour_group(cat_a: str, cat_b: str) -> str:
 
 def save_agent(net: AgentNet, path) -> None:
     """Checkpoint (``torch.load(path, weights_only=True)``): arch, bottleneck width, weights."""
-    from layersim.io import atomic_write
-
     atomic_write(path, lambda tmp: torch.save({"arch": net.arch, "bottleneck": net.bottleneck_width, "state_dict": net.state_dict()}, tmp))
 
 
@@ -233,8 +233,6 @@ def load_agent(path) -> AgentNet:
 
 def policy_outputs(net: AgentNet, states) -> tuple[np.ndarray, np.ndarray]:
     """CKA features ``(n, d)`` float32 and action probabilities ``(n, 7)`` float64 on ``states``."""
-    from layersim.metrics.functional import softmax
-
     with torch.no_grad():
         logits, _, feats = net(states)
     return feats.numpy(), softmax(logits.numpy())
