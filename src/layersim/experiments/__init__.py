@@ -1,4 +1,2 @@
 """The papers' experiments, one module each, pure functions tested without Snakemake (docs/papers.md
-maps each to its config section, rule file, job module and outputs). :mod:`.common` holds
-Spearman ρ, a fitted line and Markdown tables.
-"""
+maps each to its config section, rule file, job module and outputs)."""

@@ -41,12 +41,10 @@ def depth_benchmark(reps: dict[str, np.ndarray], labels, metrics) -> tuple[list[
         for metric in metrics:
             row[metric] = distance(metric, reps[a], reps[b]) if metric != "pwcca" else 0.5 * (distance(metric, reps[a], reps[b]) + distance(metric, reps[b], reps[a]))
         pairs.append(row)
+    by_ref = [[r for r in pairs if ref in (r["a"], r["b"])] for ref in names]
     summary = []
     for metric in metrics:
-        per_ref = []
-        for ref in names:
-            sel = [r for r in pairs if ref in (r["a"], r["b"])]
-            per_ref.append(spearman([r[metric] for r in sel], [r["abs_probe_difference"] for r in sel]))
+        per_ref = [spearman([r[metric] for r in s], [r["abs_probe_difference"] for r in s]) for s in by_ref]
         summary.append({"benchmark": "layer_depth", "metric": metric, "spearman_rho_mean_over_references": float(np.nanmean(per_ref)), "spearman_rho_all_pairs": spearman([r[metric] for r in pairs], [r["abs_probe_difference"] for r in pairs]), "n_representations": len(names), "n_pairs": len(pairs)})
     return pairs, summary
 
@@ -63,8 +61,6 @@ def pc_deletion_benchmark(reps: dict[str, np.ndarray], labels, metrics, ks) -> t
             y = delete_top_pcs(x, k)
             row = {"representation": name, "k": k, "probe": linear_probe_accuracy(y, labels), "probe_original": base}
             row["probe_drop"] = base - row["probe"]
-            for metric in metrics:
-                row[metric] = distance(metric, y, x)
-            rows.append(row)
+            rows.append(row | {metric: distance(metric, y, x) for metric in metrics})
     summary = [{"benchmark": "pc_deletion", "metric": metric, "spearman_rho_mean_over_references": float(np.nanmean([spearman([r[metric] for r in rows if r["representation"] == n], [r["probe_drop"] for r in rows if r["representation"] == n]) for n in reps])), "spearman_rho_all_pairs": spearman([r[metric] for r in rows], [r["probe_drop"] for r in rows]), "n_representations": len(reps), "n_pairs": len(rows)} for metric in metrics]
     return rows, summary

@@ -15,7 +15,8 @@ from layersim.parallel import torch_threads
 
 
 @torch_threads(1)
-def _train_head(x, y, num_classes, steps, seed, lr=0.05, weight_decay=1e-4):
+def _linear_head(x, y, x_test, num_classes, steps, seed, lr=0.05, weight_decay=1e-4):
+    """A linear head trained on ``x``, ``y`` (Adam, cross-entropy): its predictions on ``x_test``."""
     torch.manual_seed(seed)
     xt, yt = torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.int64))
     head = torch.nn.Linear(x.shape[1], num_classes)
@@ -25,13 +26,8 @@ def _train_head(x, y, num_classes, steps, seed, lr=0.05, weight_decay=1e-4):
         loss = torch.nn.functional.cross_entropy(head(xt), yt)
         loss.backward()
         opt.step()
-    return head
-
-
-@torch_threads(1)
-def _logits(head, x):
     with torch.no_grad():
-        return head(torch.from_numpy(x.astype(np.float32))).double().numpy()
+        return softmax(head(torch.from_numpy(x_test.astype(np.float32))).double().numpy())
 
 
 def existence_rows(features, labels, num_classes: int, *, d_ratios, flip_fraction=1.0, head_fraction=0.5, steps=300, seed=0) -> list[dict]:
@@ -44,10 +40,11 @@ def existence_rows(features, labels, num_classes: int, *, d_ratios, flip_fractio
     mu, sd = X.mean(0), X.std(0)
     Xs = (X - mu) / np.where(sd > 0, sd, 1.0)  # standardised: the heads' input scale
     idx_train, idx_test = train_test_split(np.arange(len(X)), train_size=head_fraction, stratify=labels, random_state=seed)
+    Xs_train, Xs_test = Xs[idx_train], Xs[idx_test]
     y_train = labels[idx_train]
-    flipped = y_train.copy()
-    chosen = np.random.default_rng(seed).random(len(flipped)) < flip_fraction
-    flipped[chosen] = num_classes - 1 - flipped[chosen]
+    y_test = labels[idx_test]
+    flip = np.random.default_rng(seed).random(len(y_train)) < flip_fraction
+    flipped = np.where(flip, num_classes - 1 - y_train, y_train)
     p = X.shape[1]
     rows = []
     X_test = X[idx_test]
@@ -56,11 +53,8 @@ def existence_rows(features, labels, num_classes: int, *, d_ratios, flip_fractio
     for d in d_ratios:
         k = max(1, int(round((1.0 - d) * p)))
         keep1, keep2 = np.arange(k), np.arange(p - k, p)
-        h1 = _train_head(Xs[idx_train][:, keep1], y_train, num_classes, steps, seed)
-        h2 = _train_head(Xs[idx_train][:, keep2], flipped, num_classes, steps, seed + 1)
-        P1 = softmax(_logits(h1, Xs[idx_test][:, keep1]))
-        P2 = softmax(_logits(h2, Xs[idx_test][:, keep2]))
-        y_test = labels[idx_test]
+        P1 = _linear_head(Xs_train[:, keep1], y_train, Xs_test[:, keep1], num_classes, steps, seed)
+        P2 = _linear_head(Xs_train[:, keep2], flipped, Xs_test[:, keep2], num_classes, steps, seed + 1)
         m1, m2 = np.zeros_like(X_test), np.zeros_like(X_test)
         m1[:, keep1], m2[:, keep2] = X_test[:, keep1], X_test[:, keep2]
         rows.append({

@@ -16,7 +16,12 @@ import numpy as np
 
 from layersim.errors import LayersimError
 from layersim.layers import select_layers
-from layersim.metrics import METRICS
+from layersim.metrics import METRICS, MetricInputError
+from layersim.metrics._common import _as_matrix, _centre
+from layersim.metrics.canonical import orthonormal_basis
+from layersim.metrics.kernel import _h_centre, _rbf_gram
+from layersim.parallel import single_blas_thread, thread_pool
+from layersim.store import ActivationStore, check_comparable
 
 log = logging.getLogger("layersim.experiments.kornblith")
 
@@ -70,11 +75,6 @@ class LayerFeatures:
 
 def layer_features(X, *, rbf: dict[str, float] | None = None, variance: float = 0.99) -> LayerFeatures:
     """Per-layer quantities of :class:`LayerFeatures` for ``X (n, p, ...)`` (float64)."""
-    from layersim.metrics import MetricInputError
-    from layersim.metrics._common import _as_matrix, _centre
-    from layersim.metrics.canonical import orthonormal_basis
-    from layersim.metrics.kernel import _h_centre, _rbf_gram
-
     X = _as_matrix(X, "X")
     n = X.shape[0]
     try:
@@ -138,22 +138,19 @@ def pair_matrices(fa: list[LayerFeatures], fb: list[LayerFeatures], metrics: lis
         for j, y in enumerate(fb):
             if x.error or y.error:
                 continue
+            means = {}  # mean ρ and mean ρ² of CCA and of SVCCA
             if cca_metrics:
                 P, rho, Vt = np.linalg.svd(x.cca.T @ y.cca, full_matrices=False)
                 rho = np.clip(rho, 0.0, 1.0)
-                if "cca_mean_rho" in metrics:
-                    ab["cca_mean_rho"][i, j] = rho.mean()
-                if "cca_r2" in metrics:
-                    ab["cca_r2"][i, j] = np.mean(rho**2)
+                means.update(cca_mean_rho=rho.mean(), cca_r2=np.mean(rho**2))
                 if "pwcca" in metrics:
                     ab["pwcca"][i, j] = _pwcca(rho, P, x.cca_m)
                     ba["pwcca"][j, i] = _pwcca(rho, Vt.T, y.cca_m)
             if sv_metrics:
                 rho = np.clip(np.linalg.svd(x.svcca.T @ y.svcca, compute_uv=False), 0.0, 1.0)
-                if "svcca" in metrics:
-                    ab["svcca"][i, j] = rho.mean()
-                if "svcca_r2" in metrics:
-                    ab["svcca_r2"][i, j] = np.mean(rho**2)
+                means.update(svcca=rho.mean(), svcca_r2=np.mean(rho**2))
+            for m in (cca_metrics | sv_metrics) - {"pwcca"}:
+                ab[m][i, j] = means[m]
     for m in metrics:
         if m not in ("pwcca", "linear_regression"):
             ba[m] = ab[m].T.copy()
@@ -171,9 +168,6 @@ def similarity_tensor(paths: dict[str, str], *, layers: str = r"\.relu$|^pool$",
     NaN where ``network_a == network_b`` (not compared).
     """
     import xarray as xr
-
-    from layersim.parallel import single_blas_thread, thread_pool
-    from layersim.store import ActivationStore, check_comparable
 
     metrics = list(metrics or IDENTIFICATION_METRICS)
     for m in metrics:
@@ -212,11 +206,10 @@ def similarity_tensor(paths: dict[str, str], *, layers: str = r"\.relu$|^pool$",
         for (a, b), (ab, ba) in zip(pairs, pool.map(pair, pairs)):
             for k, m in enumerate(metrics):
                 out[k, a, b], out[k, b, a] = ab[m], ba[m]
-    n_used = len(first) if max_samples is None else min(max_samples, len(first))
     return xr.Dataset(
         {"similarity": (("metric", "network_a", "network_b", "layer_a", "layer_b"), out)},
         coords={"metric": metrics, "network_a": names, "network_b": names, "layer_a": chosen, "layer_b": chosen},
-        attrs={"n_samples": n_used, "layer_pattern": layers},
+        attrs={"n_samples": features[names[0]][0].n, "layer_pattern": layers},
     )
 
 

@@ -11,6 +11,7 @@ from itertools import combinations, product
 import numpy as np
 
 from layersim.errors import LayersimError
+from layersim.experiments.common import fit_line, spearman
 
 log = logging.getLogger("layersim")
 
@@ -33,12 +34,10 @@ def compare_agents(agents: dict, returns: dict, test_grids: list[int], *, episod
         raise LayersimError(f"comparing agents needs at least 2 (seeds); got {len(names)}: {names}")
     rows, arrays = [], {"agents": np.array(names)}
     for grid in test_grids:
-        states, source = [], []
-        for k, name in enumerate(names):
-            s, _ = run_episodes(agents[name], grid, episodes, seed=seed + 7919 * k)
-            states.append(s)
-            source += [k] * len(s)
-        states, source = np.concatenate(states), np.asarray(source)
+        visited = [run_episodes(agents[name], grid, episodes, seed=seed + 7919 * k)[0]
+                   for k, name in enumerate(names)]
+        states = np.concatenate(visited)
+        source = np.repeat(np.arange(len(names)), [len(s) for s in visited])
         outputs = {name: policy_outputs(agents[name], states) for name in names}
         arrays[f"g{grid}/states"], arrays[f"g{grid}/source"] = states, source
         for name in names:
@@ -65,8 +64,6 @@ def summary_rows(pairs: list[dict]) -> list[dict]:
     """Spearman ρ and least-squares slope of CKA vs JSD and CKA vs rank correlation per panel
     (architecture, training grid, test grid), then per architecture ``average`` (mean over
     panels, as Table 3.1) and ``pooled`` (all its pairs at once)."""
-    from layersim.experiments.common import fit_line, spearman
-
     def stats(rows):
         x = [r["cka"] for r in rows]
         out = {"n_pairs": len(rows), "n_cka_undefined": int(sum(not np.isfinite(v) for v in x))}

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from layersim.errors import LayersimError
+from layersim.io import read_comments, read_csv, write_csv
+from layersim.store import ActivationStore
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,6 @@ def first_pc_share(read: Callable[[slice], np.ndarray], n: int, p: int, *, block
 def pc_shares(path: str | os.PathLike, *, block_rows: int = 256, max_gram_features: int = 2048, oversamples: int = 10, n_iter: int = 7) -> list[PCShare]:
     """First-PC share of variance of every layer of an activation store, by
     :func:`first_pc_share`; NaN for a layer whose activations are constant over the samples."""
-    from layersim.store import ActivationStore
-
     store = ActivationStore(path)
     out = []
     for layer in store.layers:
@@ -98,8 +98,6 @@ COLUMNS = ("position", "layer", "n_features", "pc1_share", "pc1_variance", "tota
 
 def write_pc_shares(shares: list[PCShare], path: str | os.PathLike, *, attrs: dict | None = None) -> None:
     """Write per-layer shares as CSV (one row a layer, forward order; ``attrs`` as ``# k: v`` lines)."""
-    from layersim.io import write_csv
-
     rows = [dict(zip(COLUMNS, (i, s.layer, s.n_features, s.share, s.top, s.total, s.method))) for i, s in enumerate(shares)]
     write_csv(rows, path, [f"{key}: {value}" for key, value in (attrs or {}).items()], float_format="", lineterminator="\r\n")
 
@@ -108,8 +106,6 @@ def read_pc_shares(path: str | os.PathLike):
     """The CSV of :func:`write_pc_shares` as an ``xarray.Dataset`` with a ``layer`` coordinate
     (variables ``pc1_share``, ``pc1_variance``, ``total_variance``, ``n_features``)."""
     import xarray as xr
-
-    from layersim.io import read_comments, read_csv
 
     rows = read_csv(path)
     columns = {"pc1_share": float, "pc1_variance": float, "total_variance": float, "n_features": int, "method": str}

@@ -1,7 +1,6 @@
 """PPO agents on MiniGrid-Empty (thesis §3.5, Figures 3.6–3.8): networks, training, rollouts.
 Environment, networks and PPO (Schulman et al. 2017): docs/papers.md, MiniGrid. With the same seed
-and thread count a run is bitwise reproducible on one machine. ``minigrid`` and ``gymnasium`` are
-imported only inside the functions that make environments.
+and thread count a run is bitwise reproducible on one machine.
 """
 
 from __future__ import annotations
@@ -14,6 +13,8 @@ import torch
 from torch import nn
 
 from layersim.errors import LayersimError
+from layersim.io import atomic_write
+from layersim.metrics.functional import softmax
 
 log = logging.getLogger("layersim")
 
@@ -155,8 +156,7 @@ def _gae(rewards, values, dones, gamma: float, lam: float) -> torch.Tensor:
 def _ppo_update(net, optimiser, cfg, obs, actions, old_logprobs, advantages, returns) -> dict:
     """``epochs`` passes of shuffled minibatches over the clipped PPO objective."""
     n = len(actions)
-    totals = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0}
-    count = 0
+    losses = []  # per minibatch: policy loss, value loss, entropy
     for _ in range(cfg["epochs"]):
         for idx in torch.randperm(n).split(cfg["minibatch"]):
             logits, value, _ = net(obs[idx.numpy()])
@@ -171,10 +171,8 @@ def _ppo_update(net, optimiser, cfg, obs, actions, old_logprobs, advantages, ret
             loss.backward()
             nn.utils.clip_grad_norm_(net.parameters(), cfg["max_grad_norm"])
             optimiser.step()
-            for k, v in (("policy_loss", policy_loss), ("value_loss", value_loss), ("entropy", entropy)):
-                totals[k] += float(v.detach())
-            count += 1
-    return {k: v / count for k, v in totals.items()}
+            losses.append([float(policy_loss.detach()), float(value_loss.detach()), float(entropy.detach())])
+    return dict(zip(("policy_loss", "value_loss", "entropy"), np.mean(losses, axis=0).tolist()))
 
 
 def run_episodes(policy, size: int, episodes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -223,8 +221,6 @@ def pair_colour_group(cat_a: str, cat_b: str) -> str:
 
 def save_agent(net: AgentNet, path) -> None:
     """Checkpoint (``torch.load(path, weights_only=True)``): arch, bottleneck width, weights."""
-    from layersim.io import atomic_write
-
     atomic_write(path, lambda tmp: torch.save({"arch": net.arch, "bottleneck": net.bottleneck_width, "state_dict": net.state_dict()}, tmp))
 
 
@@ -237,8 +233,6 @@ def load_agent(path) -> AgentNet:
 
 def policy_outputs(net: AgentNet, states) -> tuple[np.ndarray, np.ndarray]:
     """CKA features ``(n, d)`` float32 and action probabilities ``(n, 7)`` float64 on ``states``."""
-    from layersim.metrics.functional import softmax
-
     with torch.no_grad():
         logits, _, feats = net(states)
     return feats.numpy(), softmax(logits.numpy())

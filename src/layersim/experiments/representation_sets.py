@@ -122,18 +122,17 @@ def classify_sets(X: np.ndarray, y: np.ndarray, *, test_fraction: float, C: floa
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
 
-    k = int(y.max()) + 1
     index = np.arange(len(y))
     train_idx, test_idx = train_test_split(index, test_size=test_fraction, random_state=seed, stratify=y)
     scaler = StandardScaler().fit(X[train_idx])
-    # the dual solver: 7 s against 32 s for the primal (sklearn's 'auto' choice) on the reduced run's 2,520 × 256
+    # the dual solver: faster on these features than the primal that sklearn's 'auto' picks for n > p
     svm = LinearSVC(C=C, max_iter=max_iter, dual=True, random_state=seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         svm.fit(scaler.transform(X[train_idx]), y[train_idx])
     converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
     predicted = svm.predict(scaler.transform(X[test_idx]))
-    confusion = confusion_matrix(y[test_idx], predicted, labels=np.arange(k)).astype(np.int64)
+    confusion = confusion_matrix(y[test_idx], predicted, labels=np.arange(y.max() + 1)).astype(np.int64)
     return {
         "confusion": confusion,
         "accuracy": float((predicted == y[test_idx]).mean()),

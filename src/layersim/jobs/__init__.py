@@ -113,6 +113,18 @@ def job_device(smk) -> str:
     return torch_device(job_config(smk).get("device", "auto"))
 
 
+def train_torch_job(smk, dataset, *, epochs: int | None = None, checkpoint=None, **options) -> None:
+    """``train_torch`` of the rule's arch, train settings (``epochs`` overriding) and seed → its outputs."""
+    from layersim.train.torch import train_torch
+
+    train = dict(smk.params.train) if epochs is None else {**dict(smk.params.train), "epochs": epochs}
+    train_torch(
+        dict(smk.params.arch), train, dataset, seed=int(smk.wildcards.seed), device=job_device(smk),
+        checkpoint=checkpoint or smk.output.checkpoint, history=smk.output.history, threads=smk.threads,
+        **options,
+    )
+
+
 def limit_threads(threads: int) -> None:
     """Keep TensorFlow to the job's threads (it must be set before TF starts)."""
     import tensorflow as tf

@@ -4,29 +4,24 @@ from __future__ import annotations
 
 from threadpoolctl import threadpool_limits
 
+from layersim.data import load_dataset
 from layersim.experiments.architectures import FUNCTIONAL, correlation_rows, markdown_table, pair_rows
 from layersim.io import read_csv, write_csv, write_text
-from layersim.jobs import job, job_device, log
+from layersim.jobs import job, log, train_torch_job
 from layersim.plots import scatter_panels
 
 
 @job
 def architectures_init(smk) -> None:
     """The untrained copy of a model: ``train_torch`` with 0 epochs, the trained instance's initialisation."""
-    from layersim.data import load_dataset
-    from layersim.train.torch import train_torch
-
-    dataset = load_dataset(dict(smk.params.dataset))
-    train_torch(dict(smk.params.arch), {**dict(smk.params.train), "epochs": 0}, dataset, seed=int(smk.wildcards.seed), checkpoint=smk.output.checkpoint, history=smk.output.history, threads=smk.threads, device=job_device(smk))
+    train_torch_job(smk, load_dataset(dict(smk.params.dataset)), epochs=0)
 
 
 @job
 def architectures_pairs(smk) -> None:
     """:func:`layersim.experiments.architectures.pair_rows` of the trained (and untrained) stores → CSV."""
     p = smk.params
-    groups = {"trained": list(smk.input.trained)}
-    if smk.input.untrained:
-        groups["untrained"] = list(smk.input.untrained)
+    groups = {"trained": list(smk.input.trained), "untrained": list(smk.input.untrained)}  # pairs within each
     with threadpool_limits(limits=max(1, smk.threads), user_api="blas"):
         rows = pair_rows(groups, layer=p.layer, metrics=list(p.metrics), max_samples=p.max_samples)
     for r in rows:

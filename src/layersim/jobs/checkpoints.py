@@ -8,18 +8,16 @@ from layersim.data import load_dataset
 from layersim.experiments.checkpoints import compare_with_final
 from layersim.experiments.common import spearman
 from layersim.io import read_csv, write_csv
-from layersim.jobs import job, job_device, log
+from layersim.jobs import job, log, train_torch_job
 from layersim.plots import lines_figure, scatter_panels
 
 
 @job
 def train_epochs(smk) -> None:
     """:func:`layersim.train.torch.train_torch` with a checkpoint (an output) at every configured epoch."""
-    from layersim.train.torch import train_torch
-
     epoch_paths = {int(re.search(r"e(\d+)\.pt$", str(p)).group(1)): str(p) for p in smk.output.checkpoints}
     dataset = load_dataset(dict(smk.params.dataset))
-    train_torch(dict(smk.params.arch), dict(smk.params.train), dataset, seed=int(smk.wildcards.seed), checkpoint=epoch_paths[max(epoch_paths)], history=smk.output.history, threads=smk.threads, epoch_checkpoints=epoch_paths, device=job_device(smk))
+    train_torch_job(smk, dataset, checkpoint=epoch_paths[max(epoch_paths)], epoch_checkpoints=epoch_paths)
 
 
 @job

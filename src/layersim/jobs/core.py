@@ -10,6 +10,7 @@ from layersim.data import load_dataset
 from layersim.errors import LayersimError
 from layersim.io import write_json
 from layersim.jobs import config_hash, job, job_config, job_device, limit_threads, release_freed_blocks_to_the_os, tell
+from layersim.jobs import train_torch_job
 from layersim.plots import grid_figure, heatmap_figure
 from layersim.store import read_similarity, write_similarity
 
@@ -24,11 +25,8 @@ def _check_epoch(smk) -> None:
 @job
 def train(smk) -> None:
     """:func:`layersim.train.torch.train_torch`."""
-    from layersim.train.torch import train_torch
-
     _check_epoch(smk)
-    dataset = load_dataset(dict(smk.params.dataset))
-    train_torch(dict(smk.params.arch), dict(smk.params.train), dataset, seed=int(smk.wildcards.seed), checkpoint=smk.output.checkpoint, history=smk.output.history, threads=smk.threads, device=job_device(smk))
+    train_torch_job(smk, load_dataset(dict(smk.params.dataset)))
 
 
 @job

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+from layersim.experiments.common import markdown_table
+from layersim.experiments.existence import existence_rows
+from layersim.io import write_csv, write_text
 from layersim.jobs import job, log
+from layersim.plots import existence_figure
+from layersim.store import ActivationStore
 
 
 @job
 def existence_proof(smk) -> None:
     """:func:`layersim.experiments.existence.existence_rows` on the base's store → CSV, Markdown, figure."""
-    from layersim.experiments.common import markdown_table
-    from layersim.io import write_csv, write_text
-    from layersim.experiments.existence import existence_rows
-    from layersim.plots import existence_figure
-    from layersim.store import ActivationStore
-
     p = smk.params
     store = ActivationStore(smk.input.store)
     features, labels = store.read(p.layer), store.labels

@@ -77,7 +77,6 @@ def cross_seed_figure(smk) -> None:
     """:func:`layersim.plots.grid_figure`: per model, seed a, seed b, and seed a against seed b."""
     sims = _by_instance(smk.input.results)
     rows = list(smk.params.rows)
-    results = {}
-    for i, (a, b) in enumerate(rows):
-        results[(i, 0)], results[(i, 1)], results[(i, 2)] = sims[(a, a)], sims[(b, b)], sims[(a, b)]
+    cells = [[(a, a), (b, b), (a, b)] for a, b in rows]
+    results = {(i, j): sims[pair] for i, row in enumerate(cells) for j, pair in enumerate(row)}
     grid_figure(results, smk.output.figure, row_labels=[a.split("-")[0] for a, _ in rows], col_labels=["seed a", "seed b", "a vs b"], row_title="", col_title="", title="Same architecture, different seeds (minibatch linear CKA)")

@@ -6,7 +6,7 @@ from threadpoolctl import threadpool_limits
 
 from layersim.experiments import representation_sets as rs
 from layersim.io import write_csv
-from layersim.jobs import config_hash, job, job_device, log
+from layersim.jobs import config_hash, job, job_device, log, train_torch_job
 from layersim.plots import confusion_figure, tsne_figure
 from layersim.store import ActivationStore, write_activations
 
@@ -14,14 +14,8 @@ from layersim.store import ActivationStore, write_activations
 @job
 def representation_train(smk) -> None:
     """One model trained on the dataset ``trained_on`` (``untrained``: 0 epochs) by ``train_torch``."""
-    from layersim.train.torch import train_torch
-
-    trained_on = smk.wildcards.trained_on
     dataset = rs.load_set_dataset(dict(smk.params.dataset), where=f"papers.representation_sets.datasets.{smk.params.dataset_name}")
-    train = dict(smk.params.train)
-    if trained_on == rs.UNTRAINED:
-        train["epochs"] = 0
-    train_torch(dict(smk.params.arch), train, dataset, seed=int(smk.wildcards.seed), checkpoint=smk.output.checkpoint, history=smk.output.history, threads=smk.threads, device=job_device(smk))
+    train_torch_job(smk, dataset, epochs=0 if smk.wildcards.trained_on == rs.UNTRAINED else None)
 
 
 @job
