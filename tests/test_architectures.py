@@ -136,7 +136,7 @@ def test_untrained_copy_is_the_trained_instance_at_initialisation(tmp_path, monk
     dataset = Dataset("tiny", split, split, num_classes=2)
     arch, train = {"family": "resnet4stage", "depth": 18, "width": 0.125}, {"epochs": 1, "batch_size": 10}
     train_torch(arch, train, dataset, seed=3, checkpoint=tmp_path / "t.pt", history=tmp_path / "t.json", progress=False, epoch_checkpoints={0: tmp_path / "e0.pt"})
-    monkeypatch.setattr("layersim.data.load_dataset", lambda cfg: dataset)
+    monkeypatch.setattr("layersim.jobs.architectures.load_dataset", lambda cfg: dataset)
     smk = SimpleNamespace(params=SimpleNamespace(arch=arch, train=train, dataset={}), wildcards=SimpleNamespace(seed="3"), output=SimpleNamespace(checkpoint=str(tmp_path / "init.pt"), history=str(tmp_path / "init.json")), threads=1, log=[str(tmp_path / "init.log")])
     architectures_init(smk)
     init = torch.load(tmp_path / "init.pt", weights_only=True)
