@@ -150,7 +150,7 @@ def test_reduced_run_agents(reduced):
             assert record["category"] == rl.category(record["mean_return"])
             assert record["history"][-1]["frames"] == 6144
             net = rl.load_agent(reduced / "minigrid" / "agents" / f"{arch}-g5-s{seed}.pt")
-            assert net.arch == arch and net.cka_features(views(3)).shape[1] == (64 if arch == "original" else 8)
+            assert net.arch == arch and rl.policy_outputs(net, views(3))[0].shape[1] == (64 if arch == "original" else 8)
             assert (reduced / "benchmarks" / "minigrid" / "train" / f"{arch}-g5-s{seed}.tsv").exists()
     # the budget is enough for most agents to beat a random policy (~0.2) clearly
     returns = [json.loads(p.read_text())["mean_return"] for p in (reduced / "minigrid" / "agents").glob("*.json")]
@@ -177,7 +177,7 @@ def test_reduced_run_pairs_recomputed_in_float64(reduced):
     assert row["rank_correlation"] == pytest.approx(np.mean([spearmanr(p, q).statistic for p, q in zip(pa, pb)]), rel=1e-5)
     # the saved features are the checkpoint's own outputs on the saved states
     net = rl.load_agent(reduced / "minigrid" / "agents" / "original-g5-s3.pt")
-    np.testing.assert_allclose(net.cka_features(arrays["g6/states"][sel]).detach().numpy(), fb, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(rl.policy_outputs(net, arrays["g6/states"][sel])[0], fb, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow
