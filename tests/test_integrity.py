@@ -555,3 +555,27 @@ def test_compare_stores_refuses_a_store_holding_nan(tmp_path, monkeypatch, cache
     path = write_activations(tmp_path / "a.zarr", [data], sample_id=np.arange(32), labels=np.zeros(32), attrs={})
     with pytest.raises(NonFiniteInputError, match=rf"^activation store {path}, minibatch \d of 4 \(batch_size 16, pass \d\): layer 'conv': 9 NaN"):
         compare_stores({"a": str(path)}, [("a", "a")], batch_size=16, passes=2, threads=1, cache_mb=cache_mb, progress=False)
+
+
+def test_the_ding_job_names_its_config_key_when_a_layer_pattern_matches_nothing(tmp_path, capsys):
+    from layersim.jobs import ding as ding_jobs
+
+    stores = [tmp_path / "m-s0-e1.zarr", tmp_path / "m-s1-e1.zarr"]
+    for seed, path in enumerate(stores):
+        make_store(path, seed=seed)
+    outputs = {name: str(tmp_path / f"{name}.out") for name in ("depth", "pc_deletion", "summary", "depth_figure", "pc_figure")}
+    smk = SimpleNamespace(
+        input=SimpleNamespace(stores=[str(p) for p in stores]),
+        output=SimpleNamespace(**outputs),
+        params=SimpleNamespace(seeds=[0, 1], layers="^block9$", pc_layer="fc", pc_deletions=[1], metrics=["linear_cka"], max_samples=N),
+        wildcards=SimpleNamespace(),
+        log=[str(tmp_path / "ding.log")],
+        threads=1,
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        ding_jobs.ding_benchmark(smk)
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "no layer matches the papers.ding.layers pattern '^block9$'; layers: conv, fc, logits" in err
+    assert err.count("\n") == 1
+    assert not list(tmp_path.glob("*.out"))

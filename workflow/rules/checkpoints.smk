@@ -11,6 +11,7 @@ rule train_epochs:
         checkpoints=expand(f"{RESULTS}/checkpoints/{{{{model}}}}/s{{{{seed}}}}/e{{ep}}.pt", ep=ckpt_epochs()),
         history=f"{RESULTS}/checkpoints/{{model}}/s{{seed}}/history.json",
     params:
+        epochs=ckpt_epochs(),
         arch=lambda w: arch_params(w.model),
         train=lambda w: train_params(w.model),
         dataset=DATASET,
@@ -56,6 +57,7 @@ rule checkpoint_compare:
     output:
         table=f"{RESULTS}/checkpoints/{{model}}/s{{seed}}/vs_final.csv",
     params:
+        epochs=ckpt_epochs(),
         layers=CHECKPOINTS["layers"],
         max_samples=CHECKPOINTS["max_samples"],
         lr=lambda w: train_params(w.model)["lr"],

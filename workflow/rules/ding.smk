@@ -15,6 +15,7 @@ rule ding_benchmark:
         depth_figure=report(f"{RESULTS}/figures/ding/layer_depth.{FMT}", caption="../report/ding.rst", category="Ding, Denain & Steinhardt 2021", subcategory="Layer depth"),
         pc_figure=report(f"{RESULTS}/figures/ding/pc_deletion.{FMT}", caption="../report/ding.rst", category="Ding, Denain & Steinhardt 2021", subcategory="PC deletion"),
     params:
+        seeds=config["seeds"],
         **{k: PAPERS["ding"][k] for k in ("layers", "pc_layer", "pc_deletions", "metrics", "max_samples")},
     log:
         f"{RESULTS}/logs/ding/benchmark.log",

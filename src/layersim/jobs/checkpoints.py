@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from layersim.data import load_dataset
 from layersim.experiments.checkpoints import compare_with_final
 from layersim.experiments.common import spearman
@@ -15,7 +13,7 @@ from layersim.plots import lines_figure, scatter_panels
 @job
 def train_epochs(smk) -> None:
     """:func:`layersim.train.torch.train_torch` with a checkpoint (an output) at every configured epoch."""
-    epoch_paths = {int(re.search(r"e(\d+)\.pt$", str(p)).group(1)): str(p) for p in smk.output.checkpoints}
+    epoch_paths = dict(zip(smk.params.epochs, map(str, smk.output.checkpoints), strict=True))
     dataset = load_dataset(dict(smk.params.dataset))
     train_torch_job(smk, dataset, checkpoint=epoch_paths[max(epoch_paths)], epoch_checkpoints=epoch_paths)
 
@@ -23,7 +21,7 @@ def train_epochs(smk) -> None:
 @job
 def checkpoint_compare(smk) -> None:
     """:func:`layersim.experiments.checkpoints.compare_with_final` of one instance's checkpoints → CSV."""
-    paths = {int(re.search(r"-e(\d+)\.zarr$", str(p)).group(1)): str(p) for p in smk.input.stores}
+    paths = dict(zip(smk.params.epochs, map(str, smk.input.stores), strict=True))
     rows = compare_with_final(paths, layers=smk.params.layers, max_samples=smk.params.max_samples)
     rows = [{"model": smk.wildcards.model, "seed": int(smk.wildcards.seed), "lr": smk.params.lr, **r} for r in rows]
     for r in rows:

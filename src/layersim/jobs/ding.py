@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from threadpoolctl import threadpool_limits
 
 from layersim.experiments import ding
@@ -20,13 +18,12 @@ def ding_benchmark(smk) -> None:
     p = smk.params
     rows_ = slice(0, p.max_samples)
     reps, pc_reps, labels = {}, {}, None
-    for path in smk.input.stores:
+    for seed, path in zip(p.seeds, smk.input.stores, strict=True):
         store = ActivationStore(path)
         labels = store.labels[rows_] if labels is None else labels
-        seed = re.search(r"-s(\d+)-", store.name).group(1)
-        for layer in select_layers(store.layers, p.layers, what="functional_papers.ding.layers pattern", include_logits=True):
+        for layer in select_layers(store.layers, p.layers, what="papers.ding.layers pattern", include_logits=True):
             reps[f"s{seed}:{layer}"] = store.read(layer, rows_)
-        pc_layer = select_layers(store.layers, p.pc_layer, what="functional_papers.ding.pc_layer pattern", include_logits=True)[0]
+        pc_layer = select_layers(store.layers, p.pc_layer, what="papers.ding.pc_layer pattern", include_logits=True)[0]
         pc_reps[f"s{seed}:{pc_layer}"] = store.read(pc_layer, rows_)
     metrics = list(p.metrics)
     with threadpool_limits(limits=max(1, smk.threads), user_api="blas"):
