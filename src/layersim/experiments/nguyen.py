@@ -34,9 +34,10 @@ def first_pc_share(read: Callable[[slice], np.ndarray], n: int, p: int, *, block
 
     ``read(slice)`` returns the rows in that slice. Up to ``max_gram_features`` features the
     exact ``p × p`` scatter matrix about the first block's mean (a well-conditioned subtraction
-    of the mean's outer product) is used, beyond it the randomised subspace iteration (Halko et al.
-    2011, Alg. 4.4; ``oversamples`` extra columns, ``n_iter`` power iterations, a Gaussian start
-    seeded by ``seed``). Returns ``(top, total, method)``: the largest eigenvalue of ``X_cᵀX_c``,
+    of the mean's outer product) is used, or, with fewer samples than features, the ``n × n``
+    Gram matrix of the centred rows (the same nonzero eigenvalues). Beyond ``max_gram_features``
+    the randomised subspace iteration (Halko et al. 2011, Alg. 4.4; ``oversamples`` extra columns,
+    ``n_iter`` power iterations, a Gaussian start seeded by ``seed``). Returns ``(top, total, method)``: the largest eigenvalue of ``X_cᵀX_c``,
     its trace ``‖X_c‖²_F`` (exact in both), and ``"exact"`` or ``"randomized"``.
     """
     if block_rows < 1:
@@ -44,6 +45,11 @@ def first_pc_share(read: Callable[[slice], np.ndarray], n: int, p: int, *, block
     if n < 2:
         raise LayersimError(f"a principal component needs at least 2 samples, got {n}")
     blocks = [slice(lo, min(n, lo + block_rows)) for lo in range(0, n, block_rows)]
+    if n < p <= max_gram_features:  # X_c X_cᵀ: at most max_gram_features² values, like the scatter
+        x = np.concatenate([np.asarray(read(rows), dtype=np.float64).reshape(-1, p) for rows in blocks])
+        x -= x.mean(axis=0)
+        top = float(np.linalg.eigvalsh(x @ x.T)[-1])
+        return max(top, 0.0), float(np.einsum("ij,ij->", x, x)), "exact"
     shift = np.asarray(read(blocks[0]), dtype=np.float64).mean(axis=0)
     total_sum = np.zeros(p)
     if p <= max_gram_features:
