@@ -127,6 +127,9 @@ def test_partial_config_says_configs_replace_the_default():
         ({"family": "vgg", "depth": 12}, 32, "11, 13 or 16"),
         ({"family": "vgg", "depth": 11}, 8, "side"),
         ({"family": "tiny10", "depth": 10}, 8, "side"),
+        ({"family": "vgg", "depth": 11, "width": 4}, 16, "side"),  # wide: the side check runs at width 1
+        ({"family": "mobilenet", "depth": 28, "width": 0.5}, 8, "side"),  # narrow: at its own width
+        ({"depth": 8, "width": 2.5}, 8, "positive integer"),  # the builder's own width check
         ({"framework": "keras", "family": "seed_resnet", "depth": 51}, 32, "50, 101, 152"),
     ],
 )

@@ -253,7 +253,10 @@ def dataset_problem(dataset: dict, where: str) -> str | None:
 
 def architecture_problem(config: dict, model: str) -> str | None:
     """Why ``model``'s architecture cannot be built for the configured dataset (None if it can):
-    the model builders' own checks, run without training (torch on the meta device)."""
+    the model builders' own checks, run without training. A torch model is built on the meta
+    device (its depth and width checks, no memory), then its forward pass's input-side checks run
+    on one zero image through the same architecture at width ≤ 1 on the CPU (the spatial path does
+    not depend on width; a meta-device forward would load torch's compiler, seconds a command)."""
     arch = {k: v for k, v in config["models"][model].items() if k != "train"}
     channels = 1 if config["dataset"]["name"] == "digits" else 3
     side = config["dataset"]["image_size"]
@@ -264,9 +267,11 @@ def architecture_problem(config: dict, model: str) -> str | None:
             from layersim.models.torch import build_torch_model
 
             with torch.device("meta"):
-                net = build_torch_model(arch, num_classes=10, in_channels=channels).eval()
-                with torch.no_grad():
-                    net(torch.zeros(1, channels, side, side))
+                build_torch_model(arch, num_classes=10, in_channels=channels)
+            width = arch.get("width", 1)
+            narrow = {**arch, "width": width if width <= 1 else type(width)(1)}
+            with torch.no_grad():
+                build_torch_model(narrow, num_classes=10, in_channels=channels).eval()(torch.zeros(1, channels, side, side))
         else:
             from layersim.models.keras import check_keras_arch
 

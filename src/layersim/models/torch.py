@@ -36,11 +36,12 @@ class _Chain(nn.Sequential):
 
 def _add_classifier(model: nn.Module, features: int, num_classes: int) -> None:
     """The ending every family shares: ``pool`` (global average pooling, flattened), ``logits``
-    (linear), then He initialisation (fan-out, ReLU) of every convolution, as in He et al. (2016)."""
+    (linear), then He initialisation (fan-out, ReLU) of every convolution, as in He et al. (2016);
+    weights on the meta device hold no values and are left as they are."""
     model.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
     model.logits = nn.Linear(features, num_classes)
     for m in model.modules():
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, nn.Conv2d) and not m.weight.is_meta:
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
 
