@@ -76,7 +76,7 @@ def test_seed_blog_reduced_run(tmp_path, archive):
         "similarity": {"batch_size": 16, "passes": 1},
         "extract": {"batch_size": 16},
         # one thread a job, so two of them run at once on 2 cores: on 16 images a job's time is
-        # mostly Keras building and tracing the model, which one thread does
+        # mostly Keras building and tracing the model, not arithmetic
         "resources": {"train": {"threads": 1}, "extract": {"threads": 1}},
     }
     (tmp_path / "reduced.yaml").write_text(config_yaml(overrides))

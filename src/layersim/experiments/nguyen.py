@@ -37,8 +37,9 @@ def first_pc_share(read: Callable[[slice], np.ndarray], n: int, p: int, *, block
     of the mean's outer product) is used, or, with fewer samples than features, the ``n × n``
     Gram matrix of the centred rows (the same nonzero eigenvalues). Beyond ``max_gram_features``
     the randomised subspace iteration (Halko et al. 2011, Alg. 4.4; ``oversamples`` extra columns,
-    ``n_iter`` power iterations, a Gaussian start seeded by ``seed``). Returns ``(top, total, method)``: the largest eigenvalue of ``X_cᵀX_c``,
-    its trace ``‖X_c‖²_F`` (exact in both), and ``"exact"`` or ``"randomized"``.
+    ``n_iter`` power iterations, a Gaussian start seeded by ``seed``). Returns
+    ``(top, total, method)``: the largest eigenvalue of ``X_cᵀX_c``, its trace ``‖X_c‖²_F``
+    (exact on every route), and ``"exact"`` or ``"randomized"``.
     """
     if block_rows < 1:
         raise LayersimError(f"block_rows must be at least 1, got {block_rows}")
